@@ -1,0 +1,5 @@
+"""``python -m statehub``."""
+
+from statehub.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""The check catalogue C-01..C-23 (C-00 is an automation error), one module per family.
+
+Each family exposes ``run(ctx) -> list[Finding]`` and emits only the checks that are
+enabled for the repo (``ctx.settings.enabled(id)``), so a disabled check costs nothing.
+C-12 (not the top of a non-bare work tree) is decided before any family runs, from
+:func:`statehub.gitstate.probe`, because no other check can run on such a path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from statehub.gitstate import GitState
+    from statehub.settings import EffectiveChecks
+
+AUTOMATION_ERROR = "C-00"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One finding of a repo's assessment."""
+
+    check: str
+    message: str
+    path: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "message": self.message, "path": self.path}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepoContext:
+    """What a check may look at: the work tree, its git state and the effective settings."""
+
+    name: str
+    root: Path
+    settings: EffectiveChecks
+    git: GitState
+
+
+def assess(ctx: RepoContext) -> list[Finding]:
+    """Every finding of C-01..C-23 (less C-12) for one readable work tree, in catalogue order."""
+    from statehub.checks import content, docs, git, workplans
+
+    families: tuple[Callable[[RepoContext], list[Finding]], ...] = (
+        docs.run,
+        workplans.run,
+        git.run,
+        content.run,
+    )
+    findings = [finding for family in families for finding in family(ctx)]
+    return sorted(findings, key=lambda finding: finding.check)

@@ -1,0 +1,473 @@
+"""The command line, thin: parse, call, print.
+
+Heavy modules (pydantic, pygit2, rich, FastAPI, APScheduler) are imported inside the
+commands that need them, so ``statehub --help`` answers at once. Expected failures become
+one line on stderr and a documented exit status; never a traceback.
+
+Exit status: 0 done (assessment failures included), 1 automation error, 2 usage,
+78 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from statehub.errors import EXIT_USAGE, StatehubError
+
+if TYPE_CHECKING:
+    from statehub.settings import Settings
+    from statehub.store import Store
+
+Handler = Callable[[argparse.Namespace], int]
+
+EPILOG = (
+    "exit status: 0 done (assessment failures included), 1 automation error (C-00), "
+    "2 usage, 78 bad configuration"
+)
+
+
+# -- shared helpers -------------------------------------------------------------------
+
+
+def load(args: argparse.Namespace) -> Settings:
+    """The configuration named by ``--config`` or found by the lookup order."""
+    from statehub.settings import load_settings
+
+    return load_settings(args.config)
+
+
+def open_store(settings: Settings, *, create: bool = False) -> Store | None:
+    """The store, or None when no database exists yet and ``create`` is False."""
+    from statehub.store import Store
+
+    if not create and not settings.database_path.exists():
+        return None
+    return Store.open(settings.database_path, create=create)
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+# -- sweep and check ------------------------------------------------------------------
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from statehub.render import sweep_table
+    from statehub.sweep import run_sweep
+
+    settings = load(args)
+    repos = None if args.all or not args.repo else list(args.repo)
+    progress_bar = None
+    if not args.json and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        progress_bar = Progress(transient=True, console=_stderr_console())
+    if progress_bar is None:
+        event = run_sweep(
+            settings,
+            repos=repos,
+            remote=args.remote,
+            max_seconds=args.max_seconds,
+            source=args.source,
+        )
+    else:
+        with progress_bar:
+            task = progress_bar.add_task("sweeping", total=None)
+
+            def advance(done: int, total: int, repo: str) -> None:
+                progress_bar.update(task, completed=done, total=total, description=repo)
+
+            event = run_sweep(
+                settings,
+                repos=repos,
+                remote=args.remote,
+                max_seconds=args.max_seconds,
+                source=args.source,
+                progress=advance,
+            )
+    if args.json:
+        print_json(event.as_dict())
+    else:
+        sweep_table(console(), event)
+    return int(event.detail["exit_code"])
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from statehub.checks import AUTOMATION_ERROR
+    from statehub.render import check_table
+    from statehub.sweep import Target, assess_target
+
+    settings = load(args)
+    path = Path(args.path).expanduser().absolute()
+    checks = settings.checks_for(path.name)
+    outcome = assess_target(
+        Target(name=path.name, path=path),
+        checks,
+        remote=args.remote,
+        fetch_timeout=settings.sweep.fetch_timeout_seconds,
+    )
+    if outcome.kind == "missing":
+        raise_usage(f"{path}: no such folder")
+    document = {
+        "repo": path.name,
+        "path": str(path),
+        "head": outcome.head,
+        "findings": [finding.as_dict() for finding in outcome.findings],
+    }
+    if args.json:
+        print_json(document)
+    else:
+        check_table(console(), document)
+    return 1 if any(f.check == AUTOMATION_ERROR for f in outcome.findings) else 0
+
+
+def raise_usage(message: str) -> None:
+    from statehub.errors import UsageError
+
+    raise UsageError(message)
+
+
+# -- reading the store ----------------------------------------------------------------
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from statehub.render import events_table
+    from statehub.store import utc_now
+
+    settings = load(args)
+    store = open_store(settings)
+    events = []
+    if store is not None:
+        with store:
+            since = utc_now() - timedelta(hours=args.since_hours) if args.since_hours else None
+            events = store.events(event_type=args.event_type, limit=args.limit, since=since)
+    if args.json:
+        print_json([event.as_dict() for event in events])
+    else:
+        events_table(console(), events)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from statehub.render import runs_table
+
+    settings = load(args)
+    store = open_store(settings)
+    runs = []
+    if store is not None:
+        with store:
+            runs = store.runs(definition_id=settings.schedule.id, limit=args.limit)
+    if args.json:
+        print_json([run.as_dict() for run in runs])
+    else:
+        runs_table(console(), runs)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from statehub.compare import compare_command
+
+    return compare_command(load(args), since_hours=args.since_hours, as_json=args.json)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from statehub.compare import status_command
+
+    return status_command(load(args), as_json=args.json)
+
+
+# -- long-running services ------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from statehub.api import serve
+
+    return serve(load(args))
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from statehub.scheduler import run_daemon
+
+    return run_daemon(args.config)
+
+
+def cmd_schedule_show(args: argparse.Namespace) -> int:
+    from statehub.scheduler import schedule_show_command
+
+    return schedule_show_command(load(args), as_json=args.json)
+
+
+def cmd_schedule_run_now(args: argparse.Namespace) -> int:
+    from statehub.scheduler import run_now_command
+
+    return run_now_command(load(args), force=args.force, as_json=args.json)
+
+
+# -- configuration --------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from statehub.render import config_warnings
+
+    settings = load(args)
+    warnings = config_warnings(settings)
+    where = settings.config_file or "(built-in defaults)"
+    for warning in warnings:
+        sys.stderr.write(f"statehub: warning: {warning}\n")
+    sys.stdout.write(f"ok: {where}" + (f" ({len(warnings)} warning(s))" if warnings else "") + "\n")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from statehub.render import to_toml
+    from statehub.settings import public_dict
+
+    settings = load(args)
+    document = public_dict(settings)
+    if args.json:
+        print_json(document)
+    else:
+        sys.stdout.write(f"# effective configuration from {settings.config_file or 'defaults'}\n")
+        sys.stdout.write(to_toml(document))
+    return 0
+
+
+def cmd_install_units(args: argparse.Namespace) -> int:
+    from statehub.install import main as install_main
+
+    return install_main(args.install_args)
+
+
+# -- the parser -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: $STATEHUB_CONFIG, /etc/statehub/statehub.toml, "
+        "then config/statehub.toml beside the checkout)",
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout, nothing else"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="statehub",
+        description="Keep a fleet of git repositories consistent, record every sweep, "
+        "and schedule it.",
+        epilog=EPILOG,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Handler, help_text: str, *parents: argparse.ArgumentParser) -> Any:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EPILOG,
+            parents=[common, *parents],
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sweep = add("sweep", cmd_sweep, "assess the fleet and record the sweep as an event", as_json)
+    which = sweep.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every configured repo (the default)")
+    which.add_argument(
+        "--repo", action="append", metavar="NAME", help="only this repo (repeatable)"
+    )
+    sweep.add_argument("--remote", action="store_true", help="git fetch each repo first")
+    sweep.add_argument(
+        "--max-seconds",
+        type=_bounded_int(1, 3600),
+        metavar="N",
+        help="time budget of this sweep, 1..3600 (default: [sweep] max_seconds)",
+    )
+    sweep.add_argument(
+        "--source",
+        default="manual",
+        type=_source_name,
+        metavar="S",
+        help="who asks: recorded as detail.source (default: manual)",
+    )
+
+    check = add("check", cmd_check, "assess one folder; no registry, no event written", as_json)
+    check.add_argument("path", metavar="PATH", help="the repo's folder")
+    check.add_argument("--remote", action="store_true", help="git fetch first")
+
+    events = add("events", cmd_events, "list recorded progress events, newest first", as_json)
+    events.add_argument("--event-type", metavar="T", help="only events of this type")
+    events.add_argument(
+        "--limit", type=_bounded_int(1, 100000), default=20, metavar="N", help="default 20"
+    )
+    events.add_argument(
+        "--since-hours", type=_positive_float, metavar="H", help="only the last H hours"
+    )
+
+    compare = add(
+        "compare", cmd_compare, "sweeps summed by source, and slot coverage", as_json
+    )
+    compare.add_argument(
+        "--since-hours", type=_positive_float, default=24.0, metavar="H", help="default 24"
+    )
+
+    runs = add("runs", cmd_runs, "the daemon's recent fires (activity_runs)", as_json)
+    runs.add_argument(
+        "--limit", type=_bounded_int(1, 100000), default=20, metavar="N", help="default 20"
+    )
+
+    add("serve", cmd_serve, "serve the HTTP API ([api] host and port)")
+    add("daemon", cmd_daemon, "run the scheduler daemon ([schedule])")
+
+    schedule = add("schedule", _missing_subcommand, "the schedule definition the daemon runs")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", metavar="COMMAND")
+    show = schedule_commands.add_parser(
+        "show",
+        help="the definition and its next five fire times",
+        description="the definition and its next five fire times",
+        parents=[common, as_json],
+    )
+    show.set_defaults(handler=cmd_schedule_show)
+    run_now = schedule_commands.add_parser(
+        "run-now",
+        help="fire the job once now, through the path a scheduled fire takes",
+        description="fire the job once now, through the path a scheduled fire takes",
+        parents=[common, as_json],
+    )
+    run_now.add_argument(
+        "--force", action="store_true", help="sweep even where standby would stay idle"
+    )
+    run_now.set_defaults(handler=cmd_schedule_run_now)
+
+    add("status", cmd_status, "one screen: schedule, last runs, open findings", as_json)
+
+    config = add("config", _missing_subcommand, "check or show the configuration")
+    config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
+    config_check = config_commands.add_parser(
+        "check",
+        help="validate the configuration (exit 78 when bad)",
+        description="validate the configuration (exit 78 when bad)",
+        parents=[common],
+    )
+    config_check.set_defaults(handler=cmd_config_check)
+    config_show = config_commands.add_parser(
+        "show",
+        help="print the effective configuration",
+        description="print the effective configuration (file, then environment overrides)",
+        parents=[common, as_json],
+    )
+    config_show.set_defaults(handler=cmd_config_show)
+
+    install = add(
+        "install-units",
+        cmd_install_units,
+        "install the systemd units from this checkout (see --help of the command)",
+    )
+    install.add_argument("install_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _missing_subcommand(args: argparse.Namespace) -> int:
+    sys.stderr.write(f"statehub {args.command}: a subcommand is required (see --help)\n")
+    return EXIT_USAGE
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 24 * 366 * 10:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of hours")
+    return value
+
+
+def _source_name(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a source is a short name of letters, digits, '.', '_', '-'"
+        )
+    return text
+
+
+def _version() -> str:
+    from statehub import __version__
+
+    return f"statehub {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = None
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except StatehubError as exc:
+        sys.stderr.write(f"statehub: {_kind(exc)}{exc}\n")
+        return exc.exit_status
+    except KeyboardInterrupt:
+        sys.stderr.write("statehub: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _kind(exc: StatehubError) -> str:
+    from statehub.errors import ConfigError, StoreError, UsageError
+
+    if isinstance(exc, ConfigError):
+        return "configuration error: "
+    if isinstance(exc, StoreError):
+        return "database error (C-00): "
+    if isinstance(exc, UsageError):
+        return ""
+    return "error: "
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

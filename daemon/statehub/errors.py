@@ -1,0 +1,65 @@
+"""The whole exception tree of statehub.
+
+    StatehubError                 base: catch this to catch anything statehub raises
+    +-- ConfigError               bad configuration file or value (exit status 78)
+    +-- UsageError                a request that names something that does not exist (exit 2)
+    +-- StoreError                the SQLite store cannot be opened, read or written
+    +-- RepoError                 one repository cannot be assessed (becomes C-00)
+    |   +-- GitReadError          git data cannot be read (corrupt, dubious ownership, ...)
+    |   +-- FetchError            a --remote fetch failed or timed out
+    +-- TriggerError              a sweep could not be triggered (daemon via HTTP)
+
+Errors of the libraries underneath (sqlite3, pygit2, APScheduler, httpx) are mapped to
+these at the edge with ``raise ... from exc``, so callers never need to know them.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_AUTOMATION_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; systemd units use RestartPreventExitStatus=78
+
+
+class StatehubError(Exception):
+    """Base of every error statehub raises on purpose."""
+
+    exit_status = EXIT_AUTOMATION_ERROR
+
+
+class ConfigError(StatehubError):
+    """The configuration cannot be used: names the file, the key and the reason."""
+
+    exit_status = EXIT_CONFIG
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        self.file = file
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{file}: {key}: {reason}" if key else f"{file}: {reason}")
+
+
+class UsageError(StatehubError):
+    """The request names something that does not exist (an unknown repo, a bad path)."""
+
+    exit_status = EXIT_USAGE
+
+
+class StoreError(StatehubError):
+    """The SQLite store cannot be opened, read or written."""
+
+
+class RepoError(StatehubError):
+    """One repository cannot be assessed; the sweep records C-00 and goes on."""
+
+
+class GitReadError(RepoError):
+    """Git data cannot be read: corrupt, a gitdir pointing nowhere, no permission, ownership."""
+
+
+class FetchError(RepoError):
+    """A ``--remote`` fetch failed or timed out."""
+
+
+class TriggerError(StatehubError):
+    """A sweep could not be triggered (for example the API did not answer)."""

@@ -1,0 +1,151 @@
+"""How results look on a terminal: rich tables and short summaries for the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from statehub.settings import Settings
+from statehub.store import ActivityRun, ProgressEvent
+
+
+def sweep_table(out: Console, event: ProgressEvent) -> None:
+    """The findings of one sweep, then a summary line."""
+    detail = event.detail
+    if detail.get("lock_skipped"):
+        out.print(
+            f"lock-skipped: another sweep is running (event {event.id}, "
+            f"source {detail['source']})"
+        )
+        return
+    processed = detail["repos_processed"]
+    if processed:
+        findings_table(
+            out,
+            [
+                (item["repo"], finding)
+                for item in processed
+                for finding in item["findings"]
+            ],
+            title=f"sweep {event.id}",
+        )
+    out.print(
+        f"event {event.id} ({event.event_type}): {len(processed)} assessed, "
+        f"{len(detail['skipped_clean'])} unchanged, {len(detail['skipped_missing'])} missing, "
+        f"{len(detail['skipped_budget'])} over budget in {detail['duration_seconds']:.1f} s; "
+        f"{detail['assessment_failures']} repo(s) with findings, "
+        f"{len(detail['automation_errors'])} automation error(s)"
+    )
+
+
+def findings_table(
+    out: Console, rows: Sequence[tuple[str, Mapping[str, Any]]], *, title: str
+) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("repo")
+    table.add_column("check")
+    table.add_column("path")
+    table.add_column("message")
+    for repo, finding in sorted(rows, key=lambda row: (row[1]["check"] != "C-00", row[0])):
+        style = "red" if finding["check"] == "C-00" else None
+        table.add_row(repo, finding["check"], finding["path"] or "", finding["message"], style=style)
+    if rows:
+        out.print(table)
+
+
+def check_table(out: Console, document: Mapping[str, Any]) -> None:
+    findings = document["findings"]
+    findings_table(
+        out, [(document["repo"], finding) for finding in findings], title=document["path"]
+    )
+    head = document["head"] or "-"
+    out.print(f"{document['repo']} at {head}: {len(findings)} finding(s)")
+
+
+def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
+    if not events:
+        out.print("no events")
+        return
+    table = Table()
+    for column in ("id", "created_at", "type", "source", "outcome", "assessed", "failures"):
+        table.add_column(column)
+    for event in events:
+        detail = event.detail
+        if detail.get("lock_skipped"):
+            outcome = "lock-skipped"
+        elif detail.get("automation_error"):
+            outcome = "automation error"
+        else:
+            outcome = "ok"
+        table.add_row(
+            str(event.id),
+            event.created_at,
+            event.event_type,
+            str(detail.get("source", "")),
+            outcome,
+            str(len(detail.get("repos_processed", []))),
+            str(detail.get("assessment_failures", "")),
+        )
+    out.print(table)
+
+
+def runs_table(out: Console, runs: Sequence[ActivityRun]) -> None:
+    if not runs:
+        out.print("no runs recorded")
+        return
+    table = Table()
+    for column in ("fired_at", "scheduled_for", "outcome", "run_id"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(run.fired_at, run.scheduled_for, run.outcome, run.run_id)
+    out.print(table)
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What is valid but probably not meant: missing roots, duplicate repo names."""
+    from statehub.sweep import discover
+
+    warnings: list[str] = []
+    for root in settings.repos.roots:
+        folder = settings.resolve(root)
+        if not folder.is_dir():
+            warnings.append(f"repos.roots: {folder} is not a folder")
+    for path in settings.repos.paths:
+        if not settings.resolve(path).exists():
+            warnings.append(f"repos.paths: {settings.resolve(path)} does not exist")
+    warnings.extend(discover(settings).warnings)
+    names = {target.name for target in discover(settings).targets}
+    for name in settings.repos.overrides:
+        if name not in names:
+            warnings.append(f"repos.overrides: no repo named {name!r} is configured")
+    return warnings
+
+
+def to_toml(document: Mapping[str, Any]) -> str:
+    """A TOML rendering of the (simple) configuration document."""
+    lines: list[str] = []
+    _toml_table(lines, [], document)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_table(lines: list[str], prefix: list[str], table: Mapping[str, Any]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+    tables = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+    if prefix and (scalars or not tables):
+        lines.append("")
+        lines.append("[" + ".".join(_toml_key(part) for part in prefix) + "]")
+    for key, value in scalars.items():
+        if value is None:
+            continue
+        lines.append(f"{_toml_key(key)} = {json.dumps(value, ensure_ascii=False)}")
+    for key, value in tables.items():
+        _toml_table(lines, [*prefix, key], value)
+
+
+def _toml_key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum()
+    return key if bare else json.dumps(key)

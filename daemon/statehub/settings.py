@@ -1,0 +1,353 @@
+"""The configuration model: a TOML file validated by pydantic-settings.
+
+Lookup order (first hit wins): ``--config PATH``, ``$STATEHUB_CONFIG``,
+``/etc/statehub/statehub.toml``, ``config/statehub.toml`` beside the checkout. Every key can
+be overridden by ``STATEHUB_<SECTION>__<KEY>``. Relative paths in the file are relative to
+the file's folder. Any problem is a :class:`ConfigError` naming file, key and reason.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from statehub.errors import ConfigError
+
+ENV_CONFIG = "STATEHUB_CONFIG"
+ENV_PREFIX = "STATEHUB_"
+SYSTEM_CONFIG = Path("/etc/statehub/statehub.toml")
+CHECKOUT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "statehub.toml"
+
+CHECK_IDS = tuple(f"C-{n:02d}" for n in range(24))  # C-00 .. C-23
+_CHECK_ID = re.compile(r"^C-(0\d|1\d|2[0-3])$")
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_ids(value: list[str]) -> list[str]:
+    for check_id in value:
+        if not _CHECK_ID.match(check_id):
+            raise ValueError(f"{check_id!r} is not a check id (C-00 .. C-23)")
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from exc
+    return value
+
+
+class HubSettings(_Section):
+    database: Path = Path("var/statehub.db")
+    retention_days: int = Field(90, ge=1, le=36500)
+    retired_sources: list[str] = ["local-timer"]
+
+
+class RepoOverride(_Section):
+    """Per-repo settings: any key of ``[checks]``, and ``require_workplans``."""
+
+    disable: list[str] | None = None
+    workplan_id_pattern: str | None = None
+    workplan_statuses: list[str] | None = None
+    max_file_kb: int | None = Field(None, ge=1)
+    require_workplans: bool | None = None
+
+    _ids = field_validator("disable")(lambda v: None if v is None else _check_ids(v))
+    _pattern = field_validator("workplan_id_pattern")(lambda v: None if v is None else _regex(v))
+
+
+class RepoSettings(_Section):
+    roots: list[Path] = [Path("~/src")]
+    paths: list[Path] = []
+    exclude: list[str] = []
+    default_branch: str = Field("main", min_length=1)
+    require_workplans: bool = True
+    overrides: dict[str, RepoOverride] = {}
+
+
+class CheckSettings(_Section):
+    disable: list[str] = []
+    workplan_id_pattern: str = r"^[A-Z][A-Z0-9]*-WP-[0-9]{4}$"
+    workplan_statuses: list[str] = ["draft", "active", "blocked", "finished", "abandoned"]
+    max_file_kb: int = Field(500, ge=1)
+
+    _ids = field_validator("disable")(_check_ids)
+    _pattern = field_validator("workplan_id_pattern")(_regex)
+
+
+class SweepSettings(_Section):
+    max_seconds: int = Field(300, ge=1, le=3600)
+    fetch_timeout_seconds: int = Field(20, ge=1, le=600)
+
+
+class ScheduleSettings(_Section):
+    id: str = Field("7c4e9a12-8f3b-4d5e-9c6a-1b2d3e4f5a6b", min_length=1)
+    name: str = "State Hub Consistency Sweep"
+    trigger: str = "*/15 * * * *"
+    timezone: str = "UTC"
+    misfire_policy: Literal["skip", "run_once"] = "skip"
+    misfire_grace_seconds: int = Field(30, ge=1, le=3600)
+    enabled: bool = True
+    mode: Literal["standby", "active"] = "standby"
+    primary_sources: list[str] = ["activity-core"]
+    primary_grace_minutes: int = Field(35, ge=1)
+    trigger_via: Literal["inprocess", "http"] = "inprocess"
+    api_url: str = "http://127.0.0.1:8000"
+    source: str = "local-daemon"
+    fallback_source: str = "local-fallback"
+
+    @field_validator("trigger")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("trigger must be a five-field cron expression")
+        from apscheduler.triggers.cron import CronTrigger  # slow import: only when validating
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a valid cron expression: {exc}") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("source", "fallback_source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not _SOURCE_NAME.match(value):
+            raise ValueError("a source is a short name: letters, digits, '.', '_', '-'")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token_file: str = ""
+
+
+class EffectiveChecks(BaseModel):
+    """The check settings that apply to one repo, after its override."""
+
+    model_config = ConfigDict(frozen=True)
+
+    disabled: frozenset[str]
+    workplan_id_pattern: str
+    workplan_statuses: tuple[str, ...]
+    max_file_kb: int
+    require_workplans: bool
+    default_branch: str
+
+    def enabled(self, check_id: str) -> bool:
+        return check_id not in self.disabled
+
+    def digest(self) -> str:
+        """A short stable hash, part of a repo's fingerprint."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=sorted)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+_toml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_toml_data")
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Feeds the already-parsed TOML file to pydantic-settings, below the environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _toml_data.get({}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get({}))
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    hub: HubSettings = HubSettings()
+    repos: RepoSettings = RepoSettings()
+    checks: CheckSettings = CheckSettings()
+    sweep: SweepSettings = SweepSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    api: ApiSettings = ApiSettings()
+
+    # Where the configuration came from; not a key of the file.
+    config_file: Path | None = Field(None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths are resolved against: the config file's folder."""
+        return self.config_file.parent if self.config_file else Path.cwd()
+
+    def resolve(self, path: Path) -> Path:
+        """A configured path made absolute: ``~`` expanded, relative to :attr:`base_dir`."""
+        expanded = path.expanduser()
+        return expanded if expanded.is_absolute() else self.base_dir / expanded
+
+    @property
+    def database_path(self) -> Path:
+        return self.resolve(self.hub.database)
+
+    @property
+    def token_path(self) -> Path | None:
+        return self.resolve(Path(self.api.token_file)) if self.api.token_file else None
+
+    def checks_for(self, repo: str) -> EffectiveChecks:
+        """The effective check settings of one repo: fleet-wide, then its override."""
+        override = self.repos.overrides.get(repo, RepoOverride())
+        disabled = set(self.checks.disable) | set(override.disable or ())
+        return EffectiveChecks(
+            disabled=frozenset(disabled),
+            workplan_id_pattern=override.workplan_id_pattern or self.checks.workplan_id_pattern,
+            workplan_statuses=tuple(override.workplan_statuses or self.checks.workplan_statuses),
+            max_file_kb=override.max_file_kb or self.checks.max_file_kb,
+            require_workplans=(
+                self.repos.require_workplans
+                if override.require_workplans is None
+                else override.require_workplans
+            ),
+            default_branch=self.repos.default_branch,
+        )
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configuration file to use, by the lookup order; None when there is none at all."""
+    if explicit is not None:
+        return Path(explicit)
+    from_env = os.environ.get(ENV_CONFIG)
+    if from_env:
+        return Path(from_env)
+    for candidate in (SYSTEM_CONFIG, CHECKOUT_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _env_name(loc: tuple[str | int, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
+    loc = tuple(part for part in error["loc"] if part != "__root__")
+    key = ".".join(str(part) for part in loc)
+    reason = str(error["msg"])
+    if error.get("type") == "extra_forbidden":
+        reason = "unknown key"
+    return key, reason
+
+
+def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
+    """Find, read and validate the configuration.
+
+    Raises ConfigError (exit status 78) naming the file, the key and the reason.
+    """
+    path = find_config_file(explicit)
+    data: dict[str, Any] = {}
+    shown = str(path) if path else "(built-in defaults)"
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(shown, "", "file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(shown, "", "is a directory, not a file") from None
+        except PermissionError:
+            raise ConfigError(shown, "", "permission denied") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(shown, "", f"not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(shown, "", exc.strerror or str(exc)) from None
+    token = _toml_data.set(data)
+    try:
+        settings = Settings(config_file=path.resolve() if path else None)
+    except ValidationError as exc:
+        key, reason = _describe(exc.errors()[0])
+        env = _env_name(tuple(exc.errors()[0]["loc"]))
+        if env in os.environ:
+            reason = f"{reason} (from ${env})"
+        raise ConfigError(shown, key, reason) from None
+    finally:
+        _toml_data.reset(token)
+    _check_api_exposure(settings, shown)
+    return settings
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def _check_api_exposure(settings: Settings, shown: str) -> None:
+    """Off loopback the API needs a token: a config that exposes it without one is refused."""
+    if is_loopback(settings.api.host):
+        return
+    token_path = settings.token_path
+    if token_path is None:
+        raise ConfigError(shown, "api.token_file", "required when api.host is not loopback")
+
+
+def read_token(settings: Settings) -> str | None:
+    """The API bearer token, or None when no token file is configured.
+
+    Raises ConfigError when a configured token file is missing, unreadable or empty.
+    """
+    token_path = settings.token_path
+    if token_path is None:
+        return None
+    shown = str(settings.config_file or "(built-in defaults)")
+    try:
+        token = token_path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(shown, "api.token_file", f"{token_path}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError(shown, "api.token_file", f"{token_path} is empty")
+    return token
+
+
+def public_dict(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as a plain dict (for ``config show``); never the token."""
+    return settings.model_dump(mode="json", exclude={"config_file"})

@@ -1,0 +1,499 @@
+"""SQLite: schema, migrations and queries. The only module that writes SQL.
+
+The store runs in WAL mode with a busy timeout, so readers (the CLI, the API, plain
+``sqlite3``) never block the writer and a second writer waits a bounded time. Every write is
+its own short transaction: an event, once committed, survives a crash of a later sweep.
+Errors of ``sqlite3`` are mapped to :class:`StoreError` here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from statehub.errors import StoreError
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and a ``Z``: ``2026-11-27T10:15:00.041Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """The inverse of :func:`iso`; accepts any ISO-8601 form, naive means UTC."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressEvent:
+    """One row of ``progress_events``: a sweep, lock-skipped ones too."""
+
+    id: int
+    event_type: str
+    created_at: str
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event_type": self.event_type,
+            "created_at": self.created_at,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assessment:
+    """A repo's standing assessment: the findings of its last completed assessment."""
+
+    repo: str
+    path: str
+    head: str | None
+    fingerprint: str | None
+    assessed_at: str
+    findings: list[dict[str, Any]]
+
+    @property
+    def status(self) -> str:
+        """``error`` (a C-00), ``findings`` (C-01..C-23) or ``ok``."""
+        checks = {finding["check"] for finding in self.findings}
+        if "C-00" in checks:
+            return "error"
+        return "findings" if checks else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "path": self.path,
+            "head": self.head,
+            "status": self.status,
+            "assessed_at": self.assessed_at,
+            "findings": self.findings,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivityRun:
+    """One row of ``activity_runs``: a fire of the daemon's schedule definition."""
+
+    run_id: str
+    definition_id: str
+    fired_at: str
+    scheduled_for: str
+    outcome: str
+    context_snapshot: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "definition_id": self.definition_id,
+            "fired_at": self.fired_at,
+            "scheduled_for": self.scheduled_for,
+            "outcome": self.outcome,
+            "context_snapshot": self.context_snapshot,
+        }
+
+
+# Numbered migrations, applied in order, each in one transaction, recorded in
+# schema_migrations. Never edit a released one: add the next.
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE progress_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_type TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            detail TEXT NOT NULL CHECK (json_valid(detail))
+        );
+        CREATE INDEX progress_events_type_id ON progress_events (event_type, id);
+        CREATE INDEX progress_events_created_at ON progress_events (created_at);
+
+        CREATE TABLE repo_assessments (
+            repo TEXT PRIMARY KEY,
+            path TEXT NOT NULL,
+            head TEXT,
+            fingerprint TEXT,
+            assessed_at TEXT NOT NULL,
+            status TEXT NOT NULL
+        );
+
+        CREATE TABLE findings (
+            repo TEXT NOT NULL REFERENCES repo_assessments (repo) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            check_id TEXT NOT NULL,
+            message TEXT NOT NULL,
+            path TEXT,
+            PRIMARY KEY (repo, seq)
+        );
+        CREATE INDEX findings_check ON findings (check_id);
+
+        CREATE TABLE activity_runs (
+            run_id TEXT PRIMARY KEY,
+            definition_id TEXT NOT NULL,
+            fired_at TEXT NOT NULL,
+            scheduled_for TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            context_snapshot TEXT NOT NULL CHECK (json_valid(context_snapshot))
+        );
+        CREATE INDEX activity_runs_definition_fired ON activity_runs (definition_id, fired_at);
+
+        CREATE TABLE hub_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        """,
+    ),
+)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    connection.execute("PRAGMA foreign_keys = ON")
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        raise StoreError(f"{path}: cannot switch the database to WAL mode (got {mode})")
+    # NORMAL is durable in WAL mode against a process crash; only a power loss may drop the
+    # last transactions, never corrupt the file.
+    connection.execute("PRAGMA synchronous = NORMAL")
+    return connection
+
+
+class Store:
+    """The SQLite store. Open it with :meth:`open`; every method raises StoreError."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._connection = connection
+        self.db = sqlite_utils.Database(connection)
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Store:
+        """Open (and migrate) the database at ``path``; its folder is created when missing."""
+        try:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.exists():
+                raise StoreError(f"{path}: no database here yet (run a sweep first)")
+            store = cls(path, _connect(path))
+            store.migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
+        return store
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        """Map sqlite3 errors to StoreError."""
+        try:
+            yield self._connection
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front)."""
+        with self._guard() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self._guard() as connection:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            row = connection.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def migrate(self) -> None:
+        """Apply every migration not yet applied, each in its own transaction."""
+        current = self.schema_version()
+        for version, script in MIGRATIONS:
+            if version <= current:
+                continue
+            with self.transaction() as connection:
+                # Re-check inside the write lock: another process may have just migrated.
+                done = connection.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+                ).fetchone()
+                if done:
+                    continue
+                for statement in _statements(script):
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, iso(utc_now())),
+                )
+
+    # -- progress events ------------------------------------------------------------------
+
+    def append_event(
+        self, event_type: str, detail: dict[str, Any], created_at: datetime | None = None
+    ) -> ProgressEvent:
+        """Append one progress event and commit it; returns it with its id."""
+        created = iso(created_at or utc_now())
+        with self.transaction() as connection:
+            cursor = connection.execute(
+                "INSERT INTO progress_events (event_type, created_at, detail) VALUES (?, ?, ?)",
+                (event_type, created, json.dumps(detail, separators=(",", ":"))),
+            )
+            event_id = int(cursor.lastrowid or 0)
+        return ProgressEvent(id=event_id, event_type=event_type, created_at=created, detail=detail)
+
+    def events(
+        self,
+        *,
+        event_type: str | None = None,
+        limit: int = 50,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        oldest_first: bool = False,
+    ) -> list[ProgressEvent]:
+        """Events, newest first unless ``oldest_first``; ``since``/``until`` bound created_at."""
+        clauses, params = _event_filter(event_type, since, until)
+        order = "ASC" if oldest_first else "DESC"
+        sql = (
+            f"SELECT id, event_type, created_at, detail FROM progress_events{clauses}"  # noqa: S608
+            f" ORDER BY id {order} LIMIT ?"
+        )
+        with self._guard() as connection:
+            rows = connection.execute(sql, (*params, limit)).fetchall()
+        return [
+            ProgressEvent(id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3]))
+            for row in rows
+        ]
+
+    def last_completed_sweep(
+        self, sources: Sequence[str] | None = None, *, since: datetime | None = None
+    ) -> ProgressEvent | None:
+        """The newest sweep that ran (not lock-skipped), optionally from given sources."""
+        sql = (
+            "SELECT id, event_type, created_at, detail FROM progress_events"
+            " WHERE json_extract(detail, '$.lock_skipped') = 0"
+        )
+        params: list[Any] = []
+        if sources is not None:
+            sql += f" AND json_extract(detail, '$.source') IN ({','.join('?' * len(sources))})"
+            params.extend(sources)
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(iso(since))
+        sql += " ORDER BY id DESC LIMIT 1"
+        with self._guard() as connection:
+            row = connection.execute(sql, params).fetchone()
+        if row is None:
+            return None
+        return ProgressEvent(id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3]))
+
+    # -- assessments ----------------------------------------------------------------------
+
+    def assessments(self) -> dict[str, Assessment]:
+        """Every repo's standing assessment, by repo name."""
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT repo, path, head, fingerprint, assessed_at FROM repo_assessments"
+            ).fetchall()
+            found: dict[str, list[dict[str, Any]]] = {}
+            for repo, check_id, message, path in connection.execute(
+                "SELECT repo, check_id, message, path FROM findings ORDER BY repo, seq"
+            ):
+                found.setdefault(repo, []).append(
+                    {"check": check_id, "message": message, "path": path}
+                )
+        return {
+            row[0]: Assessment(
+                repo=row[0],
+                path=row[1],
+                head=row[2],
+                fingerprint=row[3],
+                assessed_at=row[4],
+                findings=found.get(row[0], []),
+            )
+            for row in rows
+        }
+
+    def assessment(self, repo: str) -> Assessment | None:
+        return self.assessments().get(repo)
+
+    def save_assessments(self, assessments: Sequence[Assessment]) -> None:
+        """Replace the standing assessments of these repos, in one transaction."""
+        if not assessments:
+            return
+        with self.transaction() as connection:
+            for item in assessments:
+                connection.execute("DELETE FROM findings WHERE repo = ?", (item.repo,))
+                connection.execute(
+                    "INSERT OR REPLACE INTO repo_assessments"
+                    " (repo, path, head, fingerprint, assessed_at, status)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (item.repo, item.path, item.head, item.fingerprint, item.assessed_at, item.status),
+                )
+                connection.executemany(
+                    "INSERT INTO findings (repo, seq, check_id, message, path)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (item.repo, seq, finding["check"], finding["message"], finding["path"])
+                        for seq, finding in enumerate(item.findings)
+                    ],
+                )
+
+    def assessed_repos(self) -> set[str]:
+        """The names of every repo with a standing assessment."""
+        with self._guard() as connection:
+            return {row[0] for row in connection.execute("SELECT repo FROM repo_assessments")}
+
+    def count_failing_repos(self) -> int:
+        """Repos whose standing assessment has at least one C-01..C-23 finding."""
+        with self._guard() as connection:
+            row = connection.execute(
+                "SELECT count(DISTINCT repo) FROM findings WHERE check_id != 'C-00'"
+            ).fetchone()
+        return int(row[0])
+
+    def mark_assessed(self, repos: Sequence[str], assessed_at: str) -> None:
+        """Move the assessed_at of unchanged (clean-skipped) repos to now."""
+        if not repos:
+            return
+        with self.transaction() as connection:
+            connection.executemany(
+                "UPDATE repo_assessments SET assessed_at = ? WHERE repo = ?",
+                [(assessed_at, repo) for repo in repos],
+            )
+
+    def forget_repos(self, repos: Sequence[str]) -> None:
+        """Drop the standing assessments of repos that are gone."""
+        if not repos:
+            return
+        with self.transaction() as connection:
+            connection.executemany(
+                "DELETE FROM repo_assessments WHERE repo = ?", [(repo,) for repo in repos]
+            )
+
+    # -- activity runs --------------------------------------------------------------------
+
+    def record_run(self, run: ActivityRun) -> None:
+        """Insert or update (same run_id) one activity run."""
+        with self.transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO activity_runs"
+                " (run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    run.run_id,
+                    run.definition_id,
+                    run.fired_at,
+                    run.scheduled_for,
+                    run.outcome,
+                    json.dumps(run.context_snapshot, separators=(",", ":")),
+                ),
+            )
+
+    def runs(self, *, definition_id: str | None = None, limit: int = 20) -> list[ActivityRun]:
+        """Activity runs, newest fire first."""
+        sql = (
+            "SELECT run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot"
+            " FROM activity_runs"
+        )
+        params: list[Any] = []
+        if definition_id is not None:
+            sql += " WHERE definition_id = ?"
+            params.append(definition_id)
+        sql += " ORDER BY fired_at DESC LIMIT ?"
+        params.append(limit)
+        with self._guard() as connection:
+            rows = connection.execute(sql, params).fetchall()
+        return [
+            ActivityRun(
+                run_id=row[0],
+                definition_id=row[1],
+                fired_at=row[2],
+                scheduled_for=row[3],
+                outcome=row[4],
+                context_snapshot=json.loads(row[5]),
+            )
+            for row in rows
+        ]
+
+    # -- small key/value state ------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        with self._guard() as connection:
+            row = connection.execute("SELECT value FROM hub_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO hub_state (key, value) VALUES (?, ?)", (key, value)
+            )
+
+    def delete_state(self, key: str) -> None:
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM hub_state WHERE key = ?", (key,))
+
+    def quick_check(self) -> bool:
+        """True when the database answers a trivial query (for health checks)."""
+        with self._guard() as connection:
+            return connection.execute("SELECT 1").fetchone() == (1,)
+
+    def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn`` on the raw connection with errors mapped (for read-only reports)."""
+        with self._guard() as connection:
+            return fn(connection)
+
+
+def _event_filter(
+    event_type: str | None, since: datetime | None, until: datetime | None
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if event_type is not None:
+        clauses.append("event_type = ?")
+        params.append(event_type)
+    if since is not None:
+        clauses.append("created_at >= ?")
+        params.append(iso(since))
+    if until is not None:
+        clauses.append("created_at < ?")
+        params.append(iso(until))
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";") if part.strip()]

@@ -1,0 +1,31 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No STATEHUB_* or GIT_* variable of the caller leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith(("STATEHUB_", "GIT_", "NOTIFY_SOCKET", "WATCHDOG_", "JOURNAL_STREAM")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    yield
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    """An empty folder to build repos in (a repo root of the config)."""
+    root = tmp_path / "fleet"
+    root.mkdir()
+    return root
