@@ -325,13 +325,15 @@ def _clean_message(exc: BaseException) -> str:
 # -- --remote ---------------------------------------------------------------------------
 
 # Every key through which a repo's config could make `git fetch` run a command is pinned on
-# the command line, which wins over every config file (includes too).
+# the command line, which wins over every config file (includes too) for these keys.
+# Two exceptions need other means: remote.<name>.uploadpack keeps its FIRST value (git
+# 2.39: "more than one uploadpack given, using the first"), so fetch gets --upload-pack;
+# core.gitProxy is ignored once $GIT_PROXY_COMMAND is set, so the environment sets it empty.
 _FETCH_OVERRIDES = (
     "core.fsmonitor=false",
     "core.hooksPath=/dev/null",
     "core.sshCommand=ssh -o BatchMode=yes -o StrictHostKeyChecking=yes",
     "core.askPass=",
-    "core.gitProxy=",
     "credential.helper=",
     "protocol.ext.allow=never",
     "gc.auto=0",
@@ -354,6 +356,7 @@ def fetch_env() -> dict[str, str]:
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_ASKPASS="/bin/false",
+        GIT_PROXY_COMMAND="",
         SSH_ASKPASS="/bin/false",
         GIT_OPTIONAL_LOCKS="0",
         LC_ALL="C",
@@ -388,11 +391,19 @@ def fetch(root: Path, *, timeout: float) -> str | None:
     remote = remote_to_fetch(root)
     if remote is None:
         return None
-    overrides = [*_FETCH_OVERRIDES, f"remote.{remote}.uploadpack=git-upload-pack"]
     command = ["git"]
-    for override in overrides:
+    for override in _FETCH_OVERRIDES:
         command += ["-c", override]
-    command += ["-C", str(root), "fetch", "--quiet", "--no-recurse-submodules", "--prune", remote]
+    command += [
+        "-C",
+        str(root),
+        "fetch",
+        "--quiet",
+        "--no-recurse-submodules",
+        "--prune",
+        "--upload-pack=git-upload-pack",
+        remote,
+    ]
     try:
         process = subprocess.Popen(
             command,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -102,7 +103,7 @@ def discover(settings: Settings) -> Fleet:
 
 def _holds_git(entry: Path) -> bool:
     try:
-        return entry.is_dir() and (entry / ".git").exists(follow_symlinks=False)
+        return entry.is_dir() and os.path.lexists(entry / ".git")
     except OSError:
         return False
 
