@@ -118,3 +118,44 @@ def write_config(folder: Path, *, roots: list[Path], extra: str = "", **sections
     path = folder / "statehub.toml"
     path.write_text(text + extra, encoding="utf-8")
     return path
+
+
+class HangingServer:
+    """A TCP server on loopback that accepts connections and never answers.
+
+    Use as a context manager; ``url`` is a ``git://`` URL whose fetch hangs until its
+    timeout. Every accepted socket is closed on exit.
+    """
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(16)
+        self._socket.settimeout(0.2)
+        self._accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.port = int(self._socket.getsockname()[1])
+        self.url = f"git://127.0.0.1:{self.port}/never.git"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                continue
+            self._accepted.append(connection)
+
+    def __enter__(self) -> HangingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for connection in self._accepted:
+            connection.close()
+        self._socket.close()

@@ -450,6 +450,76 @@ class Store:
             for row in rows
         ]
 
+    # -- reports and retention (compare.py, retention.py) ---------------------------------
+
+    # The few detail fields the reports read, extracted in SQL so that a window of thousands
+    # of events is read without parsing whole details in Python. JSON booleans come back as
+    # 0/1 and a missing key as None.
+    _SWEEP_COLUMNS = (
+        "created_at, event_type,"
+        " json_extract(detail, '$.source'), json_extract(detail, '$.lock_skipped'),"
+        " json_extract(detail, '$.automation_error'), json_extract(detail, '$.interrupted'),"
+        " json_extract(detail, '$.duration_seconds'),"
+        " json_extract(detail, '$.assessment_failures'), json_extract(detail, '$.started_at')"
+    )
+
+    def sweep_rows(self, *, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
+        """Events created in ``[since, until]``, oldest first, as rows of ``_SWEEP_COLUMNS``.
+
+        A row is ``(created_at, event_type, source, lock_skipped, automation_error,
+        interrupted, duration_seconds, assessment_failures, started_at)``.
+        """
+        sql = (
+            f"SELECT {self._SWEEP_COLUMNS} FROM progress_events"  # noqa: S608
+            " WHERE created_at >= ? AND created_at <= ? ORDER BY created_at, id"
+        )
+        with self._guard() as connection:
+            return connection.execute(sql, (iso(since), iso(until))).fetchall()
+
+    def last_event_per_source(self, *, since: datetime | None = None) -> list[tuple[Any, ...]]:
+        """The newest event of each ``detail.source`` (created at or after ``since``).
+
+        Rows as :meth:`sweep_rows`, ordered by source. Scans the (retention-bounded) table
+        once for the sources, then reads the few winning rows.
+        """
+        bound, params = ("", []) if since is None else (" WHERE created_at >= ?", [iso(since)])
+        sql = (
+            f"SELECT {self._SWEEP_COLUMNS} FROM progress_events WHERE id IN ("  # noqa: S608
+            f"SELECT max(id) FROM progress_events{bound}"
+            " GROUP BY json_extract(detail, '$.source'))"
+            " ORDER BY json_extract(detail, '$.source')"
+        )
+        with self._guard() as connection:
+            return connection.execute(sql, params).fetchall()
+
+    def count_events(self) -> int:
+        with self._guard() as connection:
+            return int(connection.execute("SELECT count(*) FROM progress_events").fetchone()[0])
+
+    def delete_events_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events created before ``cutoff``.
+
+        One short transaction, so a concurrent sweep waits for at most one batch.
+        Returns how many rows were deleted.
+        """
+        with self.transaction() as connection:
+            cursor = connection.execute(
+                "DELETE FROM progress_events WHERE id IN (SELECT id FROM progress_events"
+                " WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+                (iso(cutoff), limit),
+            )
+            return cursor.rowcount
+
+    def delete_runs_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` activity runs fired before ``cutoff``, in one transaction."""
+        with self.transaction() as connection:
+            cursor = connection.execute(
+                "DELETE FROM activity_runs WHERE rowid IN (SELECT rowid FROM activity_runs"
+                " WHERE fired_at < ? ORDER BY fired_at LIMIT ?)",
+                (iso(cutoff), limit),
+            )
+            return cursor.rowcount
+
     # -- small key/value state ------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:

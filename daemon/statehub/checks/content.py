@@ -1,0 +1,161 @@
+"""The content family: C-21..C-23, read from the work-tree copies of tracked files.
+
+Reading is bounded and never follows a link: a file is opened only when every folder on its
+path is a real folder and the file itself a regular file (``lstat``, then ``O_NOFOLLOW``);
+a tracked file gone from the work tree, or replaced by a link, folder or FIFO, is skipped,
+and so is one that cannot be read (no permission). C-22 needs only ``lstat``.
+
+Decisions where the contract is silent:
+
+- At most :data:`CONTENT_READ_LIMIT` bytes of a file are read, once, for C-21 and C-23
+  together: a file up to that size is scanned whole, a larger one (already a C-22 finding
+  under the default limit) only its first MiB. So a 50 MB file costs one bounded read.
+- Binary (a NUL byte, or bytes that are not UTF-8) is judged on that same prefix; a
+  multi-byte character cut by the bound does not make a file binary.
+- C-23 scans binary files too: a key pasted into any file is a leak, and a substring
+  search of at most 1 MiB is cheap. A file that merely mentions a key's header line (a PEM
+  parser, say) is reported as well: the contract asks for the header anywhere.
+- C-22 compares the apparent size (``st_size``); a file starting with the Git LFS pointer
+  line is exempt.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+
+from statehub.checks import Finding, RepoContext
+from statehub.checks.docs import read_prefix
+
+CONTENT_READ_LIMIT = 1024 * 1024
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+# A conflict marker is a whole line: seven '<', '=' or '>' then a space or the line's end.
+_MARKER = re.compile(rb"^(?:<{7}|={7}|>{7})(?: |\r?$)", re.MULTILINE)
+_MARKER_RUNS = (b"<<<<<<<", b"=======", b">>>>>>>")
+_PRIVATE_KEY = re.compile(
+    rb"-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-"
+)
+_KEY_HINTS = (b"PRIVATE KEY", b"PuTTY-User-Key-File-")
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _is_text(data: bytes, truncated: bool) -> bool:
+    """True when a file's first bytes hold no NUL and decode as UTF-8."""
+    if b"\0" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A character cut in two by the read bound is not a sign of binary content.
+        return truncated and exc.reason == "unexpected end of data" and exc.end == len(data)
+    return True
+
+
+def conflict_markers(data: bytes) -> list[int]:
+    """The 1-based line numbers of the conflict-marker lines of a text."""
+    if not any(run in data for run in _MARKER_RUNS):
+        return []
+    return [data.count(b"\n", 0, match.start()) + 1 for match in _MARKER.finditer(data)]
+
+
+def private_key(data: bytes) -> str | None:
+    """The first private-key header found in ``data``, or None."""
+    if not any(hint in data for hint in _KEY_HINTS):
+        return None
+    match = _PRIVATE_KEY.search(data)
+    return match.group().decode("ascii") if match else None
+
+
+class _Reader:
+    """Opens tracked files of one work tree without following any symlink.
+
+    Paths are joined with "/": tracked paths are posix and statehub runs on POSIX only.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._real_dirs: dict[str, bool] = {"": True}
+
+    def _is_real_dir(self, rel_dir: str) -> bool:
+        """True when ``rel_dir`` and each folder above it is a folder, not a link."""
+        known = self._real_dirs.get(rel_dir)
+        if known is None:
+            known = self._is_real_dir(posixpath.dirname(rel_dir))
+            if known:
+                try:
+                    known = stat.S_ISDIR(os.lstat(f"{self.root}/{rel_dir}").st_mode)
+                except OSError:
+                    known = False
+            self._real_dirs[rel_dir] = known
+        return known
+
+    def size(self, rel: str) -> int | None:
+        """The size of the regular file ``rel``; None when it is gone or not a regular file."""
+        if not self._is_real_dir(posixpath.dirname(rel)):
+            return None
+        try:
+            info = os.lstat(f"{self.root}/{rel}")
+        except (OSError, ValueError):
+            return None
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+    def head(self, rel: str, limit: int) -> bytes | None:
+        """The first ``limit`` bytes of the regular file ``rel``; None when it cannot be read."""
+        try:
+            fd = os.open(f"{self.root}/{rel}", _OPEN_FLAGS)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return read_prefix(fd, limit)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+
+def _judge(ctx: RepoContext, path: str, size: int, data: bytes) -> list[Finding]:
+    """C-21..C-23 for one tracked file, from its size and its first bytes."""
+    enabled = ctx.settings.enabled
+    findings: list[Finding] = []
+    truncated = size > len(data)
+    if enabled("C-21") and data and _is_text(data, truncated):
+        lines = conflict_markers(data)
+        if lines:
+            more = f" ({len(lines)} marker lines in all)" if len(lines) > 1 else ""
+            message = f"conflict-marker line at line {lines[0]}{more}"
+            findings.append(Finding(check="C-21", message=message, path=path))
+    limit_kb = ctx.settings.max_file_kb
+    if enabled("C-22") and size > limit_kb * 1024 and not data.startswith(LFS_POINTER):
+        size_kb = -(-size // 1024)  # rounded up, so it never reads as equal to the limit
+        message = f"file is {size_kb} KB, over the {limit_kb} KB limit"
+        findings.append(Finding(check="C-22", message=message, path=path))
+    if enabled("C-23") and (header := private_key(data)):
+        findings.append(Finding(check="C-23", message=f"holds a private key ({header})", path=path))
+    return findings
+
+
+def run(ctx: RepoContext) -> list[Finding]:
+    """Findings of C-21..C-23 for one repo; each file is read at most once, bounded."""
+    enabled = ctx.settings.enabled
+    scan = enabled("C-21") or enabled("C-23")
+    if not (scan or enabled("C-22")):
+        return []
+    oversize = ctx.settings.max_file_kb * 1024
+    reader = _Reader(str(ctx.root))
+    findings: list[Finding] = []
+    for path in ctx.git.tracked_files:
+        size = reader.size(path)
+        if not size:  # gone, not a regular file, or empty: nothing to find
+            continue
+        # Without C-21/C-23, only an oversized file is opened, for the LFS pointer line.
+        want = CONTENT_READ_LIMIT if scan else (len(LFS_POINTER) if size > oversize else 0)
+        data = reader.head(path, min(want, size)) if want else b""
+        if data is None:
+            continue
+        findings.extend(_judge(ctx, path, size, data))
+    return findings

@@ -1,0 +1,245 @@
+"""The workplans family: C-05..C-11, judged on ``workplans/*.md`` less the index.
+
+How one defect stays one finding (section 3 of ``CONTRACT.md``): C-06..C-10 look only at
+workplans whose front matter parses to a mapping (C-05 covers the rest); C-07, C-09 and
+C-10 only at a field that is present and usable (C-06 covers the others); C-08 reports each
+shared id once, naming every file; C-11 runs only where the index exists.
+
+Decisions where the contract is silent:
+
+- Front matter opens with a ``---`` line and closes at the next ``---`` or ``...`` line,
+  trailing blanks allowed. A UTF-8 byte-order mark and CRLF line endings are accepted (as
+  Jekyll and Hugo accept them); only the front matter must be UTF-8, not the body. Only the
+  first :data:`FRONT_MATTER_LIMIT` bytes are read: a block not closed by then is unclosed.
+- Field values that YAML types (ids as ints, dates, booleans) are compared as text; null,
+  an empty or blank string, and a list or mapping count as "lacking" for C-06.
+- C-07 uses ``re.search``, so the pattern's own anchors decide (the default is anchored).
+- C-10: the file name must start with the id followed by the end of the name or by a
+  character that is not a letter or digit: ``X-WP-0001-plan.md`` fits ``X-WP-0001``,
+  ``X-WP-00012.md`` does not.
+- C-11 paths are reported per workplan that the index does not link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from statehub.checks import Finding, RepoContext
+from statehub.checks.docs import (
+    BOM,
+    DOC_READ_LIMIT,
+    WorkplanFolder,
+    decode_doc,
+    link_path,
+    markdown_links,
+    read_inside,
+    scan_workplans,
+)
+
+FRONT_MATTER_LIMIT = 64 * 1024  # bytes of a workplan read to find its front matter
+REQUIRED_FIELDS = ("id", "title", "status")
+_PARSED_CHECKS = ("C-06", "C-07", "C-08", "C-09", "C-10")
+
+_OPEN = re.compile(rb"---[ \t]*\r?\n")
+_CLOSE = re.compile(rb"^(?:---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
+# Errors yaml.safe_load raises on hostile input besides YAMLError: a bad date (2024-13-45)
+# is a ValueError, deep nesting a RecursionError.
+_YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workplan:
+    """One workplan whose front matter parsed: its path and its fields as text."""
+
+    path: str
+    fields: dict[str, str | None]  # None: missing, null, blank or not a single value
+    unusable: dict[str, str]  # field -> why it cannot be used (for C-06's message)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+
+class _Unparsable(Exception):
+    """A workplan's front matter does not parse to a mapping; the message says why."""
+
+
+def _front_matter_text(data: bytes) -> str:
+    """The YAML between the opening and the closing line of a file's first bytes."""
+    data = data.removeprefix(BOM)
+    if not data.strip():
+        raise _Unparsable("is empty")
+    opening = _OPEN.match(data)
+    if opening is None:
+        raise _Unparsable("does not open with a '---' front matter line")
+    closing = _CLOSE.search(data, opening.end())
+    if closing is None:
+        raise _Unparsable("has a front matter block that is never closed")
+    try:
+        return data[opening.end() : closing.start()].decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Unparsable("has front matter that is not valid UTF-8") from None
+
+
+def _front_matter(data: bytes) -> dict[Any, Any]:
+    """The front matter of a file's first bytes as a mapping. Raises _Unparsable."""
+    try:
+        parsed = yaml.safe_load(_front_matter_text(data))
+    except _YAML_ERRORS as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _Unparsable(f"has front matter that is not valid YAML: {reason}") from None
+    if not isinstance(parsed, dict):
+        kind = "nothing" if parsed is None else type(parsed).__name__
+        raise _Unparsable(f"has front matter that is not a mapping (it is {kind})")
+    return parsed
+
+
+def _as_text(value: Any) -> tuple[str | None, str | None]:
+    """A field value as text, or (None, why not). Only scalars are turned into text."""
+    if value is None:
+        return None, "missing"
+    if isinstance(value, bool):
+        return ("true" if value else "false"), None
+    if isinstance(value, str | int | float | dt.date):  # dt.datetime is a dt.date
+        text = str(value)
+        return (text, None) if text.strip() else (None, "empty")
+    # Lists, mappings, sets, !!binary: never str() them (an alias bomb would explode).
+    return None, f"a {type(value).__name__}, not a single value"
+
+
+def _workplan(path: str, front: dict[Any, Any]) -> Workplan:
+    fields: dict[str, str | None] = {}
+    unusable: dict[str, str] = {}
+    for field in REQUIRED_FIELDS:
+        text, why = _as_text(front.get(field))
+        fields[field] = text
+        if why is not None:
+            unusable[field] = why
+    return Workplan(path=path, fields=fields, unusable=unusable)
+
+
+def _lacking(plan: Workplan) -> Finding:
+    """C-06: one finding naming every required field that is unusable."""
+    parts = [
+        f if why in ("missing", "empty") else f"{f} ({why})" for f, why in plan.unusable.items()
+    ]
+    return Finding(check="C-06", message="front matter lacks " + ", ".join(parts), path=plan.path)
+
+
+def _starts_with_id(name: str, wp_id: str) -> bool:
+    if not name.startswith(wp_id):
+        return False
+    rest = name[len(wp_id) :]
+    return rest == "" or not rest[0].isalnum()
+
+
+def _field_findings(ctx: RepoContext, plan: Workplan) -> list[Finding]:
+    """C-07, C-09 and C-10 on one parsed workplan, each only where its field is usable."""
+    enabled = ctx.settings.enabled
+    findings: list[Finding] = []
+    wp_id, status = plan.fields["id"], plan.fields["status"]
+    if enabled("C-07") and wp_id is not None:
+        pattern = ctx.settings.workplan_id_pattern
+        if not re.search(pattern, wp_id):  # re caches the compiled pattern
+            findings.append(
+                Finding(
+                    check="C-07",
+                    message=f"id {wp_id!r} does not match the pattern {pattern!r}",
+                    path=plan.path,
+                )
+            )
+    if enabled("C-09") and status is not None and status not in ctx.settings.workplan_statuses:
+        findings.append(
+            Finding(check="C-09", message=f"status {status!r} is not allowed", path=plan.path)
+        )
+    if enabled("C-10") and wp_id is not None and not _starts_with_id(plan.name, wp_id):
+        findings.append(
+            Finding(
+                check="C-10",
+                message=f"file name {plan.name!r} does not start with its id {wp_id!r}",
+                path=plan.path,
+            )
+        )
+    return findings
+
+
+def _shared_ids(plans: list[Workplan]) -> list[Finding]:
+    """C-08: one finding per id that two or more workplans share, naming them all."""
+    by_id: dict[str, list[str]] = defaultdict(list)
+    for plan in plans:
+        wp_id = plan.fields["id"]
+        if wp_id is not None:
+            by_id[wp_id].append(plan.path)
+    return [
+        Finding(
+            check="C-08",
+            message=f"id {wp_id!r} is shared by {', '.join(paths)}",
+            path=paths[0],
+        )
+        for wp_id, paths in sorted(by_id.items(), key=lambda item: item[1][0])
+        if len(paths) > 1
+    ]
+
+
+def _parse_all(ctx: RepoContext, folder: WorkplanFolder) -> tuple[list[Workplan], list[Finding]]:
+    """Read each workplan's front matter once: the parsed ones, and C-05 for the rest."""
+    plans: list[Workplan] = []
+    unparsed: list[Finding] = []
+    for path in folder.plans:
+        try:
+            data = read_inside(ctx.root, path, FRONT_MATTER_LIMIT)
+            if data is None:
+                raise _Unparsable("cannot be read (not a regular file inside the repo)")
+            plans.append(_workplan(path, _front_matter(data)))
+        except _Unparsable as exc:
+            if ctx.settings.enabled("C-05"):
+                unparsed.append(Finding(check="C-05", message=f"workplan {exc}", path=path))
+    return plans, unparsed
+
+
+def _unlinked(ctx: RepoContext, folder: WorkplanFolder) -> list[Finding]:
+    """C-11: each workplan that no link of the index resolves to."""
+    assert folder.index is not None
+    data = read_inside(ctx.root, folder.index, DOC_READ_LIMIT)
+    base = posixpath.dirname(folder.index)
+    linked: set[str] = set()
+    for target in markdown_links(decode_doc(data or b"")):
+        path = link_path(target, base)
+        if path is not None:
+            linked.add(path)
+    return [
+        Finding(check="C-11", message=f"not linked from {folder.index}", path=path)
+        for path in folder.plans
+        if path not in linked
+    ]
+
+
+def run(ctx: RepoContext) -> list[Finding]:
+    """Findings of C-05..C-11 for one repo; none where workplans do not apply."""
+    enabled = ctx.settings.enabled
+    want_parse = enabled("C-05") or any(enabled(check) for check in _PARSED_CHECKS)
+    if not (want_parse or enabled("C-11")):
+        return []
+    folder = scan_workplans(ctx.root)
+    if not folder.applies(ctx.settings.require_workplans) or not folder.plans:
+        return []
+    findings: list[Finding] = []
+    if want_parse:
+        plans, findings = _parse_all(ctx, folder)
+        if any(enabled(check) for check in _PARSED_CHECKS):
+            for plan in plans:
+                if enabled("C-06") and plan.unusable:
+                    findings.append(_lacking(plan))
+                findings.extend(_field_findings(ctx, plan))
+            if enabled("C-08"):
+                findings.extend(_shared_ids(plans))
+    if enabled("C-11") and folder.index is not None:
+        findings.extend(_unlinked(ctx, folder))
+    return findings

@@ -1,0 +1,188 @@
+"""Configuration: lookup order, environment overrides, one-line errors with exit 78."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from statehub.errors import ConfigError
+from statehub.settings import CHECKOUT_CONFIG, find_config_file, load_settings, read_token
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "statehub", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_shipped_config_is_valid_and_has_every_key() -> None:
+    """config/statehub.toml loads, and names every key of every section of the model."""
+    import tomllib
+
+    settings = load_settings(CHECKOUT_CONFIG)
+    data = tomllib.loads(CHECKOUT_CONFIG.read_text())
+    for section, model in settings.model_dump(exclude={"config_file"}).items():
+        assert set(model) <= set(data[section]) | {"overrides"}, section
+    assert settings.database_path == CHECKOUT_CONFIG.parent / "var" / "statehub.db"
+
+
+def test_lookup_order_explicit_then_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--config wins over $STATEHUB_CONFIG, which wins over the files on disk."""
+    from_env = tmp_path / "env.toml"
+    from_env.write_text("")
+    monkeypatch.setenv("STATEHUB_CONFIG", str(from_env))
+
+    assert find_config_file(tmp_path / "explicit.toml") == tmp_path / "explicit.toml"
+    assert find_config_file() == from_env
+    monkeypatch.delenv("STATEHUB_CONFIG")
+    assert find_config_file() in (Path("/etc/statehub/statehub.toml"), CHECKOUT_CONFIG)
+
+
+def test_environment_overrides_file_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STATEHUB_SECTION__KEY overrides the file; lists are JSON."""
+    config = tmp_path / "c.toml"
+    config.write_text('[sweep]\nmax_seconds = 100\n[repos]\nroots = ["a"]\n')
+    monkeypatch.setenv("STATEHUB_SWEEP__MAX_SECONDS", "60")
+    monkeypatch.setenv("STATEHUB_REPOS__EXCLUDE", '["tmp-*"]')
+
+    settings = load_settings(config)
+
+    assert settings.sweep.max_seconds == 60
+    assert settings.repos.exclude == ["tmp-*"]
+    assert settings.repos.roots == [Path("a")]
+    assert settings.resolve(Path("a")) == tmp_path / "a"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("[sweep]\nmax_seconds = 0\n", "sweep.max_seconds", "greater than or equal to 1"),
+        ("[sweep]\nmax_seconds = 3601\n", "sweep.max_seconds", "less than or equal to 3600"),
+        ("[sweep]\nmax_secnds = 3\n", "sweep.max_secnds", "unknown key"),
+        ("[checks]\ndisable = ['C-99']\n", "checks.disable", "not a check id"),
+        ("[checks]\nworkplan_id_pattern = '(['\n", "checks.workplan_id_pattern", "regular"),
+        ("[schedule]\ntrigger = '*/15 * * *'\n", "schedule.trigger", "five-field"),
+        ("[schedule]\ntrigger = '99 * * * *'\n", "schedule.trigger", "cron"),
+        ("[schedule]\ntimezone = 'Mars/Base'\n", "schedule.timezone", "unknown time zone"),
+        ("[schedule]\nmode = 'primary'\n", "schedule.mode", "'standby' or 'active'"),
+        ("[api]\nhost = '0.0.0.0'\n", "api.token_file", "required when api.host"),
+        ("[repos.overrides.x]\ndisable = ['C-2']\n", "repos.overrides.x.disable", "check id"),
+        ("[sweep\n", "", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_file_key_and_reason(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    """Each bad file or value is one ConfigError naming the file, the key and the reason."""
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+
+    assert caught.value.file == str(config)
+    assert caught.value.key == key
+    assert reason in caught.value.reason
+
+
+def test_bad_config_exits_78_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    """The CLI refuses a bad config with one stderr line, exit 78, and no database file."""
+    config = tmp_path / "bad.toml"
+    config.write_text('[hub]\ndatabase = "db.sqlite"\n[sweep]\nmax_seconds = -1\n')
+
+    result = run_cli("sweep", "--all", "--config", str(config))
+
+    assert result.returncode == 78
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert str(config) in lines[0] and "sweep.max_seconds" in lines[0]
+    assert not (tmp_path / "db.sqlite").exists()
+
+
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    """A bad override from the environment says which variable it came from."""
+    config = tmp_path / "c.toml"
+    config.write_text("")
+
+    result = run_cli(
+        "config", "check", "--config", str(config), env={"STATEHUB_SWEEP__MAX_SECONDS": "x"}
+    )
+
+    assert result.returncode == 78
+    assert "$STATEHUB_SWEEP__MAX_SECONDS" in result.stderr
+
+
+def test_missing_config_file_is_exit_78(tmp_path: Path) -> None:
+    """--config naming no file is a configuration error, not a traceback."""
+    result = run_cli("config", "check", "--config", str(tmp_path / "nope.toml"))
+
+    assert result.returncode == 78
+    assert "file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_token_file_must_be_non_empty(tmp_path: Path) -> None:
+    """A configured token file that is empty is refused; a filled one is read and stripped."""
+    token = tmp_path / "token"
+    token.write_text("\n")
+    config = tmp_path / "c.toml"
+    config.write_text('[api]\nhost = "0.0.0.0"\ntoken_file = "token"\n')
+    settings = load_settings(config)
+
+    with pytest.raises(ConfigError, match="empty"):
+        read_token(settings)
+    token.write_text("s3cret\n")
+    assert read_token(settings) == "s3cret"
+
+
+def test_per_repo_override_merges_with_fleet_settings(tmp_path: Path) -> None:
+    """An override adds disabled checks and replaces the keys it sets, for that repo only."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[checks]\ndisable = ["C-15"]\nmax_file_kb = 100\n'
+        '[repos.overrides."legacy"]\ndisable = ["C-02"]\nrequire_workplans = false\n'
+        "max_file_kb = 2000\n"
+    )
+    settings = load_settings(config)
+
+    legacy, other = settings.checks_for("legacy"), settings.checks_for("other")
+
+    assert legacy.disabled == {"C-02", "C-15"}
+    assert other.disabled == {"C-15"}
+    assert (legacy.max_file_kb, other.max_file_kb) == (2000, 100)
+    assert (legacy.require_workplans, other.require_workplans) == (False, True)
+    assert legacy.digest() != other.digest()
+
+
+def test_config_show_prints_effective_values(tmp_path: Path) -> None:
+    """config show prints the effective configuration as TOML that loads back the same."""
+    import tomllib
+
+    config = tmp_path / "c.toml"
+    config.write_text('[sweep]\nmax_seconds = 42\n[repos.overrides."x"]\ndisable = ["C-02"]\n')
+
+    result = run_cli("config", "show", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    shown = tomllib.loads(result.stdout)
+    assert shown["sweep"]["max_seconds"] == 42
+    assert shown["repos"]["overrides"]["x"]["disable"] == ["C-02"]
+    reloaded = tmp_path / "shown.toml"
+    reloaded.write_text(result.stdout)
+    assert load_settings(reloaded).sweep.max_seconds == 42

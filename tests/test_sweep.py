@@ -1,0 +1,346 @@
+"""The sweep: selection, order, clean skips, missing repos, budget, lock, event, recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
+
+from statehub.errors import UsageError
+from statehub.lock import SweepLock, is_locked
+from statehub.settings import Settings, load_settings
+from statehub.store import Store
+from statehub.sweep import EVENT_ALL, EVENT_CHOSEN, discover, run_sweep
+
+DETAIL_KEYS = {
+    "source",
+    "run_id",
+    "lock_skipped",
+    "started_at",
+    "finished_at",
+    "duration_seconds",
+    "max_seconds",
+    "remote",
+    "repos_total",
+    "repos_processed",
+    "skipped_clean",
+    "skipped_missing",
+    "skipped_budget",
+    "exit_code",
+    "automation_error",
+    "automation_errors",
+    "assessment_failures",
+}
+
+
+def settings_for(tmp_path: Path, fleet: Path, **sections: str) -> Settings:
+    return load_settings(write_config(tmp_path, roots=[fleet], **sections))
+
+
+def processed(detail: dict[str, object]) -> dict[str, list[str]]:
+    """repo -> sorted check ids of this sweep's findings."""
+    items = detail["repos_processed"]
+    assert isinstance(items, list)
+    return {item["repo"]: sorted(f["check"] for f in item["findings"]) for item in items}
+
+
+def stored_events(settings: Settings) -> list[dict[str, object]]:
+    with sqlite3.connect(settings.database_path) as connection:
+        rows = connection.execute(
+            "SELECT id, event_type, created_at, detail FROM progress_events ORDER BY id"
+        ).fetchall()
+    return [
+        {"id": r[0], "event_type": r[1], "created_at": r[2], "detail": json.loads(r[3])}
+        for r in rows
+    ]
+
+
+def test_event_has_every_contract_key(tmp_path: Path, fleet: Path) -> None:
+    """A sweep of all repos records one event with every key of contract section 5."""
+    make_repo(fleet, "alpha")
+    settings = settings_for(tmp_path, fleet)
+
+    event = run_sweep(settings, source="activity-core")
+
+    assert event.event_type == EVENT_ALL
+    assert set(event.detail) == DETAIL_KEYS
+    assert event.detail["source"] == "activity-core"
+    assert event.detail["lock_skipped"] is False
+    assert event.detail["repos_total"] == 1
+    assert processed(event.detail) == {"alpha": []}
+    assert event.detail["repos_processed"][0]["head"] == git(
+        fleet / "alpha", "rev-parse", "--short=7", "HEAD"
+    ).stdout.strip()
+    assert event.detail["started_at"] <= event.detail["finished_at"] == event.created_at
+    assert event.created_at.endswith("Z")
+    assert stored_events(settings) == [event.as_dict()]
+
+
+def test_chosen_repos_make_a_consistency_sweep_event(tmp_path: Path, fleet: Path) -> None:
+    """--repo NAME sweeps only that repo and records event_type consistency_sweep."""
+    make_repo(fleet, "alpha")
+    make_repo(fleet, "beta")
+    settings = settings_for(tmp_path, fleet)
+
+    event = run_sweep(settings, repos=["beta"])
+
+    assert event.event_type == EVENT_CHOSEN
+    assert list(processed(event.detail)) == ["beta"]
+    assert event.detail["repos_total"] == 1
+
+
+def test_unknown_repo_name_is_a_usage_error(tmp_path: Path, fleet: Path) -> None:
+    """A repo name that is neither configured nor known raises UsageError and records nothing."""
+    make_repo(fleet, "alpha")
+    settings = settings_for(tmp_path, fleet)
+
+    with pytest.raises(UsageError, match="nope"):
+        run_sweep(settings, repos=["nope"])
+    assert stored_events(settings) == []
+
+
+def test_unchanged_repos_are_skipped_clean_and_keep_their_findings(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """A second sweep with nothing changed re-reads nothing; standing findings still count."""
+    make_repo(fleet, "clean")
+    dirty = make_repo(fleet, "dirty")
+    write(dirty, {"scratch.txt": "x"})
+    settings = settings_for(tmp_path, fleet)
+
+    first = run_sweep(settings)
+    second = run_sweep(settings)
+
+    assert processed(first.detail) == {"clean": [], "dirty": ["C-15"]}
+    assert second.detail["repos_processed"] == []
+    assert sorted(second.detail["skipped_clean"]) == ["clean", "dirty"]
+    assert first.detail["assessment_failures"] == second.detail["assessment_failures"] == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["edit_untracked_again", "commit", "stage", "new_branch_ref", "settings"],
+)
+def test_any_change_makes_a_repo_assessed_again(
+    tmp_path: Path, fleet: Path, change: str
+) -> None:
+    """A change to HEAD, refs, the index, the work tree or the check settings ends a clean skip."""
+    repo = make_repo(fleet, "alpha")
+    write(repo, {"scratch.txt": "one"})
+    settings = settings_for(tmp_path, fleet)
+    run_sweep(settings)
+
+    if change == "edit_untracked_again":
+        time.sleep(0.01)
+        write(repo, {"scratch.txt": "one and two"})
+    elif change == "commit":
+        commit_all(repo)
+    elif change == "stage":
+        git(repo, "add", "scratch.txt")
+    elif change == "new_branch_ref":
+        git(repo, "branch", "feature")
+    else:
+        settings = settings_for(tmp_path, fleet, checks='disable = ["C-15"]')
+
+    event = run_sweep(settings)
+
+    assert list(processed(event.detail)) == ["alpha"]
+    assert event.detail["skipped_clean"] == []
+
+
+def test_missing_configured_path_and_vanished_repo(tmp_path: Path, fleet: Path) -> None:
+    """A configured path that does not exist, and a repo gone since the last sweep, are skipped_missing."""
+    make_repo(fleet, "stays")
+    gone = make_repo(fleet, "goes")
+    ghost = tmp_path / "never-there"
+    config = write_config(
+        tmp_path, roots=[fleet], extra="", repos=f'paths = ["{ghost}"]'
+    )
+    settings = load_settings(config)
+    run_sweep(settings)
+
+    subprocess.run(["rm", "-rf", str(gone)], check=True)
+    event = run_sweep(settings)
+
+    assert sorted(event.detail["skipped_missing"]) == ["goes", "never-there"]
+    with Store.open(settings.database_path) as store:
+        assert "goes" not in store.assessed_repos()
+
+
+def test_least_recently_assessed_first_and_budget_rotation(tmp_path: Path, fleet: Path) -> None:
+    """A budget that runs out leaves skipped_budget repos, which come first in the next sweep."""
+    hanging = make_repo(fleet, "a-hangs")
+    make_repo(fleet, "b")
+    make_repo(fleet, "c")
+    settings = settings_for(tmp_path, fleet, sweep="fetch_timeout_seconds = 30")
+    with HangingServer() as server:
+        git(hanging, "remote", "set-url", "origin", server.url)
+        started = time.monotonic()
+        first = run_sweep(settings, remote=True, max_seconds=1)
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 10  # the fetch was cut at the budget, not at fetch_timeout_seconds
+    assert list(processed(first.detail)) == ["a-hangs"]
+    assert processed(first.detail)["a-hangs"][0] == "C-00"
+    assert first.detail["skipped_budget"] == ["b", "c"]
+    assert first.detail["exit_code"] == 1
+
+    order: list[str] = []
+    run_sweep(settings, progress=lambda done, total, repo: order.append(repo))
+    assert order == ["b", "c", "a-hangs"]
+
+
+def test_lock_held_by_another_process_gives_lock_skipped_event(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """While another process holds the sweep lock, a sweep records lock_skipped at once."""
+    make_repo(fleet, "alpha")
+    settings = settings_for(tmp_path, fleet)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from statehub.lock import SweepLock;"
+            "lock = SweepLock(Path(sys.argv[1])); assert lock.acquire();"
+            "print('held', flush=True); time.sleep(60)",
+            str(settings.database_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        assert is_locked(settings.database_path)
+        event = run_sweep(settings, source="local-daemon")
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+    assert event.detail["lock_skipped"] is True
+    assert event.detail["started_at"] == event.detail["finished_at"]
+    assert event.detail["repos_processed"] == []
+    assert event.detail["exit_code"] == 0
+    assert not is_locked(settings.database_path)  # the dead holder freed it
+    assert run_sweep(settings).detail["lock_skipped"] is False
+
+
+def test_two_sweeps_in_one_process_exclude_each_other(tmp_path: Path, fleet: Path) -> None:
+    """The flock is per open file, so a second lock in the same process is refused too."""
+    settings = settings_for(tmp_path, fleet)
+    with SweepLock(settings.database_path) as lock:
+        assert lock.acquire()
+        assert run_sweep(settings).detail["lock_skipped"] is True
+
+
+def test_kill_minus_nine_keeps_events_and_frees_the_lock(tmp_path: Path, fleet: Path) -> None:
+    """kill -9 mid-sweep: earlier events intact, lock free, next sweep runs, the kill is recorded."""
+    hanging = make_repo(fleet, "hangs")
+    make_repo(fleet, "fine")
+    config = write_config(tmp_path, roots=[fleet], sweep="fetch_timeout_seconds = 60")
+    settings = load_settings(config)
+    earlier = run_sweep(settings)
+    with HangingServer() as server:
+        git(hanging, "remote", "set-url", "origin", server.url)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "statehub", "sweep", "--remote", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while not is_locked(settings.database_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert is_locked(settings.database_path)
+        time.sleep(0.3)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    with sqlite3.connect(settings.database_path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert not is_locked(settings.database_path)
+    assert stored_events(settings)[0] == earlier.as_dict()
+
+    after = run_sweep(settings)
+    events = stored_events(settings)
+    assert [e["id"] for e in events] == [earlier.id, earlier.id + 1, after.id]
+    interrupted = events[1]["detail"]
+    assert interrupted["interrupted"] is True
+    assert interrupted["automation_error"] is True
+    assert interrupted["remote"] is True
+    assert after.detail["lock_skipped"] is False
+
+
+def test_unreadable_repo_is_c00_and_the_rest_are_assessed(tmp_path: Path, fleet: Path) -> None:
+    """A .git file pointing nowhere gives C-00 and exit_code 1; the other repos are assessed."""
+    make_repo(fleet, "good")
+    broken = fleet / "broken"
+    broken.mkdir()
+    (broken / ".git").write_text("gitdir: /nowhere/at/all\n")
+    settings = settings_for(tmp_path, fleet)
+
+    event = run_sweep(settings)
+
+    assert processed(event.detail) == {"broken": ["C-00"], "good": []}
+    assert event.detail["exit_code"] == 1
+    assert event.detail["automation_error"] is True
+    [error] = event.detail["automation_errors"]
+    assert error["repo"] == "broken"
+    assert error["check"] == "C-00"
+
+
+def test_c00_can_be_switched_off(tmp_path: Path, fleet: Path) -> None:
+    """With C-00 disabled, an unreadable repo reports nothing and the sweep exits 0."""
+    broken = fleet / "broken"
+    broken.mkdir()
+    (broken / ".git").write_text("gitdir: /nowhere/at/all\n")
+    settings = settings_for(tmp_path, fleet, checks='disable = ["C-00"]')
+
+    event = run_sweep(settings)
+
+    assert processed(event.detail) == {"broken": []}
+    assert event.detail["exit_code"] == 0
+
+
+def test_assessment_failures_count_the_whole_fleet(tmp_path: Path, fleet: Path) -> None:
+    """assessment_failures counts every repo with a C-01..C-23 finding, even in a --repo sweep."""
+    for name in ("one", "two"):
+        write(make_repo(fleet, name), {"scratch.txt": "x"})
+    make_repo(fleet, "three")
+    settings = settings_for(tmp_path, fleet)
+    run_sweep(settings)
+
+    event = run_sweep(settings, repos=["three"])
+
+    assert event.detail["assessment_failures"] == 2
+
+
+def test_duplicate_names_get_a_suffix(tmp_path: Path) -> None:
+    """Two repos with one folder name are told apart by a suffix, with a warning."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    make_repo(first, "same", with_origin=False)
+    make_repo(second, "same", with_origin=False)
+    settings = load_settings(write_config(tmp_path, roots=[first, second]))
+
+    fleet_found = discover(settings)
+
+    assert [t.name for t in fleet_found.targets] == ["same", "same~2"]
+    assert "same" in fleet_found.warnings[0]
+
+
+def test_exclude_patterns_leave_repos_out(tmp_path: Path, fleet: Path) -> None:
+    """Repos whose names match an exclude glob are not part of the fleet."""
+    make_repo(fleet, "keep", with_origin=False)
+    make_repo(fleet, "old-archive", with_origin=False)
+    settings = settings_for(tmp_path, fleet, repos='exclude = ["*-archive"]')
+
+    assert [t.name for t in discover(settings).targets] == ["keep"]
