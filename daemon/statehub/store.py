@@ -520,6 +520,75 @@ class Store:
             )
             return cursor.rowcount
 
+    # -- scheduler fire markers (scheduler.py) --------------------------------------------
+
+    def state_items(self, prefix: str) -> dict[str, str]:
+        """Every hub_state entry whose key starts with ``prefix`` (no LIKE wildcards)."""
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT key, value FROM hub_state WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(prefix), prefix),
+            ).fetchall()
+        return {str(row[0]): str(row[1]) for row in rows}
+
+    # -- HTTP API: metrics and health (api.py) --------------------------------------------
+
+    def sweep_summary(
+        self, *, since: datetime, counted_since: datetime, max_rows: int
+    ) -> list[tuple[Any, ...]]:
+        """Events by source and outcome among the newest ``max_rows`` created since ``since``.
+
+        A row is ``(source, outcome, counted, last_created_at, last_duration_seconds)``:
+        ``outcome`` is ``lock_skipped``, ``automation_error`` or ``ok``; ``counted`` is how
+        many of the group were created at or after ``counted_since``; the last two are those
+        of the group's newest event. Aggregated in SQL over the ``created_at`` index, so the
+        cost is that of the window, not of the table.
+        """
+        sql = (
+            "SELECT source, outcome, sum(created_at >= ?), max(created_at), duration FROM ("
+            " SELECT json_extract(detail, '$.source') AS source,"
+            " CASE WHEN json_extract(detail, '$.lock_skipped') THEN 'lock_skipped'"
+            " WHEN json_extract(detail, '$.automation_error') THEN 'automation_error'"
+            " ELSE 'ok' END AS outcome,"
+            " created_at, json_extract(detail, '$.duration_seconds') AS duration"
+            " FROM progress_events WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?)"
+            # SQLite takes the bare column 'duration' from the row that holds max(created_at).
+            " GROUP BY source, outcome ORDER BY source, outcome"
+        )
+        with self._guard() as connection:
+            return connection.execute(sql, (iso(counted_since), iso(since), max_rows)).fetchall()
+
+    def last_sweep_at(self, *, scan_limit: int) -> str | None:
+        """``created_at`` of the newest sweep that ran (not lock-skipped), or None.
+
+        Only the newest ``scan_limit`` events are looked at, so a flood of lock-skipped
+        events cannot make a health check scan the whole table.
+        """
+        sql = (
+            "SELECT created_at FROM (SELECT created_at, detail FROM progress_events"
+            " ORDER BY id DESC LIMIT ?) WHERE json_extract(detail, '$.lock_skipped') = 0"
+            " ORDER BY created_at DESC LIMIT 1"
+        )
+        with self._guard() as connection:
+            row = connection.execute(sql, (scan_limit,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def repo_status_counts(self) -> dict[str, int]:
+        """How many standing assessments have each status (``ok``, ``findings``, ``error``)."""
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT status, count(*) FROM repo_assessments GROUP BY status"
+            ).fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    def finding_counts(self) -> dict[str, int]:
+        """How many findings of the standing assessments each check id has."""
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT check_id, count(*) FROM findings GROUP BY check_id"
+            ).fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
+
     # -- small key/value state ------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:

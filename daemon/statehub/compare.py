@@ -1,0 +1,654 @@
+"""Reports over the recorded history: ``statehub compare`` and ``statehub status``.
+
+``compare`` sums the sweeps of a window by ``detail.source`` and measures how well the
+schedule's slots were covered. Its definitions (issue 6):
+
+- The window is ``[now - H hours, now]`` on ``created_at`` (when an event was recorded).
+- A *completed* sweep is one that ran: neither lock-skipped nor ``interrupted`` (a sweep
+  whose process died, recorded later by the next sweep). A sweep with automation errors
+  (C-00) did run and is completed.
+- Per source: ``sweeps`` (completed), ``lock_skipped``, ``automation_errors`` (events with
+  ``automation_error: true``, interrupted ones included), ``interrupted``,
+  ``assessment_failures_last`` (of the newest completed sweep, null without one),
+  ``first_at``/``last_at`` (``created_at`` of its first and last event of any kind), and the
+  mean and max ``duration_seconds`` of its completed sweeps (null without one).
+- Slots are the fire times of ``schedule.trigger`` computed in ``schedule.timezone`` (so
+  daylight saving time is the zone's), each running to the next fire time. A slot is
+  *expected* when its start is inside the window and its end is at or before now: only
+  completed slots count; one that began before the window or is still running is left out.
+- A slot is *covered* by a completed whole-fleet sweep (``consistency_sweep_remote_all``) of
+  any source whose ``started_at`` is in ``[start, end)``. A sweep of chosen repos
+  (``consistency_sweep``) is counted for its source but covers no slot. A slot with none is
+  *missed*.
+- A slot is *doubled* when completed whole-fleet sweeps of two or more DIFFERENT sources
+  started in it: the sign of two live schedulers. Two sweeps of one source are not doubled.
+- ``retired_sources_seen``: the ``hub.retired_sources`` with any event in the window.
+
+The exit status is 0 whatever the coverage: compare is a report, not a check; a monitor
+reads ``--json``. Slot times in JSON are UTC with a ``Z``.
+
+``status`` is one screen: the schedule and its next fire, the daemon's last runs, the last
+event of each source, the open findings by check, the database. It never creates the
+database and answers (exit 0) when there is none yet.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from statehub.settings import Settings
+from statehub.store import Store, parse_iso, utc_now
+
+# statehub.sweep.EVENT_ALL (contract section 5); not imported: sweep pulls in pygit2.
+WHOLE_FLEET_EVENT = "consistency_sweep_remote_all"
+
+COVERED = "covered"
+MISSED = "missed"
+DOUBLED = "doubled"
+STRIP_MARKS = {COVERED: ("█", "green"), MISSED: ("·", "red"), DOUBLED: ("2", "yellow")}
+ASCII_MARKS = {COVERED: "#", MISSED: ".", DOUBLED: "2"}
+STATUS_RUNS = 5
+LISTED_SLOTS = 12  # missed/doubled slot times printed before "and N more"
+LISTED_REPOS = 8  # repo names per check in the status screen before "+N more"
+
+
+def utc_z(moment: datetime) -> str:
+    """``2026-03-29T07:00:00Z``: a slot time, in UTC, to the second."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- the rows read from the store -----------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepRow:
+    """The few fields of one progress event the reports need."""
+
+    created_at: str
+    event_type: str
+    source: str
+    lock_skipped: bool
+    automation_error: bool
+    interrupted: bool
+    duration_seconds: float | None
+    assessment_failures: int | None
+    started_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> SweepRow:
+        """From a row of :meth:`Store.sweep_rows`; a missing ``started_at`` means created_at."""
+        created, event_type, source, lock, error, interrupted, duration, failures, started = row
+        return cls(
+            created_at=str(created),
+            event_type=str(event_type),
+            source="(none)" if source is None else str(source),
+            lock_skipped=bool(lock),
+            automation_error=bool(error),
+            interrupted=bool(interrupted),
+            duration_seconds=None if duration is None else float(duration),
+            assessment_failures=None if failures is None else int(failures),
+            started_at=_moment(started, created),
+        )
+
+    @property
+    def completed(self) -> bool:
+        return not self.lock_skipped and not self.interrupted
+
+    @property
+    def outcome(self) -> str:
+        """``lock_skipped``, ``interrupted``, ``automation_error`` or ``completed``."""
+        if self.lock_skipped:
+            return "lock_skipped"
+        if self.interrupted:
+            return "interrupted"
+        return "automation_error" if self.automation_error else "completed"
+
+
+def _moment(started: object, created: object) -> datetime:
+    if isinstance(started, str):
+        try:
+            return parse_iso(started)
+        except ValueError:
+            pass
+    return parse_iso(str(created))
+
+
+# -- compare --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceSummary:
+    """The sweeps of one source in the window."""
+
+    sweeps: int
+    lock_skipped: int
+    automation_errors: int
+    interrupted: int
+    assessment_failures_last: int | None
+    first_at: str
+    last_at: str
+    mean_duration_seconds: float | None
+    max_duration_seconds: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sweeps": self.sweeps,
+            "lock_skipped": self.lock_skipped,
+            "automation_errors": self.automation_errors,
+            "interrupted": self.interrupted,
+            "assessment_failures_last": self.assessment_failures_last,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "mean_duration_seconds": self.mean_duration_seconds,
+            "max_duration_seconds": self.max_duration_seconds,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlotCoverage:
+    """The expected slots (their starts, UTC) and what each one got."""
+
+    starts: tuple[datetime, ...]
+    states: tuple[str, ...]
+
+    @property
+    def expected(self) -> int:
+        return len(self.starts)
+
+    @property
+    def covered(self) -> int:
+        return sum(state != MISSED for state in self.states)
+
+    @property
+    def missed(self) -> list[datetime]:
+        return [
+            start for start, state in zip(self.starts, self.states, strict=True) if state == MISSED
+        ]
+
+    @property
+    def doubled(self) -> list[datetime]:
+        return [
+            start for start, state in zip(self.starts, self.states, strict=True) if state == DOUBLED
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "expected": self.expected,
+            "covered": self.covered,
+            "missed": [utc_z(start) for start in self.missed],
+            "doubled": [utc_z(start) for start in self.doubled],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """The answer of ``statehub compare``."""
+
+    since_hours: float
+    since: datetime
+    until: datetime
+    trigger: str
+    timezone: str
+    sources: dict[str, SourceSummary]
+    slots: SlotCoverage
+    retired_sources_seen: list[str]
+    database: Path
+    database_found: bool
+
+    @property
+    def attention(self) -> bool:
+        return bool(self.slots.missed or self.slots.doubled or self.retired_sources_seen)
+
+    def verdict(self) -> str:
+        """One line: ``OK: 96/96 slots covered, no doubled slots`` or ``ATTENTION: ...``."""
+        coverage = f"{self.slots.covered}/{self.slots.expected} slots covered"
+        if not self.attention:
+            return f"OK: {coverage}, no doubled slots"
+        parts = []
+        if self.slots.missed:
+            parts.append(f"{len(self.slots.missed)} missed")
+        if self.slots.doubled:
+            parts.append(f"{len(self.slots.doubled)} doubled")
+        if self.retired_sources_seen:
+            noun = "source" if len(self.retired_sources_seen) == 1 else "sources"
+            parts.append(f"retired {noun} {', '.join(self.retired_sources_seen)} seen")
+        return f"ATTENTION: {', '.join(parts)} ({coverage})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "since_hours": self.since_hours,
+            "window": {"since": utc_z(self.since), "until": utc_z(self.until)},
+            "schedule": {"trigger": self.trigger, "timezone": self.timezone},
+            "sources": {name: summary.as_dict() for name, summary in self.sources.items()},
+            "slots": self.slots.as_dict(),
+            "retired_sources_seen": self.retired_sources_seen,
+            "verdict": self.verdict(),
+        }
+
+
+def slot_bounds(trigger: str, zone: ZoneInfo, since: datetime, until: datetime) -> list[datetime]:
+    """The fire times ``f0 < ... < fn`` of a cron in ``zone`` with ``since <= f0``, ``fn <= until``.
+
+    Slot ``i`` is ``[f_i, f_i+1)``: n complete slots. Returned in UTC.
+    """
+    cron = CronTrigger.from_crontab(trigger, timezone=zone)
+    bounds: list[datetime] = []
+    fire: datetime | None = cron.get_next_fire_time(None, since.astimezone(zone))
+    while fire is not None and fire <= until:
+        bounds.append(fire.astimezone(UTC))
+        fire = cron.get_next_fire_time(fire, fire)
+    return bounds
+
+
+def slot_coverage(bounds: Sequence[datetime], rows: Sequence[SweepRow]) -> SlotCoverage:
+    """Which slots got a completed whole-fleet sweep, and from how many sources."""
+    starts = tuple(bounds[:-1])
+    sources_in: list[set[str]] = [set() for _ in starts]
+    for row in rows:
+        if row.event_type != WHOLE_FLEET_EVENT or not row.completed:
+            continue
+        index = bisect_right(bounds, row.started_at) - 1
+        if 0 <= index < len(starts):
+            sources_in[index].add(row.source)
+    states = tuple(
+        MISSED if not seen else DOUBLED if len(seen) > 1 else COVERED for seen in sources_in
+    )
+    return SlotCoverage(starts=starts, states=states)
+
+
+def summarize_sources(rows: Sequence[SweepRow]) -> dict[str, SourceSummary]:
+    """Per source, in name order; ``rows`` oldest first."""
+    by_source: dict[str, list[SweepRow]] = {}
+    for row in rows:
+        by_source.setdefault(row.source, []).append(row)
+    summaries: dict[str, SourceSummary] = {}
+    for name in sorted(by_source):
+        events = by_source[name]
+        done = [row for row in events if row.completed]
+        durations = [row.duration_seconds for row in done if row.duration_seconds is not None]
+        summaries[name] = SourceSummary(
+            sweeps=len(done),
+            lock_skipped=sum(row.lock_skipped for row in events),
+            automation_errors=sum(row.automation_error for row in events),
+            interrupted=sum(row.interrupted for row in events),
+            assessment_failures_last=done[-1].assessment_failures if done else None,
+            first_at=events[0].created_at,
+            last_at=events[-1].created_at,
+            mean_duration_seconds=round(sum(durations) / len(durations), 3) if durations else None,
+            max_duration_seconds=max(durations) if durations else None,
+        )
+    return summaries
+
+
+def compare(settings: Settings, *, since_hours: float, now: datetime | None = None) -> Comparison:
+    """Sum the window's sweeps by source and check the schedule's slots (see the module doc).
+
+    ``now`` defaults to the clock (tests pass their own). A missing database reads as no
+    events. Raises StoreError when the database cannot be read.
+    """
+    until = now or utc_now()
+    since = until - timedelta(hours=since_hours)
+    path = settings.database_path
+    rows: list[SweepRow] = []
+    found = path.exists()
+    if found:
+        with Store.open(path, create=False) as store:
+            rows = [SweepRow.from_row(row) for row in store.sweep_rows(since=since, until=until)]
+    schedule = settings.schedule
+    bounds = slot_bounds(schedule.trigger, schedule.zone, since, until)
+    seen = {row.source for row in rows}
+    return Comparison(
+        since_hours=since_hours,
+        since=since,
+        until=until,
+        trigger=schedule.trigger,
+        timezone=schedule.timezone,
+        sources=summarize_sources(rows),
+        slots=slot_coverage(bounds, rows),
+        retired_sources_seen=[name for name in settings.hub.retired_sources if name in seen],
+        database=path,
+        database_found=found,
+    )
+
+
+def compare_command(
+    settings: Settings,
+    *,
+    since_hours: float,
+    as_json: bool,
+    now: datetime | None = None,
+    console: Console | None = None,
+) -> int:
+    """``statehub compare``: print the comparison; always 0 (it is a report)."""
+    report = compare(settings, since_hours=since_hours, now=now)
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        render_comparison(console or _console(), report)
+    return 0
+
+
+def render_comparison(out: Console, report: Comparison) -> None:
+    """The table by source, the slot summary, on a terminal the slot strip, the verdict."""
+    if not report.database_found:
+        _say(out, f"no database yet at {report.database} (no sweep recorded)")
+    window = f"{utc_z(report.since)} .. {utc_z(report.until)} ({report.since_hours:g} h)"
+    if report.sources:
+        table = _compact_table(
+            title=f"sweeps by source, {window}",
+            title_justify="left",
+            caption="skipped: lock-skipped; C-00: with automation errors; "
+            "failures: repos failing after the last sweep",
+            caption_justify="left",
+        )
+        table.add_column("source", no_wrap=True)
+        for column in ("sweeps", "skipped", "C-00", "failures", "mean s", "max s"):
+            table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+        table.add_column("first", no_wrap=True)
+        table.add_column("last", no_wrap=True)
+        for name, summary in report.sources.items():
+            retired = name in report.retired_sources_seen
+            table.add_row(
+                Text(name, style="yellow" if retired else ""),
+                str(summary.sweeps),
+                str(summary.lock_skipped),
+                Text(
+                    str(summary.automation_errors), style="red" if summary.automation_errors else ""
+                ),
+                _or_dash(summary.assessment_failures_last),
+                _seconds(summary.mean_duration_seconds),
+                _seconds(summary.max_duration_seconds),
+                _short(summary.first_at),
+                _short(summary.last_at),
+            )
+        out.print(table)
+    else:
+        _say(out, f"no events in {window}")
+    slots = report.slots
+    _say(
+        out,
+        f"slots of '{report.trigger}' ({report.timezone}): {slots.expected} expected, "
+        f"{slots.covered} covered, {len(slots.missed)} missed, {len(slots.doubled)} doubled",
+    )
+    _list_slots(out, "missed", slots.missed)
+    _list_slots(out, "doubled", slots.doubled)
+    if out.is_terminal and slots.expected:
+        render_strip(out, slots)
+    _say(out, report.verdict(), style="bold yellow" if report.attention else "bold green")
+
+
+def render_strip(out: Console, slots: SlotCoverage) -> None:
+    """One character per slot, oldest first, wrapped at the console's width."""
+    unicode = (out.encoding or "").lower().startswith("utf")
+    marks = {
+        state: (char if unicode else ASCII_MARKS[state], style)
+        for state, (char, style) in STRIP_MARKS.items()
+    }
+    legend = "  ".join(f"{marks[state][0]} {state}" for state in (COVERED, MISSED, DOUBLED))
+    _say(out, f"{utc_z(slots.starts[0])} onwards, one slot a character: {legend}")
+    width = max(out.width, 8)
+    for offset in range(0, len(slots.states), width):
+        line = Text(no_wrap=True)
+        for state in slots.states[offset : offset + width]:
+            char, style = marks[state]
+            line.append(char, style=style)
+        out.print(line)
+
+
+def _list_slots(out: Console, label: str, starts: Sequence[datetime]) -> None:
+    if not starts:
+        return
+    shown = ", ".join(utc_z(start) for start in starts[:LISTED_SLOTS])
+    more = f" and {len(starts) - LISTED_SLOTS} more" if len(starts) > LISTED_SLOTS else ""
+    _say(out, f"{label}: {shown}{more}")
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+def status_report(settings: Settings, *, now: datetime | None = None) -> dict[str, Any]:
+    """The document of ``statehub status --json``; reads, never creates, the database."""
+    moment = now or utc_now()
+    schedule = settings.schedule
+    cron = CronTrigger.from_crontab(schedule.trigger, timezone=schedule.zone)
+    next_fire: datetime | None = cron.get_next_fire_time(None, moment.astimezone(schedule.zone))
+    path = settings.database_path
+    document: dict[str, Any] = {
+        "at": utc_z(moment),
+        "schedule": {
+            "id": schedule.id,
+            "name": schedule.name,
+            "trigger": schedule.trigger,
+            "timezone": schedule.timezone,
+            "enabled": schedule.enabled,
+            "mode": schedule.mode,
+            "source": schedule.source,
+            "primary_sources": list(schedule.primary_sources),
+            "next_fire": None if next_fire is None else utc_z(next_fire),
+            "next_fire_local": None if next_fire is None else next_fire.isoformat(),
+        },
+        "database": {
+            "path": str(path),
+            "exists": path.exists(),
+            "size_bytes": _size(path),
+            "wal_bytes": _size(path.with_name(path.name + "-wal")),
+            "events": 0,
+        },
+        "runs": [],
+        "last_sweeps": {},
+        "open_findings": [],
+        "repos_assessed": 0,
+        "repos_with_findings": 0,
+    }
+    if not path.exists():
+        return document
+    with Store.open(path, create=False) as store:
+        document["database"]["events"] = store.count_events()
+        document["runs"] = [
+            {
+                "run_id": run.run_id,
+                "fired_at": run.fired_at,
+                "scheduled_for": run.scheduled_for,
+                "outcome": run.outcome,
+            }
+            for run in store.runs(definition_id=schedule.id, limit=STATUS_RUNS)
+        ]
+        recent = moment - timedelta(days=settings.hub.retention_days)
+        for raw in store.last_event_per_source(since=recent):
+            row = SweepRow.from_row(raw)
+            document["last_sweeps"][row.source] = {
+                "at": row.created_at,
+                "event_type": row.event_type,
+                "outcome": row.outcome,
+                "duration_seconds": row.duration_seconds,
+                "assessment_failures": row.assessment_failures,
+            }
+        assessments = store.assessments()
+    by_check: dict[str, list[dict[str, Any]]] = {}
+    for name in sorted(assessments):
+        for finding in assessments[name].findings:
+            by_check.setdefault(finding["check"], []).append(
+                {"repo": name, "path": finding["path"], "message": finding["message"]}
+            )
+    # Check ids sort as C-00 (automation errors) first, then C-01..C-23.
+    document["open_findings"] = [
+        {
+            "check": check,
+            "repos": list(dict.fromkeys(item["repo"] for item in findings)),
+            "findings": findings,
+        }
+        for check, findings in sorted(by_check.items())
+    ]
+    document["repos_assessed"] = len(assessments)
+    document["repos_with_findings"] = sum(1 for item in assessments.values() if item.findings)
+    return document
+
+
+def status_command(
+    settings: Settings,
+    *,
+    as_json: bool,
+    now: datetime | None = None,
+    console: Console | None = None,
+) -> int:
+    """``statehub status``: one screen; 0 also without a database."""
+    document = status_report(settings, now=now)
+    if as_json:
+        _print_json(document)
+    else:
+        render_status(console or _console(), document)
+    return 0
+
+
+def render_status(out: Console, document: dict[str, Any]) -> None:
+    """The status document as one screen of text and tables."""
+    schedule = document["schedule"]
+    state = "enabled" if schedule["enabled"] else "DISABLED (the daemon idles)"
+    _say(out, f"schedule  {schedule['name']} ({schedule['id']})", style="bold")
+    _say(
+        out,
+        f"          '{schedule['trigger']}' in {schedule['timezone']}, "
+        f"{schedule['mode']} mode, {state}; next fire {_fire(schedule)}",
+    )
+    database = document["database"]
+    if not database["exists"]:
+        _say(out, f"database  {database['path']}: no database yet (run a sweep first)")
+        return
+    wal = f" + {_mib(database['wal_bytes'])} WAL" if database["wal_bytes"] else ""
+    _say(
+        out,
+        f"database  {database['path']}: {_mib(database['size_bytes'])}{wal}, "
+        f"{database['events']} event(s)",
+    )
+    if not database["events"] and not document["runs"]:
+        _say(out, "no sweeps recorded yet")
+        return
+    _status_runs(out, document["runs"])
+    _status_sweeps(out, document["last_sweeps"])
+    _status_findings(out, document)
+
+
+def _status_runs(out: Console, runs: Sequence[dict[str, Any]]) -> None:
+    if not runs:
+        _say(out, "daemon: no runs recorded for this definition")
+        return
+    _say(out, f"the daemon's last {len(runs)} run(s), times in UTC", style="bold")
+    table = _compact_table()
+    for column in ("fired", "scheduled for", "outcome"):
+        table.add_column(column, no_wrap=True)
+    for run in runs:
+        table.add_row(_short(run["fired_at"]), _short(run["scheduled_for"]), Text(run["outcome"]))
+    out.print(table)
+
+
+def _status_sweeps(out: Console, sweeps: dict[str, dict[str, Any]]) -> None:
+    if not sweeps:
+        _say(out, "no sweeps within the retention window")
+        return
+    _say(out, "last event per source, times in UTC", style="bold")
+    table = _compact_table()
+    for column in ("source", "at", "sweep of", "outcome"):
+        table.add_column(column, no_wrap=True)
+    for column in ("duration s", "failures"):
+        table.add_column(column, justify="right", no_wrap=True)
+    styles = {"automation_error": "red", "interrupted": "red", "lock_skipped": "yellow"}
+    for source, sweep in sweeps.items():
+        table.add_row(
+            Text(source),
+            _short(sweep["at"]),
+            "all repos" if sweep["event_type"] == WHOLE_FLEET_EVENT else "chosen repos",
+            Text(sweep["outcome"].replace("_", " "), style=styles.get(sweep["outcome"], "")),
+            _seconds(sweep["duration_seconds"]),
+            _or_dash(sweep["assessment_failures"]),
+        )
+    out.print(table)
+
+
+def _status_findings(out: Console, document: dict[str, Any]) -> None:
+    groups = document["open_findings"]
+    summary = (
+        f"{document['repos_with_findings']} of {document['repos_assessed']} assessed repo(s) "
+        "with open findings"
+    )
+    _say(out, summary, style="bold")
+    if not groups:
+        return
+    table = _compact_table()
+    for column in ("check", "repos", "names"):
+        table.add_column(column, no_wrap=column != "names")
+    for group in groups:
+        repos = group["repos"]
+        names = ", ".join(repos[:LISTED_REPOS])
+        if len(repos) > LISTED_REPOS:
+            names += f" +{len(repos) - LISTED_REPOS} more"
+        style = "red" if group["check"] == "C-00" else ""
+        table.add_row(Text(group["check"], style=style), str(len(repos)), Text(names))
+    out.print(table)
+
+
+# -- small helpers --------------------------------------------------------------------
+
+
+def _say(out: Console, line: str, *, style: str = "") -> None:
+    """One line of plain text (never markup), left for the terminal to wrap."""
+    out.print(Text(line, style=style), soft_wrap=True)
+
+
+def _compact_table(**options: Any) -> Table:
+    """A table without vertical rules, one space between columns: more fits in 80 columns."""
+    return Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0), show_edge=False, **options)
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _mib(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1_048_576:.1f} MiB"
+
+
+def _fire(schedule: dict[str, Any]) -> str:
+    if schedule["next_fire"] is None:
+        return "never"
+    local = schedule["next_fire_local"]
+    if schedule["timezone"] == "UTC":
+        return str(schedule["next_fire"])
+    return f"{schedule['next_fire']} ({local} local)"
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _short(created_at: str) -> str:
+    """``2026-11-27T10:15:00.041Z`` as ``11-27 10:15``."""
+    return created_at[5:16].replace("T", " ") if len(created_at) >= 16 else created_at
