@@ -609,7 +609,7 @@ class Store:
     def quick_check(self) -> bool:
         """True when the database answers a trivial query (for health checks)."""
         with self._guard() as connection:
-            return connection.execute("SELECT 1").fetchone() == (1,)
+            return bool(connection.execute("SELECT 1").fetchone() == (1,))
 
     def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``fn`` on the raw connection with errors mapped (for read-only reports)."""

@@ -21,6 +21,7 @@ from statehub import gitstate
 from statehub.checks import AUTOMATION_ERROR, Finding, RepoContext, assess
 from statehub.errors import FetchError, RepoError, UsageError
 from statehub.lock import SweepLock
+from statehub.retention import maybe_prune
 from statehub.settings import EffectiveChecks, Settings
 from statehub.store import Assessment, ProgressEvent, Store, iso, utc_now
 
@@ -234,9 +235,11 @@ def run_sweep(
             return _record_lock_skipped(db, event_type, source, budget, remote)
         with lock:
             _record_interrupted(db)
-            return _sweep_locked(
+            event = _sweep_locked(
                 settings, db, event_type, targets, unknown, remote, budget, source, progress
             )
+            maybe_prune(db, settings)  # at most once a day; never raises
+            return event
     finally:
         if own_store:
             db.close()
