@@ -56,7 +56,8 @@ def test_every_command_has_help_and_is_documented(command: list[str]) -> None:
 
     assert result.returncode == 0
     assert "usage: statehub" in result.stdout
-    assert "--config" in result.stdout
+    if command != ["install-units"]:  # the installer reads unit files, not the config
+        assert "--config" in result.stdout
     assert f"statehub {' '.join(command)}" in README.read_text()
 
 
@@ -141,7 +142,8 @@ def test_check_assesses_one_folder_and_records_nothing(tmp_path: Path, fleet: Pa
     document = json.loads(result.stdout)
     assert document["repo"] == "alpha"
     checks = sorted(f["check"] for f in document["findings"])
-    assert checks == ["C-02", "C-04", "C-14"]
+    # The README's link to AGENTS.md is the same defect as C-02: one defect, one finding.
+    assert checks == ["C-02", "C-14"]
     assert not (tmp_path / "statehub.db").exists()
 
 

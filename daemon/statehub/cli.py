@@ -256,7 +256,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 def cmd_install_units(args: argparse.Namespace) -> int:
     from statehub.install import main as install_main
 
-    return install_main(args.install_args)
+    return install_main(list(args.install_args))
 
 
 # -- the parser -----------------------------------------------------------------------
@@ -440,8 +440,15 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["install-units"]:
+        # Its options belong to the installer's own parser (argparse's REMAINDER would
+        # not take leading options).
+        from statehub.install import main as install_main
+
+        return install_main(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if not hasattr(args, "config"):
         args.config = None
     handler: Handler = args.handler

@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             include_archived=options.archived,
         )
     except UsageError as exc:
-        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        # A venv installed without -e holds no infra/ folder: say where the units come from.
+        hint = " (run it from a checkout of statehub: docs/install.md, step 3)"
+        print(f"{parser.prog}: {exc}{hint}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
