@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from gitfleet import good_files, make_repo, write
 
+from gitfleet import good_files, make_repo
 from statehub.checks import Finding, RepoContext, docs
 from statehub.gitstate import read_state
 from statehub.settings import CheckSettings, RepoOverride, RepoSettings, Settings
@@ -25,19 +25,15 @@ def _run(root: Path, settings: Settings | None = None) -> list[Finding]:
     return docs.run(ctx)
 
 
-def _repo(tmp_path: Path, **changes: str | bytes | None) -> Path:
+def _repo_with(tmp_path: Path, changes: dict[str, str | bytes | None] | None = None) -> Path:
     """A good repo with some files changed (a value of None leaves the file out)."""
     files = good_files("r")
-    for path, content in changes.items():
+    for path, content in (changes or {}).items():
         if content is None:
             files.pop(path, None)
         else:
             files[path] = content
     return make_repo(tmp_path, "r", files, with_origin=False)
-
-
-def _repo_with(tmp_path: Path, files: dict[str, str | bytes | None]) -> Path:
-    return _repo(tmp_path, **files)  # type: ignore[arg-type]
 
 
 def _ids(findings: list[Finding]) -> list[str]:
@@ -52,7 +48,7 @@ def _readme_links(tmp_path: Path, body: str, extra: dict[str, str] | None = None
 
 def test_good_repo_has_no_findings(tmp_path: Path) -> None:
     """The builders' good repo passes C-01..C-04."""
-    assert _run(_repo(tmp_path)) == []
+    assert _run(_repo_with(tmp_path)) == []
 
 
 # -- C-01 / C-02 ------------------------------------------------------------------------
@@ -89,8 +85,9 @@ def test_readme_that_is_a_folder_is_not_a_file(tmp_path: Path) -> None:
     """A folder named README.md is a C-01 finding, not an error."""
     root = _repo_with(tmp_path, {"README.md": None, "README.md/x.txt": "x"})
     findings = _run(root)
-    assert findings == [Finding(check="C-01", message="README.md is not a readable file",
-                                path="README.md")]
+    assert findings == [
+        Finding(check="C-01", message="README.md is not a readable file", path="README.md")
+    ]
 
 
 def test_agents_symlink_inside_repo_is_followed(tmp_path: Path) -> None:
@@ -123,8 +120,7 @@ def test_missing_workplans_folder_when_required(tmp_path: Path) -> None:
 
 def test_missing_workplans_folder_not_required(tmp_path: Path) -> None:
     """require_workplans = false and no workplans/: the check does not apply."""
-    root = make_repo(tmp_path, "r", {"README.md": "# r\n", "AGENTS.md": "# a\n"},
-                     with_origin=False)
+    root = make_repo(tmp_path, "r", {"README.md": "# r\n", "AGENTS.md": "# a\n"}, with_origin=False)
     settings = Settings(repos=RepoSettings(require_workplans=False))
     assert _run(root, settings) == []
 
@@ -134,15 +130,15 @@ def test_existing_folder_without_index_when_not_required(tmp_path: Path) -> None
     root = _repo_with(tmp_path, {"workplans/README.md": None})
     settings = Settings(repos=RepoSettings(require_workplans=False))
     assert _run(root, settings) == [
-        Finding(check="C-03", message="workplans/ has no index README.md",
-                path="workplans/README.md")
+        Finding(
+            check="C-03", message="workplans/ has no index README.md", path="workplans/README.md"
+        )
     ]
 
 
 def test_empty_workplans_folder_has_no_index(tmp_path: Path) -> None:
     """An empty workplans/ folder (not tracked, but there) lacks its index."""
-    root = make_repo(tmp_path, "r", {"README.md": "# r\n", "AGENTS.md": "# a\n"},
-                     with_origin=False)
+    root = make_repo(tmp_path, "r", {"README.md": "# r\n", "AGENTS.md": "# a\n"}, with_origin=False)
     (root / "workplans").mkdir()
     assert _ids(_run(root)) == ["C-03"]
     assert "no index" in _run(root)[0].message
@@ -151,14 +147,22 @@ def test_empty_workplans_folder_has_no_index(tmp_path: Path) -> None:
 @pytest.mark.parametrize("index", ["README.md", "readme.md", "Readme.md", "README.MD"])
 def test_index_in_any_case(tmp_path: Path, index: str) -> None:
     """The index is README.md in any letter case."""
-    root = _repo_with(tmp_path, {"workplans/README.md": None, f"workplans/{index}": "# Plans\n"})
-    assert _run(root) == []
+    files: dict[str, str | bytes | None] = {
+        "README.md": f"# r\n\n[plans](workplans/{index})\n",
+        "workplans/README.md": None,
+        f"workplans/{index}": "# Plans\n",
+    }
+    assert _run(_repo_with(tmp_path, files)) == []
 
 
 def test_workplans_that_is_a_file(tmp_path: Path) -> None:
     """A file named workplans is not a folder: one C-03 finding."""
-    root = make_repo(tmp_path, "r", {"README.md": "# r\n", "AGENTS.md": "# a\n",
-                                     "workplans": "not a folder\n"}, with_origin=False)
+    root = make_repo(
+        tmp_path,
+        "r",
+        {"README.md": "# r\n", "AGENTS.md": "# a\n", "workplans": "not a folder\n"},
+        with_origin=False,
+    )
     assert _run(root) == [
         Finding(check="C-03", message="workplans is not a folder", path="workplans")
     ]
@@ -258,8 +262,7 @@ def test_link_leaving_the_repo(tmp_path: Path, target: str) -> None:
     (tmp_path / "x.md").write_text("x", encoding="utf-8")
     findings = _readme_links(tmp_path, f"[a]({target})\n")
     assert findings == [
-        Finding(check="C-04", message=f"link {target!r} points outside the repo",
-                path="README.md")
+        Finding(check="C-04", message=f"link {target!r} points outside the repo", path="README.md")
     ]
 
 
@@ -275,8 +278,10 @@ def test_link_through_symlink_leaving_the_repo(tmp_path: Path) -> None:
 
 def test_same_broken_link_twice_is_one_finding(tmp_path: Path) -> None:
     """One broken target repeated in a file is one defect."""
-    findings = _readme_links(tmp_path, "[a](gone.md) and [b](gone.md)\n\n[c]: gone.md\n")
-    assert len(findings) == 1
+    body = "[a](gone.md) and [b](./gone.md#x)\n\n[c]: gone.md\n"
+    assert _readme_links(tmp_path, body) == [
+        Finding(check="C-04", message="link 'gone.md' points to no file", path="README.md")
+    ]
 
 
 def test_links_in_agents_and_index_resolve_from_their_folder(tmp_path: Path) -> None:
@@ -289,28 +294,33 @@ def test_links_in_agents_and_index_resolve_from_their_folder(tmp_path: Path) -> 
     findings = _run(_repo_with(tmp_path, files))
     assert findings == [
         Finding(check="C-04", message="link 'missing/dir/' points to no file", path="AGENTS.md"),
-        Finding(check="C-04", message="link 'AGENTS.md' points to no file",
-                path="workplans/README.md"),
+        Finding(
+            check="C-04", message="link 'AGENTS.md' points to no file", path="workplans/README.md"
+        ),
     ]
 
 
 def test_lower_case_index_is_checked_for_links(tmp_path: Path) -> None:
     """The index spelled readme.md is the one whose links C-04 checks."""
     files: dict[str, str | bytes | None] = {
+        "README.md": "# r\n",
         "workplans/README.md": None,
         "workplans/readme.md": "[bad](gone.md)\n",
     }
     findings = _run(_repo_with(tmp_path, files))
     assert findings == [
-        Finding(check="C-04", message="link 'gone.md' points to no file",
-                path="workplans/readme.md")
+        Finding(
+            check="C-04", message="link 'gone.md' points to no file", path="workplans/readme.md"
+        )
     ]
 
 
 def test_links_of_other_documents_are_not_checked(tmp_path: Path) -> None:
     """Only README.md, AGENTS.md and the workplans index are read for C-04."""
-    files: dict[str, str | bytes | None] = {"docs/guide.md": "[a](gone.md)\n",
-                                           "workplans/DEMO-WP-0001-plan.md": "[a](gone.md)\n"}
+    files: dict[str, str | bytes | None] = {
+        "docs/guide.md": "[a](gone.md)\n",
+        "workplans/DEMO-WP-0001-plan.md": "[a](gone.md)\n",
+    }
     assert _run(_repo_with(tmp_path, files)) == []
 
 
@@ -388,3 +398,18 @@ def test_read_inside_is_bounded(tmp_path: Path) -> None:
     assert docs.read_inside(root, ".git", 100) is None
     os.mkfifo(root / "fifo.md")
     assert docs.read_inside(root, "fifo.md", 100) is None
+
+
+def test_link_to_a_missing_required_file_is_left_to_its_check(tmp_path: Path) -> None:
+    """README.md linking a missing AGENTS.md and workplans/ gives C-02 and C-03, no C-04."""
+    root = make_repo(tmp_path, "r", {"README.md": good_files("r")["README.md"]}, with_origin=False)
+    assert _ids(_run(root)) == ["C-02", "C-03"]
+
+
+def test_link_to_a_missing_file_whose_check_is_disabled_is_reported(tmp_path: Path) -> None:
+    """With C-02 disabled nothing else reports AGENTS.md missing, so C-04 does."""
+    root = make_repo(tmp_path, "r", {"README.md": "[a](AGENTS.md)\n"}, with_origin=False)
+    settings = Settings(checks=CheckSettings(disable=["C-02", "C-03"]))
+    assert _run(root, settings) == [
+        Finding(check="C-04", message="link 'AGENTS.md' points to no file", path="README.md")
+    ]

@@ -14,7 +14,8 @@ Decisions where the contract is silent (section 3 of ``CONTRACT.md``):
 - C-04: a link starting with ``/`` is relative to the repo root (as on GitHub and GitLab);
   a ``?query`` is ignored like a ``#fragment``; targets are URL-decoded. A link that leaves
   the repo (``../../x``) is always a finding: nothing outside the root is ever looked at.
-  A link to a folder is fine. One finding per distinct broken target in a file.
+  A link to a folder is fine. One finding per distinct broken path in a file, and none
+  for a link to what C-01..C-03 already report missing.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ _ROOT_DOCS = (("C-01", "README.md"), ("C-02", "AGENTS.md"))
 
 
 def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + os.sep)
+    """True when the real path ``path`` is ``root`` or below it."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def read_inside(root: Path, rel: str, limit: int) -> bytes | None:
@@ -149,19 +151,21 @@ _ESCAPE = re.compile(r"\\.")
 _BRACKET = re.compile(r"[\[\]]")
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 # What follows '](' : a destination (<...> or a run with balanced parentheses), an optional
-# title, then ')'. Each alternative starts with a distinct character: no backtracking trap.
-_SPACE = r"[ \t]*(?:\n[ \t]*)?"
-_TITLE = r"(?:\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\((?:[^()\\]|\\.)*\))"
+# title, then ')'. Every repetition is possessive (Python 3.11+), so a long run of blanks
+# or of destination characters is matched once and never re-split on failure: a failed
+# attempt costs its length, not its cube.
+_SPACE = r"[ \t]*+(?:\n[ \t]*+)?+"
+_TITLE = r"(?:\"(?:[^\"\\]|\\.)*+\"|'(?:[^'\\]|\\.)*+'|\((?:[^()\\]|\\.)*+\))"
 _INLINE_TAIL = re.compile(
     _SPACE
-    + r"(?:<([^<>\n]*)>|((?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*\))*))"
-    + rf"(?:[ \t\n]+{_TITLE})?"
+    + r"(?:<([^<>\n]*+)>|((?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*+\))*+))"
+    + rf"(?:[ \t\n]++{_TITLE})?"
     + _SPACE
     + r"\)"
 )
 # '[label]: destination "title"' on a line of its own; '[^1]:' is a footnote, not a link.
 _DEFINITION = re.compile(
-    r"^ {0,3}\[(?!\^)(?:[^\[\]\\\n]|\\.){1,999}\]:[ \t]*(?:<([^<>\n]*)>|(\S+))",
+    r"^ {0,3}\[(?!\^)(?:[^\[\]\\\n]|\\.){1,999}+\]:[ \t]*+(?:<([^<>\n]*+)>|(\S++))",
     re.MULTILINE,
 )
 _UNESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
@@ -404,22 +408,30 @@ def _exists_inside(root_real: str, path: str) -> bool:
     return _inside(real, root_real) and Path(real).exists()
 
 
-def _broken_links(ctx: RepoContext, doc: str, root_real: str) -> list[Finding]:
-    """C-04 for one document: each distinct relative link that points to no file."""
+def _covered(path: str, covered: set[str]) -> bool:
+    return any(path == gone or path.startswith(gone + "/") for gone in covered)
+
+
+def _broken_links(ctx: RepoContext, doc: str, root_real: str, covered: set[str]) -> list[Finding]:
+    """C-04 for one document: each distinct relative link that points to no file.
+
+    A link to a path that C-01..C-03 already report missing (``AGENTS.md``, the workplans
+    folder or index) is left to that finding: one defect, one finding.
+    """
     data = read_inside(ctx.root, doc, DOC_READ_LIMIT)
     if data is None:
         return []
     base = posixpath.dirname(doc)
     findings: list[Finding] = []
-    seen: set[str] = set()
+    seen: set[str] = set()  # resolved paths: 'x.md' and './x.md' are one broken link
     for target in markdown_links(decode_doc(data)):
         path = link_path(target, base)
-        if path is None or target in seen:
+        if path is None or path in seen:
             continue
-        seen.add(target)
+        seen.add(path)
         if leaves_repo(path):
             message = f"link {target!r} points outside the repo"
-        elif not _exists_inside(root_real, path):
+        elif not _exists_inside(root_real, path) and not _covered(path, covered):
             message = f"link {target!r} points to no file"
         else:
             continue
@@ -441,10 +453,13 @@ def run(ctx: RepoContext) -> list[Finding]:
         if enabled(check) and (finding := _root_doc(ctx, check, name, root_names)):
             findings.append(finding)
 
-    need_folder = enabled("C-03") or enabled("C-04")
-    folder = scan_workplans(ctx.root) if need_folder else None
-    applies = folder is not None and folder.applies(ctx.settings.require_workplans)
-    if folder is not None and applies and enabled("C-03") and (found := _workplans_folder(folder)):
+    folder = scan_workplans(ctx.root) if enabled("C-03") or enabled("C-04") else None
+    if (
+        folder is not None
+        and enabled("C-03")
+        and folder.applies(ctx.settings.require_workplans)
+        and (found := _workplans_folder(folder))
+    ):
         findings.append(found)
 
     if enabled("C-04"):
@@ -452,6 +467,7 @@ def run(ctx: RepoContext) -> list[Finding]:
         if folder is not None and folder.index is not None:
             docs.append(folder.index)
         root_real = os.path.realpath(ctx.root)
+        covered = {finding.path for finding in findings if finding.path is not None}
         for doc in docs:
-            findings.extend(_broken_links(ctx, doc, root_real))
+            findings.extend(_broken_links(ctx, doc, root_real, covered))
     return findings

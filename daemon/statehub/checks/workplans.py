@@ -10,7 +10,8 @@ Decisions where the contract is silent:
 - Front matter opens with a ``---`` line and closes at the next ``---`` or ``...`` line,
   trailing blanks allowed. A UTF-8 byte-order mark and CRLF line endings are accepted (as
   Jekyll and Hugo accept them); only the front matter must be UTF-8, not the body. Only the
-  first :data:`FRONT_MATTER_LIMIT` bytes are read: a block not closed by then is unclosed.
+  first :data:`FRONT_MATTER_LIMIT` bytes are read: a block not closed by then is unclosed,
+  and flow collections nested deeper than :data:`MAX_FLOW_DEPTH` are refused unparsed.
 - Field values that YAML types (ids as ints, dates, booleans) are compared as text; null,
   an empty or blank string, and a list or mapping count as "lacking" for C-06.
 - C-07 uses ``re.search``, so the pattern's own anchors decide (the default is anchored).
@@ -43,15 +44,20 @@ from statehub.checks.docs import (
     scan_workplans,
 )
 
-FRONT_MATTER_LIMIT = 64 * 1024  # bytes of a workplan read to find its front matter
+# Bytes of a workplan read to find its front matter. Real front matter is well under 2 KiB;
+# the bound caps what pure-Python YAML may spend on a hostile file (~0.1 s at 16 KiB).
+FRONT_MATTER_LIMIT = 16 * 1024
+# PyYAML's scanner is quadratic in flow nesting ('[[[[...'): refuse deep nesting up front.
+MAX_FLOW_DEPTH = 64
 REQUIRED_FIELDS = ("id", "title", "status")
 _PARSED_CHECKS = ("C-06", "C-07", "C-08", "C-09", "C-10")
 
 _OPEN = re.compile(rb"---[ \t]*\r?\n")
 _CLOSE = re.compile(rb"^(?:---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
+_FLOW_BRACKET = re.compile(r"[\[\]{}]")
 # Errors yaml.safe_load raises on hostile input besides YAMLError: a bad date (2024-13-45)
-# is a ValueError, deep nesting a RecursionError.
-_YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError)
+# is a ValueError (deep nesting, a RecursionError, is caught on its own).
+_YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, OverflowError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,10 +94,25 @@ def _front_matter_text(data: bytes) -> str:
         raise _Unparsable("has front matter that is not valid UTF-8") from None
 
 
+def _flow_depth_exceeds(text: str, limit: int) -> bool:
+    """True when ``[`` and ``{`` nest deeper than ``limit`` (quotes are not considered)."""
+    depth = 0
+    for bracket in _FLOW_BRACKET.finditer(text):
+        depth = depth + 1 if bracket.group() in "[{" else max(depth - 1, 0)
+        if depth > limit:
+            return True
+    return False
+
+
 def _front_matter(data: bytes) -> dict[Any, Any]:
     """The front matter of a file's first bytes as a mapping. Raises _Unparsable."""
+    text = _front_matter_text(data)
+    if _flow_depth_exceeds(text, MAX_FLOW_DEPTH):
+        raise _Unparsable("has front matter nested too deeply")
     try:
-        parsed = yaml.safe_load(_front_matter_text(data))
+        parsed = yaml.safe_load(text)
+    except RecursionError:
+        raise _Unparsable("has front matter nested too deeply") from None
     except _YAML_ERRORS as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _Unparsable(f"has front matter that is not valid YAML: {reason}") from None
@@ -204,19 +225,18 @@ def _parse_all(ctx: RepoContext, folder: WorkplanFolder) -> tuple[list[Workplan]
     return plans, unparsed
 
 
-def _unlinked(ctx: RepoContext, folder: WorkplanFolder) -> list[Finding]:
+def _unlinked(ctx: RepoContext, index: str, plans: tuple[str, ...]) -> list[Finding]:
     """C-11: each workplan that no link of the index resolves to."""
-    assert folder.index is not None
-    data = read_inside(ctx.root, folder.index, DOC_READ_LIMIT)
-    base = posixpath.dirname(folder.index)
+    data = read_inside(ctx.root, index, DOC_READ_LIMIT)
+    base = posixpath.dirname(index)
     linked: set[str] = set()
     for target in markdown_links(decode_doc(data or b"")):
         path = link_path(target, base)
         if path is not None:
             linked.add(path)
     return [
-        Finding(check="C-11", message=f"not linked from {folder.index}", path=path)
-        for path in folder.plans
+        Finding(check="C-11", message=f"not linked from {index}", path=path)
+        for path in plans
         if path not in linked
     ]
 
@@ -224,7 +244,7 @@ def _unlinked(ctx: RepoContext, folder: WorkplanFolder) -> list[Finding]:
 def run(ctx: RepoContext) -> list[Finding]:
     """Findings of C-05..C-11 for one repo; none where workplans do not apply."""
     enabled = ctx.settings.enabled
-    want_parse = enabled("C-05") or any(enabled(check) for check in _PARSED_CHECKS)
+    want_parse = any(enabled(check) for check in ("C-05", *_PARSED_CHECKS))
     if not (want_parse or enabled("C-11")):
         return []
     folder = scan_workplans(ctx.root)
@@ -241,5 +261,5 @@ def run(ctx: RepoContext) -> list[Finding]:
             if enabled("C-08"):
                 findings.extend(_shared_ids(plans))
     if enabled("C-11") and folder.index is not None:
-        findings.extend(_unlinked(ctx, folder))
+        findings.extend(_unlinked(ctx, folder.index, folder.plans))
     return findings
