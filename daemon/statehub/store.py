@@ -565,9 +565,9 @@ class Store:
         events cannot make a health check scan the whole table.
         """
         sql = (
-            "SELECT created_at FROM (SELECT created_at, detail FROM progress_events"
-            " ORDER BY id DESC LIMIT ?) WHERE json_extract(detail, '$.lock_skipped') = 0"
-            " ORDER BY created_at DESC LIMIT 1"
+            "SELECT created_at FROM progress_events"
+            " WHERE id > (SELECT max(id) FROM progress_events) - ?"
+            " AND json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT 1"
         )
         with self._guard() as connection:
             row = connection.execute(sql, (scan_limit,)).fetchone()

@@ -1,0 +1,80 @@
+"""Logging for the daemon: one line per event on stderr, journald-aware.
+
+With ``$JOURNAL_STREAM`` set (systemd connected stderr to the journal) each line starts
+with its syslog priority, ``<3>`` error .. ``<7>`` debug, and carries no timestamp: journald
+stamps it and ``journalctl -p warning`` filters on the prefix (sd-daemon(3)). Otherwise a
+line is ``2026-11-27T10:15:00.041Z WARNING logger: message``. A multi-line message (a
+traceback) is folded into its one line with `` | `` so that it stays one journal entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import TextIO
+
+from statehub.store import iso
+
+_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+# Libraries whose INFO lines are chatter here: APScheduler logs every job it runs (the
+# watchdog heartbeat included), httpx every request.
+_QUIET = ("apscheduler", "httpx", "httpcore")
+
+
+def priority(levelno: int) -> int:
+    """The syslog priority of a logging level (the nearest one at or above it)."""
+    for level in sorted(_PRIORITY, reverse=True):
+        if levelno >= level:
+            return _PRIORITY[level]
+    return 7
+
+
+class OneLineFormatter(logging.Formatter):
+    """``<p>logger: message`` for journald, else ``timestamp LEVEL logger: message``."""
+
+    def __init__(self, *, journal: bool) -> None:
+        super().__init__()
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info:
+            text = f"{text}\n{self.formatException(record.exc_info)}"
+        text = " | ".join(line for line in text.splitlines() if line.strip())
+        if self.journal:
+            return f"<{priority(record.levelno)}>{record.name}: {text}"
+        moment = iso(_utc(record.created))
+        return f"{moment} {record.levelname} {record.name}: {text}"
+
+
+def _utc(created: float) -> datetime:
+    return datetime.fromtimestamp(created, UTC)
+
+
+class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg] # TextIO stream
+    """The handler :func:`setup_logging` installs (and replaces when called again)."""
+
+
+def setup_logging(*, level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """Send every log record to stderr (or ``stream``), one line each; idempotent.
+
+    Handlers installed by others (a test harness) are left in place.
+    """
+    handler = _OurHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(OneLineFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
