@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from gitfleet import good_files, make_repo, write, write_config  # noqa: E402
+from gitfleet import good_files, make_repo, write, write_config
 
 
 def build_fleet(fleet: Path, count: int) -> None:

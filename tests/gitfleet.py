@@ -10,7 +10,9 @@ import os
 import subprocess
 from pathlib import Path
 
-GOOD_README = "# {name}\n\nSee [the agents guide](AGENTS.md) and [the plans](workplans/README.md).\n"
+GOOD_README = (
+    "# {name}\n\nSee [the agents guide](AGENTS.md) and [the plans](workplans/README.md).\n"
+)
 GOOD_AGENTS = "# Agents\n\nRun the tests with `pytest`.\n"
 
 

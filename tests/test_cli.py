@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from gitfleet import make_repo, write, write_config
 
+from gitfleet import make_repo, write, write_config
 from statehub.cli import build_parser
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -66,7 +66,9 @@ def test_sweep_json_prints_the_whole_event_and_nothing_else(tmp_path: Path, flee
     make_repo(fleet, "alpha")
     config = write_config(tmp_path, roots=[fleet])
 
-    result = statehub("sweep", "--all", "--json", "--source", "local-timer", "--config", str(config))
+    result = statehub(
+        "sweep", "--all", "--json", "--source", "local-timer", "--config", str(config)
+    )
 
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

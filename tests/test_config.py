@@ -51,9 +51,7 @@ def test_lookup_order_explicit_then_environment(
     assert find_config_file() in (Path("/etc/statehub/statehub.toml"), CHECKOUT_CONFIG)
 
 
-def test_environment_overrides_file_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_environment_overrides_file_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """STATEHUB_SECTION__KEY overrides the file; lists are JSON."""
     config = tmp_path / "c.toml"
     config.write_text('[sweep]\nmax_seconds = 100\n[repos]\nroots = ["a"]\n')

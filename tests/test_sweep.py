@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
 
+from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
 from statehub.errors import UsageError
 from statehub.lock import SweepLock, is_locked
 from statehub.settings import Settings, load_settings
@@ -76,9 +76,10 @@ def test_event_has_every_contract_key(tmp_path: Path, fleet: Path) -> None:
     assert event.detail["lock_skipped"] is False
     assert event.detail["repos_total"] == 1
     assert processed(event.detail) == {"alpha": []}
-    assert event.detail["repos_processed"][0]["head"] == git(
-        fleet / "alpha", "rev-parse", "--short=7", "HEAD"
-    ).stdout.strip()
+    assert (
+        event.detail["repos_processed"][0]["head"]
+        == git(fleet / "alpha", "rev-parse", "--short=7", "HEAD").stdout.strip()
+    )
     assert event.detail["started_at"] <= event.detail["finished_at"] == event.created_at
     assert event.created_at.endswith("Z")
     assert stored_events(settings) == [event.as_dict()]
@@ -129,9 +130,7 @@ def test_unchanged_repos_are_skipped_clean_and_keep_their_findings(
     "change",
     ["edit_untracked_again", "commit", "stage", "new_branch_ref", "settings"],
 )
-def test_any_change_makes_a_repo_assessed_again(
-    tmp_path: Path, fleet: Path, change: str
-) -> None:
+def test_any_change_makes_a_repo_assessed_again(tmp_path: Path, fleet: Path, change: str) -> None:
     """A change to HEAD, refs, the index, the work tree or the check settings ends a clean skip."""
     repo = make_repo(fleet, "alpha")
     write(repo, {"scratch.txt": "one"})
@@ -161,9 +160,7 @@ def test_missing_configured_path_and_vanished_repo(tmp_path: Path, fleet: Path) 
     make_repo(fleet, "stays")
     gone = make_repo(fleet, "goes")
     ghost = tmp_path / "never-there"
-    config = write_config(
-        tmp_path, roots=[fleet], extra="", repos=f'paths = ["{ghost}"]'
-    )
+    config = write_config(tmp_path, roots=[fleet], extra="", repos=f'paths = ["{ghost}"]')
     settings = load_settings(config)
     run_sweep(settings)
 
@@ -198,9 +195,7 @@ def test_least_recently_assessed_first_and_budget_rotation(tmp_path: Path, fleet
     assert order == ["b", "c", "a-hangs"]
 
 
-def test_lock_held_by_another_process_gives_lock_skipped_event(
-    tmp_path: Path, fleet: Path
-) -> None:
+def test_lock_held_by_another_process_gives_lock_skipped_event(tmp_path: Path, fleet: Path) -> None:
     """While another process holds the sweep lock, a sweep records lock_skipped at once."""
     make_repo(fleet, "alpha")
     settings = settings_for(tmp_path, fleet)

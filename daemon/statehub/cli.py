@@ -331,9 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--since-hours", type=_positive_float, metavar="H", help="only the last H hours"
     )
 
-    compare = add(
-        "compare", cmd_compare, "sweeps summed by source, and slot coverage", as_json
-    )
+    compare = add("compare", cmd_compare, "sweeps summed by source, and slot coverage", as_json)
     compare.add_argument(
         "--since-hours", type=_positive_float, default=24.0, metavar="H", help="default 24"
     )

@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from statehub.cron import cron_trigger
 from statehub.settings import Settings
 from statehub.store import Store, parse_iso, utc_now
 
@@ -245,7 +245,7 @@ def slot_bounds(trigger: str, zone: ZoneInfo, since: datetime, until: datetime) 
 
     Slot ``i`` is ``[f_i, f_i+1)``: n complete slots. Returned in UTC.
     """
-    cron = CronTrigger.from_crontab(trigger, timezone=zone)
+    cron = cron_trigger(trigger, zone)
     bounds: list[datetime] = []
     fire: datetime | None = cron.get_next_fire_time(None, since.astimezone(zone))
     while fire is not None and fire <= until:
@@ -424,7 +424,7 @@ def status_report(settings: Settings, *, now: datetime | None = None) -> dict[st
     """The document of ``statehub status --json``; reads, never creates, the database."""
     moment = now or utc_now()
     schedule = settings.schedule
-    cron = CronTrigger.from_crontab(schedule.trigger, timezone=schedule.zone)
+    cron = cron_trigger(schedule.trigger, schedule.zone)
     next_fire: datetime | None = cron.get_next_fire_time(None, moment.astimezone(schedule.zone))
     path = settings.database_path
     document: dict[str, Any] = {

@@ -94,7 +94,7 @@ class HttpBackend:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _client(self, read_seconds: float) -> Any:
-        import httpx  # noqa: PLC0415 - only trigger_via = http needs it (memory, start time)
+        import httpx
 
         timeout = httpx.Timeout(connect=5.0, read=read_seconds, write=10.0, pool=5.0)
         # trust_env=False: the API is named explicitly; an HTTP(S)_PROXY of the environment
@@ -104,7 +104,7 @@ class HttpBackend:
         )
 
     def newest_primary_sweep(self) -> dict[str, Any] | None:
-        import httpx  # noqa: PLC0415 - only trigger_via = http needs it (memory, start time)
+        import httpx
 
         primary = set(self.settings.schedule.primary_sources)
         url = f"/progress/?event_type={EVENT_ALL}&limit=50"
@@ -123,7 +123,7 @@ class HttpBackend:
         return None
 
     def sweep(self, *, source: str) -> dict[str, Any]:
-        import httpx  # noqa: PLC0415 - only trigger_via = http needs it (memory, start time)
+        import httpx
 
         max_seconds = self.settings.sweep.max_seconds
         body = {"source": source, "max_seconds": max_seconds, "remote": False}

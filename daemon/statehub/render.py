@@ -18,19 +18,14 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
     detail = event.detail
     if detail.get("lock_skipped"):
         out.print(
-            f"lock-skipped: another sweep is running (event {event.id}, "
-            f"source {detail['source']})"
+            f"lock-skipped: another sweep is running (event {event.id}, source {detail['source']})"
         )
         return
     processed = detail["repos_processed"]
     if processed:
         findings_table(
             out,
-            [
-                (item["repo"], finding)
-                for item in processed
-                for finding in item["findings"]
-            ],
+            [(item["repo"], finding) for item in processed for finding in item["findings"]],
             title=f"sweep {event.id}",
         )
     out.print(
@@ -52,7 +47,9 @@ def findings_table(
     table.add_column("message")
     for repo, finding in sorted(rows, key=lambda row: (row[1]["check"] != "C-00", row[0])):
         style = "red" if finding["check"] == "C-00" else None
-        table.add_row(repo, finding["check"], finding["path"] or "", finding["message"], style=style)
+        table.add_row(
+            repo, finding["check"], finding["path"] or "", finding["message"], style=style
+        )
     if rows:
         out.print(table)
 

@@ -118,10 +118,11 @@ class ScheduleSettings(_Section):
     def _cron(cls, value: str) -> str:
         if len(value.split()) != 5:
             raise ValueError("trigger must be a five-field cron expression")
-        from apscheduler.triggers.cron import CronTrigger  # slow import: only when validating
+        # The daemon's own reading of cron (0 and 7 are Sunday; either day field may match).
+        from statehub.cron import cron_trigger  # imports APScheduler: only when validating
 
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
+            cron_trigger(value, ZoneInfo("UTC"))
         except ValueError as exc:
             raise ValueError(f"not a valid cron expression: {exc}") from exc
         return value

@@ -30,7 +30,9 @@ def utc_now() -> datetime:
 
 def iso(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z``: ``2026-11-27T10:15:00.041Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_iso(text: str) -> datetime:
@@ -295,7 +297,9 @@ class Store:
         with self._guard() as connection:
             rows = connection.execute(sql, (*params, limit)).fetchall()
         return [
-            ProgressEvent(id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3]))
+            ProgressEvent(
+                id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3])
+            )
             for row in rows
         ]
 
@@ -319,7 +323,9 @@ class Store:
             row = connection.execute(sql, params).fetchone()
         if row is None:
             return None
-        return ProgressEvent(id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3]))
+        return ProgressEvent(
+            id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3])
+        )
 
     # -- assessments ----------------------------------------------------------------------
 
@@ -362,7 +368,14 @@ class Store:
                     "INSERT OR REPLACE INTO repo_assessments"
                     " (repo, path, head, fingerprint, assessed_at, status)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (item.repo, item.path, item.head, item.fingerprint, item.assessed_at, item.status),
+                    (
+                        item.repo,
+                        item.path,
+                        item.head,
+                        item.fingerprint,
+                        item.assessed_at,
+                        item.status,
+                    ),
                 )
                 connection.executemany(
                     "INSERT INTO findings (repo, seq, check_id, message, path)"

@@ -159,7 +159,7 @@ def assess_target(
     ctx = RepoContext(name=target.name, root=target.path, settings=checks, git=state)
     try:
         findings = assess(ctx)
-    except Exception as exc:  # noqa: BLE001 - a bug in one check must not stop the fleet
+    except Exception as exc:
         findings = [Finding(check=AUTOMATION_ERROR, message=f"a check failed: {exc!r}")]
     if not checks.enabled(AUTOMATION_ERROR):
         errors = []
