@@ -1,0 +1,756 @@
+"""The HTTP app, thin: validate, call, answer (section 7 of the contract).
+
+:func:`create_app` builds the FastAPI app, :func:`serve` runs it with uvicorn on
+``[api] host:port`` until SIGTERM or SIGINT (exit status 0; 1 when it cannot listen; a bad
+token file is a ConfigError, 78). Every request is one line on stderr.
+
+Decisions where the contract is silent:
+
+- **Sweeps run in their own daemon threads**, at most :data:`SWEEP_THREADS` at once and
+  apart from the pool that serves reads, so a flood of triggers never delays ``/healthz``
+  or ``/progress/``. Only one of them can hold the sweep lock; the others record their
+  lock-skipped event in milliseconds and free their slot. A client that disconnects does
+  not stop its sweep: the thread finishes and records the event. On SIGTERM the server
+  gives running requests :data:`SHUTDOWN_GRACE_SECONDS`, then answers 503 to a sweep still
+  running and exits without waiting for it, instead of holding the stop for up to its
+  whole budget: the next sweep records it as interrupted (the path of a killed holder).
+- **The sweep body is JSON or nothing.** A body must come with ``Content-Type:
+  application/json`` (else 415) and be at most :data:`MAX_BODY_BYTES` (else 413), so a
+  web page cannot trigger a sweep with a plain HTML form. Values are strict: ``"300"`` is
+  not a number and ``1`` is not a boolean (422).
+- **Security.** With a token file configured every request but ``/healthz`` needs
+  ``Authorization: Bearer <token>`` (compared in constant time), on loopback too: a token
+  that is configured is required. The token is read once at start. Bound to loopback, a
+  request whose ``Host`` is not a loopback name is refused (400), so a web page cannot
+  reach the API through DNS rebinding.
+- **Metrics are computed from the store at scrape time** (see :class:`StoreCollector`),
+  so every process serving the same database answers the same figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, get_args
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from statehub import __version__
+from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, ConfigError, StoreError
+from statehub.lock import is_locked
+from statehub.logs import setup_logging
+from statehub.settings import CHECK_IDS, Settings, is_loopback, read_token
+from statehub.store import ProgressEvent, Store, parse_iso, utc_now
+from statehub.sweep import EVENT_TYPES, run_sweep
+
+log = logging.getLogger("statehub.api")
+
+SWEEP_THREADS = 16
+"""Sweep requests handled at once (one sweeps, the rest record lock-skipped events)."""
+SHUTDOWN_GRACE_SECONDS = 10
+"""How long a stopping server waits for running requests."""
+MAX_BODY_BYTES = 64 * 1024
+HEALTH_SCAN_EVENTS = 10_000
+"""``last_sweep_at`` looks at this many newest events at most."""
+METRICS_WINDOW = timedelta(hours=24)
+METRICS_MAX_EVENTS = 100_000
+"""At most this many of the newest events in the window are aggregated per scrape."""
+SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+OPEN_PATHS = frozenset({"/healthz"})
+
+EventTypeName = Literal["consistency_sweep_remote_all", "consistency_sweep"]
+if set(get_args(EventTypeName)) != set(EVENT_TYPES):  # the two lists must name the same types
+    raise RuntimeError("api.EventTypeName is out of step with sweep.EVENT_TYPES")
+
+T = TypeVar("T")
+
+
+# -- request and response models ------------------------------------------------------
+
+
+class SweepRequest(BaseModel):
+    """The options of a sweep of all repos; every field is optional."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    max_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="time budget, 1..3600 (default: [sweep] max_seconds)",
+    )
+    source: str = Field(
+        default="manual", pattern=SOURCE_PATTERN, description="who asks: recorded as detail.source"
+    )
+    remote: bool = Field(default=False, description="git fetch each repo first")
+
+
+class EventOut(BaseModel):
+    """A progress event (section 5 of the contract)."""
+
+    id: int
+    event_type: EventTypeName
+    created_at: str = Field(description="ISO-8601 UTC")
+    detail: dict[str, Any]
+
+
+class FindingOut(BaseModel):
+    check: str
+    message: str
+    path: str | None
+
+
+class AssessmentOut(BaseModel):
+    """A repo's standing assessment: the findings of its last completed assessment."""
+
+    repo: str
+    path: str
+    head: str | None
+    status: Literal["ok", "findings", "error"]
+    assessed_at: str
+    findings: list[FindingOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "error"]
+    database: str = Field(description='"ok" or "error: <reason>"')
+    lock: Literal["held", "free", "unknown"]
+    last_sweep_at: str | None = Field(description="when the newest sweep that ran finished")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def _since(value: object) -> datetime:
+    """An ISO-8601 date and time, naive meaning UTC, as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO-8601 date and time")
+    text = value.strip()
+    if "T" in text and text[-6:-5] == " ":
+        # An unencoded '+' of an offset arrives as a space: '...T10:00:00 02:00'.
+        text = text[:-6] + "+" + text[-5:]
+    try:
+        return parse_iso(text).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"{value!r} is not an ISO-8601 date and time (e.g. 2026-11-27T10:15:00Z)"
+        ) from None
+
+
+Since = Annotated[
+    datetime,
+    PlainValidator(_since),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing or wrong bearer token"},
+    503: {"model": Problem, "description": "the database cannot be used"},
+}
+
+
+# -- the store, shared by request threads ---------------------------------------------
+
+
+class StorePool:
+    """Open stores for request threads: each is used by one thread at a time, then reused.
+
+    A store whose database file was replaced or removed since it was opened is reopened,
+    and one that raised StoreError is dropped, so errors are not cached.
+    """
+
+    def __init__(self, path: Path, *, keep: int = 32) -> None:
+        self.path = path
+        self._keep = keep
+        self._idle: list[tuple[Store, tuple[int, int]]] = []
+        self._mutex = threading.Lock()
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Store]:
+        """A store for the caller's exclusive use; raises StoreError when none can be opened."""
+        identity = self._identity()
+        entry: tuple[Store, tuple[int, int]] | None = None
+        with self._mutex:
+            while self._idle and entry is None:
+                candidate = self._idle.pop()
+                if candidate[1] == identity:
+                    entry = candidate
+                else:
+                    candidate[0].close()
+        if entry is None:
+            db = Store.open(self.path)
+            reopened = self._identity()
+            entry = (db, reopened) if reopened is not None else (db, (-1, -1))
+        broken = False
+        try:
+            yield entry[0]
+        except StoreError:
+            broken = True
+            raise
+        finally:
+            self._give_back(entry, broken=broken)
+
+    def _give_back(self, entry: tuple[Store, tuple[int, int]], *, broken: bool) -> None:
+        if not broken:
+            with self._mutex:
+                if len(self._idle) < self._keep:
+                    self._idle.append(entry)
+                    return
+        entry[0].close()
+
+    def close(self) -> None:
+        with self._mutex:
+            idle, self._idle = self._idle, []
+        for db, _ in idle:
+            db.close()
+
+
+# -- metrics --------------------------------------------------------------------------
+
+
+class StoreCollector(Collector):
+    """Prometheus metrics computed from the store at each scrape.
+
+    ``statehub_sweeps_total{source,outcome}`` counts the events recorded since 00:00 UTC
+    today (it resets at midnight, and its ``_created`` sample says when): a true counter
+    for ``rate()``/``increase()``, whose cost is one day of events, not the whole table.
+    ``outcome`` is ``ok``, ``automation_error`` (a C-00, an interrupted sweep) or
+    ``lock_skipped``. The ``statehub_last_*{source}`` gauges cover the sweeps of the last
+    24 hours: a source absent from them has not swept for a day. At most
+    :data:`METRICS_MAX_EVENTS` newest events are read per scrape, which bounds its cost
+    when events are flooded (and then the counts are those of the newest events).
+    ``statehub_repos`` and ``statehub_findings`` describe the standing assessments.
+    """
+
+    def __init__(self, pool: StorePool, database: Path) -> None:
+        self._pool = pool
+        self._database = database
+
+    def collect(self) -> Iterable[Metric]:
+        now = utc_now()
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            with self._pool.store() as db:
+                summary = db.sweep_summary(
+                    since=now - METRICS_WINDOW, counted_since=midnight, max_rows=METRICS_MAX_EVENTS
+                )
+                statuses = db.repo_status_counts()
+                findings = db.finding_counts()
+        except StoreError as exc:
+            log.error("metrics: %s", exc)
+            yield GaugeMetricFamily(
+                "statehub_database_up", "1 when the database answered this scrape", value=0
+            )
+            return
+        yield GaugeMetricFamily(
+            "statehub_database_up", "1 when the database answered this scrape", value=1
+        )
+        try:
+            running = 1 if is_locked(self._database) else 0
+        except StoreError:
+            running = 0
+        yield GaugeMetricFamily(
+            "statehub_sweep_running", "1 while a sweep holds the lock", value=running
+        )
+        yield from self._sweep_families(summary, midnight.timestamp())
+        repos = GaugeMetricFamily(
+            "statehub_repos", "repos by the status of their standing assessment", labels=["status"]
+        )
+        for status in ("ok", "findings", "error"):
+            repos.add_metric([status], statuses.get(status, 0))
+        yield repos
+        open_findings = GaugeMetricFamily(
+            "statehub_findings", "findings of the standing assessments by check", labels=["check"]
+        )
+        for check in CHECK_IDS:
+            open_findings.add_metric([check], findings.get(check, 0))
+        yield open_findings
+
+    @staticmethod
+    def _sweep_families(summary: list[tuple[Any, ...]], midnight: float) -> Iterator[Metric]:
+        sweeps = CounterMetricFamily(
+            "statehub_sweeps",
+            "sweeps recorded since 00:00 UTC today (resets daily), by source and outcome",
+            labels=["source", "outcome"],
+        )
+        last_success = GaugeMetricFamily(
+            "statehub_last_success_timestamp_seconds",
+            "when the newest sweep without automation error finished, per source (last 24 h)",
+            labels=["source"],
+        )
+        last_sweep = GaugeMetricFamily(
+            "statehub_last_sweep_timestamp_seconds",
+            "when the newest sweep that ran (not lock-skipped) finished, per source (last 24 h)",
+            labels=["source"],
+        )
+        last_duration = GaugeMetricFamily(
+            "statehub_last_sweep_duration_seconds",
+            "how long the newest sweep that ran took, per source (last 24 h)",
+            labels=["source"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        newest_ran: dict[str, tuple[str, float]] = {}
+        for source, outcome, counted, last_at, duration in summary:
+            name = str(source) if source is not None else "unknown"
+            counts[(name, outcome)] = counts.get((name, outcome), 0) + int(counted or 0)
+            if outcome == "ok":
+                last_success.add_metric([name], parse_iso(last_at).timestamp())
+            if outcome != "lock_skipped" and (
+                name not in newest_ran or last_at > newest_ran[name][0]
+            ):
+                newest_ran[name] = (last_at, float(duration or 0.0))
+        for name in sorted({name for name, _ in counts}):
+            # Every outcome of a known source is present (0 too), so rate() sees each start.
+            for outcome in ("ok", "automation_error", "lock_skipped"):
+                sweeps.add_metric([name, outcome], counts.get((name, outcome), 0), midnight)
+        for name, (last_at, duration) in sorted(newest_ran.items()):
+            last_sweep.add_metric([name], parse_iso(last_at).timestamp())
+            last_duration.add_metric([name], duration)
+        yield from (sweeps, last_success, last_sweep, last_duration)
+
+
+# -- ASGI middleware ------------------------------------------------------------------
+
+
+class AccessLog:
+    """One log line per request: client, method, path, status, milliseconds."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            client = scope.get("client")
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = scope["path"] + (f"?{query}" if query else "")
+            log.info(
+                '%s "%s %s" %s %.1f ms',
+                client[0] if client else "-",
+                scope["method"],
+                target,
+                status or "-",
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+class LoopbackHostOnly:
+    """Refuse requests whose ``Host`` is not a loopback name (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host")
+            if host is not None and not is_loopback(_host_name(host)):
+                response = JSONResponse(
+                    {"detail": f"Host {host!r} is not a loopback name; this API is local"},
+                    status_code=400,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """The name of a Host header, without its port: ``[::1]:8000`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+class BearerAuth:
+    """Every request but :data:`OPEN_PATHS` needs ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, *, token: str) -> None:
+        self.app = app
+        self._token = token.encode("utf-8")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse(
+            {"detail": "a valid 'Authorization: Bearer <token>' header is required"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="statehub"'},
+        )
+        await response(scope, receive, send)
+
+    def _allowed(self, scope: Scope) -> bool:
+        scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
+        # Header values arrive decoded as latin-1: encoding them back gives the sent bytes.
+        given = credentials.strip().encode("latin-1")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given, self._token)
+
+
+# -- the app --------------------------------------------------------------------------
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The HTTP API of ``settings``' database and fleet.
+
+    Raises ConfigError when the configured token file is missing, unreadable or empty, or
+    when the host is not loopback and no token file is configured.
+    """
+    token = read_token(settings)
+    loopback = is_loopback(settings.api.host)
+    if token is None and not loopback:
+        raise ConfigError(
+            str(settings.config_file or "(built-in defaults)"),
+            "api.token_file",
+            "required when api.host is not loopback",
+        )
+    pool = StorePool(settings.database_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            with pool.store():
+                pass  # create and migrate the database now, not at the first request
+        except StoreError as exc:
+            log.error("the database cannot be used (C-00): %s", exc)
+        yield
+        pool.close()
+
+    app = FastAPI(
+        title="statehub",
+        version=__version__,
+        summary="Sweeps a fleet of git repos against hygiene checks and records each sweep.",
+        lifespan=lifespan,
+    )
+    if token is not None:
+        app.add_middleware(BearerAuth, token=token)
+    if loopback:
+        app.add_middleware(LoopbackHostOnly)
+    app.add_middleware(AccessLog)
+    _add_error_handlers(app)
+    _add_sweep_route(app, settings)
+    _add_read_routes(app, pool, settings.database_path)
+    _add_metrics_route(app, pool, settings.database_path)
+    return app
+
+
+def _add_sweep_route(app: FastAPI, settings: Settings) -> None:
+    sweep_slots = asyncio.Semaphore(SWEEP_THREADS)
+
+    @app.post(
+        "/consistency/sweep/remote-all",
+        response_model=EventOut,
+        responses={
+            **_PROBLEMS,
+            413: {"model": Problem, "description": "body too large"},
+            415: {"model": Problem, "description": "body is not JSON"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": SweepRequest.model_json_schema()}},
+            }
+        },
+        summary="Sweep all repos and answer the event",
+    )
+    async def sweep_all(request: Request) -> JSONResponse:
+        """Run a sweep of every repo and answer its event, or at once a lock-skipped event
+        when another sweep runs. The body (optional) is ``{"max_seconds", "source",
+        "remote"}``."""
+        options = await _sweep_options(request)
+
+        def sweep() -> ProgressEvent:
+            return run_sweep(
+                settings,
+                repos=None,
+                remote=options.remote,
+                max_seconds=options.max_seconds,
+                source=options.source,
+            )
+
+        async with sweep_slots:
+            try:
+                event = await _in_daemon_thread(sweep)
+            except asyncio.CancelledError:
+                # uvicorn cancels what still runs when its stop grace ends. The sweep thread
+                # goes with the process; its marker makes the next sweep record it.
+                log.warning("stopping mid-sweep: the next sweep records this one interrupted")
+                return JSONResponse(
+                    {"detail": "the server is stopping; this sweep is recorded as interrupted"},
+                    status_code=503,
+                )
+        return JSONResponse(event.as_dict())
+
+
+def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
+    # Plain functions: FastAPI runs them in its thread pool, off the event loop.
+    def progress(
+        event_type: Annotated[
+            EventTypeName | None, Query(description="only events of this type")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 50,
+        since: Annotated[
+            Since | None, Query(description="only events created at or after (ISO-8601)")
+        ] = None,
+    ) -> JSONResponse:
+        """Progress events, newest first."""
+        with pool.store() as db:
+            events = db.events(event_type=event_type, limit=limit, since=since)
+        return JSONResponse([event.as_dict() for event in events])
+
+    for path, listed in (("/progress/", True), ("/progress", False)):
+        app.add_api_route(
+            path,
+            progress,
+            methods=["GET"],
+            response_model=list[EventOut],
+            responses=_PROBLEMS,
+            include_in_schema=listed,
+            summary="List progress events",
+        )
+
+    @app.get(
+        "/repos",
+        response_model=list[AssessmentOut],
+        responses=_PROBLEMS,
+        summary="List the repos' standing assessments",
+    )
+    def repos() -> JSONResponse:
+        """Every assessed repo's standing assessment, by name."""
+        with pool.store() as db:
+            found = db.assessments()
+        return JSONResponse([found[name].as_dict() for name in sorted(found)])
+
+    @app.get(
+        "/repos/{name}",
+        response_model=AssessmentOut,
+        responses={**_PROBLEMS, 404: {"model": Problem, "description": "never assessed"}},
+        summary="One repo's standing assessment",
+    )
+    def repo(name: str) -> JSONResponse:
+        """One repo's standing assessment; 404 when no sweep has assessed it."""
+        with pool.store() as db:
+            found = db.assessment(name)
+        if found is None:
+            raise HTTPException(404, detail=f"unknown repo: {name!r} (never assessed)")
+        return JSONResponse(found.as_dict())
+
+    @app.get(
+        "/healthz",
+        response_model=HealthOut,
+        responses={503: {"model": HealthOut, "description": "the database cannot be used"}},
+        summary="Database and lock state",
+    )
+    def healthz() -> JSONResponse:
+        """200 when the database answers, else 503; never needs a token."""
+        last_sweep_at: str | None = None
+        try:
+            with pool.store() as db:
+                last_sweep_at = db.last_sweep_at(scan_limit=HEALTH_SCAN_EVENTS)
+            state = "ok"
+        except StoreError as exc:
+            state = f"error: {exc}"
+        try:
+            lock = "held" if is_locked(database) else "free"
+        except StoreError:
+            lock = "unknown"
+        healthy = state == "ok"
+        document = {
+            "status": "ok" if healthy else "error",
+            "database": state,
+            "lock": lock,
+            "last_sweep_at": last_sweep_at,
+        }
+        return JSONResponse(document, status_code=200 if healthy else 503)
+
+
+def _add_metrics_route(app: FastAPI, pool: StorePool, database: Path) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(pool, database))
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+        summary="Prometheus metrics",
+    )
+    def metrics() -> Response:
+        """Prometheus text, computed from the store at scrape time."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _sweep_options(request: Request) -> SweepRequest:
+    """The validated body of a sweep request; no body means every default."""
+    content_type = request.headers.get("content-type")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise HTTPException(413, detail=f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if not body.strip() and (content_type is None or _is_json(content_type)):
+        return SweepRequest()
+    if content_type is None or not _is_json(content_type):
+        raise HTTPException(415, detail="send the options as JSON (Content-Type: application/json)")
+    try:
+        return SweepRequest.model_validate_json(bytes(body))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from None
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def _in_daemon_thread(call: Callable[[], T]) -> T:
+    """Run ``call`` in a new daemon thread and await its result without blocking the loop.
+
+    The thread does not stop when the awaiting request is cancelled or its client leaves,
+    and being a daemon thread it does not hold up the exit of a stopping server.
+    """
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[T] = loop.create_future()
+
+    def succeed(value: T) -> None:
+        if not outcome.done():
+            outcome.set_result(value)
+
+    def fail(exc: BaseException) -> None:
+        if not outcome.done():
+            outcome.set_exception(exc)
+
+    def work() -> None:
+        try:
+            value = call()
+        except BaseException as exc:  # handed to the awaiting request
+            _deliver(loop, fail, exc)
+        else:
+            _deliver(loop, succeed, value)
+
+    threading.Thread(target=work, name="statehub-sweep", daemon=True).start()
+    return await outcome
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, settle: Callable[[Any], None], value: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the server has stopped
+        loop.call_soon_threadsafe(settle, value)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Bad input is 422 with the reason, the database 503; never a traceback to the client."""
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        # Round-trip through JSON so that no input or context object can break the answer.
+        detail = json.loads(json.dumps([_plain_error(error) for error in errors], default=str))
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    async def store_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("database error (C-00): %s", exc)
+        return JSONResponse({"detail": f"database error (C-00): {exc}"}, status_code=503)
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"internal error ({type(exc).__name__}); see the server log"},
+            status_code=500,
+        )
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StoreError, store_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _plain_error(error: Any) -> dict[str, Any]:
+    plain = {key: error[key] for key in ("type", "loc", "msg") if key in error}
+    if "input" in error and isinstance(error["input"], str | int | float | bool | None):
+        plain["input"] = error["input"]
+    return plain
+
+
+# -- serving --------------------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the stop signal once it has shut down, so the process would die
+        # of it (status 143); a service stopped on request exits 0 (section 6).
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def serve(settings: Settings) -> int:
+    """Serve the API on ``[api] host:port`` until SIGTERM or SIGINT; returns the exit status.
+
+    0 after a stop on a signal, 1 when the address cannot be listened on. Raises
+    ConfigError (exit 78) for a token file that is missing, unreadable or empty.
+    """
+    setup_logging()
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_config=None,  # our one-line stderr logging (statehub.logs) is already set up
+        access_log=False,  # AccessLog writes the one line per request
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
+    server = _Server(config)
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind or start the app
+        log.error("cannot serve on %s:%s (reason above)", settings.api.host, settings.api.port)
+        return EXIT_AUTOMATION_ERROR
+    return EXIT_OK if server.started else EXIT_AUTOMATION_ERROR
