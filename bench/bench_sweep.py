@@ -79,6 +79,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repos", type=int, default=1000)
     parser.add_argument("--keep", type=Path, help="build or reuse the fleet in this folder")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds to take medians of")
     args = parser.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="statehub-bench-"))
@@ -89,29 +90,36 @@ def main() -> int:
         build_fleet(fleet, args.repos)
         print(f"built {args.repos} repos in {time.perf_counter() - started:.1f} s", flush=True)
     database = work / "statehub.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
     config = write_config(work, roots=[fleet], sweep="max_seconds = 3600")
-
-    first_wall, first_rss, first = run_cli(config, "sweep", "--all", "--json")
-    second_wall, second_rss, second = run_cli(config, "sweep", "--all", "--json")
+    firsts: list[float] = []
+    seconds: list[float] = []
+    peak = 0
+    for _ in range(args.rounds):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        first_wall, first_rss, first = run_cli(config, "sweep", "--all", "--json")
+        second_wall, second_rss, second = run_cli(config, "sweep", "--all", "--json")
+        firsts.append(first_wall)
+        seconds.append(second_wall)
+        peak = max(peak, first_rss, second_rss)
+    first_wall, second_wall = statistics.median(firsts), statistics.median(seconds)
     first_detail = first["detail"]
     second_detail = second["detail"]
     assert isinstance(first_detail, dict) and isinstance(second_detail, dict)
     rows = [
         ("repos", str(args.repos), ""),
         (
-            "first sweep (all assessed)",
+            f"first sweep, median of {args.rounds}",
             f"{first_wall:.2f} s",
             f"{len(first_detail['repos_processed'])} assessed, "
             f"{first_detail['assessment_failures']} with findings",
         ),
         (
-            "second sweep (nothing changed)",
+            "re-sweep, nothing changed",
             f"{second_wall:.2f} s",
             f"{len(second_detail['skipped_clean'])} skipped clean",
         ),
-        ("peak memory (max RSS)", f"{max(first_rss, second_rss) / 1024:.0f} MB", ""),
+        ("peak memory (max RSS)", f"{peak / 1024:.0f} MB", ""),
         ("statehub --help (median of 10)", f"{help_time():.3f} s", ""),
         ("cores", str(os.cpu_count()), ""),
     ]

@@ -128,18 +128,40 @@ def test_unchanged_repos_are_skipped_clean_and_keep_their_findings(
 
 @pytest.mark.parametrize(
     "change",
-    ["edit_untracked_again", "commit", "stage", "new_branch_ref", "settings"],
+    [
+        "edit_untracked_again",
+        "edit_tracked_same_size",
+        "delete_tracked",
+        "new_file_in_untracked_folder",
+        "new_untracked_folder",
+        "commit",
+        "stage",
+        "new_branch_ref",
+        "repo_config",
+        "settings",
+    ],
 )
 def test_any_change_makes_a_repo_assessed_again(tmp_path: Path, fleet: Path, change: str) -> None:
     """A change to HEAD, refs, the index, the work tree or the check settings ends a clean skip."""
     repo = make_repo(fleet, "alpha")
-    write(repo, {"scratch.txt": "one"})
+    write(repo, {"scratch.txt": "one", "notes/a.txt": "a"})
     settings = settings_for(tmp_path, fleet)
     run_sweep(settings)
+    time.sleep(0.01)  # a new mtime even on a coarse clock
 
     if change == "edit_untracked_again":
-        time.sleep(0.01)
         write(repo, {"scratch.txt": "one and two"})
+    elif change == "edit_tracked_same_size":
+        text = (repo / "AGENTS.md").read_text()
+        write(repo, {"AGENTS.md": text.replace("pytest", "PYTEST")})
+    elif change == "delete_tracked":
+        (repo / "AGENTS.md").unlink()
+    elif change == "new_file_in_untracked_folder":
+        write(repo, {"notes/b.txt": "b"})
+    elif change == "new_untracked_folder":
+        write(repo, {"more/c.txt": "c"})
+    elif change == "repo_config":
+        git(repo, "config", "core.pager", "less")
     elif change == "commit":
         commit_all(repo)
     elif change == "stage":

@@ -69,6 +69,8 @@ class Assessment:
     fingerprint: str | None
     assessed_at: str
     findings: list[dict[str, Any]]
+    # The untracked files when it was assessed: their stats are part of the fingerprint.
+    watch: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -159,6 +161,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL
         );
+        """,
+    ),
+    (
+        2,
+        """
+        ALTER TABLE repo_assessments ADD COLUMN watch TEXT NOT NULL DEFAULT '[]'
+            CHECK (json_valid(watch));
         """,
     ),
 )
@@ -333,7 +342,7 @@ class Store:
         """Every repo's standing assessment, by repo name."""
         with self._guard() as connection:
             rows = connection.execute(
-                "SELECT repo, path, head, fingerprint, assessed_at FROM repo_assessments"
+                "SELECT repo, path, head, fingerprint, assessed_at, watch FROM repo_assessments"
             ).fetchall()
             found: dict[str, list[dict[str, Any]]] = {}
             for repo, check_id, message, path in connection.execute(
@@ -350,6 +359,7 @@ class Store:
                 fingerprint=row[3],
                 assessed_at=row[4],
                 findings=found.get(row[0], []),
+                watch=tuple(json.loads(row[5])),
             )
             for row in rows
         }
@@ -366,8 +376,8 @@ class Store:
                 connection.execute("DELETE FROM findings WHERE repo = ?", (item.repo,))
                 connection.execute(
                     "INSERT OR REPLACE INTO repo_assessments"
-                    " (repo, path, head, fingerprint, assessed_at, status)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    " (repo, path, head, fingerprint, assessed_at, status, watch)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         item.repo,
                         item.path,
@@ -375,6 +385,7 @@ class Store:
                         item.fingerprint,
                         item.assessed_at,
                         item.status,
+                        json.dumps(list(item.watch)),
                     ),
                 )
                 connection.executemany(

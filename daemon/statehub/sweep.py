@@ -46,6 +46,16 @@ class Target:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SweepRequest:
+    """What was asked of one sweep, as recorded in its event."""
+
+    event_type: str
+    source: str
+    max_seconds: int
+    remote: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class Fleet:
     targets: tuple[Target, ...]
     warnings: tuple[str, ...] = ()
@@ -59,6 +69,7 @@ class RepoOutcome:
     kind: str  # 'assessed', 'clean', 'missing'
     head: str | None = None
     fingerprint: str | None = None
+    watch: tuple[str, ...] = ()  # the untracked files, part of the fingerprint
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -136,40 +147,53 @@ def assess_target(
         try:
             gitstate.fetch(target.path, timeout=fetch_timeout)
         except FetchError as exc:
-            errors.append(Finding(check=AUTOMATION_ERROR, message=str(exc)))
+            if checks.enabled(AUTOMATION_ERROR):
+                errors.append(Finding(check=AUTOMATION_ERROR, message=str(exc)))
         except RepoError as exc:
             return _errored(target, checks, str(exc))
+    if not errors and _unchanged(target, checks, standing):
+        return RepoOutcome(target=target, kind="clean")
+    return _read_and_assess(target, checks, errors)
+
+
+def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Finding]) -> RepoOutcome:
+    """Read the repo's git state and run the catalogue on it; ``errors`` come first."""
     try:
         state = gitstate.read_state(
             target.path, default_branch=checks.default_branch, settings_digest=checks.digest()
         )
     except RepoError as exc:
         return _errored(target, checks, str(exc))
-
-    if (
-        not errors
-        and standing is not None
-        and standing.fingerprint == state.fingerprint
-        and standing.status != "error"  # an automation error is always retried
-    ):
-        return RepoOutcome(
-            target=target, kind="clean", head=state.short_head, fingerprint=state.fingerprint
-        )
-
     ctx = RepoContext(name=target.name, root=target.path, settings=checks, git=state)
     try:
         findings = assess(ctx)
-    except Exception as exc:
-        findings = [Finding(check=AUTOMATION_ERROR, message=f"a check failed: {exc!r}")]
-    if not checks.enabled(AUTOMATION_ERROR):
-        errors = []
+    except Exception as exc:  # a bug in one check must not stop the fleet
+        return _errored(target, checks, f"a check failed: {exc!r}")
     return RepoOutcome(
         target=target,
         kind="assessed",
         head=state.short_head,
         fingerprint=state.fingerprint,
+        watch=state.untracked,
         findings=errors + findings,
     )
+
+
+def _unchanged(target: Target, checks: EffectiveChecks, standing: Assessment | None) -> bool:
+    """True when the repo's fingerprint is the one of its standing assessment.
+
+    The fingerprint is computed from file stats alone, so a clean skip costs a few stat
+    calls per file and no status walk. An automation error is always retried.
+    """
+    if standing is None or standing.fingerprint is None or standing.status == "error":
+        return False
+    try:
+        current = gitstate.fingerprint(
+            target.path, settings_digest=checks.digest(), watch=standing.watch
+        )
+    except RepoError:
+        return False  # read_state will say what is wrong, as a C-00
+    return current == standing.fingerprint
 
 
 def _errored(target: Target, checks: EffectiveChecks, message: str) -> RepoOutcome:
@@ -230,14 +254,15 @@ def run_sweep(
             # A repo of an earlier sweep that is no longer configured or found is gone.
             current = {target.name for target in targets}
             unknown = sorted(name for name in known if name not in current)
+        request = SweepRequest(
+            event_type=event_type, source=source, max_seconds=budget, remote=remote
+        )
         lock = SweepLock(settings.database_path)
         if not lock.acquire():
-            return _record_lock_skipped(db, event_type, source, budget, remote)
+            return _record_lock_skipped(db, request)
         with lock:
             _record_interrupted(db)
-            event = _sweep_locked(
-                settings, db, event_type, targets, unknown, remote, budget, source, progress
-            )
+            event = _sweep_locked(settings, db, request, targets, unknown, progress=progress)
             maybe_prune(db, settings)  # at most once a day; never raises
             return event
     finally:
@@ -246,6 +271,7 @@ def run_sweep(
 
 
 def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
+    """Every key of a sweep's detail (contract section 5), with the values of an empty sweep."""
     return {
         "source": source,
         "run_id": uuid.uuid4().hex,
@@ -267,18 +293,16 @@ def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
     }
 
 
-def _record_lock_skipped(
-    db: Store, event_type: str, source: str, budget: int, remote: bool
-) -> ProgressEvent:
+def _record_lock_skipped(db: Store, request: SweepRequest) -> ProgressEvent:
     now = utc_now()
-    detail = _base_detail(source, budget, remote)
+    detail = _base_detail(request.source, request.max_seconds, request.remote)
     detail.update(
         lock_skipped=True,
         started_at=iso(now),
         finished_at=iso(now),
         assessment_failures=db.count_failing_repos(),
     )
-    return db.append_event(event_type, detail, created_at=now)
+    return db.append_event(request.event_type, detail, created_at=now)
 
 
 def _record_interrupted(db: Store) -> None:
@@ -307,29 +331,27 @@ def _record_interrupted(db: Store) -> None:
 def _sweep_locked(
     settings: Settings,
     db: Store,
-    event_type: str,
+    request: SweepRequest,
     targets: list[Target],
     gone: list[str],
-    remote: bool,
-    budget: int,
-    source: str,
+    *,
     progress: ProgressCallback | None,
 ) -> ProgressEvent:
     started = utc_now()
     clock = time.monotonic()
-    deadline = clock + budget
-    detail = _base_detail(source, budget, remote)
+    deadline = clock + request.max_seconds
+    detail = _base_detail(request.source, request.max_seconds, request.remote)
     detail["started_at"] = iso(started)
     db.set_state(
         _IN_PROGRESS,
         json.dumps(
             {
                 "run_id": detail["run_id"],
-                "event_type": event_type,
-                "source": source,
+                "event_type": request.event_type,
+                "source": request.source,
                 "started_at": detail["started_at"],
-                "max_seconds": budget,
-                "remote": remote,
+                "max_seconds": request.max_seconds,
+                "remote": request.remote,
             }
         ),
     )
@@ -354,7 +376,7 @@ def _sweep_locked(
         outcome = assess_target(
             target,
             checks,
-            remote=remote,
+            remote=request.remote,
             fetch_timeout=min(settings.sweep.fetch_timeout_seconds, remaining),
             standing=standing.get(target.name),
         )
@@ -377,6 +399,7 @@ def _sweep_locked(
                 fingerprint=outcome.fingerprint,
                 assessed_at=assessed_at,
                 findings=[finding.as_dict() for finding in outcome.findings],
+                watch=outcome.watch,
             )
             for outcome in processed
         ]
@@ -410,7 +433,7 @@ def _sweep_locked(
         automation_errors=errors,
         assessment_failures=db.count_failing_repos(),
     )
-    event = db.append_event(event_type, detail, created_at=finished)
+    event = db.append_event(request.event_type, detail, created_at=finished)
     db.delete_state(_IN_PROGRESS)
     return event
 

@@ -1,13 +1,37 @@
-"""The git-state family: C-13..C-20, judged from the :class:`GitState` already read."""
+"""The git-state family: C-13..C-20, judged from the :class:`GitState` already read.
+
+One defect gives one finding: unmerged paths are C-16 (not C-14); C-18..C-20 judge a branch,
+so a detached HEAD is C-17 alone; C-19 and C-20 need an upstream (C-18 covers none). A rebase
+or a bisect detaches HEAD as part of its work: the branch it started from is judged instead.
+"""
 
 from __future__ import annotations
 
 from statehub.checks import Finding, RepoContext
+from statehub.gitstate import GitState, RiskyKey
+
+_VALUE_SHOWN = 80  # characters of a config value quoted in a C-13 message
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _preview(paths: tuple[str, ...], limit: int = 3) -> str:
     shown = ", ".join(paths[:limit])
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _risky(key: RiskyKey, root_prefix: str) -> Finding:
+    value = key.value if len(key.value) <= _VALUE_SHOWN else key.value[:_VALUE_SHOWN] + "..."
+    if key.origin is None:
+        where, path = "the repo's config", ".git/config"
+    else:
+        shown = key.origin.removeprefix(root_prefix)
+        where, path = f"{shown}, included by the repo's config,", shown
+    # repr() keeps a value with a newline on one line.
+    message = f"{where} sets {key.key} = {value!r}, a key that can make git run a command"
+    return Finding(check="C-13", message=message, path=path)
 
 
 def run(ctx: RepoContext) -> list[Finding]:
@@ -17,70 +41,50 @@ def run(ctx: RepoContext) -> list[Finding]:
     findings: list[Finding] = []
 
     if enabled("C-13"):
-        findings.extend(
-            Finding(
-                check="C-13",
-                message=f"the repo's config sets {key} = {value!r}, which runs a command",
-                path=".git/config",
-            )
-            for key, value in git.risky_config
-        )
+        prefix = f"{ctx.root}/"
+        findings.extend(_risky(key, prefix) for key in git.risky_config)
     if enabled("C-14") and git.changed:
-        findings.append(
-            Finding(
-                check="C-14",
-                message=f"{len(git.changed)} tracked file(s) modified or staged: "
-                + _preview(git.changed),
-            )
-        )
+        message = f"{_count(len(git.changed), 'tracked file')} modified or staged: "
+        findings.append(Finding(check="C-14", message=message + _preview(git.changed)))
     if enabled("C-15") and git.untracked:
-        findings.append(
-            Finding(
-                check="C-15",
-                message=f"{len(git.untracked)} untracked file(s) not ignored: "
-                + _preview(git.untracked),
-            )
-        )
-    if enabled("C-16"):
-        if git.operation is not None:
-            findings.append(Finding(check="C-16", message=f"a {git.operation} is in progress"))
-        elif git.unmerged:
-            findings.append(
-                Finding(
-                    check="C-16",
-                    message=f"{len(git.unmerged)} unmerged path(s): " + _preview(git.unmerged),
-                )
-            )
+        message = f"{_count(len(git.untracked), 'untracked file')} not ignored: "
+        findings.append(Finding(check="C-15", message=message + _preview(git.untracked)))
+    if enabled("C-16") and (git.operation is not None or git.unmerged):
+        findings.append(Finding(check="C-16", message=_operation(git)))
     if enabled("C-17"):
         if git.branch is None:
-            findings.append(Finding(check="C-17", message="HEAD is detached"))
+            at = f" at {git.short_head}" if git.short_head else ""
+            findings.append(Finding(check="C-17", message=f"HEAD is detached{at}"))
         elif git.branch != git.default_branch:
-            findings.append(
-                Finding(
-                    check="C-17",
-                    message=f"on branch {git.branch!r}, not the default {git.default_branch!r}",
-                )
-            )
+            message = f"on branch {git.branch!r}, not the default branch {git.default_branch!r}"
+            findings.append(Finding(check="C-17", message=message))
     if git.branch is None:
         return findings  # C-18..C-20 judge a branch; C-17 covers a detached HEAD
-    if git.upstream is None:
+    if git.upstream is None or git.upstream_gone:
         if enabled("C-18"):
-            findings.append(
-                Finding(check="C-18", message=f"branch {git.branch!r} has no upstream")
-            )
+            findings.append(Finding(check="C-18", message=_no_upstream(git)))
         return findings
     if enabled("C-19") and git.ahead:
-        findings.append(
-            Finding(
-                check="C-19",
-                message=f"{git.ahead} commit(s) not pushed to {git.upstream}",
-            )
-        )
+        message = f"{_count(git.ahead, 'commit')} not pushed to {git.upstream}"
+        findings.append(Finding(check="C-19", message=message))
     if enabled("C-20") and git.behind:
-        findings.append(
-            Finding(
-                check="C-20",
-                message=f"{git.behind} commit(s) behind {git.upstream} (as of the last fetch)",
-            )
-        )
+        message = f"{_count(git.behind, 'commit')} behind {git.upstream} (as of the last fetch)"
+        findings.append(Finding(check="C-20", message=message))
     return findings
+
+
+def _operation(git: GitState) -> str:
+    unmerged = ""
+    if git.unmerged:
+        unmerged = f"{_count(len(git.unmerged), 'unmerged path')}: {_preview(git.unmerged)}"
+    if git.operation is None:
+        return unmerged
+    of_branch = f" of branch {git.branch!r}" if git.operation == "rebase" and git.branch else ""
+    message = f"a {git.operation}{of_branch} is in progress"
+    return f"{message} ({unmerged})" if unmerged else message
+
+
+def _no_upstream(git: GitState) -> str:
+    if git.upstream_gone:
+        return f"branch {git.branch!r} has no upstream: {git.upstream} is gone (or never fetched)"
+    return f"branch {git.branch!r} has no upstream"
