@@ -57,7 +57,7 @@ from statehub import __version__
 from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, ConfigError, StoreError
 from statehub.lock import is_locked
 from statehub.logs import setup_logging
-from statehub.settings import CHECK_IDS, Settings, is_loopback, read_token
+from statehub.settings import CHECK_IDS, SOURCE_PATTERN, Settings, is_loopback, read_token
 from statehub.store import ProgressEvent, Store, parse_iso, utc_now
 from statehub.sweep import EVENT_TYPES, run_sweep
 
@@ -73,7 +73,6 @@ HEALTH_SCAN_EVENTS = 10_000
 METRICS_WINDOW = timedelta(hours=24)
 METRICS_MAX_EVENTS = 100_000
 """At most this many of the newest events in the window are aggregated per scrape."""
-SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 OPEN_PATHS = frozenset({"/healthz"})
 
 EventTypeName = Literal["consistency_sweep_remote_all", "consistency_sweep"]

@@ -423,7 +423,9 @@ def _positive_float(text: str) -> float:
 def _source_name(text: str) -> str:
     import re
 
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text):
+    from statehub.settings import SOURCE_PATTERN
+
+    if not re.match(SOURCE_PATTERN, text):
         raise argparse.ArgumentTypeError(
             f"{text!r}: a source is a short name of letters, digits, '.', '_', '-'"
         )

@@ -77,7 +77,9 @@ class InProcessBackend:
         return None if event is None else event.as_dict()
 
     def sweep(self, *, source: str) -> dict[str, Any]:
-        return run_sweep(self.settings, remote=False, source=source).as_dict()
+        return run_sweep(
+            self.settings, remote=self.settings.schedule.remote, source=source
+        ).as_dict()
 
 
 class HttpBackend:
@@ -126,7 +128,11 @@ class HttpBackend:
         import httpx
 
         max_seconds = self.settings.sweep.max_seconds
-        body = {"source": source, "max_seconds": max_seconds, "remote": False}
+        body = {
+            "source": source,
+            "max_seconds": max_seconds,
+            "remote": self.settings.schedule.remote,
+        }
         url = "/consistency/sweep/remote-all"
         # The API answers when the sweep is done: wait for the budget, less than the fire's
         # own hard timeout so that a slow API is reported as what it is.

@@ -32,7 +32,9 @@ CHECKOUT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "statehub.tom
 
 CHECK_IDS = tuple(f"C-{n:02d}" for n in range(24))  # C-00 .. C-23
 _CHECK_ID = re.compile(r"^C-(0\d|1\d|2[0-3])$")
-_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A source (detail.source): who asked for a sweep. Shared by the config, the CLI and the API.
+SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_SOURCE_NAME = re.compile(SOURCE_PATTERN)
 
 
 class _Section(BaseModel):
@@ -108,6 +110,7 @@ class ScheduleSettings(_Section):
     mode: Literal["standby", "active"] = "standby"
     primary_sources: list[str] = ["activity-core"]
     primary_grace_minutes: int = Field(35, ge=1)
+    remote: bool = False
     trigger_via: Literal["inprocess", "http"] = "inprocess"
     api_url: str = "http://127.0.0.1:8000"
     source: str = "local-daemon"
