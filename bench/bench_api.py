@@ -225,6 +225,32 @@ def row(name: str, samples: list[float], target: str = "") -> str:
     return f"{name:<40} {len(samples):>6} {median:>9.2f} {p99:>9.2f}  {target}"
 
 
+def wrk_latency(url: str, connections: int, seconds: int = 10) -> tuple[float, float, float] | None:
+    """(median ms, p99 ms, requests/s) measured by wrk, a C load generator; None without it."""
+    import re
+    import subprocess
+
+    if shutil.which("wrk") is None:
+        return None
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    )
+
+    def millis(label: str) -> float:
+        found = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", result.stdout, re.M)
+        assert found, result.stdout
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+        return float(found.group(1)) * scale
+
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", result.stdout, re.M)
+    assert rate, result.stdout
+    return millis("50%"), millis("99%"), float(rate.group(1))
+
+
 async def measure(server: ApiServer, remote: HangingRemote, args: argparse.Namespace) -> None:
     n = args.clients
     clients = [
@@ -240,6 +266,7 @@ async def measure(server: ApiServer, remote: HangingRemote, args: argparse.Names
         wire_many, wire_seconds = await load(via_wire, PROGRESS, args.requests)
         httpx_one, _ = await load(via_httpx[:1], PROGRESS, min(args.requests, 1000))
         wire_one, _ = await load(via_wire[:1], PROGRESS, min(args.requests, 1000))
+        by_wrk = wrk_latency(f"{server.url}{PROGRESS}", n)
         metrics, _ = await load(via_wire[:1], "/metrics", 20)
         health, _ = await load(via_wire[:1], "/healthz", 200)
         skips, still_running = await lock_skip_latencies(clients[0], remote, args.skips)
@@ -257,6 +284,12 @@ async def measure(server: ApiServer, remote: HangingRemote, args: argparse.Names
     target = "median <= 5, p99 <= 20"
     print(row(f"GET /progress/ (httpx x{n})", httpx_many, target))
     print(row(f"GET /progress/ (wire x{n})", wire_many, target))
+    if by_wrk is not None:
+        median, p99, rate = by_wrk
+        print(
+            f"{f'GET /progress/ (wrk x{n}, 10 s)':<40} {'':>6} {median:>9.2f} {p99:>9.2f}"
+            f"  {target} ({rate:.0f} requests/s)"
+        )
     print(row("GET /progress/ (httpx x1)", httpx_one))
     print(row("GET /progress/ (wire x1)", wire_one))
     print(row("GET /metrics (wire x1)", metrics))
