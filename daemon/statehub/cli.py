@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from statehub.errors import EXIT_USAGE, StatehubError
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from statehub.store import Store
 
 Handler = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 EPILOG = (
     "exit status: 0 done (assessment failures included), 1 automation error (C-00), "
@@ -47,6 +48,15 @@ def open_store(settings: Settings, *, create: bool = False) -> Store | None:
     if not create and not settings.database_path.exists():
         return None
     return Store.open(settings.database_path, create=create)
+
+
+def read_store(settings: Settings, query: Callable[[Store], list[T]]) -> list[T]:
+    """``query`` on the store; an empty list when no database exists yet (none is created)."""
+    store = open_store(settings)
+    if store is None:
+        return []
+    with store:
+        return query(store)
 
 
 def print_json(document: Any) -> None:
@@ -155,13 +165,11 @@ def cmd_events(args: argparse.Namespace) -> int:
     from statehub.render import events_table
     from statehub.store import utc_now
 
-    settings = load(args)
-    store = open_store(settings)
-    events = []
-    if store is not None:
-        with store:
-            since = utc_now() - timedelta(hours=args.since_hours) if args.since_hours else None
-            events = store.events(event_type=args.event_type, limit=args.limit, since=since)
+    since = utc_now() - timedelta(hours=args.since_hours) if args.since_hours else None
+    events = read_store(
+        load(args),
+        lambda store: store.events(event_type=args.event_type, limit=args.limit, since=since),
+    )
     if args.json:
         print_json([event.as_dict() for event in events])
     else:
@@ -173,11 +181,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from statehub.render import runs_table
 
     settings = load(args)
-    store = open_store(settings)
-    runs = []
-    if store is not None:
-        with store:
-            runs = store.runs(definition_id=settings.schedule.id, limit=args.limit)
+    runs = read_store(
+        settings, lambda store: store.runs(definition_id=settings.schedule.id, limit=args.limit)
+    )
     if args.json:
         print_json([run.as_dict() for run in runs])
     else:

@@ -27,7 +27,7 @@ import re
 import stat
 
 from statehub.checks import Finding, RepoContext
-from statehub.checks.docs import read_prefix
+from statehub.checks.docs import read_regular
 
 CONTENT_READ_LIMIT = 1024 * 1024
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
@@ -107,18 +107,7 @@ class _Reader:
 
     def head(self, rel: str, limit: int) -> bytes | None:
         """The first ``limit`` bytes of the regular file ``rel``; None when it cannot be read."""
-        try:
-            fd = os.open(f"{self.root}/{rel}", _OPEN_FLAGS)
-        except OSError:
-            return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            return read_prefix(fd, limit)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
+        return read_regular(f"{self.root}/{rel}", limit)
 
 
 def _judge(ctx: RepoContext, path: str, size: int, data: bytes) -> list[Finding]:

@@ -61,9 +61,18 @@ def read_inside(root: Path, rel: str, limit: int) -> bytes | None:
         return None
     if not _inside(real, root_real):
         return None
+    return read_regular(real, limit)
+
+
+def read_regular(path: str, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of ``path`` when it is a regular file, not behind a symlink.
+
+    Opened without blocking, so a named pipe or a device is never waited on; None when the
+    file is missing, not regular or unreadable.
+    """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(real, flags)
+        fd = os.open(path, flags)
     except (OSError, ValueError):
         return None
     try:
