@@ -178,7 +178,7 @@ def test_any_change_makes_a_repo_assessed_again(tmp_path: Path, fleet: Path, cha
 
 
 def test_missing_configured_path_and_vanished_repo(tmp_path: Path, fleet: Path) -> None:
-    """A configured path that does not exist, and a repo gone since the last sweep, are skipped_missing."""
+    """A configured path that does not exist, and a vanished repo, are skipped_missing."""
     make_repo(fleet, "stays")
     gone = make_repo(fleet, "goes")
     ghost = tmp_path / "never-there"
@@ -261,7 +261,7 @@ def test_two_sweeps_in_one_process_exclude_each_other(tmp_path: Path, fleet: Pat
 
 
 def test_kill_minus_nine_keeps_events_and_frees_the_lock(tmp_path: Path, fleet: Path) -> None:
-    """kill -9 mid-sweep: earlier events intact, lock free, next sweep runs, the kill is recorded."""
+    """kill -9 mid-sweep: earlier events kept, lock free, next sweep runs, the kill recorded."""
     hanging = make_repo(fleet, "hangs")
     make_repo(fleet, "fine")
     config = write_config(tmp_path, roots=[fleet], sweep="fetch_timeout_seconds = 60")

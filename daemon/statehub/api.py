@@ -580,11 +580,15 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
         summary="Database and lock state",
     )
     def healthz() -> JSONResponse:
-        """200 when the database answers, else 503; never needs a token."""
+        """200 when a sweep could use the database now, else 503; never needs a token."""
         last_sweep_at: str | None = None
         try:
             with pool.store() as db:
                 last_sweep_at = db.last_sweep_at(scan_limit=HEALTH_SCAN_EVENTS)
+            # Opened afresh, as a sweep opens it: a file made read-only since the pool's
+            # connections were opened shows only to a new connection.
+            with Store.open(database) as fresh:
+                fresh.check_writable()
             state = "ok"
         except StoreError as exc:
             state = f"error: {exc}"

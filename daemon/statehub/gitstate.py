@@ -853,14 +853,16 @@ def _fingerprint(
     root: Path, layout: _Layout, digest: str, tracked_stats: Sequence[str], watch: Sequence[str]
 ) -> str:
     sha = hashlib.sha256()
-    sha.update(f"{digest}\n".encode())
+    sha.update(os.fsencode(f"{digest}\n"))
+    # os.fsencode: a file name that is not UTF-8 arrives with surrogate escapes (PEP 383),
+    # which a plain str.encode() refuses.
     for key in layout.risky:
-        sha.update(f"{key.key}={key.value}@{key.origin}\n".encode())
-    sha.update("\n".join(layout.stamp).encode())
-    sha.update("\n".join(tracked_stats).encode())
+        sha.update(os.fsencode(f"{key.key}={key.value}@{key.origin}\n"))
+    sha.update(os.fsencode("\n".join(layout.stamp)))
+    sha.update(os.fsencode("\n".join(tracked_stats)))
     for path in watch:  # untracked files, and the folders they sit in
-        sha.update(_stat_line(f"{root}/{path}").encode())
-        sha.update(_stat_line(f"{root}/{path}".rpartition("/")[0]).encode())
+        sha.update(os.fsencode(_stat_line(f"{root}/{path}")))
+        sha.update(os.fsencode(_stat_line(f"{root}/{path}".rpartition("/")[0])))
     return sha.hexdigest()
 
 

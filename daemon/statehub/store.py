@@ -9,6 +9,7 @@ Errors of ``sqlite3`` are mapped to :class:`StoreError` here.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ import sqlite_utils
 from statehub.errors import StoreError
 
 BUSY_TIMEOUT_MS = 5000
+MIN_FREE_BYTES = 1 << 20
+"""Below this much free space on its file system, the database counts as full."""
 
 
 def utc_now() -> datetime:
@@ -188,6 +191,38 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def free_bytes(folder: Path) -> int | None:
+    """Bytes free for an unprivileged writer on the file system of ``folder``; None if unknown."""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+def _failure(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The StoreError of ``exc``: SQLite says "disk I/O error" of a full disk or of a file
+    it may not write, so say which."""
+    message = f"{path}: {exc}"
+    if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+        free = free_bytes(path.parent)
+        files = [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm")]
+        refused = [file.name for file in files if file.exists() and not os.access(file, os.W_OK)]
+        if free is not None and free < MIN_FREE_BYTES:
+            message += f" (its file system is full: {free} bytes free)"
+        elif refused:
+            message += f" ({', '.join(refused)} cannot be written)"
+    return StoreError(message)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class Store:
     """The SQLite store. Open it with :meth:`open`; every method raises StoreError."""
 
@@ -195,6 +230,7 @@ class Store:
         self.path = path
         self._connection = connection
         self.db = sqlite_utils.Database(connection)
+        self._identity = _identity(path)  # the file this connection writes to
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Store:
@@ -207,7 +243,7 @@ class Store:
             store = cls(path, _connect(path))
             store.migrate()
         except sqlite3.Error as exc:
-            raise StoreError(f"{path}: {exc}") from exc
+            raise _failure(path, exc) from exc
         except OSError as exc:
             raise StoreError(f"{path}: {exc.strerror or exc}") from exc
         return store
@@ -227,11 +263,27 @@ class Store:
         try:
             yield self._connection
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
+            raise _failure(self.path, exc) from exc
+
+    def _check_same_file(self) -> None:
+        """Raise StoreError when the database file was removed or replaced since it was opened.
+
+        A connection goes on writing to the file it opened, so once its folder is removed
+        (or the file replaced) every write would vanish while reporting success.
+        """
+        if _identity(self.path) != self._identity:
+            raise StoreError(
+                f"{self.path}: the database file was removed or replaced while in use; "
+                "nothing more is written to the old one"
+            )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front)."""
+        """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front).
+
+        Raises StoreError before writing when the file is no longer the one opened.
+        """
+        self._check_same_file()
         with self._guard() as connection:
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -275,9 +327,18 @@ class Store:
     # -- progress events ------------------------------------------------------------------
 
     def append_event(
-        self, event_type: str, detail: dict[str, Any], created_at: datetime | None = None
+        self,
+        event_type: str,
+        detail: dict[str, Any],
+        created_at: datetime | None = None,
+        *,
+        clear_state: str | None = None,
     ) -> ProgressEvent:
-        """Append one progress event and commit it; returns it with its id."""
+        """Append one progress event and commit it; returns it with its id.
+
+        ``clear_state`` names a hub_state key deleted in the same transaction (a sweep's
+        in-progress marker), so a crash cannot keep the marker of a recorded sweep.
+        """
         created = iso(created_at or utc_now())
         with self.transaction() as connection:
             cursor = connection.execute(
@@ -285,6 +346,8 @@ class Store:
                 (event_type, created, json.dumps(detail, separators=(",", ":"))),
             )
             event_id = int(cursor.lastrowid or 0)
+            if clear_state is not None:
+                connection.execute("DELETE FROM hub_state WHERE key = ?", (clear_state,))
         return ProgressEvent(id=event_id, event_type=event_type, created_at=created, detail=detail)
 
     def events(
@@ -634,6 +697,23 @@ class Store:
         """True when the database answers a trivial query (for health checks)."""
         with self._guard() as connection:
             return bool(connection.execute("SELECT 1").fetchone() == (1,))
+
+    def check_writable(self) -> None:
+        """Raise StoreError unless a sweep could write now; commits one tiny write.
+
+        The write (the time of this check, under the hub_state key ``health_probe``) waits
+        up to the busy timeout for the lock, as a sweep's would, and reaches the files, so
+        a locked, read-only or removed database fails here; then it fails when the file
+        system has less than :data:`MIN_FREE_BYTES` free.
+        """
+        with self.transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO hub_state (key, value) VALUES ('health_probe', ?)",
+                (iso(utc_now()),),
+            )
+        free = free_bytes(self.path.parent)
+        if free is not None and free < MIN_FREE_BYTES:
+            raise StoreError(f"{self.path}: its file system is full ({free} bytes free)")
 
     def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``fn`` on the raw connection with errors mapped (for read-only reports)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from statehub import gitstate
-from statehub.checks import AUTOMATION_ERROR, Finding, RepoContext, assess
+from statehub.checks import AUTOMATION_ERROR, Finding, RepoContext, assess, printable
 from statehub.errors import FetchError, RepoError, UsageError
 from statehub.lock import SweepLock
 from statehub.retention import maybe_prune
@@ -101,7 +101,7 @@ def discover(settings: Settings) -> Fleet:
         if path in seen_paths:
             continue
         seen_paths.add(path)
-        name = path.name
+        name = printable(path.name)  # a folder name that is not UTF-8 gets \xNN escapes
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in settings.repos.exclude):
             continue
         count = taken.get(name, 0) + 1
@@ -313,7 +313,9 @@ def _record_interrupted(db: Store) -> None:
     earlier = json.loads(marker)
     now = utc_now()
     detail = _base_detail(earlier["source"], earlier["max_seconds"], earlier["remote"])
-    message = "the sweep was interrupted before it finished (its process died)"
+    message = (
+        "the sweep was interrupted before it finished (its process died or its database failed)"
+    )
     detail.update(
         run_id=earlier["run_id"],
         started_at=earlier["started_at"],
@@ -324,8 +326,8 @@ def _record_interrupted(db: Store) -> None:
         automation_errors=[{"repo": None, "check": AUTOMATION_ERROR, "message": message}],
         assessment_failures=db.count_failing_repos(),
     )
-    db.append_event(earlier["event_type"], detail, created_at=now)
-    db.delete_state(_IN_PROGRESS)
+    # One transaction: a crash between the two would record the same sweep twice.
+    db.append_event(earlier["event_type"], detail, created_at=now, clear_state=_IN_PROGRESS)
 
 
 def _sweep_locked(
@@ -394,7 +396,7 @@ def _sweep_locked(
         [
             Assessment(
                 repo=outcome.target.name,
-                path=str(outcome.target.path),
+                path=printable(str(outcome.target.path)),
                 head=outcome.head,
                 fingerprint=outcome.fingerprint,
                 assessed_at=assessed_at,
@@ -433,9 +435,9 @@ def _sweep_locked(
         automation_errors=errors,
         assessment_failures=db.count_failing_repos(),
     )
-    event = db.append_event(request.event_type, detail, created_at=finished)
-    db.delete_state(_IN_PROGRESS)
-    return event
+    return db.append_event(
+        request.event_type, detail, created_at=finished, clear_state=_IN_PROGRESS
+    )
 
 
 def _touch_clean(db: Store, names: Iterable[str], assessed_at: str) -> None:

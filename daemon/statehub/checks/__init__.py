@@ -20,6 +20,23 @@ if TYPE_CHECKING:
 AUTOMATION_ERROR = "C-00"
 
 
+def printable(text: str) -> str:
+    """``text`` as valid Unicode: the bytes of a name that is not UTF-8 shown as ``\\xe9``.
+
+    Python decodes such a file name with surrogate escapes (PEP 383), which SQLite, JSON
+    output and the terminal all refuse; every name and path that leaves a sweep goes
+    through here.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 @dataclass(frozen=True, kw_only=True)
 class Finding:
     """One finding of a repo's assessment."""
@@ -27,6 +44,11 @@ class Finding:
     check: str
     message: str
     path: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", printable(self.message))
+        if self.path is not None:
+            object.__setattr__(self, "path", printable(self.path))
 
     def as_dict(self) -> dict[str, Any]:
         return {"check": self.check, "message": self.message, "path": self.path}
