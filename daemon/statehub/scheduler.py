@@ -28,8 +28,8 @@ Decisions where the contract is silent (docs/runbook.md repeats them for operato
   forced sweep uses ``fallback_source``: the standby's sweeps are always fallback sweeps.
 - **Cron.** The trigger has crontab(5) meaning: day-of-week 0 and 7 are Sunday (APScheduler
   3 alone reads 0 as Monday), and with both day fields restricted a day matching either runs.
-- Sweeps started by the daemon do not fetch (``remote = false``): the unit mounts the repos
-  read-only.
+- Sweeps started by the daemon fetch only with ``[schedule] remote = true`` (off by default:
+  the shipped unit mounts the repos read-only).
 """
 
 from __future__ import annotations
