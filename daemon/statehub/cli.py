@@ -122,7 +122,7 @@ def _stderr_console() -> Any:
 def cmd_check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from statehub.checks import AUTOMATION_ERROR
+    from statehub.checks import AUTOMATION_ERROR, printable
     from statehub.render import check_table
     from statehub.sweep import Target, assess_target
 
@@ -138,8 +138,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if outcome.kind == "missing":
         raise_usage(f"{path}: no such folder")
     document = {
-        "repo": path.name,
-        "path": str(path),
+        "repo": printable(path.name),
+        "path": printable(str(path)),
         "head": outcome.head,
         "findings": [finding.as_dict() for finding in outcome.findings],
     }
