@@ -245,15 +245,15 @@ def run_sweep(
     own_store = store is None
     db = store if store is not None else Store.open(settings.database_path)
     try:
-        targets, unknown = select(settings, repos)
+        targets, not_found = select(settings, repos)
         known = db.assessed_repos()
-        if any(name not in known for name in unknown):
-            missing = ", ".join(name for name in unknown if name not in known)
+        if any(name not in known for name in not_found):
+            missing = ", ".join(name for name in not_found if name not in known)
             raise UsageError(f"unknown repo: {missing} (not configured, never assessed)")
-        if repos is None:
-            # A repo of an earlier sweep that is no longer configured or found is gone.
-            current = {target.name for target in targets}
-            unknown = sorted(name for name in known if name not in current)
+        # Named repos known only from earlier sweeps are gone; for the whole fleet, so is
+        # every repo of an earlier sweep that is no longer configured or found.
+        current = {target.name for target in targets}
+        gone = not_found if repos is not None else sorted(known - current)
         request = SweepRequest(
             event_type=event_type, source=source, max_seconds=budget, remote=remote
         )
@@ -262,7 +262,7 @@ def run_sweep(
             return _record_lock_skipped(db, request)
         with lock:
             _record_interrupted(db)
-            event = _sweep_locked(settings, db, request, targets, unknown, progress=progress)
+            event = _sweep_locked(settings, db, request, targets, gone, progress=progress)
             maybe_prune(db, settings)  # at most once a day; never raises
             return event
     finally:
