@@ -30,6 +30,7 @@ from api_support import (
     server_env,
     wait_for,
 )
+from contract_keys import DETAIL_KEYS, EVENT_KEYS
 from gitfleet import make_repo, write_config
 from statehub.api import SHUTDOWN_GRACE_SECONDS
 from statehub.lock import SweepLock
@@ -38,27 +39,6 @@ from statehub.store import parse_iso
 SWEEP = "/consistency/sweep/remote-all"
 SLOW_FETCH = 4  # seconds a remote sweep of the hub's fleet lasts (its 'slow' repo hangs)
 TOKEN = "s3cret-T0ken_for-tests"
-
-EVENT_KEYS = {"id", "event_type", "created_at", "detail"}
-DETAIL_KEYS = {
-    "source",
-    "run_id",
-    "lock_skipped",
-    "started_at",
-    "finished_at",
-    "duration_seconds",
-    "max_seconds",
-    "remote",
-    "repos_total",
-    "repos_processed",
-    "skipped_clean",
-    "skipped_missing",
-    "skipped_budget",
-    "exit_code",
-    "automation_error",
-    "automation_errors",
-    "assessment_failures",
-}
 
 
 @dataclass

@@ -7,48 +7,26 @@ from pathlib import Path
 
 import pytest
 
+from checkkit import context, ids, repo_with
 from gitfleet import good_files, make_repo
-from statehub.checks import Finding, RepoContext, docs
-from statehub.gitstate import read_state
+from statehub.checks import Finding, docs
 from statehub.settings import CheckSettings, RepoOverride, RepoSettings, Settings
 
 
 def _run(root: Path, settings: Settings | None = None) -> list[Finding]:
     """The docs family's findings for the repo at ``root``."""
-    settings = settings or Settings()
-    ctx = RepoContext(
-        name=root.name,
-        root=root,
-        settings=settings.checks_for(root.name),
-        git=read_state(root, default_branch="main"),
-    )
-    return docs.run(ctx)
-
-
-def _repo_with(tmp_path: Path, changes: dict[str, str | bytes | None] | None = None) -> Path:
-    """A good repo with some files changed (a value of None leaves the file out)."""
-    files = good_files("r")
-    for path, content in (changes or {}).items():
-        if content is None:
-            files.pop(path, None)
-        else:
-            files[path] = content
-    return make_repo(tmp_path, "r", files, with_origin=False)
-
-
-def _ids(findings: list[Finding]) -> list[str]:
-    return [finding.check for finding in findings]
+    return docs.run(context(root, settings))
 
 
 def _readme_links(tmp_path: Path, body: str, extra: dict[str, str] | None = None) -> list[Finding]:
     """C-04 findings of a good repo whose README.md is ``body``."""
     files: dict[str, str | bytes | None] = {"README.md": body, **(extra or {})}
-    return [f for f in _run(_repo_with(tmp_path, files)) if f.check == "C-04"]
+    return [f for f in _run(repo_with(tmp_path, files)) if f.check == "C-04"]
 
 
 def test_good_repo_has_no_findings(tmp_path: Path) -> None:
     """The builders' good repo passes C-01..C-04."""
-    assert _run(_repo_with(tmp_path)) == []
+    assert _run(repo_with(tmp_path)) == []
 
 
 # -- C-01 / C-02 ------------------------------------------------------------------------
@@ -63,27 +41,27 @@ def test_root_doc_missing_or_empty(
     tmp_path: Path, check: str, name: str, content: str | bytes | None, word: str
 ) -> None:
     """A missing file, an empty one, whitespace only or a bare BOM is one finding."""
-    findings = _run(_repo_with(tmp_path, {name: content}))
+    findings = _run(repo_with(tmp_path, {name: content}))
     assert findings == [Finding(check=check, message=f"{name} is {word}", path=name)]
 
 
 @pytest.mark.parametrize("name", ["README.md", "AGENTS.md"])
 def test_root_doc_with_a_single_character_passes(tmp_path: Path, name: str) -> None:
     """Any non-blank content is enough."""
-    assert _run(_repo_with(tmp_path, {name: "x"})) == []
+    assert _run(repo_with(tmp_path, {name: "x"})) == []
 
 
 def test_readme_in_another_case_is_missing_but_named(tmp_path: Path) -> None:
     """A readme.md is not README.md; the message names what was found."""
-    findings = _run(_repo_with(tmp_path, {"README.md": None, "readme.md": "# r\n"}))
-    assert _ids(findings) == ["C-01"]
+    findings = _run(repo_with(tmp_path, {"README.md": None, "readme.md": "# r\n"}))
+    assert ids(findings) == ["C-01"]
     assert "README.md is missing" in findings[0].message
     assert "'readme.md'" in findings[0].message
 
 
 def test_readme_that_is_a_folder_is_not_a_file(tmp_path: Path) -> None:
     """A folder named README.md is a C-01 finding, not an error."""
-    root = _repo_with(tmp_path, {"README.md": None, "README.md/x.txt": "x"})
+    root = repo_with(tmp_path, {"README.md": None, "README.md/x.txt": "x"})
     findings = _run(root)
     assert findings == [
         Finding(check="C-01", message="README.md is not a readable file", path="README.md")
@@ -92,7 +70,7 @@ def test_readme_that_is_a_folder_is_not_a_file(tmp_path: Path) -> None:
 
 def test_agents_symlink_inside_repo_is_followed(tmp_path: Path) -> None:
     """AGENTS.md as a link to CLAUDE.md in the repo counts as present."""
-    root = _repo_with(tmp_path, {"AGENTS.md": None, "CLAUDE.md": "# Agents\n"})
+    root = repo_with(tmp_path, {"AGENTS.md": None, "CLAUDE.md": "# Agents\n"})
     (root / "AGENTS.md").symlink_to("CLAUDE.md")
     assert _run(root) == []
 
@@ -101,9 +79,9 @@ def test_agents_symlink_leaving_repo_is_not_read(tmp_path: Path) -> None:
     """A link to a file outside the repo is never read: it is not a file of the repo."""
     outside = tmp_path / "outside.md"
     outside.write_text("# secret\n", encoding="utf-8")
-    root = _repo_with(tmp_path, {"AGENTS.md": None})
+    root = repo_with(tmp_path, {"AGENTS.md": None})
     (root / "AGENTS.md").symlink_to(outside)
-    assert _ids(_run(root)) == ["C-02"]
+    assert ids(_run(root)) == ["C-02"]
 
 
 # -- C-03 -------------------------------------------------------------------------------
@@ -127,7 +105,7 @@ def test_missing_workplans_folder_not_required(tmp_path: Path) -> None:
 
 def test_existing_folder_without_index_when_not_required(tmp_path: Path) -> None:
     """A workplans/ folder makes C-03 apply even when workplans are not required."""
-    root = _repo_with(tmp_path, {"workplans/README.md": None})
+    root = repo_with(tmp_path, {"workplans/README.md": None})
     settings = Settings(repos=RepoSettings(require_workplans=False))
     assert _run(root, settings) == [
         Finding(
@@ -140,7 +118,7 @@ def test_empty_workplans_folder_has_no_index(tmp_path: Path) -> None:
     """An empty workplans/ folder (not tracked, but there) lacks its index."""
     root = make_repo(tmp_path, "r", {"README.md": "# r\n", "AGENTS.md": "# a\n"}, with_origin=False)
     (root / "workplans").mkdir()
-    assert _ids(_run(root)) == ["C-03"]
+    assert ids(_run(root)) == ["C-03"]
     assert "no index" in _run(root)[0].message
 
 
@@ -152,7 +130,7 @@ def test_index_in_any_case(tmp_path: Path, index: str) -> None:
         "workplans/README.md": None,
         f"workplans/{index}": "# Plans\n",
     }
-    assert _run(_repo_with(tmp_path, files)) == []
+    assert _run(repo_with(tmp_path, files)) == []
 
 
 def test_workplans_that_is_a_file(tmp_path: Path) -> None:
@@ -271,9 +249,9 @@ def test_link_through_symlink_leaving_the_repo(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "secret.md").write_text("x", encoding="utf-8")
-    root = _repo_with(tmp_path, {"README.md": "[a](shared/secret.md)\n"})
+    root = repo_with(tmp_path, {"README.md": "[a](shared/secret.md)\n"})
     (root / "shared").symlink_to(outside)
-    assert _ids(_run(root)) == ["C-04"]
+    assert ids(_run(root)) == ["C-04"]
 
 
 def test_same_broken_link_twice_is_one_finding(tmp_path: Path) -> None:
@@ -291,7 +269,7 @@ def test_links_in_agents_and_index_resolve_from_their_folder(tmp_path: Path) -> 
         "workplans/README.md": index,
         "AGENTS.md": "# Agents\n\n[x](missing/dir/)\n",
     }
-    findings = _run(_repo_with(tmp_path, files))
+    findings = _run(repo_with(tmp_path, files))
     assert findings == [
         Finding(check="C-04", message="link 'missing/dir/' points to no file", path="AGENTS.md"),
         Finding(
@@ -307,7 +285,7 @@ def test_lower_case_index_is_checked_for_links(tmp_path: Path) -> None:
         "workplans/README.md": None,
         "workplans/readme.md": "[bad](gone.md)\n",
     }
-    findings = _run(_repo_with(tmp_path, files))
+    findings = _run(repo_with(tmp_path, files))
     assert findings == [
         Finding(
             check="C-04", message="link 'gone.md' points to no file", path="workplans/readme.md"
@@ -321,14 +299,14 @@ def test_links_of_other_documents_are_not_checked(tmp_path: Path) -> None:
         "docs/guide.md": "[a](gone.md)\n",
         "workplans/DEMO-WP-0001-plan.md": "[a](gone.md)\n",
     }
-    assert _run(_repo_with(tmp_path, files)) == []
+    assert _run(repo_with(tmp_path, files)) == []
 
 
 def test_binary_and_odd_readme_gives_no_exception(tmp_path: Path) -> None:
     """Bytes that are not UTF-8, CRLF and a BOM are read; links still found."""
     body = b"\xef\xbb\xbf# r\r\n\r\n\xff\xfe [a](gone.md)\r\n"
-    findings = _run(_repo_with(tmp_path, {"README.md": body}))
-    assert _ids(findings) == ["C-04"]
+    findings = _run(repo_with(tmp_path, {"README.md": body}))
+    assert ids(findings) == ["C-04"]
 
 
 def test_pathological_markdown_is_handled(tmp_path: Path) -> None:
@@ -344,7 +322,7 @@ def test_pathological_markdown_is_handled(tmp_path: Path) -> None:
 def test_fleet_wide_disable(tmp_path: Path) -> None:
     """Checks in [checks] disable are not reported."""
     root = make_repo(tmp_path, "r", {"README.md": "[a](gone.md)\n"}, with_origin=False)
-    assert sorted(_ids(_run(root))) == ["C-02", "C-03", "C-04"]
+    assert sorted(ids(_run(root))) == ["C-02", "C-03", "C-04"]
     settings = Settings(checks=CheckSettings(disable=["C-02", "C-03", "C-04"]))
     assert _run(root, settings) == []
 
@@ -354,9 +332,9 @@ def test_per_repo_disable(tmp_path: Path) -> None:
     root = make_repo(tmp_path, "r", {}, with_origin=False)
     override = RepoOverride(disable=["C-01", "C-03"])
     settings = Settings(repos=RepoSettings(overrides={"r": override}))
-    assert _ids(_run(root, settings)) == ["C-02"]
+    assert ids(_run(root, settings)) == ["C-02"]
     other = Settings(repos=RepoSettings(overrides={"other": override}))
-    assert _ids(_run(root, other)) == ["C-01", "C-02", "C-03"]
+    assert ids(_run(root, other)) == ["C-01", "C-02", "C-03"]
 
 
 # -- helpers shared with the workplans family ------------------------------------------
@@ -403,7 +381,7 @@ def test_read_inside_is_bounded(tmp_path: Path) -> None:
 def test_link_to_a_missing_required_file_is_left_to_its_check(tmp_path: Path) -> None:
     """README.md linking a missing AGENTS.md and workplans/ gives C-02 and C-03, no C-04."""
     root = make_repo(tmp_path, "r", {"README.md": good_files("r")["README.md"]}, with_origin=False)
-    assert _ids(_run(root)) == ["C-02", "C-03"]
+    assert ids(_run(root)) == ["C-02", "C-03"]
 
 
 def test_link_to_a_missing_file_whose_check_is_disabled_is_reported(tmp_path: Path) -> None:

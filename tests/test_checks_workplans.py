@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gitfleet import good_files, make_repo, workplan
-from statehub.checks import Finding, RepoContext, workplans
-from statehub.gitstate import read_state
+from checkkit import context, ids, repo_with
+from gitfleet import make_repo, workplan
+from statehub.checks import Finding, workplans
 from statehub.settings import CheckSettings, RepoOverride, RepoSettings, Settings
 
 PLAN = "workplans/DEMO-WP-0001-plan.md"
@@ -17,38 +17,16 @@ OTHER = "workplans/DEMO-WP-0002-plan.md"
 
 def _run(root: Path, settings: Settings | None = None) -> list[Finding]:
     """The workplans family's findings for the repo at ``root``."""
-    settings = settings or Settings()
-    ctx = RepoContext(
-        name=root.name,
-        root=root,
-        settings=settings.checks_for(root.name),
-        git=read_state(root, default_branch="main"),
-    )
-    return workplans.run(ctx)
-
-
-def _repo(tmp_path: Path, changes: dict[str, str | bytes | None] | None = None) -> Path:
-    """A good repo (two linked workplans) with some files changed or (None) left out."""
-    files = good_files("r")
-    for path, content in (changes or {}).items():
-        if content is None:
-            files.pop(path, None)
-        else:
-            files[path] = content
-    return make_repo(tmp_path, "r", files, with_origin=False)
+    return workplans.run(context(root, settings))
 
 
 def _index(*names: str) -> str:
     return "# Workplans\n\n" + "".join(f"- [{name}](<{name}>)\n" for name in names)
 
 
-def _ids(findings: list[Finding]) -> list[str]:
-    return [finding.check for finding in findings]
-
-
 def test_good_repo_has_no_findings(tmp_path: Path) -> None:
     """The builders' good repo passes C-05..C-11."""
-    assert _run(_repo(tmp_path)) == []
+    assert _run(repo_with(tmp_path)) == []
 
 
 def test_no_folder_and_not_required_means_nothing_applies(tmp_path: Path) -> None:
@@ -90,8 +68,8 @@ def test_no_folder_and_not_required_means_nothing_applies(tmp_path: Path) -> Non
 )
 def test_front_matter_that_does_not_parse(tmp_path: Path, content: str | bytes, words: str) -> None:
     """Every malformed or absent front matter is one C-05 finding, never an exception."""
-    findings = _run(_repo(tmp_path, {PLAN: content}))
-    assert _ids(findings) == ["C-05"]
+    findings = _run(repo_with(tmp_path, {PLAN: content}))
+    assert ids(findings) == ["C-05"]
     assert findings[0].path == PLAN
     assert findings[0].message.startswith("workplan ")
     assert words in findings[0].message
@@ -115,15 +93,15 @@ def test_front_matter_that_does_not_parse(tmp_path: Path, content: str | bytes, 
 )
 def test_front_matter_that_parses(tmp_path: Path, content: str | bytes) -> None:
     """BOM, CRLF, a '...' end, trailing blanks, flow style and odd bodies all parse."""
-    assert _run(_repo(tmp_path, {PLAN: content})) == []
+    assert _run(repo_with(tmp_path, {PLAN: content})) == []
 
 
 def test_front_matter_beyond_the_read_bound_is_unclosed(tmp_path: Path) -> None:
     """Only the first 16 KiB are read: a block that closes later is reported unclosed."""
     padding = "".join(f"k{n}: {'v' * 60}\n" for n in range(workplans.FRONT_MATTER_LIMIT // 60))
     content = f"---\nid: DEMO-WP-0001\ntitle: t\nstatus: active\n{padding}---\n"
-    findings = _run(_repo(tmp_path, {PLAN: content}))
-    assert _ids(findings) == ["C-05"]
+    findings = _run(repo_with(tmp_path, {PLAN: content}))
+    assert ids(findings) == ["C-05"]
     assert "never closed" in findings[0].message
 
 
@@ -135,7 +113,7 @@ def test_readme_in_any_case_is_never_a_workplan(tmp_path: Path) -> None:
         "workplans/Readme.md": free_form,
         "workplans/README.md": _index("DEMO-WP-0001-plan.md", "DEMO-WP-0002-plan.md"),
     }
-    assert _run(_repo(tmp_path, changes)) == []
+    assert _run(repo_with(tmp_path, changes)) == []
 
 
 def test_only_markdown_files_directly_in_the_folder_are_workplans(tmp_path: Path) -> None:
@@ -146,14 +124,14 @@ def test_only_markdown_files_directly_in_the_folder_are_workplans(tmp_path: Path
         "workplans/NOTES.MD": "free form\n",
         "workplans/folder.md/inner.txt": "x\n",
     }
-    assert _run(_repo(tmp_path, changes)) == []
+    assert _run(repo_with(tmp_path, changes)) == []
 
 
 def test_workplan_symlink_out_of_the_repo_is_not_read(tmp_path: Path) -> None:
     """A workplan that is a link out of the repo is never read: it gets C-05."""
     outside = tmp_path / "outside.md"
     outside.write_text(workplan("DEMO-WP-0003"), encoding="utf-8")
-    root = _repo(tmp_path)
+    root = repo_with(tmp_path)
     (root / "workplans" / "DEMO-WP-0003-plan.md").symlink_to(outside)
     findings = _run(root)
     assert findings[0] == Finding(
@@ -161,13 +139,13 @@ def test_workplan_symlink_out_of_the_repo_is_not_read(tmp_path: Path) -> None:
         message="workplan cannot be read (not a regular file inside the repo)",
         path="workplans/DEMO-WP-0003-plan.md",
     )
-    assert _ids(findings) == ["C-05", "C-11"]
+    assert ids(findings) == ["C-05", "C-11"]
 
 
 def test_unparsed_workplan_gets_no_other_front_matter_check(tmp_path: Path) -> None:
     """A free-form workplan with a bad name and no id gets C-05 only (and C-11 if unlinked)."""
-    findings = _run(_repo(tmp_path, {"workplans/notes.md": "# just notes\n"}))
-    assert _ids(findings) == ["C-05", "C-11"]
+    findings = _run(repo_with(tmp_path, {"workplans/notes.md": "# just notes\n"}))
+    assert ids(findings) == ["C-05", "C-11"]
     assert {finding.path for finding in findings} == {"workplans/notes.md"}
 
 
@@ -193,7 +171,7 @@ def test_unparsed_workplan_gets_no_other_front_matter_check(tmp_path: Path) -> N
 )
 def test_missing_or_empty_fields(tmp_path: Path, front: str, lacking: str) -> None:
     """Every unusable required field is named in one C-06 finding, and nothing else fires."""
-    findings = _run(_repo(tmp_path, {PLAN: f"---\n{front}\n---\n"}))
+    findings = _run(repo_with(tmp_path, {PLAN: f"---\n{front}\n---\n"}))
     assert findings == [Finding(check="C-06", message=f"front matter lacks {lacking}", path=PLAN)]
 
 
@@ -208,7 +186,7 @@ def test_missing_or_empty_fields(tmp_path: Path, front: str, lacking: str) -> No
 )
 def test_typed_values_are_present(tmp_path: Path, front: str) -> None:
     """Numbers, booleans and dates are values, not missing ones."""
-    assert _run(_repo(tmp_path, {PLAN: f"---\n{front}\n---\n"})) == []
+    assert _run(repo_with(tmp_path, {PLAN: f"---\n{front}\n---\n"})) == []
 
 
 def test_alias_bomb_is_not_expanded(tmp_path: Path) -> None:
@@ -216,7 +194,7 @@ def test_alias_bomb_is_not_expanded(tmp_path: Path) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
     front = "\n".join([*lines, "id: *a8", "title: t", "status: active"])
-    findings = _run(_repo(tmp_path, {PLAN: f"---\n{front}\n---\n"}))
+    findings = _run(repo_with(tmp_path, {PLAN: f"---\n{front}\n---\n"}))
     assert findings == [
         Finding(
             check="C-06", message="front matter lacks id (a list, not a single value)", path=PLAN
@@ -246,18 +224,18 @@ def test_id_not_matching_the_pattern(tmp_path: Path, wp_id: str, file_name: str)
         path: f"---\nid: {wp_id}\ntitle: t\nstatus: active\n---\n",
         "workplans/README.md": _index(file_name, "DEMO-WP-0002-plan.md"),
     }
-    findings = _run(_repo(tmp_path, changes))
-    assert _ids(findings) == ["C-07"]
+    findings = _run(repo_with(tmp_path, changes))
+    assert ids(findings) == ["C-07"]
     assert findings[0].path == path
     assert "does not match the pattern" in findings[0].message
 
 
 def test_id_pattern_from_override(tmp_path: Path) -> None:
     """A repo's own workplan_id_pattern replaces the fleet's."""
-    root = _repo(tmp_path)
+    root = repo_with(tmp_path)
     override = RepoOverride(workplan_id_pattern=r"^OPS-[0-9]+$")
     findings = _run(root, Settings(repos=RepoSettings(overrides={"r": override})))
-    assert _ids(findings) == ["C-07", "C-07"]
+    assert ids(findings) == ["C-07", "C-07"]
     assert "'^OPS-[0-9]+$'" in findings[0].message
 
 
@@ -270,7 +248,7 @@ def test_shared_id_is_one_finding_naming_every_file(tmp_path: Path) -> None:
     changes: dict[str, str | bytes | None] = {PLAN: None, OTHER: None}
     changes |= {f"workplans/{name}": workplan("DEMO-WP-0001") for name in names}
     changes["workplans/README.md"] = _index(*names)
-    findings = _run(_repo(tmp_path, changes))
+    findings = _run(repo_with(tmp_path, changes))
     assert findings == [
         Finding(
             check="C-08",
@@ -287,19 +265,19 @@ def test_two_shared_ids_give_two_findings(tmp_path: Path) -> None:
     changes: dict[str, str | bytes | None] = {PLAN: None, OTHER: None}
     changes |= {f"workplans/{name}": workplan(name[:12]) for name in names}
     changes["workplans/README.md"] = _index(*names)
-    findings = _run(_repo(tmp_path, changes))
-    assert _ids(findings) == ["C-08", "C-08"]
+    findings = _run(repo_with(tmp_path, changes))
+    assert ids(findings) == ["C-08", "C-08"]
     assert "'DEMO-WP-0001'" in findings[0].message
     assert "'DEMO-WP-0002'" in findings[1].message
 
 
-def test_unparsed_and_idless_workplans_do_not_share_ids(tmp_path: Path) -> None:
+def test_unparsed_and_idless_workplans_do_not_shareids(tmp_path: Path) -> None:
     """Workplans without a usable id are not duplicates of each other."""
     changes: dict[str, str | bytes | None] = {
         PLAN: "---\ntitle: t\nstatus: active\n---\n",
         OTHER: "---\ntitle: t\nstatus: active\n---\n",
     }
-    assert _ids(_run(_repo(tmp_path, changes))) == ["C-06", "C-06"]
+    assert ids(_run(repo_with(tmp_path, changes))) == ["C-06", "C-06"]
 
 
 # -- C-09 -------------------------------------------------------------------------------
@@ -310,7 +288,7 @@ def test_unparsed_and_idless_workplans_do_not_share_ids(tmp_path: Path) -> None:
 )
 def test_status_not_allowed(tmp_path: Path, status: str, shown: str) -> None:
     """A status outside workplan_statuses is C-09, with the contract's wording."""
-    findings = _run(_repo(tmp_path, {PLAN: workplan("DEMO-WP-0001", status=status)}))
+    findings = _run(repo_with(tmp_path, {PLAN: workplan("DEMO-WP-0001", status=status)}))
     assert findings == [
         Finding(check="C-09", message=f"status {shown!r} is not allowed", path=PLAN)
     ]
@@ -318,7 +296,7 @@ def test_status_not_allowed(tmp_path: Path, status: str, shown: str) -> None:
 
 def test_statuses_from_settings(tmp_path: Path) -> None:
     """Fleet-wide workplan_statuses decide which statuses are allowed."""
-    root = _repo(tmp_path, {PLAN: workplan("DEMO-WP-0001", status="done")})
+    root = repo_with(tmp_path, {PLAN: workplan("DEMO-WP-0001", status="done")})
     settings = Settings(checks=CheckSettings(workplan_statuses=["done", "active"]))
     assert _run(root, settings) == []
 
@@ -347,7 +325,7 @@ def test_file_name_starts_with_id(tmp_path: Path, file_name: str, fits: bool) ->
         f"workplans/{file_name}": workplan("DEMO-WP-0001"),
         "workplans/README.md": _index(file_name, "DEMO-WP-0002-plan.md"),
     }
-    findings = _run(_repo(tmp_path, changes))
+    findings = _run(repo_with(tmp_path, changes))
     expected = (
         []
         if fits
@@ -367,7 +345,7 @@ def test_file_name_starts_with_id(tmp_path: Path, file_name: str, fits: bool) ->
 
 def test_unlinked_workplans_are_one_finding_each(tmp_path: Path) -> None:
     """Each workplan the index does not link is one C-11 on that workplan."""
-    findings = _run(_repo(tmp_path, {"workplans/README.md": "# Workplans\n\nNothing yet.\n"}))
+    findings = _run(repo_with(tmp_path, {"workplans/README.md": "# Workplans\n\nNothing yet.\n"}))
     assert findings == [
         Finding(check="C-11", message="not linked from workplans/README.md", path=PLAN),
         Finding(check="C-11", message="not linked from workplans/README.md", path=OTHER),
@@ -394,7 +372,7 @@ def test_unlinked_workplans_are_one_finding_each(tmp_path: Path) -> None:
 def test_index_link_forms(tmp_path: Path, link: str) -> None:
     """Inline, angle, encoded, root-relative and reference-style links all count."""
     index = f"# Workplans\n\n{link}\n\n[b](DEMO-WP-0002-plan.md)\n"
-    assert _run(_repo(tmp_path, {"workplans/README.md": index})) == []
+    assert _run(repo_with(tmp_path, {"workplans/README.md": index})) == []
 
 
 @pytest.mark.parametrize(
@@ -413,7 +391,7 @@ def test_index_link_forms(tmp_path: Path, link: str) -> None:
 def test_index_mentions_that_are_not_links(tmp_path: Path, link: str) -> None:
     """Links in code or comments, bare names and links resolving elsewhere do not count."""
     index = f"# Workplans\n\n{link}\n\n[b](DEMO-WP-0002-plan.md)\n"
-    findings = _run(_repo(tmp_path, {"workplans/README.md": index}))
+    findings = _run(repo_with(tmp_path, {"workplans/README.md": index}))
     assert findings == [
         Finding(check="C-11", message="not linked from workplans/README.md", path=PLAN)
     ]
@@ -421,7 +399,7 @@ def test_index_mentions_that_are_not_links(tmp_path: Path, link: str) -> None:
 
 def test_no_index_no_c11(tmp_path: Path) -> None:
     """Without an index C-11 does not apply (C-03 covers it)."""
-    assert _run(_repo(tmp_path, {"workplans/README.md": None})) == []
+    assert _run(repo_with(tmp_path, {"workplans/README.md": None})) == []
 
 
 def test_lower_case_index_is_read(tmp_path: Path) -> None:
@@ -430,7 +408,7 @@ def test_lower_case_index_is_read(tmp_path: Path) -> None:
         "workplans/README.md": None,
         "workplans/readme.md": _index("DEMO-WP-0001-plan.md"),
     }
-    assert _run(_repo(tmp_path, changes)) == [
+    assert _run(repo_with(tmp_path, changes)) == [
         Finding(check="C-11", message="not linked from workplans/readme.md", path=OTHER)
     ]
 
@@ -450,7 +428,7 @@ def test_all_checks_at_once(tmp_path: Path) -> None:
             "DEMO-WP-0001-plan.md", "DEMO-WP-0002-plan.md", "bad-id.md", "no-title.md"
         ),
     }
-    findings = _run(_repo(tmp_path, changes))
+    findings = _run(repo_with(tmp_path, changes))
     assert sorted((f.check, f.path) for f in findings) == [
         ("C-05", "workplans/free.md"),
         ("C-06", "workplans/no-title.md"),
@@ -482,15 +460,15 @@ def test_disabled_checks_are_not_reported(
         PLAN: workplan("DEMO-WP-0001", status="done"),
         "workplans/free.md": "# free form\n",
     }
-    root = _repo(tmp_path, changes)
+    root = repo_with(tmp_path, changes)
     findings = _run(root, Settings(checks=CheckSettings(disable=disabled)))
-    assert sorted(_ids(findings)) == left
+    assert sorted(ids(findings)) == left
 
 
 def test_per_repo_override_disables_for_that_repo_only(tmp_path: Path) -> None:
     """A repo override's disable list applies to its repo alone."""
-    root = _repo(tmp_path, {PLAN: workplan("DEMO-WP-0001", status="done")})
+    root = repo_with(tmp_path, {PLAN: workplan("DEMO-WP-0001", status="done")})
     mine = Settings(repos=RepoSettings(overrides={"r": RepoOverride(disable=["C-09"])}))
     other = Settings(repos=RepoSettings(overrides={"s": RepoOverride(disable=["C-09"])}))
     assert _run(root, mine) == []
-    assert _ids(_run(root, other)) == ["C-09"]
+    assert ids(_run(root, other)) == ["C-09"]

@@ -13,32 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from contract_keys import DETAIL_KEYS
 from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
 from statehub.errors import UsageError
 from statehub.lock import SweepLock, is_locked
 from statehub.settings import Settings, load_settings
 from statehub.store import Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN, discover, run_sweep
-
-DETAIL_KEYS = {
-    "source",
-    "run_id",
-    "lock_skipped",
-    "started_at",
-    "finished_at",
-    "duration_seconds",
-    "max_seconds",
-    "remote",
-    "repos_total",
-    "repos_processed",
-    "skipped_clean",
-    "skipped_missing",
-    "skipped_budget",
-    "exit_code",
-    "automation_error",
-    "automation_errors",
-    "assessment_failures",
-}
 
 
 def settings_for(tmp_path: Path, fleet: Path, **sections: str) -> Settings:
