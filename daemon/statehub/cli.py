@@ -66,7 +66,7 @@ def print_json(document: Any) -> None:
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=True)  # summary lines stay whole lines
 
 
 # -- sweep and check ------------------------------------------------------------------
