@@ -302,6 +302,49 @@ async def measure(server: ApiServer, remote: HangingRemote, args: argparse.Names
     print(f"the long sweep still ran after the last lock-skipped POST: {still_running}")
 
 
+# A no-op ASGI app on uvicorn, and the same request through an empty FastAPI endpoint: the
+# floor any endpoint of this stack stands on, measured the same way as /progress/.
+_FLOOR_APP = """
+import sys, uvicorn
+from fastapi import FastAPI
+
+async def bare(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"[]"})
+
+fastapi = FastAPI()
+fastapi.get("/x")(lambda: [])
+app = bare if sys.argv[1] == "bare" else fastapi
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
+"""
+
+
+def floors(connections: int) -> None:
+    """Print wrk's figures for a no-op uvicorn app and an empty FastAPI endpoint."""
+    import subprocess
+
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: no floor measured")
+        return
+    cases = (("bare", "bare uvicorn ASGI app", "/"), ("fastapi", "empty FastAPI endpoint", "/x"))
+    for which, kind, path in cases:
+        port = free_port()
+        process = subprocess.Popen([sys.executable, "-c", _FLOOR_APP, which, str(port)])
+        try:
+            time.sleep(3)
+            figures = wrk_latency(f"http://127.0.0.1:{port}{path}", connections)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+        assert figures is not None
+        median, p99, rate = figures
+        print(
+            f"{f'{kind} (wrk x{connections})':<40} {'':>6} {median:>9.2f} {p99:>9.2f}"
+            f"  ({rate:.0f} requests/s)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -309,7 +352,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--skips", type=int, default=200)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the store in this folder")
+    parser.add_argument(
+        "--floor", action="store_true", help="only measure a no-op uvicorn and FastAPI app"
+    )
     args = parser.parse_args()
+    if args.floor:
+        floors(args.clients)
+        return 0
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="statehub-bench-api-"))
     folder.mkdir(parents=True, exist_ok=True)
