@@ -69,9 +69,9 @@ def test_readme_that_is_a_folder_is_not_a_file(tmp_path: Path) -> None:
 
 
 def test_agents_symlink_inside_repo_is_followed(tmp_path: Path) -> None:
-    """AGENTS.md as a link to CLAUDE.md in the repo counts as present."""
-    root = repo_with(tmp_path, {"AGENTS.md": None, "CLAUDE.md": "# Agents\n"})
-    (root / "AGENTS.md").symlink_to("CLAUDE.md")
+    """AGENTS.md as a link to CONTRIBUTING.md in the repo counts as present."""
+    root = repo_with(tmp_path, {"AGENTS.md": None, "CONTRIBUTING.md": "# Agents\n"})
+    (root / "AGENTS.md").symlink_to("CONTRIBUTING.md")
     assert _run(root) == []
 
 
