@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from checkkit import context
 from gitfleet import commit_all, git, good_files, make_repo
-from statehub.checks import Finding, RepoContext, content
-from statehub.gitstate import read_state
+from statehub.checks import Finding, content
 from statehub.settings import CheckSettings, RepoOverride, RepoSettings, Settings
 
 # Key headers are assembled, never spelled out, so that this file (scanned by statehub
@@ -21,19 +21,9 @@ PUTTY = "PuTTY-User-Key" + "-File-"
 KEY_BODY = "\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
 
 
-def _context(root: Path, settings: Settings | None = None) -> RepoContext:
-    settings = settings or Settings()
-    return RepoContext(
-        name=root.name,
-        root=root,
-        settings=settings.checks_for(root.name),
-        git=read_state(root, default_branch="main"),
-    )
-
-
 def _run(root: Path, settings: Settings | None = None) -> list[Finding]:
     """The content family's findings for the repo at ``root``."""
-    return content.run(_context(root, settings))
+    return content.run(context(root, settings))
 
 
 def _repo(tmp_path: Path, extra: dict[str, str | bytes]) -> Path:
@@ -208,7 +198,7 @@ def test_sparse_50_mb_file_is_read_only_up_to_the_bound(
         handle.write(b"\n<<<<<<< HEAD\n")  # far beyond the bound: never read
         handle.truncate(50 * 1024 * 1024)
     commit_all(root, "add a big file")
-    ctx = _context(root)
+    ctx = context(root)
     bytes_read.clear()
     findings = content.run(ctx)
     assert findings == [
@@ -223,7 +213,7 @@ def test_only_c22_reads_just_the_pointer_line(tmp_path: Path, bytes_read: list[i
     """With C-21 and C-23 off, only oversized files are opened, for a few bytes."""
     root = _repo(tmp_path, {"data.csv": "x" * 5000})
     settings = Settings(checks=CheckSettings(max_file_kb=1, disable=["C-21", "C-23"]))
-    ctx = _context(root, settings)
+    ctx = context(root, settings)
     bytes_read.clear()
     assert _ids(content.run(ctx)) == ["C-22"]
     assert bytes_read == [len(content.LFS_POINTER)]
@@ -233,7 +223,7 @@ def test_all_disabled_reads_nothing(tmp_path: Path, bytes_read: list[int]) -> No
     """With C-21..C-23 all off, no file is read at all."""
     root = _repo(tmp_path, {"a.txt": "=======\n", "k.pem": RSA_HEADER})
     settings = Settings(checks=CheckSettings(disable=["C-21", "C-22", "C-23"]))
-    ctx = _context(root, settings)
+    ctx = context(root, settings)
     bytes_read.clear()
     assert content.run(ctx) == []
     assert bytes_read == []

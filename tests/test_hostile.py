@@ -11,15 +11,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from gitfleet import commit_all, git, git_env, make_repo, write, write_config
+from gitfleet import commit_all, git, git_env, loopback_http, make_repo, write, write_config
 from statehub.settings import load_settings
 from statehub.sweep import Target, assess_target, run_sweep
 
@@ -66,15 +65,8 @@ class _Unauthorized(BaseHTTPRequestHandler):
 @pytest.fixture
 def http_url() -> Iterator[str]:
     """An HTTP server on loopback that asks for credentials (401) on every request."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unauthorized)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with loopback_http(_Unauthorized) as url:
+        yield url
 
 
 def scene(tmp_path: Path, http_url: str, label: str) -> Scene:

@@ -13,15 +13,15 @@ import shlex
 import shutil
 import stat
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 import yaml
 
+from gitfleet import loopback_http
 from statehub.errors import UsageError
 from statehub.install import DEFAULT_SOURCE_DIR, install_units, main
 
@@ -348,15 +348,8 @@ class _Recorder(BaseHTTPRequestHandler):
 def fake_api() -> Iterator[str]:
     """An HTTP server on loopback recording the requests; yields its base URL."""
     _Recorder.requests = []
-    server = HTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with loopback_http(_Recorder) as url:
+        yield url
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not found on PATH")

@@ -660,7 +660,6 @@ def _read(
             tip = str(repo.references[f"refs/heads/{branch}"].resolve().target)
     upstream, gone, ahead, behind = _upstream(repo, branch, tip)
 
-    print_ = _fingerprint(root, layout, digest, tracked_stats, untracked)
     return GitState(
         head=head,
         branch=branch,
@@ -675,7 +674,7 @@ def _read(
         operation=operation,
         risky_config=layout.risky,
         tracked_files=tuple(path for path in regular if path not in conflicted),
-        fingerprint=print_,
+        fingerprint=_fingerprint(root, layout, digest, tracked_stats, untracked),
     )
 
 
