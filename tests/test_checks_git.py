@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 
 from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
-from statehub.checks import Finding, RepoContext
+from statehub.assess import assess_target
+from statehub.checks import EffectiveChecks, Finding, RepoContext
 from statehub.checks import git as git_checks
 from statehub.gitstate import read_state
-from statehub.settings import EffectiveChecks, Settings, load_settings
-from statehub.sweep import RepoOutcome, Target, assess_target, run_sweep
+from statehub.outcome import RepoOutcome, Target
+from statehub.settings import Settings, load_settings
+from statehub.sweep import run_sweep
 
 CHECKS = Settings().checks_for("demo")
 FILES: dict[str, str | bytes] = {
@@ -43,7 +46,7 @@ def findings(
     root: Path, *, default_branch: str = "main", checks: EffectiveChecks = CHECKS
 ) -> list[Finding]:
     """C-13..C-20 of the repo at ``root``, read as a sweep reads it."""
-    checks = checks.model_copy(update={"default_branch": default_branch})
+    checks = dataclasses.replace(checks, default_branch=default_branch)
     state = read_state(root, default_branch=default_branch, settings_digest=checks.digest())
     return git_checks.run(RepoContext(name=root.name, root=root, settings=checks, git=state))
 
@@ -97,7 +100,8 @@ def assess_in_child(root: Path, *, prefix: tuple[str, ...] = ()) -> list[dict[st
         "import json, sys\n"
         "from pathlib import Path\n"
         "from statehub.settings import Settings\n"
-        "from statehub.sweep import Target, assess_target\n"
+        "from statehub.assess import assess_target\n"
+        "from statehub.outcome import Target\n"
         "path = Path(sys.argv[1])\n"
         "outcome = assess_target(Target(name=path.name, path=path),"
         " Settings().checks_for(path.name), remote=False, fetch_timeout=5)\n"

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from gitfleet import commit_all, git, git_env, loopback_http, make_repo, write, write_config
+from statehub.assess import assess_target
+from statehub.outcome import Target
 from statehub.settings import load_settings
-from statehub.sweep import Target, assess_target, run_sweep
+from statehub.sweep import run_sweep
 
 HOOKS = (
     "reference-transaction",

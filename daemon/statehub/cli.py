@@ -120,21 +120,27 @@ def _stderr_console() -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import time
     from pathlib import Path
 
     from statehub.checks import AUTOMATION_ERROR, printable
+    from statehub.outcome import RepoTask, Target
     from statehub.render import check_table
-    from statehub.sweep import Target, assess_target
+    from statehub.sweep import worker_pool
 
     settings = load(args)
     path = Path(args.path).expanduser().absolute()
-    checks = settings.checks_for(path.name)
-    outcome = assess_target(
-        Target(name=path.name, path=path),
-        checks,
+    task = RepoTask(
+        target=Target(name=path.name, path=path),
+        checks=settings.checks_for(path.name),
         remote=args.remote,
         fetch_timeout=settings.sweep.fetch_timeout_seconds,
     )
+    # Read in a worker like every sweep, under the same bounds; the deadline is the
+    # worker's own time bound, with a second's margin to collect its answer.
+    deadline = time.monotonic() + settings.sweep.repo_timeout_seconds + 1
+    with worker_pool(settings) as pool:
+        (outcome,) = pool.run([task], deadline=deadline).outcomes
     if outcome.kind == "missing":
         raise_usage(f"{path}: no such folder")
     document = {

@@ -7,6 +7,7 @@
     +-- RepoError                 one repository cannot be assessed (becomes C-00)
     |   +-- GitReadError          git data cannot be read (corrupt, dubious ownership, ...)
     |   +-- FetchError            a --remote fetch failed or timed out
+    +-- WorkerError               the sweep's worker processes cannot be started (C-00)
     +-- TriggerError              a sweep could not be triggered (daemon via HTTP)
 
 Errors of the libraries underneath (sqlite3, pygit2, APScheduler, httpx) are mapped to
@@ -59,6 +60,10 @@ class GitReadError(RepoError):
 
 class FetchError(RepoError):
     """A ``--remote`` fetch failed or timed out."""
+
+
+class WorkerError(StatehubError):
+    """No worker process could assess repos (cannot start, or broke the protocol)."""
 
 
 class TriggerError(StatehubError):

@@ -16,7 +16,13 @@ from statehub.errors import StoreError
 
 
 def lock_path(database: Path) -> Path:
-    return database.with_name(database.name + ".lock")
+    """The lock file of ``database``, beside its real path.
+
+    Two configurations that reach one database file (through a symlink, a relative path or
+    ``..``) must share one lock, so the path is resolved first.
+    """
+    real = database.resolve()
+    return real.with_name(real.name + ".lock")
 
 
 class SweepLock:

@@ -9,8 +9,6 @@ the file's folder. Any problem is a :class:`ConfigError` naming file, key and re
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import json
 import os
 import re
 import tomllib
@@ -23,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from statehub.checks import EffectiveChecks
 from statehub.errors import ConfigError
 
 ENV_CONFIG = "STATEHUB_CONFIG"
@@ -97,6 +96,10 @@ class CheckSettings(_Section):
 class SweepSettings(_Section):
     max_seconds: int = Field(300, ge=1, le=3600)
     fetch_timeout_seconds: int = Field(20, ge=1, le=600)
+    # Repos are read in worker processes, each bounded (contract section 4).
+    workers: int = Field(0, ge=0, le=64)  # 0: one per usable core
+    repo_timeout_seconds: int = Field(60, ge=1, le=3600)
+    repo_memory_mb: int = Field(1024, ge=64, le=1 << 20)
 
 
 class ScheduleSettings(_Section):
@@ -155,27 +158,6 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     token_file: str = ""
-
-
-class EffectiveChecks(BaseModel):
-    """The check settings that apply to one repo, after its override."""
-
-    model_config = ConfigDict(frozen=True)
-
-    disabled: frozenset[str]
-    workplan_id_pattern: str
-    workplan_statuses: tuple[str, ...]
-    max_file_kb: int
-    require_workplans: bool
-    default_branch: str
-
-    def enabled(self, check_id: str) -> bool:
-        return check_id not in self.disabled
-
-    def digest(self) -> str:
-        """A short stable hash, part of a repo's fingerprint."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=sorted)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 _toml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_toml_data")

@@ -13,16 +13,17 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statehub import gitstate
-from statehub.checks import AUTOMATION_ERROR, Finding, RepoContext, assess, printable
-from statehub.errors import FetchError, RepoError, UsageError
+from statehub.checks import AUTOMATION_ERROR, printable
+from statehub.errors import UsageError, WorkerError
 from statehub.lock import SweepLock
+from statehub.outcome import RepoOutcome, RepoTask, Standing, Target
+from statehub.pool import WorkerPool, usable_cores
 from statehub.retention import maybe_prune
-from statehub.settings import EffectiveChecks, Settings
+from statehub.settings import Settings
 from statehub.store import Assessment, ProgressEvent, Store, iso, utc_now
 
 EVENT_ALL = "consistency_sweep_remote_all"
@@ -35,14 +36,6 @@ _IN_PROGRESS = "sweep_in_progress"
 
 ProgressCallback = Callable[[int, int, str], None]
 """Called as ``progress(done, total, repo)`` after each repo of a sweep."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    """A repo of the fleet: its unique name and its folder."""
-
-    name: str
-    path: Path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,22 +52,6 @@ class SweepRequest:
 class Fleet:
     targets: tuple[Target, ...]
     warnings: tuple[str, ...] = ()
-
-
-@dataclass(kw_only=True)
-class RepoOutcome:
-    """What assessing one repo gave."""
-
-    target: Target
-    kind: str  # 'assessed', 'clean', 'missing'
-    head: str | None = None
-    fingerprint: str | None = None
-    watch: tuple[str, ...] = ()  # the untracked files, part of the fingerprint
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [finding for finding in self.findings if finding.check == AUTOMATION_ERROR]
 
 
 def discover(settings: Settings) -> Fleet:
@@ -118,91 +95,6 @@ def _holds_git(entry: Path) -> bool:
         return entry.is_dir() and os.path.lexists(entry / ".git")
     except OSError:
         return False
-
-
-def assess_target(
-    target: Target,
-    checks: EffectiveChecks,
-    *,
-    remote: bool,
-    fetch_timeout: float,
-    standing: Assessment | None = None,
-) -> RepoOutcome:
-    """Assess one repo; unchanged since ``standing`` means a clean skip. Never raises.
-
-    Any failure to read the repo (or a failed fetch) is a C-00 finding of the outcome.
-    """
-    try:
-        probe = gitstate.probe(target.path)
-    except RepoError as exc:
-        return _errored(target, checks, str(exc))
-    if probe.kind is gitstate.Kind.MISSING:
-        return RepoOutcome(target=target, kind="missing")
-    if probe.kind is gitstate.Kind.NOT_WORKTREE:
-        findings = [Finding(check="C-12", message=probe.reason)] if checks.enabled("C-12") else []
-        return RepoOutcome(target=target, kind="assessed", findings=findings)
-
-    errors: list[Finding] = []
-    if remote:
-        try:
-            gitstate.fetch(target.path, timeout=fetch_timeout)
-        except FetchError as exc:
-            if checks.enabled(AUTOMATION_ERROR):
-                errors.append(Finding(check=AUTOMATION_ERROR, message=str(exc)))
-        except RepoError as exc:
-            return _errored(target, checks, str(exc))
-    if not errors and _unchanged(target, checks, standing):
-        return RepoOutcome(target=target, kind="clean")
-    return _read_and_assess(target, checks, errors)
-
-
-def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Finding]) -> RepoOutcome:
-    """Read the repo's git state and run the catalogue on it; ``errors`` come first."""
-    try:
-        state = gitstate.read_state(
-            target.path, default_branch=checks.default_branch, settings_digest=checks.digest()
-        )
-    except RepoError as exc:
-        return _errored(target, checks, str(exc))
-    ctx = RepoContext(name=target.name, root=target.path, settings=checks, git=state)
-    try:
-        findings = assess(ctx)
-    except Exception as exc:  # a bug in one check must not stop the fleet
-        return _errored(target, checks, f"a check failed: {exc!r}")
-    return RepoOutcome(
-        target=target,
-        kind="assessed",
-        head=state.short_head,
-        fingerprint=state.fingerprint,
-        watch=state.untracked,
-        findings=errors + findings,
-    )
-
-
-def _unchanged(target: Target, checks: EffectiveChecks, standing: Assessment | None) -> bool:
-    """True when the repo's fingerprint is the one of its standing assessment.
-
-    The fingerprint is computed from file stats alone, so a clean skip costs a few stat
-    calls per file and no status walk. An automation error is always retried.
-    """
-    if standing is None or standing.fingerprint is None or standing.status == "error":
-        return False
-    try:
-        current = gitstate.fingerprint(
-            target.path, settings_digest=checks.digest(), watch=standing.watch
-        )
-    except RepoError:
-        return False  # read_state will say what is wrong, as a C-00
-    return current == standing.fingerprint
-
-
-def _errored(target: Target, checks: EffectiveChecks, message: str) -> RepoOutcome:
-    findings = (
-        [Finding(check=AUTOMATION_ERROR, message=message)]
-        if checks.enabled(AUTOMATION_ERROR)
-        else []
-    )
-    return RepoOutcome(target=target, kind="assessed", findings=findings)
 
 
 def select(settings: Settings, names: Sequence[str] | None) -> tuple[list[Target], list[str]]:
@@ -364,32 +256,24 @@ def _sweep_locked(
         targets,
         key=lambda t: (standing[t.name].assessed_at if t.name in standing else "", t.name),
     )
+    tasks = [
+        _task(settings, target, standing.get(target.name), request.remote) for target in targets
+    ]
+    with worker_pool(settings) as pool:
+        pool.start(len(tasks))  # they load while the store work above finishes
+        outcomes, not_reached, failure = _run_pool(pool, tasks, deadline, progress)
 
     processed: list[RepoOutcome] = []
     clean: list[str] = []
     missing_names: list[str] = list(gone)
-    over_budget: list[str] = []
-    for done, target in enumerate(targets, start=1):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            over_budget.append(target.name)
-            continue
-        checks = settings.checks_for(target.name)
-        outcome = assess_target(
-            target,
-            checks,
-            remote=request.remote,
-            fetch_timeout=min(settings.sweep.fetch_timeout_seconds, remaining),
-            standing=standing.get(target.name),
-        )
+    for outcome in outcomes:
         if outcome.kind == "missing":
-            missing_names.append(target.name)
+            missing_names.append(outcome.target.name)
         elif outcome.kind == "clean":
-            clean.append(target.name)
+            clean.append(outcome.target.name)
         else:
             processed.append(outcome)
-        if progress is not None:
-            progress(done, len(targets), target.name)
+    over_budget = [target.name for target in not_reached]
 
     assessed_at = iso(utc_now())
     db.save_assessments(
@@ -409,11 +293,13 @@ def _sweep_locked(
     _touch_clean(db, clean, assessed_at)
     db.forget_repos(missing_names)
 
-    errors = [
+    errors: list[dict[str, str | None]] = [
         {"repo": outcome.target.name, "check": AUTOMATION_ERROR, "message": finding.message}
         for outcome in processed
         for finding in outcome.errors
     ]
+    if failure is not None:
+        errors.append({"repo": None, "check": AUTOMATION_ERROR, "message": failure})
     finished = utc_now()
     detail.update(
         finished_at=iso(finished),
@@ -438,6 +324,58 @@ def _sweep_locked(
     return db.append_event(
         request.event_type, detail, created_at=finished, clear_state=_IN_PROGRESS
     )
+
+
+def worker_pool(settings: Settings) -> WorkerPool:
+    """The pool that reads repos for one sweep (or one ``statehub check``)."""
+    sweep = settings.sweep
+    return WorkerPool(
+        size=sweep.workers or usable_cores(),
+        repo_timeout=sweep.repo_timeout_seconds,
+        memory_mb=sweep.repo_memory_mb,
+    )
+
+
+def _task(
+    settings: Settings, target: Target, standing: Assessment | None, remote: bool
+) -> RepoTask:
+    return RepoTask(
+        target=target,
+        checks=settings.checks_for(target.name),
+        remote=remote,
+        fetch_timeout=settings.sweep.fetch_timeout_seconds,  # the pool shortens it to fit
+        standing=None
+        if standing is None
+        else Standing(
+            fingerprint=standing.fingerprint,
+            watch=tuple(standing.watch),
+            errored=standing.status == "error",
+        ),
+    )
+
+
+def _run_pool(
+    pool: WorkerPool,
+    tasks: list[RepoTask],
+    deadline: float,
+    progress: ProgressCallback | None,
+) -> tuple[list[RepoOutcome], list[Target], str | None]:
+    """Outcomes, targets not reached, and why the workers failed (None when they did not)."""
+    seen: list[RepoOutcome] = []
+
+    def advance(outcome: RepoOutcome) -> None:
+        seen.append(outcome)
+        if progress is not None:
+            progress(len(seen), len(tasks), outcome.target.name)
+
+    try:
+        result = pool.run(tasks, deadline=deadline, on_outcome=advance)
+    except WorkerError as exc:
+        # What was assessed stands; the rest was not reached, and the sweep says why.
+        done = {outcome.target.name for outcome in seen}
+        rest = [task.target for task in tasks if task.target.name not in done]
+        return seen, rest, str(exc)
+    return result.outcomes, result.not_reached, None
 
 
 def _touch_clean(db: Store, names: Iterable[str], assessed_at: str) -> None:

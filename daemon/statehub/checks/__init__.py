@@ -3,19 +3,20 @@
 Each family exposes ``run(ctx) -> list[Finding]`` and emits only the checks that are
 enabled for the repo (``ctx.settings.enabled(id)``), so a disabled check costs nothing.
 C-12 (not the top of a non-bare work tree) is decided before any family runs, from
-:func:`statehub.gitstate.probe`, because no other check can run on such a path.
+:func:`statehub.gitlayout.probe`, because no other check can run on such a path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from statehub.gitstate import GitState
-    from statehub.settings import EffectiveChecks
 
 AUTOMATION_ERROR = "C-00"
 
@@ -35,6 +36,49 @@ def printable(text: str) -> str:
         except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
             return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+@dataclass(frozen=True, kw_only=True)
+class EffectiveChecks:
+    """The check settings that apply to one repo, after its override.
+
+    Built by :meth:`statehub.settings.Settings.checks_for`; a plain data class (not a
+    pydantic model) so that a worker process can rebuild it from JSON without loading the
+    configuration machinery.
+    """
+
+    disabled: frozenset[str]
+    workplan_id_pattern: str
+    workplan_statuses: tuple[str, ...]
+    max_file_kb: int
+    require_workplans: bool
+    default_branch: str
+
+    def enabled(self, check_id: str) -> bool:
+        return check_id not in self.disabled
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form; :meth:`from_dict` reverses it."""
+        data = asdict(self)
+        data["disabled"] = sorted(self.disabled)
+        data["workplan_statuses"] = list(self.workplan_statuses)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EffectiveChecks:
+        return cls(
+            disabled=frozenset(data["disabled"]),
+            workplan_id_pattern=str(data["workplan_id_pattern"]),
+            workplan_statuses=tuple(data["workplan_statuses"]),
+            max_file_kb=int(data["max_file_kb"]),
+            require_workplans=bool(data["require_workplans"]),
+            default_branch=str(data["default_branch"]),
+        )
+
+    def digest(self) -> str:
+        """A short stable hash, part of a repo's fingerprint."""
+        payload = json.dumps(self.as_dict(), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,8 @@ or a bisect detaches HEAD as part of its work: the branch it started from is jud
 from __future__ import annotations
 
 from statehub.checks import Finding, RepoContext
-from statehub.gitstate import GitState, RiskyKey
+from statehub.gitlayout import RiskyKey
+from statehub.gitstate import GitState
 
 _VALUE_SHOWN = 80  # characters of a config value quoted in a C-13 message
 

@@ -1,0 +1,103 @@
+"""One repo's assessment: probe, clean skip, fetch, state read, the catalogue.
+
+This is the work that can hang or blow up on a hostile repo (libgit2 blocks on a named
+pipe, a filter loads a huge file), so it runs only in a sweep's worker processes
+(:mod:`statehub.worker`), under the bounds :mod:`statehub.pool` enforces. It never raises:
+anything that goes wrong for a repo is a C-00 finding of its outcome.
+"""
+
+from __future__ import annotations
+
+from statehub import gitfetch, gitlayout, gitstate
+from statehub.checks import AUTOMATION_ERROR, EffectiveChecks, Finding, RepoContext, assess
+from statehub.errors import FetchError, RepoError
+from statehub.outcome import RepoOutcome, RepoTask, Standing, Target, errored
+
+
+def assess_task(task: RepoTask) -> RepoOutcome:
+    """Assess ``task``'s repo; unchanged since its standing assessment means a clean skip."""
+    return assess_target(
+        task.target,
+        task.checks,
+        remote=task.remote,
+        fetch_timeout=task.fetch_timeout,
+        standing=task.standing,
+    )
+
+
+def assess_target(
+    target: Target,
+    checks: EffectiveChecks,
+    *,
+    remote: bool,
+    fetch_timeout: float,
+    standing: Standing | None = None,
+) -> RepoOutcome:
+    """Assess one repo in this process. Never raises; a failure is a C-00 of the outcome."""
+    try:
+        probe = gitlayout.probe(target.path)
+    except RepoError as exc:
+        return errored(target, checks, str(exc))
+    if probe.kind is gitlayout.Kind.MISSING:
+        return RepoOutcome(target=target, kind="missing")
+    if probe.kind is gitlayout.Kind.NOT_WORKTREE:
+        findings = [Finding(check="C-12", message=probe.reason)] if checks.enabled("C-12") else []
+        return RepoOutcome(target=target, kind="assessed", findings=findings)
+
+    errors: list[Finding] = []
+    if remote:
+        try:
+            gitfetch.fetch(target.path, timeout=fetch_timeout)
+        except FetchError as exc:
+            if checks.enabled(AUTOMATION_ERROR):
+                errors.append(Finding(check=AUTOMATION_ERROR, message=str(exc)))
+        except RepoError as exc:
+            return errored(target, checks, str(exc))
+    if not errors and _unchanged(target, checks, standing):
+        return RepoOutcome(target=target, kind="clean")
+    return _read_and_assess(target, checks, errors)
+
+
+def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Finding]) -> RepoOutcome:
+    """Read the repo's git state and run the catalogue on it; ``errors`` come first."""
+    try:
+        state = gitstate.read_state(
+            target.path, default_branch=checks.default_branch, settings_digest=checks.digest()
+        )
+    except RepoError as exc:
+        return errored(target, checks, str(exc))
+    ctx = RepoContext(name=target.name, root=target.path, settings=checks, git=state)
+    try:
+        findings = assess(ctx)
+    except MemoryError:
+        raise  # the worker reports the memory bound
+    except Exception as exc:  # a bug in one check must not stop the fleet
+        return errored(target, checks, f"a check failed: {exc!r}")
+    return RepoOutcome(
+        target=target,
+        kind="assessed",
+        head=state.short_head,
+        fingerprint=state.fingerprint,
+        watch=state.untracked,
+        findings=errors + findings,
+    )
+
+
+def _unchanged(target: Target, checks: EffectiveChecks, standing: Standing | None) -> bool:
+    """True when the repo's fingerprint is the one of its standing assessment.
+
+    The fingerprint is computed from file stats alone, so a clean skip costs a few stat
+    calls per file and no status walk. An automation error is always retried.
+    """
+    if standing is None or standing.fingerprint is None or standing.errored:
+        return False
+    try:
+        current = gitlayout.fingerprint(
+            target.path,
+            settings_digest=checks.digest(),
+            libgit2_index=lambda: gitstate.index_entries(target.path),
+            watch=standing.watch,
+        )
+    except RepoError:
+        return False  # read_state will say what is wrong, as a C-00
+    return current == standing.fingerprint

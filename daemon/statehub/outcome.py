@@ -1,0 +1,130 @@
+"""What crosses between a sweep and its worker processes: a repo to assess, and the outcome.
+
+Both travel as one line of JSON each way. JSON, not pickle: a worker reads hostile repos
+with libgit2, and nothing it sends back may be able to run code in the process that holds
+the lock and writes the store. File names that are not UTF-8 travel as Python's surrogate
+escapes, which :mod:`json` writes as ``\\udcXX`` and reads back unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from statehub.checks import AUTOMATION_ERROR, EffectiveChecks, Finding
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """A repo of the fleet: its unique name and its folder."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Standing:
+    """What a repo's last assessment left that decides a clean skip."""
+
+    fingerprint: str | None
+    watch: tuple[str, ...]  # the untracked files, part of the fingerprint
+    errored: bool  # a C-00 is always retried
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepoTask:
+    """One repo for a worker: what to read, with which settings, and how long a fetch may take."""
+
+    target: Target
+    checks: EffectiveChecks
+    remote: bool = False
+    fetch_timeout: float = 20.0
+    standing: Standing | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        standing = self.standing
+        return {
+            "name": self.target.name,
+            "path": str(self.target.path),
+            "checks": self.checks.as_dict(),
+            "remote": self.remote,
+            "fetch_timeout": self.fetch_timeout,
+            "standing": None
+            if standing is None
+            else {
+                "fingerprint": standing.fingerprint,
+                "watch": list(standing.watch),
+                "errored": standing.errored,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RepoTask:
+        standing = data.get("standing")
+        return cls(
+            target=Target(name=str(data["name"]), path=Path(data["path"])),
+            checks=EffectiveChecks.from_dict(data["checks"]),
+            remote=bool(data["remote"]),
+            fetch_timeout=float(data["fetch_timeout"]),
+            standing=None
+            if standing is None
+            else Standing(
+                fingerprint=standing["fingerprint"],
+                watch=tuple(standing["watch"]),
+                errored=bool(standing["errored"]),
+            ),
+        )
+
+
+@dataclass(kw_only=True)
+class RepoOutcome:
+    """What assessing one repo gave."""
+
+    target: Target
+    kind: str  # 'assessed', 'clean' (unchanged: standing findings reused), 'missing'
+    head: str | None = None
+    fingerprint: str | None = None
+    watch: tuple[str, ...] = ()  # the untracked files, part of the fingerprint
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.check == AUTOMATION_ERROR]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The worker's reply; the target is known to the sweep already."""
+        return {
+            "kind": self.kind,
+            "head": self.head,
+            "fingerprint": self.fingerprint,
+            "watch": list(self.watch),
+            "findings": [finding.as_dict() for finding in self.findings],
+        }
+
+    @classmethod
+    def from_dict(cls, target: Target, data: dict[str, Any]) -> RepoOutcome:
+        kind = data["kind"]
+        if kind not in ("assessed", "clean", "missing"):
+            raise ValueError(f"unknown outcome kind {kind!r}")
+        return cls(
+            target=target,
+            kind=kind,
+            head=data["head"],
+            fingerprint=data["fingerprint"],
+            watch=tuple(str(path) for path in data["watch"]),
+            findings=[
+                Finding(check=str(f["check"]), message=str(f["message"]), path=f["path"])
+                for f in data["findings"]
+            ],
+        )
+
+
+def errored(target: Target, checks: EffectiveChecks, message: str) -> RepoOutcome:
+    """The outcome of a repo that could not be assessed: one C-00 (unless C-00 is disabled)."""
+    findings = (
+        [Finding(check=AUTOMATION_ERROR, message=message)]
+        if checks.enabled(AUTOMATION_ERROR)
+        else []
+    )
+    return RepoOutcome(target=target, kind="assessed", findings=findings)
