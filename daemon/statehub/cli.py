@@ -73,7 +73,6 @@ def console() -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from statehub.render import sweep_table
     from statehub.sweep import run_sweep
 
     settings = load(args)
@@ -109,6 +108,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print_json(event.as_dict())
     else:
+        from statehub.render import sweep_table  # rich: only for people
+
         sweep_table(console(), event)
     return int(event.detail["exit_code"])
 

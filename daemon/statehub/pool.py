@@ -38,11 +38,14 @@ from statehub.errors import WorkerError
 from statehub.outcome import RepoOutcome, RepoTask, Target, errored
 
 OutcomeCallback = Callable[[RepoOutcome], None]
-_Finish = Callable[[RepoTask, RepoOutcome], None]
 
 # A worker that never says it is ready is broken, not slow: python with pygit2 starts in
 # well under a second even on a loaded host.
 _START_TIMEOUT_SECONDS = 30.0
+# Repos sent to a worker ahead of its answers: an unchanged repo costs well under a
+# millisecond, about what one round trip costs, so a few in the pipe keep a worker busy.
+# A --remote task is sent alone: its fetch timeout is cut to fit the time left when sent.
+_PIPELINE = 4
 
 
 def usable_cores() -> int:
@@ -56,13 +59,17 @@ class _Worker:
     buffer: bytearray = field(default_factory=bytearray)
     ready: bool = False
     started: float = field(default_factory=time.monotonic)
-    task: RepoTask | None = None
-    task_started: float = 0.0
+    queue: deque[RepoTask] = field(default_factory=deque)  # sent, not yet answered, in order
+    head_started: float = 0.0  # when the worker began the first task of ``queue``
 
     @property
     def fd(self) -> int:
         assert self.process.stdout is not None
         return self.process.stdout.fileno()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue)
 
 
 @dataclass
@@ -71,6 +78,31 @@ class PoolResult:
 
     outcomes: list[RepoOutcome]
     not_reached: list[Target]
+
+
+@dataclass
+class _Run:
+    """One call of :meth:`WorkerPool.run`: what is left to do and what is done."""
+
+    tasks: Sequence[RepoTask]
+    deadline: float
+    on_outcome: OutcomeCallback | None
+    pending: deque[RepoTask] = field(default_factory=deque)
+    done: dict[int, RepoOutcome] = field(default_factory=dict)
+    order: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.pending.extend(self.tasks)
+        self.order = {id(task): number for number, task in enumerate(self.tasks)}
+
+    def finish(self, task: RepoTask, outcome: RepoOutcome) -> None:
+        self.done[self.order[id(task)]] = outcome
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def give_back(self, tasks: Sequence[RepoTask]) -> None:
+        """Tasks a lost worker had not begun go first again, in their order."""
+        self.pending.extendleft(reversed(tasks))
 
 
 class WorkerPool:
@@ -102,7 +134,7 @@ class WorkerPool:
     def close(self) -> None:
         """Stop every worker: idle ones by closing their input, busy ones by SIGKILL."""
         for worker in list(self._workers):
-            self._retire(worker, kill=worker.task is not None)
+            self._retire(worker, kill=worker.busy)
         self._selector.close()
 
     def run(
@@ -114,38 +146,33 @@ class WorkerPool:
     ) -> PoolResult:
         """Assess every task within ``deadline`` (a ``time.monotonic()`` value).
 
-        Raises WorkerError when no worker can be started at all (the reason is the
-        worker's own: a unit that forbids setrlimit, a broken install).
+        Raises WorkerError when a worker cannot start (the reason is the worker's own: a
+        unit that forbids setrlimit, a broken install) or breaks the protocol.
         """
-        pending = deque(tasks)
-        done: dict[int, RepoOutcome] = {}
-        order = {id(task): number for number, task in enumerate(tasks)}
-        not_reached: list[Target] = []
-
-        def finish(task: RepoTask, outcome: RepoOutcome) -> None:
-            done[order[id(task)]] = outcome
-            if on_outcome is not None:
-                on_outcome(outcome)
-
-        self.start(len(pending))
-        while pending or self._busy():
-            now = time.monotonic()
-            if now >= deadline:
-                for worker in self._busy():
-                    assert worker.task is not None
-                    not_reached.append(worker.task.target)
-                    self._retire(worker, kill=True)
-                not_reached.extend(task.target for task in pending)
-                pending.clear()
-                break
-            for worker in self._workers:
-                if worker.ready and worker.task is None and pending:
-                    self._hand_out(worker, pending.popleft(), deadline)
-            if pending and len(self._workers) < self.size:
+        run = _Run(tasks=tasks, deadline=deadline, on_outcome=on_outcome)
+        self.start(len(run.pending))
+        while run.pending or any(worker.busy for worker in self._workers):
+            if time.monotonic() >= deadline:
+                return PoolResult(outcomes=self._outcomes(run), not_reached=self._stop(run))
+            self._hand_out(run)
+            if run.pending and len(self._workers) < self.size:
                 self._spawn()
-            self._wait(deadline, finish)
-        outcomes = [done[number] for number in sorted(done)]
-        return PoolResult(outcomes=outcomes, not_reached=not_reached)
+            self._wait(run)
+        return PoolResult(outcomes=self._outcomes(run), not_reached=[])
+
+    @staticmethod
+    def _outcomes(run: _Run) -> list[RepoOutcome]:
+        return [run.done[number] for number in sorted(run.done)]
+
+    def _stop(self, run: _Run) -> list[Target]:
+        """At the deadline: kill the busy workers; their repos and the rest are not reached."""
+        left = list(run.pending)
+        for worker in [worker for worker in self._workers if worker.busy]:
+            left.extend(worker.queue)
+            self._retire(worker, kill=True)
+        run.pending.clear()
+        left.sort(key=lambda task: run.order[id(task)])
+        return [task.target for task in left]
 
     # -- the workers ---------------------------------------------------------------------
 
@@ -177,24 +204,48 @@ class WorkerPool:
         self._selector.register(worker.fd, selectors.EVENT_READ, worker)
         self._workers.append(worker)
 
-    def _busy(self) -> list[_Worker]:
-        return [worker for worker in self._workers if worker.task is not None]
+    def _hand_out(self, run: _Run) -> None:
+        """Fill the ready workers' pipelines from ``run.pending``, one repo each in turn.
 
-    def _hand_out(self, worker: _Worker, task: RepoTask, deadline: float) -> None:
+        In turn, so that two repos never queue behind each other while a worker is idle:
+        the one in front may be the one that never ends.
+        """
         now = time.monotonic()
+        # While a worker is still starting, one repo each: the rest waits for it.
+        depth = 1 if any(not worker.ready for worker in self._workers) else _PIPELINE
+        sent: dict[_Worker, list[bytes]] = {}
+        while run.pending:
+            room = [w for w in self._workers if self._has_room(w, run, depth)]
+            if not room:
+                break
+            for worker in room:
+                if not run.pending:
+                    break
+                task = run.pending.popleft()
+                if not worker.queue:
+                    worker.head_started = now
+                worker.queue.append(task)
+                line = json.dumps(self._as_sent(task, run.deadline, now).as_dict()).encode()
+                sent.setdefault(worker, []).append(line)
+        for worker, lines in sent.items():
+            # A worker that died between two tasks: its death is read from its output.
+            with contextlib.suppress(OSError):
+                assert worker.process.stdin is not None
+                worker.process.stdin.write(b"\n".join(lines) + b"\n")
+                worker.process.stdin.flush()
+
+    @staticmethod
+    def _has_room(worker: _Worker, run: _Run, depth: int) -> bool:
+        if not worker.ready or len(worker.queue) >= depth:
+            return False
+        return not (worker.queue and (worker.queue[0].remote or run.pending[0].remote))
+
+    def _as_sent(self, task: RepoTask, deadline: float, now: float) -> RepoTask:
         # A fetch must end before the bounds do (the repo's, or the sweep's budget), so that
         # the finding names the fetch's timeout and the worker lives on.
         bound = min(self.repo_timeout, deadline - now)
         fetch_timeout = min(task.fetch_timeout, max(0.1, bound - min(1.0, bound / 2)))
-        sent = dataclasses.replace(task, fetch_timeout=round(fetch_timeout, 2))
-        line = json.dumps(sent.as_dict()).encode("ascii") + b"\n"
-        worker.task = task
-        worker.task_started = now
-        # A worker that died between two tasks: its death is read from its output.
-        with contextlib.suppress(OSError):
-            assert worker.process.stdin is not None
-            worker.process.stdin.write(line)
-            worker.process.stdin.flush()
+        return dataclasses.replace(task, fetch_timeout=round(fetch_timeout, 2))
 
     def _retire(self, worker: _Worker, *, kill: bool) -> None:
         if kill:
@@ -213,70 +264,70 @@ class WorkerPool:
         worker.process.stdout.close()
         self._workers.remove(worker)
 
-    def _wait(self, deadline: float, finish: _Finish) -> None:
+    def _lose(self, worker: _Worker, run: _Run, message: str) -> None:
+        """Kill ``worker``: its current repo gets a C-00 saying why, the rest go back."""
+        task = worker.queue.popleft()
+        run.give_back(list(worker.queue))
+        self._retire(worker, kill=True)
+        run.finish(task, errored(task.target, task.checks, message))
+
+    def _wait(self, run: _Run) -> None:
         """Wait for the next reply, death or timeout, and deal with what happened."""
-        now = time.monotonic()
-        wake = deadline
+        wake = run.deadline
         for worker in self._workers:
-            if worker.task is not None:
-                wake = min(wake, worker.task_started + self.repo_timeout)
+            if worker.busy:
+                wake = min(wake, worker.head_started + self.repo_timeout)
             elif not worker.ready:
                 wake = min(wake, worker.started + _START_TIMEOUT_SECONDS)
-        for key, _ in self._selector.select(max(0.0, wake - now)):
-            self._read(key.data, finish)
+        for key, _ in self._selector.select(max(0.0, wake - time.monotonic())):
+            self._read(key.data, run)
         now = time.monotonic()
         for worker in list(self._workers):
-            if worker.task is not None and now >= worker.task_started + self.repo_timeout:
-                task = worker.task
-                self._retire(worker, kill=True)
-                message = f"assessment took over {self.repo_timeout:g} s"
-                finish(task, errored(task.target, task.checks, message))
+            if worker.busy and now >= worker.head_started + self.repo_timeout:
+                self._lose(worker, run, f"assessment took over {self.repo_timeout:g} s")
             elif not worker.ready and now >= worker.started + _START_TIMEOUT_SECONDS:
                 self._retire(worker, kill=True)
                 raise WorkerError(f"a worker did not start within {_START_TIMEOUT_SECONDS:g} s")
 
-    def _read(self, worker: _Worker, finish: _Finish) -> None:
+    def _read(self, worker: _Worker, run: _Run) -> None:
         try:
             chunk = os.read(worker.fd, 1 << 16)
         except BlockingIOError:
             return
         if not chunk:
-            self._died(worker, finish)
+            self._died(worker, run)
             return
         worker.buffer += chunk
-        while (end := worker.buffer.find(b"\n")) >= 0:
+        while worker in self._workers and (end := worker.buffer.find(b"\n")) >= 0:
             line = bytes(worker.buffer[:end])
             del worker.buffer[: end + 1]
-            self._message(worker, json.loads(line), finish)
+            self._message(worker, json.loads(line), run)
 
-    def _message(self, worker: _Worker, message: dict[str, Any], finish: _Finish) -> None:
+    def _message(self, worker: _Worker, message: dict[str, Any], run: _Run) -> None:
         if "ready" in message:
             worker.ready = True
             return
         if "fatal" in message:
             self._retire(worker, kill=True)
             raise WorkerError(str(message["fatal"]))
-        task = worker.task
-        if task is None:
+        if not worker.busy:
             raise WorkerError(f"a worker answered with no task: {message!r}")
-        worker.task = None
         if message.get("bound") == "memory":
-            self._retire(worker, kill=True)
-            text = f"assessment needed over {self.memory_mb} MB"
-            finish(task, errored(task.target, task.checks, text))
+            self._lose(worker, run, f"assessment needed over {self.memory_mb} MB")
             return
-        finish(task, RepoOutcome.from_dict(task.target, message["outcome"]))
+        task = worker.queue.popleft()
+        worker.head_started = time.monotonic()  # it goes on with the next one at once
+        run.finish(task, RepoOutcome.from_dict(task.target, message["outcome"]))
 
-    def _died(self, worker: _Worker, finish: _Finish) -> None:
-        task = worker.task
-        self._retire(worker, kill=True)
-        if task is None:
+    def _died(self, worker: _Worker, run: _Run) -> None:
+        if not worker.busy:
+            self._retire(worker, kill=True)
             if not worker.ready:
                 raise WorkerError(f"a worker exited at start ({_exit_reason(worker.process)})")
             return
-        reason = _exit_reason(worker.process)
-        message = f"the assessment's worker process died ({reason})"
-        finish(task, errored(task.target, task.checks, message))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(timeout=5)  # it closed its output: it is exiting
+        self._lose(worker, run, f"the assessment's worker died ({_exit_reason(worker.process)})")
 
 
 def _exit_reason(process: subprocess.Popen[bytes]) -> str:
@@ -286,4 +337,4 @@ def _exit_reason(process: subprocess.Popen[bytes]) -> str:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
-    return f"exit status {code}"
+    return "still running" if code is None else f"exit status {code}"

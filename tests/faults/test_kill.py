@@ -47,9 +47,10 @@ from statehub.sweep import run_sweep
 SEED = 20261127
 KILLS = {"cli": 8, "api": 6, "daemon": 6}
 COPIES = 250  # small repos: about 0.8 s to assess them all on 2 cores
-HANGING = ("zz-hang-1", "zz-hang-2")  # last by name: a --remote sweep ends on two 1 s fetches
+# Last by name: a --remote sweep ends on four 1 s fetches, two at a time on its 2 workers.
+HANGING = ("zz-hang-1", "zz-hang-2", "zz-hang-3", "zz-hang-4")
 # Kill within this many seconds after the sweep's marker is committed: well inside the
-# sweep, which reads the copies (~0.1 s unchanged, ~0.8 s re-read) then fetches for 2 s.
+# sweep, which reads the copies (~0.1 s unchanged, ~0.5 s re-read) then fetches for 2 s.
 WINDOW = 1.6
 SWEEP = "/consistency/sweep/remote-all"
 INTERRUPTED = {
@@ -82,7 +83,7 @@ def scene(tmp_path: Path, fleet: Path) -> Iterator[Scene]:
         config = write_config(
             tmp_path,
             roots=[fleet],
-            sweep="fetch_timeout_seconds = 1\nmax_seconds = 120",
+            sweep="fetch_timeout_seconds = 1\nmax_seconds = 120\nworkers = 2",
             schedule='mode = "active"\nremote = true',
             api=f"port = {port}",
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,10 +59,14 @@ class EffectiveChecks:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form; :meth:`from_dict` reverses it."""
-        data = asdict(self)
-        data["disabled"] = sorted(self.disabled)
-        data["workplan_statuses"] = list(self.workplan_statuses)
-        return data
+        return {
+            "disabled": sorted(self.disabled),
+            "workplan_id_pattern": self.workplan_id_pattern,
+            "workplan_statuses": list(self.workplan_statuses),
+            "max_file_kb": self.max_file_kb,
+            "require_workplans": self.require_workplans,
+            "default_branch": self.default_branch,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EffectiveChecks:
@@ -112,6 +116,7 @@ def assess(ctx: RepoContext) -> list[Finding]:
     """Every finding of C-01..C-23 (less C-12) for one readable work tree, in catalogue order."""
     from statehub.checks import content, docs, git, workplans
 
+    docs.forget_folders()  # folders are resolved afresh for each repo
     families: tuple[Callable[[RepoContext], list[Finding]], ...] = (
         docs.run,
         workplans.run,

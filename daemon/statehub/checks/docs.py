@@ -48,15 +48,44 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+@functools.lru_cache(maxsize=1024)
+def _real_folder(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def forget_folders() -> None:
+    """Drop the folders resolved so far (:func:`real_path`'s cache)."""
+    _real_folder.cache_clear()
+
+
+def real_path(path: str) -> str:
+    """``os.path.realpath(path)``, with the folders' resolution cached.
+
+    A repo's documents and link targets share a few folders; resolving each of them once
+    instead of once per file was a tenth of a first sweep. Only the last component is
+    looked at afresh (a symlink there is resolved in full).
+    """
+    folder, _, name = path.rpartition("/")
+    if name in ("", ".", ".."):
+        return os.path.realpath(path)
+    candidate = f"{_real_folder(folder or '/').rstrip('/')}/{name}"
+    try:
+        if stat.S_ISLNK(os.lstat(candidate).st_mode):
+            return os.path.realpath(candidate)
+    except (OSError, ValueError):
+        pass  # missing: as realpath does, the path as it stands
+    return candidate
+
+
 def read_inside(root: Path, rel: str, limit: int) -> bytes | None:
     """Up to ``limit`` bytes of the regular file ``rel`` of the work tree, else None.
 
     None means missing, not a regular file, unreadable, or a symlink that leads out of the
     repo: reading never touches a file outside the root.
     """
-    root_real = os.path.realpath(root)
+    root_real = _real_folder(str(root))
     try:
-        real = os.path.realpath(f"{root_real}/{rel}")
+        real = real_path(f"{root_real}/{rel}")
     except (OSError, ValueError):
         return None
     if not _inside(real, root_real):
@@ -416,7 +445,7 @@ def _exists_inside(root_real: str, path: str) -> bool:
     """True when ``path`` names a file or folder of the work tree, without leaving it."""
     if "\0" in path:
         return False
-    real = os.path.realpath(f"{root_real}/{path}")
+    real = real_path(f"{root_real}/{path}")
     return _inside(real, root_real) and Path(real).exists()
 
 
@@ -478,7 +507,7 @@ def run(ctx: RepoContext) -> list[Finding]:
         docs = [name for _, name in _ROOT_DOCS if name in root_names]
         if folder is not None and folder.index is not None:
             docs.append(folder.index)
-        root_real = os.path.realpath(ctx.root)
+        root_real = _real_folder(str(ctx.root))
         covered = {finding.path for finding in findings if finding.path is not None}
         for doc in docs:
             findings.extend(_broken_links(ctx, doc, root_real, covered))
