@@ -1,5 +1,8 @@
 """One repo's assessment: probe, clean skip, fetch, state read, the catalogue.
 
+Only the modules a repo needs are loaded: an unchanged repo is judged from file stats
+(:mod:`statehub.gitlayout`) without loading libgit2.
+
 This is the work that can hang or blow up on a hostile repo (libgit2 blocks on a named
 pipe, a filter loads a huge file), so it runs only in a sweep's worker processes
 (:mod:`statehub.worker`), under the bounds :mod:`statehub.pool` enforces. It never raises:
@@ -8,7 +11,7 @@ anything that goes wrong for a repo is a C-00 finding of its outcome.
 
 from __future__ import annotations
 
-from statehub import gitfetch, gitlayout, gitstate
+from statehub import gitlayout
 from statehub.checks import AUTOMATION_ERROR, EffectiveChecks, Finding, RepoContext, assess
 from statehub.errors import FetchError, RepoError
 from statehub.outcome import RepoOutcome, RepoTask, Standing, Target, errored
@@ -46,6 +49,8 @@ def assess_target(
 
     errors: list[Finding] = []
     if remote:
+        from statehub import gitfetch
+
         try:
             gitfetch.fetch(target.path, timeout=fetch_timeout)
         except FetchError as exc:
@@ -60,6 +65,8 @@ def assess_target(
 
 def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Finding]) -> RepoOutcome:
     """Read the repo's git state and run the catalogue on it; ``errors`` come first."""
+    from statehub import gitstate  # libgit2: loaded on the first repo that needs a full read
+
     try:
         state = gitstate.read_state(
             target.path, default_branch=checks.default_branch, settings_digest=checks.digest()
@@ -83,6 +90,12 @@ def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Findi
     )
 
 
+def _libgit2_index(target: Target) -> list[tuple[str, int]]:
+    from statehub import gitstate
+
+    return gitstate.index_entries(target.path)
+
+
 def _unchanged(target: Target, checks: EffectiveChecks, standing: Standing | None) -> bool:
     """True when the repo's fingerprint is the one of its standing assessment.
 
@@ -95,7 +108,7 @@ def _unchanged(target: Target, checks: EffectiveChecks, standing: Standing | Non
         current = gitlayout.fingerprint(
             target.path,
             settings_digest=checks.digest(),
-            libgit2_index=lambda: gitstate.index_entries(target.path),
+            libgit2_index=lambda: _libgit2_index(target),
             watch=standing.watch,
         )
     except RepoError:

@@ -11,6 +11,7 @@ under a time and memory bound (:mod:`statehub.worker`). Errors of pygit2 become
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,20 @@ class GitState:
     def short_head(self) -> str | None:
         return self.head[:7] if self.head else None
 
+
+def _fit_pack_windows() -> None:
+    """Scale libgit2's pack windows to this process's address-space cap, if it has one.
+
+    libgit2 maps pack files in windows of up to 1 GiB (8 GiB in all) on 64-bit hosts;
+    under a worker's cap (``[sweep] repo_memory_mb``) one such window alone would fail.
+    """
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:
+        pygit2.settings.mwindow_size = max(1 << 20, limit // 16)
+        pygit2.settings.mwindow_mapped_limit = max(4 << 20, limit // 4)
+
+
+_fit_pack_windows()
 
 _OPERATIONS = {
     RepositoryState.MERGE: "merge",

@@ -45,7 +45,7 @@ _START_TIMEOUT_SECONDS = 30.0
 # Repos sent to a worker ahead of its answers: an unchanged repo costs well under a
 # millisecond, about what one round trip costs, so a few in the pipe keep a worker busy.
 # A --remote task is sent alone: its fetch timeout is cut to fit the time left when sent.
-_PIPELINE = 4
+_PIPELINE = 8
 
 
 def usable_cores() -> int:
@@ -132,9 +132,9 @@ class WorkerPool:
             self._spawn()
 
     def close(self) -> None:
-        """Stop every worker: idle ones by closing their input, busy ones by SIGKILL."""
+        """Stop every worker (SIGKILL: an idle worker holds nothing, a busy one is stuck)."""
         for worker in list(self._workers):
-            self._retire(worker, kill=worker.busy)
+            self._retire(worker)
         self._selector.close()
 
     def run(
@@ -169,7 +169,7 @@ class WorkerPool:
         left = list(run.pending)
         for worker in [worker for worker in self._workers if worker.busy]:
             left.extend(worker.queue)
-            self._retire(worker, kill=True)
+            self._retire(worker)
         run.pending.clear()
         left.sort(key=lambda task: run.order[id(task)])
         return [task.target for task in left]
@@ -247,18 +247,14 @@ class WorkerPool:
         fetch_timeout = min(task.fetch_timeout, max(0.1, bound - min(1.0, bound / 2)))
         return dataclasses.replace(task, fetch_timeout=round(fetch_timeout, 2))
 
-    def _retire(self, worker: _Worker, *, kill: bool) -> None:
-        if kill:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.process.pid, signal.SIGKILL)
+    def _retire(self, worker: _Worker) -> None:
+        """Kill a worker (its whole process group) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.process.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             assert worker.process.stdin is not None
-            worker.process.stdin.close()  # an idle worker ends at the end of its input
-        try:
-            worker.process.wait(timeout=None if kill else 5)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.process.pid, signal.SIGKILL)
-            worker.process.wait()
+            worker.process.stdin.close()
+        worker.process.wait()
         self._selector.unregister(worker.fd)
         assert worker.process.stdout is not None
         worker.process.stdout.close()
@@ -268,7 +264,7 @@ class WorkerPool:
         """Kill ``worker``: its current repo gets a C-00 saying why, the rest go back."""
         task = worker.queue.popleft()
         run.give_back(list(worker.queue))
-        self._retire(worker, kill=True)
+        self._retire(worker)
         run.finish(task, errored(task.target, task.checks, message))
 
     def _wait(self, run: _Run) -> None:
@@ -286,7 +282,7 @@ class WorkerPool:
             if worker.busy and now >= worker.head_started + self.repo_timeout:
                 self._lose(worker, run, f"assessment took over {self.repo_timeout:g} s")
             elif not worker.ready and now >= worker.started + _START_TIMEOUT_SECONDS:
-                self._retire(worker, kill=True)
+                self._retire(worker)
                 raise WorkerError(f"a worker did not start within {_START_TIMEOUT_SECONDS:g} s")
 
     def _read(self, worker: _Worker, run: _Run) -> None:
@@ -308,7 +304,7 @@ class WorkerPool:
             worker.ready = True
             return
         if "fatal" in message:
-            self._retire(worker, kill=True)
+            self._retire(worker)
             raise WorkerError(str(message["fatal"]))
         if not worker.busy:
             raise WorkerError(f"a worker answered with no task: {message!r}")
@@ -321,7 +317,7 @@ class WorkerPool:
 
     def _died(self, worker: _Worker, run: _Run) -> None:
         if not worker.busy:
-            self._retire(worker, kill=True)
+            self._retire(worker)
             if not worker.ready:
                 raise WorkerError(f"a worker exited at start ({_exit_reason(worker.process)})")
             return

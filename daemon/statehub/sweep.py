@@ -152,9 +152,12 @@ def run_sweep(
         lock = SweepLock(settings.database_path)
         if not lock.acquire():
             return _record_lock_skipped(db, request)
-        with lock:
+        with lock, worker_pool(settings) as pool:
+            pool.start(len(targets))  # the workers load while the store work below runs
             _record_interrupted(db)
-            event = _sweep_locked(settings, db, request, targets, gone, progress=progress)
+            event = _sweep_locked(
+                settings, db, request, targets, gone, pool=pool, progress=progress
+            )
             maybe_prune(db, settings)  # at most once a day; never raises
             return event
     finally:
@@ -229,6 +232,7 @@ def _sweep_locked(
     targets: list[Target],
     gone: list[str],
     *,
+    pool: WorkerPool,
     progress: ProgressCallback | None,
 ) -> ProgressEvent:
     started = utc_now()
@@ -259,9 +263,7 @@ def _sweep_locked(
     tasks = [
         _task(settings, target, standing.get(target.name), request.remote) for target in targets
     ]
-    with worker_pool(settings) as pool:
-        pool.start(len(tasks))  # they load while the store work above finishes
-        outcomes, not_reached, failure = _run_pool(pool, tasks, deadline, progress)
+    outcomes, not_reached, failure = _run_pool(pool, tasks, deadline, progress)
 
     processed: list[RepoOutcome] = []
     clean: list[str] = []

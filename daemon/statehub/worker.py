@@ -9,7 +9,8 @@ reading anything it
 - caps its address space (``RLIMIT_AS``) at ``--memory-mb``, so a repo that needs more
   fails here with a MemoryError (answered ``{"bound": "memory"}``, then the process exits)
   instead of swapping the host;
-- keeps libgit2's pack windows well inside that cap;
+- keeps libgit2's pack windows well inside that cap (:mod:`statehub.gitstate`, when a
+  full read first needs libgit2: an unchanged repo is judged without loading it);
 - asks the kernel to kill it when the process that started it dies (``PR_SET_PDEATHSIG``),
   so a stopped server or daemon never leaves a worker stuck in libgit2 behind;
 - moves the protocol off file descriptor 1, so a stray print cannot corrupt it.
@@ -29,9 +30,6 @@ import sys
 from typing import IO, Any
 
 _PR_SET_PDEATHSIG = 1
-# libgit2 maps pack files in windows of up to 1 GiB (8 GiB in all) on 64-bit hosts; inside
-# an address-space cap that large a window alone would fail, so both are scaled to the cap.
-_MWINDOW_SHARE = 4
 
 
 def _die_with_parent(parent: int) -> None:
@@ -44,11 +42,10 @@ def _die_with_parent(parent: int) -> None:
 
 def _bound_memory(memory_mb: int) -> None:
     limit = memory_mb << 20
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)  # a lower cap set from outside stays
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    import pygit2
-
-    pygit2.settings.mwindow_size = max(1 << 20, limit // (4 * _MWINDOW_SHARE))
-    pygit2.settings.mwindow_mapped_limit = max(4 << 20, limit // _MWINDOW_SHARE)
 
 
 def _protocol_channel() -> IO[bytes]:
