@@ -205,10 +205,10 @@ class WorkerPool:
         self._workers.append(worker)
 
     def _hand_out(self, run: _Run) -> None:
-        """Fill the ready workers' pipelines from ``run.pending``, one repo each in turn.
+        """Fill the ready workers' pipelines from ``run.pending``, the least loaded first.
 
-        In turn, so that two repos never queue behind each other while a worker is idle:
-        the one in front may be the one that never ends.
+        So that two repos never queue behind each other while a worker is idle: the one in
+        front may be the one that never ends.
         """
         now = time.monotonic()
         # While a worker is still starting, one repo each: the rest waits for it.
@@ -218,15 +218,13 @@ class WorkerPool:
             room = [w for w in self._workers if self._has_room(w, run, depth)]
             if not room:
                 break
-            for worker in room:
-                if not run.pending:
-                    break
-                task = run.pending.popleft()
-                if not worker.queue:
-                    worker.head_started = now
-                worker.queue.append(task)
-                line = json.dumps(self._as_sent(task, run.deadline, now).as_dict()).encode()
-                sent.setdefault(worker, []).append(line)
+            worker = min(room, key=lambda w: len(w.queue))  # the least loaded first
+            task = run.pending.popleft()
+            if not worker.queue:
+                worker.head_started = now
+            worker.queue.append(task)
+            line = json.dumps(self._as_sent(task, run.deadline, now).as_dict()).encode()
+            sent.setdefault(worker, []).append(line)
         for worker, lines in sent.items():
             # A worker that died between two tasks: its death is read from its output.
             with contextlib.suppress(OSError):
