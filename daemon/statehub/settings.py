@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -155,6 +156,7 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     token_file: str = ""
+    header_timeout_seconds: int = Field(10, ge=1, le=300)
 
 
 class EffectiveChecks(BaseModel):
@@ -318,11 +320,17 @@ def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
     return settings
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """True for ``localhost`` and a literal loopback address (127.0.0.0/8, ``::1``).
+
+    Parsed, not matched: ``127.evil.example`` is a name, not an address, and is not loopback.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_api_exposure(settings: Settings, shown: str) -> None:
