@@ -276,3 +276,15 @@ def test_environment_unknown_key_says_what_was_meant(tmp_path: Path) -> None:
     assert_refused(
         result, "repos.root: unknown key; did you mean repos.roots?", "$STATEHUB_REPOS__ROOT"
     )
+
+
+def test_database_folder_that_is_a_file_says_so(tmp_path: Path) -> None:
+    """A database path under a file is one line saying which file is in the way (exit 1)."""
+    (tmp_path / "afile").write_text("")
+    config = config_with(tmp_path, f'[hub]\ndatabase = "afile/x.db"\n[repos]\n{ROOTS}'.encode())
+    result = run_cli("sweep", "--all", "--config", str(config))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"statehub: database error (C-00): {tmp_path}/afile/x.db: "
+        f"{tmp_path}/afile is a file, not a folder"
+    ]
