@@ -288,3 +288,11 @@ def test_database_folder_that_is_a_file_says_so(tmp_path: Path) -> None:
         f"statehub: database error (C-00): {tmp_path}/afile/x.db: "
         f"{tmp_path}/afile is a file, not a folder"
     ]
+
+
+def test_error_line_shows_control_characters_escaped(tmp_path: Path) -> None:
+    """An unknown key holding an escape sequence is shown written out, not sent raw."""
+    config = config_with(tmp_path, b'[sweep]\n"x\\u001b]0;pwned\\u0007" = 1\n')
+    result = run_cli("config", "check", "--config", str(config))
+    line = assert_refused(result, "sweep.x\\x1b]0;pwned\\x07: unknown key")
+    assert "\x1b" not in line and "\x07" not in line
