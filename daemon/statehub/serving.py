@@ -164,7 +164,9 @@ class GuardedProtocol(H11Protocol):
     def _on_deadline(self) -> None:
         self._deadline = None
         self.guard.pending.pop(self, None)
-        if self._reading_request():  # a late body: the running request sees a disconnect
+        # Headers still incomplete, or a POST's body late (its request then sees a
+        # disconnect and answers nobody).
+        if self._reading_request():
             self._close(evicted=False)
 
     def _close(self, *, evicted: bool) -> None:
