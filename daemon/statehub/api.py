@@ -432,7 +432,8 @@ def _host_name(host: str) -> str | None:
 
 
 class JsonPostsOnly:
-    """A POST must say ``Content-Type: application/json``, with a body or not, else 415.
+    """A POST (any method but GET, HEAD and OPTIONS) must say ``Content-Type:
+    application/json``, with a body or not, else 415.
 
     A web page can send a cross-site POST without asking first only as a form or plain
     text; requiring JSON keeps every page from starting a sweep.
