@@ -81,7 +81,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 def test_sweep_answers_the_event_of_section_5(hub: Hub) -> None:
     """A POST without a body sweeps every repo and answers the full recorded event."""
-    answer = hub.http.post(SWEEP)
+    answer = hub.http.post(SWEEP, json={})
     assert answer.status_code == 200
     event = answer.json()
     assert set(event) == EVENT_KEYS
@@ -319,7 +319,7 @@ def test_progress_event_type_remote_all_holds_only_those(hub: Hub) -> None:
 
 def test_repos_lists_standing_assessments(hub: Hub) -> None:
     """/repos lists every assessed repo; /repos/{name} answers one, with its findings."""
-    hub.http.post(SWEEP)
+    hub.http.post(SWEEP, json={})
     listed = hub.http.get("/repos")
     assert listed.status_code == 200
     by_name = {item["repo"]: item for item in listed.json()}
@@ -341,7 +341,7 @@ def test_unknown_repo_is_404_with_reason(hub: Hub) -> None:
 
 def test_healthz_reports_database_lock_and_last_sweep(hub: Hub) -> None:
     """/healthz: database ok, lock free, last_sweep_at of the newest sweep that ran."""
-    event = hub.http.post(SWEEP).json()
+    event = hub.http.post(SWEEP, json={}).json()
     answer = hub.http.get("/healthz")
     assert answer.status_code == 200
     assert answer.json() == {
@@ -484,7 +484,7 @@ def test_unusable_database_is_503_not_500(tmp_path: Path, fleet: Path) -> None:
     )
     with server, client(server.url) as http:
         health = http.get("/healthz")
-        sweep = http.post(SWEEP)
+        sweep = http.post(SWEEP, json={})
         listed = http.get("/progress/")
         metrics = http.get("/metrics")
     assert health.status_code == 503
@@ -553,7 +553,7 @@ def test_right_token_is_let_in_and_healthz_is_open(guarded: ApiServer) -> None:
     with client(guarded.url) as anonymous:
         assert anonymous.get("/healthz").status_code == 200
     with client(guarded.url, token=TOKEN) as http:
-        assert http.post(SWEEP).status_code == 200
+        assert http.post(SWEEP, json={}).status_code == 200
         for path in ("/progress/", "/repos", "/repos/alpha", "/metrics", "/openapi.json"):
             assert http.get(path).status_code == 200, path
 

@@ -45,7 +45,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ApiS
     guarded = serve_fleet(folder / "guarded", fleet, api='token_file = "api-token"')
     with open_server, guarded:
         with client(open_server.url) as http:
-            http.post("/consistency/sweep/remote-all")  # so that /repos/state-hub exists
+            http.post("/consistency/sweep/remote-all", json={})  # so that /repos/state-hub exists
         yield {"open": open_server, "guarded": guarded}
 
 

@@ -246,13 +246,16 @@ CATALOGUE = [
 
 @pytest.mark.parametrize(("key", "value"), CATALOGUE, ids=[key for key, _ in CATALOGUE])
 def test_c13_a_command_running_key_in_the_repo_config(fleet: Path, key: str, value: str) -> None:
-    """A key of the catalogue set in .git/config is one C-13, naming the key and value."""
+    """A key of the catalogue set in .git/config is one C-13, naming the key and the first
+    word of its value."""
     root = demo(fleet)
     git(root, "config", key, value)
     (finding,) = findings(root)
     assert finding.check == "C-13"
     assert finding.path == ".git/config"
-    expected = f"the repo's config sets {key} = {value!r}, a key that can make git run a command"
+    first, *more = value.split()
+    shown = first + (" ..." if more else "")
+    expected = f"the repo's config sets {key} = {shown!r}, a key that can make git run a command"
     # git writes a new section's name as given but reads it case-insensitively.
     assert finding.message.lower() == expected.lower()
 
@@ -281,7 +284,8 @@ def test_c13_not_reported_for_a_key_that_runs_nothing(fleet: Path, key: str, val
 
 
 def test_c13_reports_an_include_and_every_key_behind_it(fleet: Path) -> None:
-    """include.path, includeIf and each key in the files they include are each one C-13."""
+    """include.path, includeIf and each key in the files they include are each one C-13;
+    a file outside the repo is named, its values are not shown."""
     # Nested includes are followed, and an includeIf whatever its condition (false here).
     root = demo(fleet)
     write(
@@ -325,9 +329,61 @@ def test_c13_reports_an_include_and_every_key_behind_it(fleet: Path) -> None:
         (
             "C-13",
             str(outside),
-            f"{outside}, included by the repo's config, sets core.pager = '/opt/pager', {tail}",
+            f"{outside}, included by the repo's config, sets core.pager, {tail}",
         ),
     ]
+
+
+SECRET = "ghp_T0kenT0kenT0kenT0kenT0kenT0kenT0ken00"
+
+
+def test_c13_never_copies_a_value_from_a_file_outside_the_repo(
+    fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper holding a token in ~/.gitconfig, included by the repo: the key and the file
+    are named, nothing of the value."""
+    home = tmp_path / "home"
+    home.mkdir()
+    user_config = home / ".gitconfig"
+    user_config.write_text(
+        f'[credential]\n\thelper = "!f() {{ echo password={SECRET}; }}; f"\n'
+        f"[core]\n\tsshCommand = ssh -i /home/me/.ssh/{SECRET}\n"
+        f'[remote "origin"]\n\tuploadpack = {SECRET}\n'
+    )
+    monkeypatch.setenv("HOME", str(home))
+    root = demo(fleet)
+    git(root, "config", "include.path", "~/.gitconfig")
+    found = findings(root)
+    assert [(f.path, f.message.split(", included")[0]) for f in found[1:]] == [
+        (str(user_config), str(user_config))
+    ] * 3
+    assert [f.message.split(" sets ")[1].split(",")[0] for f in found[1:]] == [
+        "credential.helper",
+        "core.sshCommand",
+        "remote.origin.uploadpack",
+    ]
+    assert all(SECRET not in f.message and "echo" not in f.message for f in found)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (f"store --file=/x/{SECRET}", "credential.helper = 'store ...'"),
+        (SECRET, "sets credential.helper,"),
+        (f"https://me:{SECRET}@example.com/helper", "sets credential.helper,"),
+        (f"token={SECRET}", "sets credential.helper,"),
+    ],
+)
+def test_c13_quotes_at_most_a_command_word_of_the_repo_config(
+    fleet: Path, value: str, shown: str
+) -> None:
+    """From the repo's own config only the first word, and not even that when it may be a
+    token (long, or holding '=', '@', ':')."""
+    root = demo(fleet)
+    git(root, "config", "credential.helper", value)
+    (finding,) = findings(root)
+    assert shown in finding.message
+    assert SECRET not in finding.message
 
 
 def test_an_include_cycle_is_c00_not_a_loop(fleet: Path) -> None:
@@ -353,12 +409,13 @@ def test_c13_only_the_repo_config_counts(
 
 
 def test_c13_a_multi_line_value_gives_a_one_line_message(fleet: Path) -> None:
-    """A value holding a newline is quoted, so the message stays on one line."""
+    """A value holding a newline is cut to its first word, so the message stays one line."""
     root = demo(fleet)
     git(root, "config", "core.editor", "vim\n-c evil")
     (finding,) = findings(root)
     assert_one_line(finding.message)
-    assert "'vim\\n-c evil'" in finding.message
+    assert "core.editor = 'vim ...'" in finding.message
+    assert "evil" not in finding.message
 
 
 def test_c13_change_in_an_included_file_changes_the_fingerprint(fleet: Path) -> None:

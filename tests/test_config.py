@@ -69,8 +69,8 @@ def test_environment_overrides_file_values(tmp_path: Path, monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("text", "key", "reason"),
     [
-        ("[sweep]\nmax_seconds = 0\n", "sweep.max_seconds", "greater than or equal to 1"),
-        ("[sweep]\nmax_seconds = 3601\n", "sweep.max_seconds", "less than or equal to 3600"),
+        ("[sweep]\nmax_seconds = 0\n", "sweep.max_seconds", "must be at least 1, not 0"),
+        ("[sweep]\nmax_seconds = 3601\n", "sweep.max_seconds", "must be at most 3600"),
         ("[sweep]\nmax_secnds = 3\n", "sweep.max_secnds", "unknown key"),
         ("[checks]\ndisable = ['C-99']\n", "checks.disable", "not a check id"),
         ("[checks]\nworkplan_id_pattern = '(['\n", "checks.workplan_id_pattern", "regular"),

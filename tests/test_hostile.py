@@ -359,6 +359,6 @@ def test_a_hostile_repo_runs_nothing(tmp_path: Path, http_url: str, case: str) -
         match.group(1).lower()
         for finding in item["findings"]
         if finding["check"] == "C-13"
-        and (match := re.search(r" sets (.+?) = '", finding["message"]))
+        and (match := re.search(r" sets (\S+?)(?: = '|, )", finding["message"]))
     }
     assert reported == set(hostile.keys)

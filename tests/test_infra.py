@@ -214,6 +214,11 @@ def test_units_run_the_contract_commands() -> None:
     assert unit_value(SYNC_SERVICE, "Service", "Type") == "oneshot"
 
 
+def test_api_unit_has_room_for_many_connections() -> None:
+    """The API unit lifts the open-files limit past systemd's 1,024 (issue 12)."""
+    assert int(unit_value(API_UNIT, "Service", "LimitNOFILE")) >= 65536
+
+
 def test_sweepd_is_a_notify_service_with_watchdog() -> None:
     """The daemon unit: notify from main, watchdog, SIGHUP reload, no restart loop on 78."""
     assert unit_value(SWEEPD_UNIT, "Service", "Type") == "notify"

@@ -14,15 +14,18 @@ Decisions where the contract is silent:
   gives running requests :data:`SHUTDOWN_GRACE_SECONDS`, then answers 503 to a sweep still
   running and exits without waiting for it, instead of holding the stop for up to its
   whole budget: the next sweep records it as interrupted (the path of a killed holder).
-- **The sweep body is JSON or nothing.** A body must come with ``Content-Type:
-  application/json`` (else 415) and be at most :data:`MAX_BODY_BYTES` (else 413), so a
-  web page cannot trigger a sweep with a plain HTML form. Values are strict: ``"300"`` is
-  not a number and ``1`` is not a boolean (422).
+- **Every POST is JSON.** A POST must come with ``Content-Type: application/json``, with a
+  body or without (else 415): a web page can send a cross-site POST without a preflight
+  only as a form or plain text, so no page can start a sweep. The body is at most
+  :data:`MAX_BODY_BYTES` (else 413). Values are strict: ``"300"`` is not a number, ``1`` is
+  not a boolean, NaN and Infinity are not numbers (422).
 - **Security.** With a token file configured every request but ``/healthz`` needs
   ``Authorization: Bearer <token>`` (compared in constant time), on loopback too: a token
   that is configured is required. The token is read once at start. Bound to loopback, a
-  request whose ``Host`` is not a loopback name is refused (400), so a web page cannot
-  reach the API through DNS rebinding.
+  request whose ``Host`` is not ``localhost`` or a literal loopback address (parsed, with
+  or without a port) is refused (400), so a web page cannot reach the API through DNS
+  rebinding. Connections that do not finish a request in time are closed
+  (:mod:`statehub.serving`).
 - **Metrics are computed from the store at scrape time** (see :class:`StoreCollector`),
   so every process serving the same database answers the same figures.
 """
@@ -32,9 +35,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import logging
+import math
+import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -51,12 +58,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from statehub import __version__
 from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, ConfigError, StoreError
 from statehub.lock import is_locked
 from statehub.logs import setup_logging
+from statehub.serving import (
+    ConnectionGuard,
+    guarded_protocol,
+    pending_cap,
+    raise_open_files_limit,
+)
 from statehub.settings import CHECK_IDS, SOURCE_PATTERN, Settings, is_loopback, read_token
 from statehub.store import ProgressEvent, Store, parse_iso, utc_now
 from statehub.sweep import EVENT_TYPES, run_sweep
@@ -88,7 +102,7 @@ T = TypeVar("T")
 class SweepRequest(BaseModel):
     """The options of a sweep of all repos; every field is optional."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     max_seconds: int | None = Field(
         default=None,
@@ -375,7 +389,11 @@ class AccessLog:
 
 
 class LoopbackHostOnly:
-    """Refuse requests whose ``Host`` is not a loopback name (DNS rebinding)."""
+    """Refuse requests whose ``Host`` is not a loopback name (DNS rebinding): 400.
+
+    Only ``localhost`` and literal loopback addresses (127.0.0.0/8, ``[::1]``), each with or
+    without a port, pass; a missing Host header does not.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -383,9 +401,11 @@ class LoopbackHostOnly:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             host = Headers(scope=scope).get("host")
-            if host is not None and not is_loopback(_host_name(host)):
+            name = _host_name(host) if host is not None else None
+            if name is None or not is_loopback(name):
+                shown = "no Host header" if host is None else f"Host {host!r}"
                 response = JSONResponse(
-                    {"detail": f"Host {host!r} is not a loopback name; this API is local"},
+                    {"detail": f"{shown} is not a loopback name; this API is local"},
                     status_code=400,
                 )
                 await response(scope, receive, send)
@@ -393,11 +413,49 @@ class LoopbackHostOnly:
         await self.app(scope, receive, send)
 
 
-def _host_name(host: str) -> str:
-    """The name of a Host header, without its port: ``[::1]:8000`` -> ``::1``."""
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+_HOST = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[^:\[\]]+))(?::[0-9]{1,5})?$")
+
+
+def _host_name(host: str) -> str | None:
+    """The name or address of a Host header without its port, or None when it is malformed.
+
+    ``[::1]:8000`` -> ``::1``, ``localhost:8000`` -> ``localhost``; a bare ``::1`` is taken
+    as the address it is.
+    """
+    match = _HOST.match(host.strip())
+    if match is None:
+        try:
+            return str(ipaddress.IPv6Address(host.strip()))
+        except ValueError:
+            return None
+    return match["v6"] or match["name"]
+
+
+class JsonPostsOnly:
+    """A POST (any method but GET, HEAD and OPTIONS) must say ``Content-Type:
+    application/json``, with a body or not, else 415.
+
+    A web page can send a cross-site POST without asking first only as a form or plain
+    text; requiring JSON keeps every page from starting a sweep.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            content_type = Headers(scope=scope).get("content-type")
+            if content_type is None or not _is_json(content_type):
+                response = JSONResponse(
+                    {
+                        "detail": "send 'Content-Type: application/json' with every POST "
+                        "(an empty body or {} means the defaults)"
+                    },
+                    status_code=415,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BearerAuth:
@@ -460,6 +518,8 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Sweeps a fleet of git repos against hygiene checks and records each sweep.",
         lifespan=lifespan,
     )
+    # The last added runs first: Host, then the token, then the POST's Content-Type.
+    app.add_middleware(JsonPostsOnly)
     if token is not None:
         app.add_middleware(BearerAuth, token=token)
     if loopback:
@@ -622,17 +682,21 @@ def _add_metrics_route(app: FastAPI, pool: StorePool, database: Path) -> None:
 
 
 async def _sweep_options(request: Request) -> SweepRequest:
-    """The validated body of a sweep request; no body means every default."""
-    content_type = request.headers.get("content-type")
+    """The validated body of a sweep request; an empty body means every default.
+
+    JsonPostsOnly has already refused a body that is not JSON (415).
+    """
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(413, detail=f"the body is larger than {MAX_BODY_BYTES} bytes")
-    if not body.strip() and (content_type is None or _is_json(content_type)):
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise HTTPException(413, detail=f"the body is larger than {MAX_BODY_BYTES} bytes")
+    except ClientDisconnect:
+        # The client left, or its body was late (the request deadline): nobody to answer.
+        raise HTTPException(400, detail="the client closed the request before its end") from None
+    if not body.strip():
         return SweepRequest()
-    if content_type is None or not _is_json(content_type):
-        raise HTTPException(415, detail="send the options as JSON (Content-Type: application/json)")
     try:
         return SweepRequest.model_validate_json(bytes(body))
     except ValidationError as exc:
@@ -708,8 +772,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def _plain_error(error: Any) -> dict[str, Any]:
     plain = {key: error[key] for key in ("type", "loc", "msg") if key in error}
-    if "input" in error and isinstance(error["input"], str | int | float | bool | None):
-        plain["input"] = error["input"]
+    given = error.get("input")
+    if isinstance(given, float) and not math.isfinite(given):
+        plain["input"] = str(given)  # NaN and Infinity have no JSON form: shown as text
+    elif "input" in error and isinstance(given, str | int | float | bool | None):
+        plain["input"] = given
     return plain
 
 
@@ -717,6 +784,15 @@ def _plain_error(error: Any) -> dict[str, Any]:
 
 
 class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        # Accept errors (out of open files) are counted into the guard's summary line.
+        asyncio.get_running_loop().set_exception_handler(self.guard.loop_exception_handler)
+        await super().serve(sockets)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         # uvicorn re-raises the stop signal once it has shut down, so the process would die
@@ -740,20 +816,27 @@ def serve(settings: Settings) -> int:
     """
     setup_logging()
     app = create_app(settings)
+    open_files = raise_open_files_limit()
+    guard = ConnectionGuard(
+        header_timeout=settings.api.header_timeout_seconds, max_pending=pending_cap(open_files)
+    )
     config = uvicorn.Config(
         app,
         host=settings.api.host,
         port=settings.api.port,
+        http=guarded_protocol(guard),  # a request deadline: see statehub.serving
         log_config=None,  # our one-line stderr logging (statehub.logs) is already set up
         access_log=False,  # AccessLog writes the one line per request
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
-    server = _Server(config)
+    server = _Server(config, guard)
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind or start the app
         log.error("cannot serve on %s:%s (reason above)", settings.api.host, settings.api.port)
         return EXIT_AUTOMATION_ERROR
+    finally:
+        guard.summarize()
     return EXIT_OK if server.started else EXIT_AUTOMATION_ERROR

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from statehub.errors import EXIT_USAGE, StatehubError
+from statehub.safetext import visible
 
 if TYPE_CHECKING:
     from statehub.settings import Settings
@@ -66,7 +67,8 @@ def print_json(document: Any) -> None:
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)  # summary lines stay whole lines
+    # Summary lines stay whole lines; nothing printed is read as markup (render.plain).
+    return Console(highlight=False, soft_wrap=True, markup=False)
 
 
 # -- sweep and check ------------------------------------------------------------------
@@ -79,6 +81,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     repos = None if args.all or not args.repo else list(args.repo)
     progress_bar = None
     if not args.json and sys.stderr.isatty():
+        from rich.markup import escape
         from rich.progress import Progress
 
         progress_bar = Progress(transient=True, console=_stderr_console())
@@ -95,7 +98,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             task = progress_bar.add_task("sweeping", total=None)
 
             def advance(done: int, total: int, repo: str) -> None:
-                progress_bar.update(task, completed=done, total=total, description=repo)
+                # The bar's description is markup: a repo's name is escaped for it.
+                progress_bar.update(
+                    task, completed=done, total=total, description=escape(visible(repo))
+                )
 
             event = run_sweep(
                 settings,
@@ -117,7 +123,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _stderr_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, markup=False)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -247,7 +253,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     warnings = config_warnings(settings)
     where = settings.config_file or "(built-in defaults)"
     for warning in warnings:
-        sys.stderr.write(f"statehub: warning: {warning}\n")
+        sys.stderr.write(f"statehub: warning: {visible(warning)}\n")
     sys.stdout.write(f"ok: {where}" + (f" ({len(warnings)} warning(s))" if warnings else "") + "\n")
     return 0
 
@@ -468,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except StatehubError as exc:
-        sys.stderr.write(f"statehub: {_kind(exc)}{exc}\n")
+        sys.stderr.write(f"statehub: {_kind(exc)}{visible(str(exc))}\n")
         return exc.exit_status
     except KeyboardInterrupt:
         sys.stderr.write("statehub: interrupted\n")

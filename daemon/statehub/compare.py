@@ -50,6 +50,7 @@ from rich.table import Table
 from rich.text import Text
 
 from statehub.cron import cron_trigger
+from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import Store, parse_iso, utc_now
 
@@ -363,7 +364,7 @@ def render_comparison(out: Console, report: Comparison) -> None:
         for name, summary in report.sources.items():
             retired = name in report.retired_sources_seen
             table.add_row(
-                Text(name, style="yellow" if retired else ""),
+                Text(visible(name), style="yellow" if retired else ""),
                 str(summary.sweeps),
                 str(summary.lock_skipped),
                 Text(
@@ -568,7 +569,7 @@ def _status_sweeps(out: Console, sweeps: dict[str, dict[str, Any]]) -> None:
     styles = {"automation_error": "red", "interrupted": "red", "lock_skipped": "yellow"}
     for source, sweep in sweeps.items():
         table.add_row(
-            Text(source),
+            Text(visible(source)),
             _short(sweep["at"]),
             "all repos" if sweep["event_type"] == WHOLE_FLEET_EVENT else "chosen repos",
             Text(sweep["outcome"].replace("_", " "), style=styles.get(sweep["outcome"], "")),
@@ -596,7 +597,7 @@ def _status_findings(out: Console, document: dict[str, Any]) -> None:
         if len(repos) > LISTED_REPOS:
             names += f" +{len(repos) - LISTED_REPOS} more"
         style = "red" if group["check"] == "C-00" else ""
-        table.add_row(Text(group["check"], style=style), str(len(repos)), Text(names))
+        table.add_row(Text(group["check"], style=style), str(len(repos)), Text(visible(names)))
     out.print(table)
 
 
@@ -605,7 +606,7 @@ def _status_findings(out: Console, document: dict[str, Any]) -> None:
 
 def _say(out: Console, line: str, *, style: str = "") -> None:
     """One line of plain text (never markup), left for the terminal to wrap."""
-    out.print(Text(line, style=style), soft_wrap=True)
+    out.print(Text(visible(line), style=style), soft_wrap=True)
 
 
 def _compact_table(**options: Any) -> Table:
@@ -614,7 +615,7 @@ def _compact_table(**options: Any) -> Table:
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, markup=False)
 
 
 def _print_json(document: Any) -> None:

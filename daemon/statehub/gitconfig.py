@@ -4,11 +4,40 @@ libgit2 follows ``include.path`` but only the ``includeIf`` whose condition hold
 runs, and it does not say which file set a key; C-13 must report both the include and the
 keys behind it, whatever the condition. So :mod:`statehub.gitstate` reads the repo's config
 files itself and parses them here. Nothing here opens a file or runs anything.
+
+A value can hold a secret (a ``credential.helper`` with a token, a URL with a password), so
+:func:`quotable` decides what of it a C-13 message may show: at most the first word of a
+value from the repo's own config, nothing of a file from outside the repo (issue 12).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+QUOTED_WORD_MAX = 40
+"""A longer first word is not quoted: it may be a token rather than a command's name."""
+
+
+def quotable(value: str, *, from_repo: bool) -> str | None:
+    """What of a config value a message may quote, or None for nothing.
+
+    Only for a value of the repo's own config (``from_repo``), and then its first word,
+    followed by `` ...`` when there is more: ``ssh -i key`` -> ``ssh ...``. A first word
+    holding ``=``, ``@`` or ``:`` (an assignment, a password in a URL) is not quoted, nor
+    one longer than :data:`QUOTED_WORD_MAX` unless it is a path (``/``, ``~``, ``.``):
+    it may be a token rather than a command's name.
+    """
+    if not from_repo:
+        return None
+    words = value.split()
+    if not words:
+        return ""
+    word = words[0]
+    if any(char in word for char in "=@:"):
+        return None
+    if len(word) > QUOTED_WORD_MAX and not word.startswith(("/", "~", ".")):
+        return None
+    return word + (" ..." if len(words) > 1 else "")
 
 
 def expand_user(value: str) -> Path:

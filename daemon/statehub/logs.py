@@ -4,7 +4,9 @@ With ``$JOURNAL_STREAM`` set (systemd connected stderr to the journal) each line
 with its syslog priority, ``<3>`` error .. ``<7>`` debug, and carries no timestamp: journald
 stamps it and ``journalctl -p warning`` filters on the prefix (sd-daemon(3)). Otherwise a
 line is ``2026-11-27T10:15:00.041Z WARNING logger: message``. A multi-line message (a
-traceback) is folded into its one line with `` | `` so that it stays one journal entry.
+traceback) is folded into its one line with `` | `` so that it stays one journal entry,
+and control characters in a message (an escape sequence in a repo's file name) are
+written out as ``\\x1b`` (:func:`statehub.safetext.visible`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
+from statehub.safetext import visible
 from statehub.store import iso
 
 _PRIORITY = {
@@ -49,7 +52,7 @@ class OneLineFormatter(logging.Formatter):
         text = record.getMessage()
         if record.exc_info:
             text = f"{text}\n{self.formatException(record.exc_info)}"
-        text = " | ".join(line for line in text.splitlines() if line.strip())
+        text = " | ".join(visible(line) for line in text.splitlines() if line.strip())
         if self.journal:
             return f"<{priority(record.levelno)}>{record.name}: {text}"
         moment = iso(_utc(record.created))

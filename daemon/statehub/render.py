@@ -1,4 +1,10 @@
-"""How results look on a terminal: rich tables and short summaries for the command line."""
+"""How results look on a terminal: rich tables and short summaries for the command line.
+
+Text that comes from a repository (names, paths, messages, workplan titles, link targets)
+is printed as text, never read as rich markup (a file named ``x[/b]`` is just that), and
+its control characters are shown escaped (``\\x1b``), so a file name cannot set the
+terminal's title or clear it: :func:`plain`.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,16 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import ActivityRun, ProgressEvent
+
+
+def plain(text: object, *, style: str = "") -> Text:
+    """A rich Text of ``text`` as it is: no markup read, control characters escaped."""
+    return Text(visible(str(text)), style=style)
 
 
 def sweep_table(out: Console, event: ProgressEvent) -> None:
@@ -18,7 +31,10 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
     detail = event.detail
     if detail.get("lock_skipped"):
         out.print(
-            f"lock-skipped: another sweep is running (event {event.id}, source {detail['source']})"
+            plain(
+                f"lock-skipped: another sweep is running (event {event.id}, "
+                f"source {detail['source']})"
+            )
         )
         return
     processed = detail["repos_processed"]
@@ -29,18 +45,20 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
             title=f"sweep {event.id}",
         )
     out.print(
-        f"event {event.id} ({event.event_type}): {len(processed)} assessed, "
-        f"{len(detail['skipped_clean'])} unchanged, {len(detail['skipped_missing'])} missing, "
-        f"{len(detail['skipped_budget'])} over budget in {detail['duration_seconds']:.1f} s; "
-        f"{detail['assessment_failures']} repo(s) with findings, "
-        f"{len(detail['automation_errors'])} automation error(s)"
+        plain(
+            f"event {event.id} ({event.event_type}): {len(processed)} assessed, "
+            f"{len(detail['skipped_clean'])} unchanged, {len(detail['skipped_missing'])} "
+            f"missing, {len(detail['skipped_budget'])} over budget in "
+            f"{detail['duration_seconds']:.1f} s; {detail['assessment_failures']} repo(s) "
+            f"with findings, {len(detail['automation_errors'])} automation error(s)"
+        )
     )
 
 
 def findings_table(
     out: Console, rows: Sequence[tuple[str, Mapping[str, Any]]], *, title: str
 ) -> None:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")
     table.add_column("repo")
     table.add_column("check")
     table.add_column("path")
@@ -48,7 +66,11 @@ def findings_table(
     for repo, finding in sorted(rows, key=lambda row: (row[1]["check"] != "C-00", row[0])):
         style = "red" if finding["check"] == "C-00" else None
         table.add_row(
-            repo, finding["check"], finding["path"] or "", finding["message"], style=style
+            plain(repo),
+            plain(finding["check"]),
+            plain(finding["path"] or ""),
+            plain(finding["message"]),
+            style=style,
         )
     if rows:
         out.print(table)
@@ -60,12 +82,12 @@ def check_table(out: Console, document: Mapping[str, Any]) -> None:
         out, [(document["repo"], finding) for finding in findings], title=document["path"]
     )
     head = document["head"] or "-"
-    out.print(f"{document['repo']} at {head}: {len(findings)} finding(s)")
+    out.print(plain(f"{document['repo']} at {head}: {len(findings)} finding(s)"))
 
 
 def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
     if not events:
-        out.print("no events")
+        out.print(plain("no events"))
         return
     table = Table()
     for column in ("id", "created_at", "type", "source", "outcome", "assessed", "failures"):
@@ -79,26 +101,33 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
         else:
             outcome = "ok"
         table.add_row(
-            str(event.id),
-            event.created_at,
-            event.event_type,
-            str(detail.get("source", "")),
-            outcome,
-            str(len(detail.get("repos_processed", []))),
-            str(detail.get("assessment_failures", "")),
+            *(
+                plain(cell)
+                for cell in (
+                    event.id,
+                    event.created_at,
+                    event.event_type,
+                    detail.get("source", ""),
+                    outcome,
+                    len(detail.get("repos_processed", [])),
+                    detail.get("assessment_failures", ""),
+                )
+            )
         )
     out.print(table)
 
 
 def runs_table(out: Console, runs: Sequence[ActivityRun]) -> None:
     if not runs:
-        out.print("no runs recorded")
+        out.print(plain("no runs recorded"))
         return
     table = Table()
     for column in ("fired_at", "scheduled_for", "outcome", "run_id"):
         table.add_column(column)
     for run in runs:
-        table.add_row(run.fired_at, run.scheduled_for, run.outcome, run.run_id)
+        table.add_row(
+            *(plain(cell) for cell in (run.fired_at, run.scheduled_for, run.outcome, run.run_id))
+        )
     out.print(table)
 
 

@@ -3,25 +3,44 @@
 Lookup order (first hit wins): ``--config PATH``, ``$STATEHUB_CONFIG``,
 ``/etc/statehub/statehub.toml``, ``config/statehub.toml`` beside the checkout. Every key can
 be overridden by ``STATEHUB_<SECTION>__<KEY>``. Relative paths in the file are relative to
-the file's folder. Any problem is a :class:`ConfigError` naming file, key and reason.
+the file's folder. Any problem is a :class:`ConfigError` naming file, key and reason;
+:mod:`statehub.configread` reads the file and the environment so that every expected
+mistake is one (issue 12). Every number has a range and every list at most
+:data:`MAX_LIST_ITEMS` entries, checked at load.
 """
 
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from annotated_types import MaxLen
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from statehub.checks import EffectiveChecks
+from statehub.configread import (
+    MAX_CONFIG_BYTES,
+    MAX_TOKEN_BYTES,
+    check_file_types,
+    describe,
+    find_nul,
+    parse_toml,
+    prepare_environment,
+    read_regular_file,
+)
 from statehub.errors import ConfigError
 
 ENV_CONFIG = "STATEHUB_CONFIG"
@@ -34,6 +53,11 @@ _CHECK_ID = re.compile(r"^C-(0\d|1\d|2[0-3])$")
 # A source (detail.source): who asked for a sweep. Shared by the config, the CLI and the API.
 SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _SOURCE_NAME = re.compile(SOURCE_PATTERN)
+
+MAX_LIST_ITEMS = 10_000
+"""Every list of the configuration holds at most this many entries (and overrides as many
+repos): generous for a fleet, small enough that a runaway file cannot stall a load."""
+Capped = MaxLen(MAX_LIST_ITEMS)
 
 
 class _Section(BaseModel):
@@ -58,16 +82,16 @@ def _regex(value: str) -> str:
 class HubSettings(_Section):
     database: Path = Path("var/statehub.db")
     retention_days: int = Field(90, ge=1, le=36500)
-    retired_sources: list[str] = ["local-timer"]
+    retired_sources: Annotated[list[str], Capped] = ["local-timer"]
 
 
 class RepoOverride(_Section):
     """Per-repo settings: any key of ``[checks]``, and ``require_workplans``."""
 
-    disable: list[str] | None = None
+    disable: Annotated[list[str], Capped] | None = None
     workplan_id_pattern: str | None = None
-    workplan_statuses: list[str] | None = None
-    max_file_kb: int | None = Field(None, ge=1)
+    workplan_statuses: Annotated[list[str], Capped] | None = None
+    max_file_kb: int | None = Field(None, ge=1, le=1_048_576)
     require_workplans: bool | None = None
 
     _ids = field_validator("disable")(lambda v: None if v is None else _check_ids(v))
@@ -75,19 +99,25 @@ class RepoOverride(_Section):
 
 
 class RepoSettings(_Section):
-    roots: list[Path] = [Path("~/src")]
-    paths: list[Path] = []
-    exclude: list[str] = []
+    roots: Annotated[list[Path], Capped] = [Path("~/src")]
+    paths: Annotated[list[Path], Capped] = []
+    exclude: Annotated[list[str], Capped] = []
     default_branch: str = Field("main", min_length=1)
     require_workplans: bool = True
-    overrides: dict[str, RepoOverride] = {}
+    overrides: Annotated[dict[str, RepoOverride], Capped] = {}
 
 
 class CheckSettings(_Section):
-    disable: list[str] = []
+    disable: Annotated[list[str], Capped] = []
     workplan_id_pattern: str = r"^[A-Z][A-Z0-9]*-WP-[0-9]{4}$"
-    workplan_statuses: list[str] = ["draft", "active", "blocked", "finished", "abandoned"]
-    max_file_kb: int = Field(500, ge=1)
+    workplan_statuses: Annotated[list[str], Capped] = [
+        "draft",
+        "active",
+        "blocked",
+        "finished",
+        "abandoned",
+    ]
+    max_file_kb: int = Field(500, ge=1, le=1_048_576)  # up to 1 GiB
 
     _ids = field_validator("disable")(_check_ids)
     _pattern = field_validator("workplan_id_pattern")(_regex)
@@ -99,7 +129,7 @@ class SweepSettings(_Section):
     # Repos are read in worker processes, each bounded (contract section 4).
     workers: int = Field(0, ge=0, le=64)  # 0: one per usable core
     repo_timeout_seconds: int = Field(60, ge=1, le=3600)
-    repo_memory_mb: int = Field(1024, ge=64, le=1 << 20)
+    repo_memory_mb: int = Field(1024, ge=128, le=1 << 20)
 
 
 class ScheduleSettings(_Section):
@@ -111,8 +141,8 @@ class ScheduleSettings(_Section):
     misfire_grace_seconds: int = Field(30, ge=1, le=3600)
     enabled: bool = True
     mode: Literal["standby", "active"] = "standby"
-    primary_sources: list[str] = ["activity-core"]
-    primary_grace_minutes: int = Field(35, ge=1)
+    primary_sources: Annotated[list[str], Capped] = ["activity-core"]
+    primary_grace_minutes: int = Field(35, ge=1, le=10_080)  # up to a week
     remote: bool = False
     trigger_via: Literal["inprocess", "http"] = "inprocess"
     api_url: str = "http://127.0.0.1:8000"
@@ -123,14 +153,14 @@ class ScheduleSettings(_Section):
     @classmethod
     def _cron(cls, value: str) -> str:
         if len(value.split()) != 5:
-            raise ValueError("trigger must be a five-field cron expression")
+            raise ValueError(f"{value!r} is not a five-field cron expression")
         # The daemon's own reading of cron (0 and 7 are Sunday; either day field may match).
         from statehub.cron import cron_trigger  # imports APScheduler: only when validating
 
         try:
             cron_trigger(value, ZoneInfo("UTC"))
         except ValueError as exc:
-            raise ValueError(f"not a valid cron expression: {exc}") from exc
+            raise ValueError(f"{value!r} is not a valid cron expression: {exc}") from exc
         return value
 
     @field_validator("timezone")
@@ -158,6 +188,7 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     token_file: str = ""
+    header_timeout_seconds: int = Field(10, ge=1, le=300)
 
 
 _toml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_toml_data")
@@ -171,6 +202,15 @@ class _TomlSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(_toml_data.get({}))
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, each JSON value checked first: a bad one is a ConfigError naming
+    the variable, and a plain path is taken for a list of paths."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        prepared = prepare_environment(Settings, os.environ, prefix=ENV_PREFIX)
+        return {name.lower(): value for name, value in prepared.items()}
 
 
 class Settings(BaseSettings):
@@ -199,7 +239,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
+        return (init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls))
 
     @property
     def base_dir(self) -> Path:
@@ -254,43 +294,35 @@ def _env_name(loc: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
 
 
-def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
-    loc = tuple(part for part in error["loc"] if part != "__root__")
-    key = ".".join(str(part) for part in loc)
-    reason = str(error["msg"])
-    if error.get("type") == "extra_forbidden":
-        reason = "unknown key"
-    return key, reason
-
-
 def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
     """Find, read and validate the configuration.
 
-    Raises ConfigError (exit status 78) naming the file, the key and the reason.
+    Raises ConfigError (exit status 78) naming the file (or the variable), the key and the
+    reason: a file that is not a regular file, too large, not UTF-8 or not TOML; a value of
+    the wrong type (strictly, in the file), out of range, or a key that does not exist.
     """
     path = find_config_file(explicit)
     data: dict[str, Any] = {}
     shown = str(path) if path else "(built-in defaults)"
     if path is not None:
+        raw = read_regular_file(path, shown=shown, key="", limit=MAX_CONFIG_BYTES)
+        data = parse_toml(raw, shown=shown)
+        nul = find_nul(data)
+        if nul is not None:
+            raise ConfigError(shown, ".".join(map(str, nul)), "holds a NUL byte")
         try:
-            with path.open("rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(shown, "", "file not found") from None
-        except IsADirectoryError:
-            raise ConfigError(shown, "", "is a directory, not a file") from None
-        except PermissionError:
-            raise ConfigError(shown, "", "permission denied") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(shown, "", f"not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(shown, "", exc.strerror or str(exc)) from None
+            check_file_types(Settings, data)
+        except ValidationError as exc:
+            raise ConfigError(shown, *describe(Settings, exc.errors()[0])) from None
+        except RecursionError:
+            raise ConfigError(shown, "", "nested too deeply") from None
     token = _toml_data.set(data)
     try:
         settings = Settings(config_file=path.resolve() if path else None)
     except ValidationError as exc:
-        key, reason = _describe(exc.errors()[0])
-        env = _env_name(tuple(exc.errors()[0]["loc"]))
+        error = exc.errors()[0]
+        key, reason = describe(Settings, error)
+        env = _env_name(tuple(error["loc"]))
         if env in os.environ:
             reason = f"{reason} (from ${env})"
         raise ConfigError(shown, key, reason) from None
@@ -300,11 +332,17 @@ def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
     return settings
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """True for ``localhost`` and a literal loopback address (127.0.0.0/8, ``::1``).
+
+    Parsed, not matched: ``127.evil.example`` is a name, not an address, and is not loopback.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_api_exposure(settings: Settings, shown: str) -> None:
@@ -319,16 +357,18 @@ def _check_api_exposure(settings: Settings, shown: str) -> None:
 def read_token(settings: Settings) -> str | None:
     """The API bearer token, or None when no token file is configured.
 
-    Raises ConfigError when a configured token file is missing, unreadable or empty.
+    Raises ConfigError when a configured token file is missing, unreadable, not a regular
+    file, larger than 64 KiB, not UTF-8 or empty.
     """
     token_path = settings.token_path
     if token_path is None:
         return None
     shown = str(settings.config_file or "(built-in defaults)")
+    raw = read_regular_file(token_path, shown=shown, key="api.token_file", limit=MAX_TOKEN_BYTES)
     try:
-        token = token_path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(shown, "api.token_file", f"{token_path}: {exc.strerror}") from None
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(shown, "api.token_file", f"{token_path} is not UTF-8") from None
     if not token:
         raise ConfigError(shown, "api.token_file", f"{token_path} is empty")
     return token

@@ -215,6 +215,14 @@ def _failure(path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(message)
 
 
+def _not_a_folder(path: Path) -> str | None:
+    """Which of ``path``'s folders is a file, said plainly; None when none is."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is a file, not a folder"
+    return None
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         info = path.stat()
@@ -244,6 +252,8 @@ class Store:
             store.migrate()
         except sqlite3.Error as exc:
             raise _failure(path, exc) from exc
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise StoreError(f"{path}: {_not_a_folder(path) or exc.strerror}") from exc
         except OSError as exc:
             raise StoreError(f"{path}: {exc.strerror or exc}") from exc
         return store

@@ -328,7 +328,7 @@ def post_and_health(url: str) -> tuple[httpx.Response, httpx.Response]:
             answers[name] = call(http)
 
     threads = [
-        threading.Thread(target=send, args=("sweep", lambda http: http.post(SWEEP))),
+        threading.Thread(target=send, args=("sweep", lambda http: http.post(SWEEP, json={}))),
         threading.Thread(target=send, args=("health", lambda http: http.get("/healthz"))),
     ]
     for thread in threads:
@@ -355,7 +355,7 @@ def assert_unavailable(
 def assert_available(server: ApiServer, before: list[dict[str, Any]], database: Path) -> None:
     with client(server.url, timeout=60) as http:
         health = http.get("/healthz")
-        sweep = http.post(SWEEP)
+        sweep = http.post(SWEEP, json={})
     assert (health.status_code, health.json()["database"]) == (200, "ok")
     assert sweep.status_code == 200
     after = events(database)

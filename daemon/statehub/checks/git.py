@@ -8,10 +8,9 @@ or a bisect detaches HEAD as part of its work: the branch it started from is jud
 from __future__ import annotations
 
 from statehub.checks import Finding, RepoContext
+from statehub.gitconfig import quotable
 from statehub.gitlayout import RiskyKey
 from statehub.gitstate import GitState
-
-_VALUE_SHOWN = 80  # characters of a config value quoted in a C-13 message
 
 
 def _count(number: int, noun: str) -> str:
@@ -24,14 +23,17 @@ def _preview(paths: tuple[str, ...], limit: int = 3) -> str:
 
 
 def _risky(key: RiskyKey, root_prefix: str) -> Finding:
-    value = key.value if len(key.value) <= _VALUE_SHOWN else key.value[:_VALUE_SHOWN] + "..."
+    # Never the value itself: at most its first word, from the repo's own files (issue 12).
     if key.origin is None:
-        where, path = "the repo's config", ".git/config"
+        where, path, from_repo = "the repo's config", ".git/config", True
     else:
         shown = key.origin.removeprefix(root_prefix)
+        from_repo = shown != key.origin
         where, path = f"{shown}, included by the repo's config,", shown
-    # repr() keeps a value with a newline on one line.
-    message = f"{where} sets {key.key} = {value!r}, a key that can make git run a command"
+    quoted = quotable(key.value, from_repo=from_repo)
+    # repr() keeps the quoted word on one line.
+    setting = key.key if quoted is None else f"{key.key} = {quoted!r}"
+    message = f"{where} sets {setting}, a key that can make git run a command"
     return Finding(check="C-13", message=message, path=path)
 
 
