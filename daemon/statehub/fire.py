@@ -415,7 +415,7 @@ class Runner:
             if not fresh:
                 last = "never" if primary is None else f"last at {primary['created_at']}"
                 log.warning(
-                    "standby: no completed sweep from %s within %d min (%s); sweeping as %s",
+                    "standby: no completed sweep from %s within %g min (%s); sweeping as %s",
                     ", ".join(schedule.primary_sources),
                     schedule.primary_grace_minutes,
                     last,

@@ -117,7 +117,8 @@ class ScheduleSettings(_Section):
     enabled: bool = True
     mode: Literal["standby", "active"] = "standby"
     primary_sources: list[str] = ["activity-core"]
-    primary_grace_minutes: int = Field(35, ge=1)
+    # Whole minutes in practice; a fraction is accepted (tests shorten the grace to seconds).
+    primary_grace_minutes: int | float = Field(35, gt=0, le=10080)
     remote: bool = False
     trigger_via: Literal["inprocess", "http"] = "inprocess"
     api_url: str = "http://127.0.0.1:8000"
