@@ -172,7 +172,7 @@ def test_sync_creates_is_idempotent_updates_and_pauses(
 def test_cron_with_both_day_fields_fires_when_cron_would(
     tmp_path: Path, fleet: Path, temporal_server: TemporalServer
 ) -> None:
-    """Both day fields set (cron: either matches) and Sunday as 7: Temporal fires when cron would."""
+    """Both day fields set (cron: either matches), Sunday as 7: Temporal fires when cron would."""
     config, _ = temporal_config(tmp_path, fleet, temporal_server)
     set_trigger(config, "0 6 13 * 7")
     assert sync(config)["action"] == "create"
@@ -292,7 +292,7 @@ def test_an_automation_error_fails_the_workflow_and_assessment_failures_do_not(
 def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
     tmp_path: Path, fleet: Path, temporal_server: TemporalServer
 ) -> None:
-    """A trigger during a run is skipped (overlap SKIP); a lock held elsewhere gives lock_skipped."""
+    """A trigger during a run is skipped (overlap SKIP); a lock held elsewhere: lock_skipped."""
     with HangingServer() as hanging:
         repo = make_repo(fleet, "slow", with_origin=False)
         git(repo, "remote", "add", "origin", hanging.url)  # each fetch hangs to its timeout
