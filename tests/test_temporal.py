@@ -12,11 +12,13 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from daemon_support import CONTRACT_QUERY, DaemonProcess, NotifySocket, runs, wait_for
 from gitfleet import HangingServer, git, make_repo, write_config
+from statehub.store import parse_iso, utc_now
 from temporal_support import TemporalServer, free_port, status
 
 SCHEDULE_ID_LINE = 'schedule_id = "{}"'
@@ -336,3 +338,75 @@ def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
     outcomes = sorted(row["outcome"] for row in runs(tmp_path / "statehub.db"))
     assert outcomes == ["lock_skipped", "swept"]
     assert [status(item) for item in closed] == ["completed", "completed"]
+
+
+# -- failover -----------------------------------------------------------------------------
+
+
+def run_now(config: Path) -> dict[str, Any]:
+    """One fire of the standby daemon's path (``schedule run-now``): the recorded run."""
+    done = statehub(config, "schedule", "run-now", "--json")
+    assert done.returncode == 0, done.stderr
+    run: dict[str, Any] = json.loads(done.stdout)
+    return run
+
+
+def test_failover_standby_follows_a_temporal_primary_and_takes_over_while_it_is_down(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """Temporal up: primary_healthy; server down: local-fallback after the grace; back: healthy."""
+    make_repo(fleet, "alpha")
+    server = TemporalServer(tmp_path / "temporal")
+    server.start()
+    worker: DaemonProcess | None = None
+    try:
+        config, schedule_id = temporal_config(
+            tmp_path,
+            fleet,
+            server,
+            schedule='mode = "standby"\nprimary_grace_minutes = 0.1',  # 6 s
+        )
+        sync(config)
+        worker = start_worker(config)
+        server.trigger(schedule_id)
+        server.closed_workflows(schedule_id, 1, timeout=60)
+        healthy = run_now(config)
+        assert healthy["outcome"] == "primary_healthy"
+        assert healthy["context_snapshot"]["primary_last_source"] == "activity-core"
+
+        server.stop()
+        down = statehub(config, "temporal", "show")
+        assert down.returncode == 1
+        assert "cannot connect to Temporal" in down.stderr
+        primary_at = healthy["context_snapshot"]["primary_last_sweep_at"]
+        grace_over = parse_iso(primary_at) + timedelta(seconds=7)
+        wait_for(lambda: utc_now() > grace_over, 30, "the grace to pass", 0.2)
+        took_over = run_now(config)
+        assert took_over["outcome"] == "swept"
+        assert took_over["context_snapshot"]["source"] == "local-fallback"
+        assert worker.process.poll() is None  # the worker rides out the outage
+
+        server.start()
+        server.trigger(schedule_id)
+        server.closed_workflows(schedule_id, 2, timeout=90)
+        back = run_now(config)
+        assert back["outcome"] == "primary_healthy"
+        assert back["context_snapshot"]["primary_last_sweep_at"] > primary_at
+        assert stop_worker(worker) == 0
+    finally:
+        if worker is not None:
+            worker.close()
+        server.stop()
+
+    sources = [event["detail"]["source"] for event in events(tmp_path / "statehub.db")]
+    assert sources == ["activity-core", "local-fallback", "activity-core"]
+    outcomes = [
+        (row["outcome"], row["context"].get("origin")) for row in runs(tmp_path / "statehub.db")
+    ]
+    assert outcomes == [
+        ("swept", "temporal"),
+        ("primary_healthy", "run-now"),
+        ("swept", "run-now"),
+        ("swept", "temporal"),
+        ("primary_healthy", "run-now"),
+    ]
