@@ -3,7 +3,8 @@
 It polls ``[temporal] task_queue`` for the sweep workflow and its activity (one sweep at a
 time). Under systemd (``Type=notify``) it sends ``READY=1`` once polling, ``STATUS=``
 with the last run, ``WATCHDOG=1`` from its event loop (so a hung loop is restarted) and
-``STOPPING=1`` on SIGTERM or SIGINT; it then gives a running sweep a few seconds, records
+``STOPPING=1`` on SIGTERM or SIGINT (SIGHUP is logged and ignored: restart it to read
+a new configuration); it then gives a running sweep a few seconds, records
 it as interrupted if it is still going, and exits 0. A worker that cannot connect at start
 exits 1 (systemd restarts it); once running, it rides out a Temporal outage (the SDK keeps
 polling) and resumes when the server is back.
@@ -50,6 +51,12 @@ async def _run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # SIGHUP would end the process by default; the worker has nothing to reload in place.
+    loop.add_signal_handler(
+        signal.SIGHUP,
+        log.warning,
+        "SIGHUP: the worker does not reload; restart it for a new config",
+    )
     sweeps = SweepActivity(settings)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as executor:
         worker = Worker(
