@@ -226,6 +226,9 @@ def test_a_triggered_schedule_sweeps_through_the_worker_and_records_one_run(
         temporal_server.trigger(schedule_id)
         [run] = temporal_server.closed_workflows(schedule_id, 1, timeout=60)
         assert status(run) == "completed"
+        worker.send(signal.SIGHUP)
+        worker.wait_line("SIGHUP: the worker does not reload", timeout=10)
+        assert worker.process.poll() is None
         exit_status = stop_worker(worker)
     finally:
         worker.close()
@@ -410,3 +413,37 @@ def test_failover_standby_follows_a_temporal_primary_and_takes_over_while_it_is_
         ("swept", "temporal"),
         ("primary_healthy", "run-now"),
     ]
+
+
+# -- without the extra --------------------------------------------------------------------
+
+
+def test_without_the_extra_the_commands_say_so_and_help_loads_no_sdk(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """No temporalio: one line naming the extra, exit 78; --help never imports the SDK."""
+    config = write_config(tmp_path, roots=[fleet])
+    blocked = (
+        "import sys; sys.modules['temporalio'] = None; "  # what a base install looks like
+        "from statehub.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    for command in (["temporal", "sync"], ["temporal", "worker"], ["temporal", "show"]):
+        done = subprocess.run(
+            [sys.executable, "-c", blocked, *command, "--config", str(config)],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 78
+        assert done.stderr == (
+            "statehub: error: the Temporal SDK is not installed: pip install 'statehub[temporal]'\n"
+        )
+    probe = (
+        "import sys; from statehub.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('temporalio')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, check=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

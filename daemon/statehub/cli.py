@@ -233,14 +233,18 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
 # -- the cluster scheduler (the extra statehub[temporal]) -----------------------------
 
 
-def _temporal(args: argparse.Namespace, command: Callable[[Settings], int]) -> int:
-    """Run a ``statehub temporal`` command; the process leaves through ``temporal.leave``."""
+def _temporal(args: argparse.Namespace, command: Callable[[], Callable[[Settings], int]]) -> int:
+    """Run a ``statehub temporal`` command: ``command()`` imports it once the SDK is known.
+
+    A missing extra is one line and exit 78 before anything of the SDK is imported; once it
+    is loaded, the process leaves through ``statehub.temporal.leave``.
+    """
     settings = load(args)
     from statehub.temporal import leave, require
 
     require()
     try:
-        status = command(settings)
+        status = command()(settings)
     except StatehubError as exc:
         sys.stderr.write(f"statehub: {_kind(exc)}{exc}\n")
         status = exc.exit_status
@@ -251,25 +255,34 @@ def _temporal(args: argparse.Namespace, command: Callable[[Settings], int]) -> i
 
 
 def cmd_temporal_sync(args: argparse.Namespace) -> int:
-    from functools import partial
+    def command() -> Callable[[Settings], int]:
+        from functools import partial
 
-    from statehub.temporal.schedule import sync_command
+        from statehub.temporal.schedule import sync_command
 
-    return _temporal(args, partial(sync_command, dry_run=args.dry_run, as_json=args.json))
+        return partial(sync_command, dry_run=args.dry_run, as_json=args.json)
+
+    return _temporal(args, command)
 
 
 def cmd_temporal_worker(args: argparse.Namespace) -> int:
-    from statehub.temporal.worker import worker_command
+    def command() -> Callable[[Settings], int]:
+        from statehub.temporal.worker import worker_command
 
-    return _temporal(args, worker_command)
+        return worker_command
+
+    return _temporal(args, command)
 
 
 def cmd_temporal_show(args: argparse.Namespace) -> int:
-    from functools import partial
+    def command() -> Callable[[Settings], int]:
+        from functools import partial
 
-    from statehub.temporal.schedule import show_command
+        from statehub.temporal.schedule import show_command
 
-    return _temporal(args, partial(show_command, as_json=args.json))
+        return partial(show_command, as_json=args.json)
+
+    return _temporal(args, command)
 
 
 # -- configuration --------------------------------------------------------------------
