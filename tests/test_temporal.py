@@ -256,7 +256,13 @@ def test_a_triggered_schedule_sweeps_through_the_worker_and_records_one_run(
         [contract_row] = connection.execute(CONTRACT_QUERY).fetchall()
     assert contract_row[0] == row["run_id"]
     assert json.loads(contract_row[3])["source"] == "activity-core"
-    assert statehub(config, "temporal", "show", "--json").returncode == 0
+    shown = statehub(config, "temporal", "show")
+    assert shown.returncode == 0
+    assert "completed" in shown.stdout
+    assert "no drift" in shown.stdout
+    table = statehub(config, "runs").stdout
+    [line] = [line for line in table.splitlines() if "swept" in line]
+    assert "temporal" in line
 
 
 def test_an_automation_error_fails_the_workflow_and_assessment_failures_do_not(

@@ -18,7 +18,9 @@ to 10.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +43,13 @@ from temporalio.client import (
     TLSConfig,
 )
 from temporalio.converter import DataConverter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from statehub.cron import and_crons, next_fire_times
@@ -74,6 +83,23 @@ def _read_file(settings: Settings, key: str, value: str) -> bytes:
     return data
 
 
+@functools.cache
+def _runtime() -> Runtime:
+    """The SDK's runtime, its Rust core's log lines forwarded to Python logging.
+
+    By default the core writes colored multi-line records to stderr; forwarded, they are
+    one line each in the statehub format (journald priorities included), warnings and up.
+    """
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            )
+        )
+    )
+
+
 async def connect(settings: Settings) -> Client:
     """A client of ``[temporal] address`` and ``namespace``; ClusterError when unreachable."""
     temporal = settings.temporal
@@ -96,6 +122,7 @@ async def connect(settings: Settings) -> Client:
                 tls=tls,
                 api_key=api_key,
                 identity=f"statehub@{temporal.effective_task_queue}",
+                runtime=_runtime(),
             ),
             CONNECT_SECONDS,
         )
