@@ -87,6 +87,18 @@ def events(database: Path) -> list[dict[str, Any]]:
     return [{"id": row[0], "event_type": row[1], "detail": json.loads(row[2])} for row in rows]
 
 
+def heartbeat_details(server: TemporalServer, workflow_id: str) -> list[Any] | None:
+    """The decoded details of the running activity's last heartbeat, or None."""
+    described = json.loads(
+        server.cli("workflow", "describe", "-w", workflow_id, "-o", "json").stdout
+    )
+    for pending in described.get("pendingActivities", []):
+        details = pending.get("heartbeatDetails")  # the CLI decodes JSON payloads
+        if details:
+            return list(details)
+    return None
+
+
 def start_worker(config: Path, notify: NotifySocket | None = None) -> DaemonProcess:
     worker = DaemonProcess(
         config, notify=notify, watchdog_usec=2_000_000, command=("temporal", "worker")
@@ -304,6 +316,7 @@ def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
     tmp_path: Path, fleet: Path, temporal_server: TemporalServer
 ) -> None:
     """A trigger during a run is skipped (overlap SKIP); a lock held elsewhere: lock_skipped."""
+    make_repo(fleet, "aaa")  # swept first (by name): its heartbeat comes before the slow fetch
     with HangingServer() as hanging:
         repo = make_repo(fleet, "slow", with_origin=False)
         git(repo, "remote", "add", "origin", hanging.url)  # each fetch hangs to its timeout
@@ -319,8 +332,14 @@ def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
         worker = start_worker(config)
         try:
             temporal_server.trigger(schedule_id)
-            wait_for(
+            [first] = wait_for(
                 lambda: temporal_server.workflows(schedule_id), 30, "the first run to start", 0.2
+            )
+            heartbeat = wait_for(
+                lambda: heartbeat_details(temporal_server, first["execution"]["workflowId"]),
+                10,
+                "the activity's heartbeat after the first repo",
+                0.2,
             )
             temporal_server.trigger(schedule_id)
             [run] = temporal_server.closed_workflows(schedule_id, 1, timeout=60)
@@ -337,6 +356,7 @@ def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
                 lock.release()
         finally:
             stop_worker(worker)
+    assert heartbeat == [1, 2, "aaa"]  # progress(done, total, repo), as Temporal holds it
     assert status(run) == "completed"
     assert shown["temporal"]["num_actions_skipped_overlap"] == 1
     assert len(temporal_server.workflows(schedule_id)) == 2
@@ -347,6 +367,51 @@ def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
     outcomes = sorted(row["outcome"] for row in runs(tmp_path / "statehub.db"))
     assert outcomes == ["lock_skipped", "swept"]
     assert [status(item) for item in closed] == ["completed", "completed"]
+
+
+def test_a_worker_killed_mid_sweep_is_recorded_as_interrupted_at_the_next_start(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """kill -9 during a run: the next worker start records it as an interrupted error run."""
+    with HangingServer() as hanging:
+        repo = make_repo(fleet, "slow", with_origin=False)
+        git(repo, "remote", "add", "origin", hanging.url)
+        config, schedule_id = temporal_config(
+            tmp_path, fleet, temporal_server, schedule="remote = true",
+            sweep="fetch_timeout_seconds = 20",
+        )  # fmt: skip
+        sync(config)
+        database = tmp_path / "statehub.db"
+        worker = start_worker(config)
+        try:
+            temporal_server.trigger(schedule_id)
+            [started] = wait_for(
+                lambda: temporal_server.workflows(schedule_id), 30, "the run to start", 0.2
+            )
+            wait_for(lambda: fire_markers(database), 30, "the run's marker", 0.1)
+            worker.process.kill()
+            worker.wait(10)
+        finally:
+            worker.close()
+        assert runs(database) == []
+        again = start_worker(config)
+        stop_worker(again)
+    [row] = runs(database)
+    assert row["run_id"] == started["execution"]["runId"]
+    assert row["outcome"] == "error"
+    assert row["context"]["interrupted"] is True
+    assert row["context"]["origin"] == "temporal"
+    assert fire_markers(database) == []
+
+
+def fire_markers(database: Path) -> list[str]:
+    if not database.exists():
+        return []
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
+        ).fetchall()
+    return [row[0] for row in rows]
 
 
 # -- failover -----------------------------------------------------------------------------
