@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -401,6 +402,41 @@ def test_a_worker_killed_mid_sweep_is_recorded_as_interrupted_at_the_next_start(
     assert row["outcome"] == "error"
     assert row["context"]["interrupted"] is True
     assert row["context"]["origin"] == "temporal"
+    assert fire_markers(database) == []
+
+
+def test_sigterm_mid_sweep_gives_the_sweep_its_grace_then_records_it_interrupted(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """SIGTERM during a long sweep: STOPPING, the run recorded as interrupted, exit 0 in time."""
+    with HangingServer() as hanging:
+        repo = make_repo(fleet, "slow", with_origin=False)
+        git(repo, "remote", "add", "origin", hanging.url)
+        config, schedule_id = temporal_config(
+            tmp_path, fleet, temporal_server, schedule="remote = true",
+            sweep="fetch_timeout_seconds = 60",
+        )  # fmt: skip
+        sync(config)
+        database = tmp_path / "statehub.db"
+        notify = NotifySocket()
+        worker = start_worker(config, notify)
+        try:
+            temporal_server.trigger(schedule_id)
+            wait_for(lambda: fire_markers(database), 30, "the run's marker", 0.1)
+            signalled = time.monotonic()
+            exit_status = stop_worker(worker)
+            took = time.monotonic() - signalled
+            notify.wait_field("STOPPING", timeout=5)
+        finally:
+            worker.close()
+            notify.close()
+    assert exit_status == 0, worker.lines()
+    assert 5 <= took < 15, worker.lines()  # the 5 s grace, then the sweep is given up
+    assert len(runs(database)) == 1, worker.lines()
+    [row] = runs(database)
+    assert row["outcome"] == "error"
+    assert row["context"]["interrupted"] is True
+    assert "stopped" in row["context"]["error"]
     assert fire_markers(database) == []
 
 

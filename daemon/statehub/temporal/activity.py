@@ -39,6 +39,7 @@ from statehub.temporal.workflow import ACTIVITY_NAME, AUTOMATION_ERROR_TYPE, Swe
 log = logging.getLogger("statehub.temporal")
 
 HEARTBEAT_SECONDS = 10.0  # at least this often, whatever the sweep is doing
+POLL_SECONDS = 1.0  # how soon a cancel (the worker stopping) is noticed
 
 
 class SweepActivity:
@@ -50,6 +51,13 @@ class SweepActivity:
     @activity.defn(name=ACTIVITY_NAME)
     def sweep(self, task: SweepTask) -> dict[str, Any]:
         """Sweep all repos as ``[temporal] source``; the progress event, or a failure."""
+        # The SDK cancels a thread activity by raising in its thread (the worker stopping
+        # past its grace, or a cancel from Temporal); shielded, the cancel is seen by the
+        # wait loop instead (is_cancelled), the run is recorded, and the cancel raised after.
+        with activity.shield_thread_cancel_exception():
+            return self._sweep(task)
+
+    def _sweep(self, task: SweepTask) -> dict[str, Any]:
         info = activity.info()
         fired = utc_now()
         scheduled_for = parse_iso(task.scheduled_for) if task.scheduled_for else fired
@@ -123,6 +131,8 @@ class SweepActivity:
         threading.Thread(target=work, name="statehub-temporal-sweep", daemon=True).start()
         budget = self.settings.sweep.max_seconds + HARD_TIMEOUT_MARGIN_SECONDS
         deadline = time.monotonic() + budget
+        last: tuple[Any, ...] = ()  # the newest progress, repeated by the periodic heartbeat
+        beaten = 0.0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -131,14 +141,19 @@ class SweepActivity:
                     "it was abandoned and may hold the sweep lock until it ends"
                 )
             try:
-                item = progress.get(timeout=min(HEARTBEAT_SECONDS, remaining))
+                item = progress.get(timeout=min(POLL_SECONDS, remaining))
             except queue.Empty:
-                item = ()  # nothing new: heartbeat all the same
+                item = ()
             if item is None:
                 break
-            if activity.is_cancelled() or activity.is_worker_shutdown():
+            # Set by Temporal, or by the worker once its stop grace is over (SIGTERM).
+            if activity.is_cancelled():
                 raise _Stopped("the worker stopped (or the run was cancelled) mid-sweep")
-            activity.heartbeat(*item)
+            now = time.monotonic()
+            if item or now - beaten >= HEARTBEAT_SECONDS:
+                last = item or last
+                activity.heartbeat(*last)
+                beaten = now
         if "error" in outcome:
             raise outcome["error"]
         value: dict[str, Any] = outcome["value"]

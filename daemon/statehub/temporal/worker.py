@@ -58,7 +58,9 @@ async def _run(settings: Settings) -> int:
         "SIGHUP: the worker does not reload; restart it for a new config",
     )
     sweeps = SweepActivity(settings)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as executor:
+    # Not a `with` block: its exit would wait for an abandoned sweep thread.
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    try:
         worker = Worker(
             client,
             task_queue=temporal.effective_task_queue,
@@ -89,6 +91,7 @@ async def _run(settings: Settings) -> int:
             await asyncio.wait_for(worker.shutdown(), STOP_GRACE_SECONDS + 5.0)
         except TimeoutError:
             log.warning("the worker did not stop in time; leaving without it")
+    finally:
         executor.shutdown(wait=False, cancel_futures=True)
     notifier.close()
     return 0
