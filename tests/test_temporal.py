@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +17,8 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from daemon_support import CONTRACT_QUERY, DaemonProcess, NotifySocket, runs, wait_for
 from gitfleet import HangingServer, git, make_repo, write_config
@@ -520,6 +523,92 @@ def test_failover_standby_follows_a_temporal_primary_and_takes_over_while_it_is_
         ("swept", "temporal"),
         ("primary_healthy", "run-now"),
     ]
+
+
+# The same story with the real daemon firing minute slots: about 3 minutes, so opt-in.
+DAEMON_FAILOVER = bool(os.environ.get("STATEHUB_TEMPORAL_DAEMON"))  # read at import
+
+
+def wait_until_second(second: float) -> None:
+    """Sleep until the wall clock is at ``second`` past a minute (the next such moment)."""
+    now = time.time()
+    target = now - now % 60 + second
+    if target <= now + 0.5:
+        target += 60
+    time.sleep(target - now)
+
+
+def pollers(server: TemporalServer, task_queue: str) -> list[Any]:
+    """The workers polling ``task_queue`` as the server sees them."""
+    described = server.cli("task-queue", "describe", "--task-queue", task_queue, "-o", "json")
+    found: list[Any] = json.loads(described.stdout).get("pollers") or []
+    return found
+
+
+def daemon_runs(database: Path) -> list[dict[str, Any]]:
+    return [row for row in runs(database) if row["context"].get("origin") == "schedule"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DAEMON_FAILOVER, reason="set STATEHUB_TEMPORAL_DAEMON=1 (3 minutes)")
+def test_failover_with_the_real_standby_daemon(tmp_path: Path, fleet: Path) -> None:
+    """The daemon in standby, minute slots: healthy; fallback while Temporal is down; healthy."""
+    make_repo(fleet, "alpha")
+    server = TemporalServer(tmp_path / "temporal")
+    server.start()
+    database = tmp_path / "statehub.db"
+    worker: DaemonProcess | None = None
+    daemon: DaemonProcess | None = None
+    try:
+        config, schedule_id = temporal_config(tmp_path, fleet, server)
+        sync(config)  # the Schedule itself never fires here: the test triggers it
+        worker = start_worker(config)
+        daemon_folder = tmp_path / "daemon"
+        daemon_folder.mkdir()
+        daemon_config = daemon_folder / "statehub.toml"
+        daemon_config.write_text(
+            config.read_text(encoding="utf-8")
+            .replace(f'trigger = "{FAR_TRIGGER}"', 'trigger = "* * * * *"')
+            .replace('database = "statehub.db"', f'database = "{database}"')
+            .replace("[schedule]\n", '[schedule]\nmode = "standby"\nprimary_grace_minutes = 0.5\n'),
+            encoding="utf-8",
+        )
+
+        wait_until_second(40)
+        server.trigger(schedule_id)
+        server.closed_workflows(schedule_id, 1, timeout=15)
+        daemon = DaemonProcess(daemon_config)
+        daemon.wait_line("scheduled 'State Hub Consistency Sweep'", timeout=30)
+        [healthy] = wait_for(lambda: daemon_runs(database), 45, "the daemon's first fire", 0.2)
+
+        server.stop()
+        took_over = wait_for(
+            lambda: daemon_runs(database)[1:], 75, "the daemon's second fire", 0.2
+        )[0]
+
+        server.start()
+        queue = config.read_text(encoding="utf-8").split('task_queue = "')[1].split('"')[0]
+        wait_for(lambda: pollers(server, queue), 60, "the worker polling again", 0.5)
+        wait_until_second(40)
+        server.trigger(schedule_id)
+        server.closed_workflows(schedule_id, 2, timeout=15)
+        back = wait_for(lambda: daemon_runs(database)[2:], 45, "the third fire", 0.2)[0]
+        daemon.send(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+        assert stop_worker(worker) == 0
+    finally:
+        for process in (daemon, worker):
+            if process is not None:
+                process.close()
+        server.stop()
+
+    assert healthy["outcome"] == "primary_healthy"
+    assert healthy["context"]["primary_last_source"] == "activity-core"
+    assert took_over["outcome"] == "swept"
+    assert took_over["context"]["source"] == "local-fallback"
+    assert back["outcome"] == "primary_healthy"
+    sources = [event["detail"]["source"] for event in events(database)]
+    assert sources == ["activity-core", "local-fallback", "activity-core"]
 
 
 # -- without the extra --------------------------------------------------------------------
