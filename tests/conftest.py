@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,16 @@ def fleet(tmp_path: Path) -> Path:
     root = tmp_path / "fleet"
     root.mkdir()
     return root
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Temporal dev server for the whole run (started on first use, stopped at the end)."""
+    from temporal_support import TemporalServer
+
+    server = TemporalServer(tmp_path_factory.mktemp("temporal"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

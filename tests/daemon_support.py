@@ -143,7 +143,10 @@ class NotifySocket:
 
 
 class DaemonProcess:
-    """``python -m statehub daemon --config CFG`` as a subprocess; stderr is collected."""
+    """``python -m statehub daemon --config CFG`` as a subprocess; stderr is collected.
+
+    ``command`` runs another long-running command the same way (``("temporal", "worker")``).
+    """
 
     def __init__(
         self,
@@ -153,6 +156,7 @@ class DaemonProcess:
         watchdog_usec: int | None = None,
         journal: bool = False,
         extra_env: dict[str, str] | None = None,
+        command: tuple[str, ...] = ("daemon",),
     ) -> None:
         env = dict(os.environ)
         if notify is not None:
@@ -166,7 +170,7 @@ class DaemonProcess:
             status = os.fstat(write_fd)
             env["JOURNAL_STREAM"] = f"{status.st_dev}:{status.st_ino}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "statehub", "daemon", "--config", str(config)],
+            [sys.executable, "-m", "statehub", *command, "--config", str(config)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -81,6 +81,10 @@ def test_environment_overrides_file_values(tmp_path: Path, monkeypatch: pytest.M
         ("[api]\nhost = '0.0.0.0'\n", "api.token_file", "required when api.host"),
         ("[repos.overrides.x]\ndisable = ['C-2']\n", "repos.overrides.x.disable", "check id"),
         ("[sweep\n", "", "not valid TOML"),
+        ("[temporal]\naddress = 'localhost'\n", "temporal.address", "host:port"),
+        ("[temporal]\nsource = 'activity core'\n", "temporal.source", "short name"),
+        ("[temporal]\ntls_cert_file = 'c.pem'\n", "temporal", "set both or neither"),
+        ("[schedule]\nprimary_grace_minutes = 0\n", "schedule.primary_grace_minutes", "greater"),
     ],
 )
 def test_bad_values_name_file_key_and_reason(
@@ -184,3 +188,20 @@ def test_config_show_prints_effective_values(tmp_path: Path) -> None:
     reloaded = tmp_path / "shown.toml"
     reloaded.write_text(result.stdout)
     assert load_settings(reloaded).sweep.max_seconds == 42
+
+
+def test_temporal_defaults_follow_the_host_and_the_schedule(tmp_path: Path) -> None:
+    """An empty [temporal] polls statehub-<hostname> and names the Schedule by [schedule] id."""
+    import socket
+
+    config = tmp_path / "c.toml"
+    config.write_text('[schedule]\nid = "def-1"\n[temporal]\n')
+    settings = load_settings(config)
+    assert settings.temporal.effective_task_queue == f"statehub-{socket.gethostname()}"
+    assert settings.temporal_schedule_id == "def-1"
+    assert settings.temporal.source == "activity-core"
+    assert not settings.temporal.uses_tls
+    config.write_text('[temporal]\nschedule_id = "s"\napi_key_file = "k"\n')
+    settings = load_settings(config)
+    assert settings.temporal_schedule_id == "s"
+    assert settings.temporal.uses_tls

@@ -16,6 +16,7 @@ DOCUMENTS = [
     "docs/runbook.md",
     "docs/install.md",
     "docs/cron-migration.md",
+    "docs/temporal.md",
     "infra/README.md",
     "infra/systemd/archived/README.md",
     "infra/k8s/README.md",

@@ -29,10 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 SYSTEMD = REPO / "infra" / "systemd"
 API_UNIT = SYSTEMD / "statehub-api.service"
 SWEEPD_UNIT = SYSTEMD / "statehub-sweepd.service"
+WORKER_UNIT = SYSTEMD / "statehub-temporal-worker.service"
 SYNC_SERVICE = SYSTEMD / "archived" / "custodian-sync.service"
 SYNC_TIMER = SYSTEMD / "archived" / "custodian-sync.timer"
-SERVICES = [API_UNIT, SWEEPD_UNIT]
-ALL_UNITS = [API_UNIT, SWEEPD_UNIT, SYNC_SERVICE, SYNC_TIMER]
+SERVICES = [API_UNIT, SWEEPD_UNIT, WORKER_UNIT]
+ALL_UNITS = [API_UNIT, SWEEPD_UNIT, WORKER_UNIT, SYNC_SERVICE, SYNC_TIMER]
 CRONJOB = REPO / "infra" / "k8s" / "statehub-sweep-cronjob.yaml"
 
 # Kubernetes version whose schemas the CronJob is validated against (timeZone is GA
@@ -208,6 +209,7 @@ def test_units_run_the_contract_commands() -> None:
     statehub = "/opt/statehub/bin/statehub"
     assert unit_exec_start(API_UNIT) == [statehub, "serve"]
     assert unit_exec_start(SWEEPD_UNIT) == [statehub, "daemon"]
+    assert unit_exec_start(WORKER_UNIT) == [statehub, "temporal", "worker"]
     assert unit_exec_start(SYNC_SERVICE) == [
         statehub, "sweep", "--all", "--remote", "--source", "local-timer",
     ]  # fmt: skip
@@ -219,17 +221,23 @@ def test_api_unit_has_room_for_many_connections() -> None:
     assert int(unit_value(API_UNIT, "Service", "LimitNOFILE")) >= 65536
 
 
-def test_sweepd_is_a_notify_service_with_watchdog() -> None:
-    """The daemon unit: notify from main, watchdog, SIGHUP reload, no restart loop on 78."""
-    assert unit_value(SWEEPD_UNIT, "Service", "Type") == "notify"
-    assert unit_value(SWEEPD_UNIT, "Service", "NotifyAccess") == "main"
-    assert unit_value(SWEEPD_UNIT, "Service", "WatchdogSec") == "60s"
-    assert unit_value(SWEEPD_UNIT, "Service", "Restart") == "on-failure"
-    assert unit_value(SWEEPD_UNIT, "Service", "RestartPreventExitStatus") == "78"
-    assert unit_value(SWEEPD_UNIT, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
-    stop = unit_value(SWEEPD_UNIT, "Service", "TimeoutStopSec")
+@pytest.mark.parametrize("unit", [SWEEPD_UNIT, WORKER_UNIT], ids=lambda unit: unit.name)
+def test_long_running_units_notify_with_watchdog(unit: Path) -> None:
+    """The daemon and the worker: notify from main, watchdog, no restart loop on 78."""
+    assert unit_value(unit, "Service", "Type") == "notify"
+    assert unit_value(unit, "Service", "NotifyAccess") == "main"
+    assert unit_value(unit, "Service", "WatchdogSec") == "60s"
+    assert unit_value(unit, "Service", "Restart") == "on-failure"
+    assert unit_value(unit, "Service", "RestartPreventExitStatus") == "78"
+    stop = unit_value(unit, "Service", "TimeoutStopSec")
     assert stop.endswith("s")
     assert int(stop.removesuffix("s")) >= 10
+
+
+def test_only_the_daemon_reloads_on_sighup() -> None:
+    """SIGHUP reloads the daemon; the worker has no reload (a new config needs a restart)."""
+    assert unit_value(SWEEPD_UNIT, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert ("Service", "ExecReload") not in unit_settings(WORKER_UNIT)
 
 
 @pytest.mark.parametrize("unit", [*SERVICES, SYNC_SERVICE], ids=lambda unit: unit.name)
@@ -338,7 +346,11 @@ class _Recorder(BaseHTTPRequestHandler):
         self.requests.append(
             {"path": self.path, "auth": self.headers["Authorization"], "body": body}
         )
-        answer = b'{"id": 1}'
+        # /c00/...: the event of a sweep with an automation error (as the API sends it).
+        detail = {"source": "activity-core", "exit_code": 0, "automation_error": False}
+        if first == "c00":
+            detail.update(exit_code=1, automation_error=True)
+        answer = json.dumps({"id": 1, "detail": detail}, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
@@ -385,6 +397,26 @@ def test_cronjob_script_fails_unless_http_200(
     assert json.loads(request["body"]) == {"source": "activity-core"}
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not found on PATH")
+def test_cronjob_script_fails_on_an_automation_error(fake_api: str, tmp_path: Path) -> None:
+    """A 200 whose event has automation_error true fails the Job, and says why."""
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n", encoding="utf-8")
+    script = _container_script().replace("/var/run/secrets/statehub/token", str(token))
+    result = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env={"PATH": os.environ["PATH"], "STATEHUB_API_URL": fake_api + "/c00"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "answered HTTP 200" in result.stdout
+    assert "automation error (C-00)" in result.stdout
+    assert '"automation_error":true' in result.stderr  # the event is logged
+
+
 # -- the installer -------------------------------------------------------------------
 
 
@@ -407,6 +439,8 @@ def test_dry_run_lists_actions_and_writes_nothing(tmp_path: Path) -> None:
     assert lines == [
         f"would install infra/systemd/statehub-api.service -> {target}/statehub-api.service",
         f"would install infra/systemd/statehub-sweepd.service -> {target}/statehub-sweepd.service",
+        f"would install infra/systemd/statehub-temporal-worker.service -> "
+        f"{target}/statehub-temporal-worker.service",
         "dry run: nothing written (a real run ends with: systemctl daemon-reload)",
     ]
     assert list(tmp_path.iterdir()) == []
@@ -418,7 +452,7 @@ def test_install_copies_units_byte_identical(tmp_path: Path) -> None:
     assert _installed(tmp_path) == {unit.name: unit.read_bytes() for unit in SERVICES}
     for path in (tmp_path / "etc" / "systemd" / "system").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    assert [line.split()[0] for line in lines[:-1]] == ["install", "install"]
+    assert [line.split()[0] for line in lines[:-1]] == ["install"] * len(SERVICES)
     assert lines[-1] == "next: systemctl daemon-reload"
 
 
@@ -427,7 +461,7 @@ def test_second_install_is_a_no_op(tmp_path: Path) -> None:
     install_units(SYSTEMD, tmp_path, dry_run=False)
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "etc/systemd/system").iterdir()}
     lines = install_units(SYSTEMD, tmp_path, dry_run=False)
-    assert [line.split()[0] for line in lines[:-1]] == ["unchanged", "unchanged"]
+    assert [line.split()[0] for line in lines[:-1]] == ["unchanged"] * len(SERVICES)
     assert lines[-1] == "nothing changed: no daemon-reload needed"
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "etc/systemd/system").iterdir()}
     assert after == before

@@ -34,7 +34,7 @@ from statehub.notify import Notifier, ascii_status, watchdog_interval
 from statehub.scheduler import Daemon, misfire_grace, validate_for_daemon
 from statehub.settings import Settings, load_settings
 from statehub.store import ActivityRun, Store, iso, utc_now
-from statehub.sweep import EVENT_ALL
+from statehub.sweep import EVENT_ALL, EVENT_CHOSEN
 
 T0 = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 
@@ -199,6 +199,27 @@ def test_standby_idles_while_the_primary_is_fresh_then_takes_over(
     assert [run.outcome for run in stored_runs(settings)] == ["primary_healthy", "swept"]
     with Store.open(settings.database_path) as store:
         assert store.state_items(MARKER_PREFIX) == {}
+
+
+def test_standby_counts_only_whole_fleet_sweeps_that_ran_to_their_end(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A primary's one-repo sweep or interrupted sweep does not keep the standby idle."""
+    settings = make_settings(schedule='mode = "standby"\nprimary_grace_minutes = 35')
+    add_event(settings, T0, source="activity-core")
+    with Store.open(settings.database_path) as store:
+        store.append_event(
+            EVENT_CHOSEN,
+            {"source": "activity-core", "lock_skipped": False, "exit_code": 0},
+            created_at=T0 + timedelta(minutes=30),
+        )
+    add_event(settings, T0 + timedelta(minutes=31), source="activity-core", interrupted=True)
+
+    now = T0 + timedelta(minutes=40)
+    run = Runner(settings, clock=lambda: now).fire(scheduled_for=now)
+    assert run.outcome == "swept"
+    assert run.context_snapshot["primary_last_sweep_at"] == iso(T0)
+    assert run.context_snapshot["source"] == "local-fallback"
 
 
 def test_disabled_schedule_records_disabled(make_settings: Callable[..., Settings]) -> None:
@@ -506,6 +527,8 @@ def test_http_standby_reads_the_primary_from_progress(
             "detail": {"source": "activity-core", "lock_skipped": False},
         },
     ]
+    for event in events:
+        event["event_type"] = EVENT_ALL
     server = OneShotServer(lambda _request: json_reply(events))
     try:
         settings = http_settings(make_settings, server.port, "standby")

@@ -243,6 +243,61 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
     return run_now_command(load(args), force=args.force, as_json=args.json)
 
 
+# -- the cluster scheduler (the extra statehub[temporal]) -----------------------------
+
+
+def _temporal(args: argparse.Namespace, command: Callable[[], Callable[[Settings], int]]) -> int:
+    """Run a ``statehub temporal`` command: ``command()`` imports it once the SDK is known.
+
+    A missing extra is one line and exit 78 before anything of the SDK is imported; once it
+    is loaded, the process leaves through ``statehub.temporal.leave``.
+    """
+    settings = load(args)
+    from statehub.temporal import leave, require
+
+    require()
+    try:
+        status = command()(settings)
+    except StatehubError as exc:
+        sys.stderr.write(f"statehub: {_kind(exc)}{exc}\n")
+        status = exc.exit_status
+    except KeyboardInterrupt:
+        sys.stderr.write("statehub: interrupted\n")
+        status = 130
+    leave(status)
+
+
+def cmd_temporal_sync(args: argparse.Namespace) -> int:
+    def command() -> Callable[[Settings], int]:
+        from functools import partial
+
+        from statehub.temporal.schedule import sync_command
+
+        return partial(sync_command, dry_run=args.dry_run, as_json=args.json)
+
+    return _temporal(args, command)
+
+
+def cmd_temporal_worker(args: argparse.Namespace) -> int:
+    def command() -> Callable[[Settings], int]:
+        from statehub.temporal.worker import worker_command
+
+        return worker_command
+
+    return _temporal(args, command)
+
+
+def cmd_temporal_show(args: argparse.Namespace) -> int:
+    def command() -> Callable[[Settings], int]:
+        from functools import partial
+
+        from statehub.temporal.schedule import show_command
+
+        return partial(show_command, as_json=args.json)
+
+    return _temporal(args, command)
+
+
 # -- configuration --------------------------------------------------------------------
 
 
@@ -385,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("status", cmd_status, "one screen: schedule, last runs, open findings", as_json)
 
+    _add_temporal(add("temporal", _missing_subcommand, TEMPORAL_HELP), common, as_json)
+
     config = add("config", _missing_subcommand, "check or show the configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
     config_check = config_commands.add_parser(
@@ -409,6 +466,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument("install_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+TEMPORAL_HELP = "the cluster scheduler: a Temporal Schedule and this host's worker"
+
+
+def _add_temporal(
+    temporal: argparse.ArgumentParser,
+    common: argparse.ArgumentParser,
+    as_json: argparse.ArgumentParser,
+) -> None:
+    """The subcommands of ``statehub temporal`` (docs/temporal.md)."""
+    temporal_commands = temporal.add_subparsers(dest="temporal_command", metavar="COMMAND")
+    for name, handler, text, parents in (
+        (
+            "sync",
+            cmd_temporal_sync,
+            "create or update the Temporal Schedule from [schedule] (idempotent)",
+            [common, as_json],
+        ),
+        (
+            "worker",
+            cmd_temporal_worker,
+            "run this host's Temporal worker: the sweep activity (systemd notify)",
+            [common],
+        ),
+        (
+            "show",
+            cmd_temporal_show,
+            "the Schedule as Temporal holds it, beside the local definition, and any drift",
+            [common, as_json],
+        ),
+    ):
+        sub = temporal_commands.add_parser(name, help=text, description=text, parents=parents)
+        sub.set_defaults(handler=handler)
+        if name == "sync":
+            sub.add_argument(
+                "--dry-run", action="store_true", help="print what it would do, change nothing"
+            )
 
 
 def _missing_subcommand(args: argparse.Namespace) -> int:

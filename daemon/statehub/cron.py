@@ -94,3 +94,20 @@ def next_fire_times(trigger: Any, count: int, *, now: datetime | None = None) ->
         times.append(upcoming)
         previous = moment = upcoming
     return times
+
+
+def and_crons(expression: str) -> list[str]:
+    """``expression`` as crons whose day fields must both match, day-of-week as 0-6.
+
+    For a scheduler that joins the two day fields with AND and may not read 7 or day
+    names as cron does (a Temporal Schedule): one cron when either day field starts with
+    ``*``, else two (one per day field), which together fire when cron would. Raises
+    ValueError for a bad day-of-week field.
+    """
+    minute, hour, day, month, weekday = expression.split()
+    if weekday != "*":
+        names = _days_of_week(weekday).split(",")
+        weekday = ",".join(str(_DAY_NAMES.index(name)) for name in names)
+    if day.startswith("*") or weekday.startswith("*"):
+        return [f"{minute} {hour} {day} {month} {weekday}"]
+    return [f"{minute} {hour} {day} {month} *", f"{minute} {hour} * {month} {weekday}"]

@@ -9,8 +9,10 @@
     |   +-- FetchError            a --remote fetch failed or timed out
     +-- WorkerError               the sweep's worker processes cannot be started (C-00)
     +-- TriggerError              a sweep could not be triggered (daemon via HTTP)
+    +-- ClusterError              the cluster scheduler (Temporal) cannot be reached or refused
+    +-- ExtraMissingError         an optional part is not installed (``statehub[temporal]``; 78)
 
-Errors of the libraries underneath (sqlite3, pygit2, APScheduler, httpx) are mapped to
+Errors of the libraries underneath (sqlite3, pygit2, APScheduler, httpx, temporalio) are mapped to
 these at the edge with ``raise ... from exc``, so callers never need to know them.
 """
 
@@ -68,3 +70,17 @@ class WorkerError(StatehubError):
 
 class TriggerError(StatehubError):
     """A sweep could not be triggered (for example the API did not answer)."""
+
+
+class ClusterError(StatehubError):
+    """The cluster scheduler (Temporal) cannot be reached, or refused a request."""
+
+
+class ExtraMissingError(StatehubError):
+    """An optional part of statehub is not installed, e.g. ``pip install 'statehub[temporal]'``.
+
+    Exit status 78, like a bad configuration: restarting the service cannot fix it (the
+    units stop retrying on 78).
+    """
+
+    exit_status = EXIT_CONFIG

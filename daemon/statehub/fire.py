@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -73,7 +73,9 @@ class InProcessBackend:
 
     def newest_primary_sweep(self) -> dict[str, Any] | None:
         with Store.open(self.settings.database_path) as store:
-            event = store.last_completed_sweep(self.settings.schedule.primary_sources)
+            event = store.last_completed_sweep(
+                self.settings.schedule.primary_sources, event_type=EVENT_ALL
+            )
         return None if event is None else event.as_dict()
 
     def sweep(self, *, source: str) -> dict[str, Any]:
@@ -119,8 +121,7 @@ class HttpBackend:
         if not isinstance(events, list):
             raise TriggerError(f"GET {self.base_url}{url}: not a list of events")
         for event in events:  # newest first
-            detail = event.get("detail", {}) if isinstance(event, dict) else {}
-            if detail.get("source") in primary and not detail.get("lock_skipped"):
+            if isinstance(event, dict) and is_primary_sweep(event, primary):
                 return dict(event)
         return None
 
@@ -158,6 +159,22 @@ class HttpBackend:
         if not isinstance(event, dict) or not isinstance(event.get("detail"), dict):
             raise TriggerError(f"POST {self.base_url}{url}: the answer is not a sweep event")
         return event
+
+
+def is_primary_sweep(event: Mapping[str, Any], sources: Collection[str]) -> bool:
+    """True for a sweep of all repos from one of ``sources`` that ran to its end.
+
+    The standby daemon's test of a healthy primary, the same whichever path recorded the
+    sweep (the API, a Temporal worker); ``Store.last_completed_sweep`` is its SQL form.
+    """
+    detail = event.get("detail")
+    return (
+        event.get("event_type") == EVENT_ALL
+        and isinstance(detail, dict)
+        and detail.get("source") in sources
+        and not detail.get("lock_skipped")
+        and not detail.get("interrupted")
+    )
 
 
 def _json_answer(response: Any, what: str) -> Any:
@@ -398,7 +415,7 @@ class Runner:
             if not fresh:
                 last = "never" if primary is None else f"last at {primary['created_at']}"
                 log.warning(
-                    "standby: no completed sweep from %s within %d min (%s); sweeping as %s",
+                    "standby: no completed sweep from %s within %g min (%s); sweeping as %s",
                     ", ".join(schedule.primary_sources),
                     schedule.primary_grace_minutes,
                     last,

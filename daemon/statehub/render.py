@@ -122,12 +122,13 @@ def runs_table(out: Console, runs: Sequence[ActivityRun]) -> None:
         out.print(plain("no runs recorded"))
         return
     table = Table()
-    for column in ("fired_at", "scheduled_for", "outcome", "run_id"):
+    for column in ("fired_at", "scheduled_for", "outcome", "origin", "run_id"):
         table.add_column(column)
     for run in runs:
-        table.add_row(
-            *(plain(cell) for cell in (run.fired_at, run.scheduled_for, run.outcome, run.run_id))
-        )
+        # schedule (the daemon), run-now, or temporal (the worker of docs/temporal.md)
+        origin = str(run.context_snapshot.get("origin") or "-")
+        cells = (run.fired_at, run.scheduled_for, run.outcome, origin, run.run_id)
+        table.add_row(*(plain(cell) for cell in cells))
     out.print(table)
 
 

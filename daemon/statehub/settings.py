@@ -15,13 +15,21 @@ import contextvars
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from annotated_types import MaxLen
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -142,7 +150,8 @@ class ScheduleSettings(_Section):
     enabled: bool = True
     mode: Literal["standby", "active"] = "standby"
     primary_sources: Annotated[list[str], Capped] = ["activity-core"]
-    primary_grace_minutes: int = Field(35, ge=1, le=10_080)  # up to a week
+    # Whole minutes in practice; a fraction is accepted (tests shorten the grace to seconds).
+    primary_grace_minutes: int | float = Field(35, gt=0, le=10_080)  # up to a week
     remote: bool = False
     trigger_via: Literal["inprocess", "http"] = "inprocess"
     api_url: str = "http://127.0.0.1:8000"
@@ -191,6 +200,50 @@ class ApiSettings(_Section):
     header_timeout_seconds: int = Field(10, ge=1, le=300)
 
 
+class TemporalSettings(_Section):
+    """The cluster scheduler: a Temporal Schedule and this host's worker (docs/temporal.md)."""
+
+    address: str = Field("127.0.0.1:7233", min_length=1)
+    namespace: str = Field("default", min_length=1)
+    task_queue: str = ""  # empty: statehub-<hostname>
+    schedule_id: str = ""  # empty: the [schedule] id
+    source: str = "activity-core"
+    tls: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    api_key_file: str = ""
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not _SOURCE_NAME.match(value):
+            raise ValueError("a source is a short name: letters, digits, '.', '_', '-'")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        host, colon, port = value.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("an address is host:port, e.g. 127.0.0.1:7233")
+        return value
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> TemporalSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        return self
+
+    @property
+    def effective_task_queue(self) -> str:
+        return self.task_queue or f"statehub-{socket.gethostname()}"
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS is on when asked for, or implied by a client certificate or an API key."""
+        return self.tls or bool(self.tls_cert_file) or bool(self.api_key_file)
+
+
 _toml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_toml_data")
 
 
@@ -226,6 +279,7 @@ class Settings(BaseSettings):
     sweep: SweepSettings = SweepSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     api: ApiSettings = ApiSettings()
+    temporal: TemporalSettings = TemporalSettings()
 
     # Where the configuration came from; not a key of the file.
     config_file: Path | None = Field(None, exclude=True)
@@ -258,6 +312,11 @@ class Settings(BaseSettings):
     @property
     def token_path(self) -> Path | None:
         return self.resolve(Path(self.api.token_file)) if self.api.token_file else None
+
+    @property
+    def temporal_schedule_id(self) -> str:
+        """The Temporal Schedule's id: ``[temporal] schedule_id``, else the ``[schedule]`` id."""
+        return self.temporal.schedule_id or self.schedule.id
 
     def checks_for(self, repo: str) -> EffectiveChecks:
         """The effective check settings of one repo: fleet-wide, then its override."""

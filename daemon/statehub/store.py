@@ -386,14 +386,26 @@ class Store:
         ]
 
     def last_completed_sweep(
-        self, sources: Sequence[str] | None = None, *, since: datetime | None = None
+        self,
+        sources: Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        event_type: str | None = None,
     ) -> ProgressEvent | None:
-        """The newest sweep that ran (not lock-skipped), optionally from given sources."""
+        """The newest sweep that ran to its end, optionally of one type and given sources.
+
+        A lock-skipped sweep did not run, and an ``interrupted`` one did not finish: neither
+        counts (the standby daemon's test of a healthy primary, docs/temporal.md).
+        """
         sql = (
             "SELECT id, event_type, created_at, detail FROM progress_events"
             " WHERE json_extract(detail, '$.lock_skipped') = 0"
+            " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
         )
         params: list[Any] = []
+        if event_type is not None:
+            sql += " AND event_type = ?"
+            params.append(event_type)
         if sources is not None:
             sql += f" AND json_extract(detail, '$.source') IN ({','.join('?' * len(sources))})"
             params.extend(sources)

@@ -1,0 +1,233 @@
+"""The sweep activity: one Temporal-run sweep on this host, recorded like a daemon's fire.
+
+It calls :func:`statehub.sweep.run_sweep` (the entry point of every path, so the same
+single-flight lock: a sweep already running makes this one lock-skipped) as
+``[temporal] source``, heartbeats after each repo and every few seconds between, and waits
+at most ``[sweep] max_seconds`` plus a margin. Each run appends one ``activity_runs`` row:
+``run_id`` is the workflow run id, ``scheduled_for`` the schedule's nominal time, and
+``context_snapshot`` holds the sweep's detail under ``consistency_sweep_remote_all``
+(contract section 8), so the runbook's SQL lists the cluster's runs beside the daemon's.
+While it runs it keeps the daemon's ``scheduler_fire:`` marker, so a worker killed
+mid-sweep is recorded as an interrupted ``error`` run at the next daemon or worker start.
+
+The result is the progress event. A sweep with an automation error (exit code 1) raises a
+non-retryable ``ApplicationError`` of type ``AutomationError``, so the workflow fails;
+assessment failures succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from statehub.errors import StatehubError, StoreError
+from statehub.fire import HARD_TIMEOUT_MARGIN_SECONDS, MARKER_PREFIX, SWEEP_KEY
+from statehub.settings import Settings
+from statehub.store import ActivityRun, Store, iso, parse_iso, utc_now
+from statehub.sweep import run_sweep
+from statehub.temporal.workflow import ACTIVITY_NAME, AUTOMATION_ERROR_TYPE, SweepTask
+
+log = logging.getLogger("statehub.temporal")
+
+HEARTBEAT_SECONDS = 10.0  # at least this often, whatever the sweep is doing
+POLL_SECONDS = 1.0  # how soon a cancel (the worker stopping) is noticed
+
+
+class SweepActivity:
+    """The activity, bound to one configuration (the worker's)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @activity.defn(name=ACTIVITY_NAME)
+    def sweep(self, task: SweepTask) -> dict[str, Any]:
+        """Sweep all repos as ``[temporal] source``; the progress event, or a failure."""
+        # The SDK cancels a thread activity by raising in its thread (the worker stopping
+        # past its grace, or a cancel from Temporal); shielded, the cancel is seen by the
+        # wait loop instead (is_cancelled), the run is recorded, and the cancel raised after.
+        with activity.shield_thread_cancel_exception():
+            return self._sweep(task)
+
+    def _sweep(self, task: SweepTask) -> dict[str, Any]:
+        info = activity.info()
+        fired = utc_now()
+        scheduled_for = parse_iso(task.scheduled_for) if task.scheduled_for else fired
+        temporal = self.settings.temporal
+        context: dict[str, Any] = {
+            "definition_name": task.definition_name or self.settings.schedule.name,
+            "origin": "temporal",
+            "source": temporal.source,
+            "namespace": info.workflow_namespace,
+            "task_queue": info.task_queue,
+            "workflow_id": info.workflow_id,
+            "workflow_started_at": task.workflow_started_at,
+            "scheduled": task.scheduled_for is not None,
+            "pid": os.getpid(),
+        }
+        run = _Recorder(
+            self.settings,
+            run_id=info.workflow_run_id or info.activity_id,
+            definition_id=task.definition_id,
+            fired=fired,
+            scheduled_for=scheduled_for,
+            context=context,
+        )
+        started = time.monotonic()
+        try:
+            event = self._sweep_with_heartbeats()
+        except _Stopped as exc:
+            run.finish("error", started, error=str(exc), interrupted=True)
+            raise ApplicationError(str(exc), type="Interrupted", non_retryable=True) from None
+        except (StatehubError, _TimedOut) as exc:
+            run.finish("error", started, error=str(exc), timed_out=isinstance(exc, _TimedOut))
+            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
+        detail = event["detail"]
+        context[SWEEP_KEY] = detail
+        context["progress_event_id"] = event.get("id")
+        outcome = "lock_skipped" if detail.get("lock_skipped") else "swept"
+        run.finish(outcome, started)
+        if detail.get("automation_error") or detail.get("exit_code") == 1:
+            errors = detail.get("automation_errors") or []
+            first = errors[0] if errors else {}
+            message = (
+                f"sweep {detail.get('run_id')} (event {event.get('id')}) had {len(errors)} "
+                f"automation error(s); first: {first.get('repo')}: {first.get('message')}"
+            )
+            log.error("%s", message)
+            raise ApplicationError(message, event, type=AUTOMATION_ERROR_TYPE, non_retryable=True)
+        return event
+
+    def _sweep_with_heartbeats(self) -> dict[str, Any]:
+        """run_sweep in a thread of its own; this one heartbeats and keeps the time bound.
+
+        The sweep may report progress from any thread (or process pool callback), so the
+        heartbeat is sent from here, the activity's own thread.
+        """
+        progress: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["value"] = run_sweep(
+                    self.settings,
+                    remote=self.settings.schedule.remote,
+                    source=self.settings.temporal.source,
+                    progress=lambda done, total, repo: progress.put((done, total, repo)),
+                ).as_dict()
+            except BaseException as exc:  # handed to the activity's thread, raised there
+                outcome["error"] = exc
+            finally:
+                progress.put(None)
+
+        threading.Thread(target=work, name="statehub-temporal-sweep", daemon=True).start()
+        budget = self.settings.sweep.max_seconds + HARD_TIMEOUT_MARGIN_SECONDS
+        deadline = time.monotonic() + budget
+        last: tuple[Any, ...] = ()  # the newest progress, repeated by the periodic heartbeat
+        beaten = 0.0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _TimedOut(
+                    f"the sweep did not finish within {budget} s (max_seconds + margin); "
+                    "it was abandoned and may hold the sweep lock until it ends"
+                )
+            try:
+                item = progress.get(timeout=min(POLL_SECONDS, remaining))
+            except queue.Empty:
+                item = ()
+            if item is None:
+                break
+            # Set by Temporal, or by the worker once its stop grace is over (SIGTERM).
+            if activity.is_cancelled():
+                raise _Stopped("the worker stopped (or the run was cancelled) mid-sweep")
+            now = time.monotonic()
+            if item or now - beaten >= HEARTBEAT_SECONDS:
+                last = item or last
+                activity.heartbeat(*last)
+                beaten = now
+        if "error" in outcome:
+            raise outcome["error"]
+        value: dict[str, Any] = outcome["value"]
+        return value
+
+
+class _TimedOut(Exception):
+    """The sweep did not end within its budget and margin."""
+
+
+class _Stopped(Exception):
+    """The worker is stopping, or Temporal cancelled the run."""
+
+
+class _Recorder:
+    """The ``activity_runs`` row of one run, and its marker while it runs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        run_id: str,
+        definition_id: str,
+        fired: datetime,
+        scheduled_for: datetime,
+        context: dict[str, Any],
+    ) -> None:
+        self.settings = settings
+        self.run_id = run_id
+        self.definition_id = definition_id
+        self.fired = fired
+        self.scheduled_for = scheduled_for
+        self.context = context
+        self.marker = MARKER_PREFIX + run_id
+        marker = {
+            "run_id": run_id,
+            "definition_id": definition_id,
+            "fired_at": iso(fired),
+            "scheduled_for": iso(scheduled_for),
+            "pid": os.getpid(),
+            "origin": "temporal",
+            "mode": None,
+        }
+        try:
+            with Store.open(settings.database_path) as store:
+                store.set_state(self.marker, json.dumps(marker))
+        except StoreError as exc:
+            log.error("run %s: the marker could not be written: %s", run_id, exc)
+
+    def finish(self, outcome: str, started: float, **extra: Any) -> ActivityRun:
+        """Record the run (never raises: a database failure is logged and kept in the row)."""
+        self.context.update(extra)
+        self.context["duration_seconds"] = round(time.monotonic() - started, 3)
+        run = ActivityRun(
+            run_id=self.run_id,
+            definition_id=self.definition_id,
+            fired_at=iso(self.fired),
+            scheduled_for=iso(self.scheduled_for),
+            outcome=outcome,
+            context_snapshot=self.context,
+        )
+        try:
+            with Store.open(self.settings.database_path) as store:
+                store.record_run(run)
+                store.delete_state(self.marker)
+        except StoreError as exc:
+            self.context["record_error"] = str(exc)
+            log.error("run %s (%s) could not be recorded: %s", self.run_id, outcome, exc)
+        else:
+            log.info(
+                "run %s for %s: %s as %s",
+                self.run_id,
+                run.scheduled_for,
+                outcome,
+                self.context.get("source"),
+            )
+        return run

@@ -1,0 +1,124 @@
+"""``statehub temporal worker``: this host's Temporal worker, run like the daemon.
+
+It polls ``[temporal] task_queue`` for the sweep workflow and its activity (one sweep at a
+time). Under systemd (``Type=notify``) it sends ``READY=1`` once polling, ``STATUS=``
+with the last run, ``WATCHDOG=1`` from its event loop (so a hung loop is restarted) and
+``STOPPING=1`` on SIGTERM or SIGINT (SIGHUP is logged and ignored: restart it to read
+a new configuration); it then gives a running sweep a few seconds, records
+it as interrupted if it is still going, and exits 0. A worker that cannot connect at start
+exits 1 (systemd restarts it); once running, it rides out a Temporal outage (the SDK keeps
+polling) and resumes when the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.worker import Worker
+
+from statehub.fire import record_interrupted_fires
+from statehub.logs import setup_logging
+from statehub.notify import Notifier, watchdog_interval
+from statehub.settings import Settings
+from statehub.store import Store
+from statehub.temporal.activity import SweepActivity
+from statehub.temporal.schedule import connect
+from statehub.temporal.workflow import SweepWorkflow
+
+log = logging.getLogger("statehub.temporal")
+
+STOP_GRACE_SECONDS = 5.0  # SIGTERM gives a running sweep this long, then it is interrupted
+STATUS_SECONDS = 30.0  # how often STATUS= is refreshed
+
+
+def worker_command(settings: Settings) -> int:
+    """Run the worker until SIGTERM/SIGINT; returns the exit status."""
+    setup_logging()
+    return asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> int:
+    temporal = settings.temporal
+    with Store.open(settings.database_path) as store:
+        record_interrupted_fires(store)  # a worker (or daemon) killed mid-sweep
+    client = await connect(settings)
+    notifier = Notifier()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    # SIGHUP would end the process by default; the worker has nothing to reload in place.
+    loop.add_signal_handler(
+        signal.SIGHUP,
+        log.warning,
+        "SIGHUP: the worker does not reload; restart it for a new config",
+    )
+    sweeps = SweepActivity(settings)
+    # Not a `with` block: its exit would wait for an abandoned sweep thread.
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    try:
+        worker = Worker(
+            client,
+            task_queue=temporal.effective_task_queue,
+            workflows=[SweepWorkflow],
+            activities=[sweeps.sweep],
+            activity_executor=executor,
+            max_concurrent_activities=1,
+            graceful_shutdown_timeout=timedelta(seconds=STOP_GRACE_SECONDS),
+        )
+        running = asyncio.create_task(worker.run(), name="temporal-worker")
+        where = f"{temporal.address} ({temporal.namespace}), task queue {worker.task_queue}"
+        log.info("worker polling %s as source %s", where, temporal.source)
+        notifier.ready(f"polling {where}")
+        pings = asyncio.create_task(_pings(notifier, where, settings), name="watchdog")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        pings.cancel()
+        if running.done():
+            notifier.stopping("the worker failed")
+            stopping.cancel()
+            exc = running.exception()
+            log.error("the worker stopped: %s", exc)
+            notifier.close()
+            return 1
+        log.info("stopping: giving a running sweep %.0f s", STOP_GRACE_SECONDS)
+        notifier.stopping("stopping (signal)")
+        try:
+            await asyncio.wait_for(worker.shutdown(), STOP_GRACE_SECONDS + 5.0)
+        except TimeoutError:
+            log.warning("the worker did not stop in time; leaving without it")
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    notifier.close()
+    return 0
+
+
+async def _pings(notifier: Notifier, where: str, settings: Settings) -> None:
+    """WATCHDOG=1 at half of WATCHDOG_USEC, and STATUS= with the last run, from the loop."""
+    interval = watchdog_interval()
+    step = min(interval, STATUS_SECONDS) if interval else STATUS_SECONDS
+    waited = 0.0
+    while True:
+        await asyncio.sleep(step)
+        if interval:
+            notifier.watchdog()
+        waited += step
+        if waited >= STATUS_SECONDS:
+            waited = 0.0
+            notifier.status(f"polling {where}; {_last_run(settings)}")
+
+
+def _last_run(settings: Settings) -> str:
+    try:
+        with Store.open(settings.database_path) as store:
+            runs = store.runs(definition_id=settings.schedule.id, limit=20)
+    except Exception:  # the status line must never stop the pings
+        return "last run unknown"
+    for run in runs:
+        if run.context_snapshot.get("origin") == "temporal":
+            return f"last run {run.scheduled_for}: {run.outcome}"
+    return "no run yet"

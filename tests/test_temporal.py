@@ -1,0 +1,645 @@
+"""The cluster scheduler for real: `statehub temporal sync | worker | show` against a
+Temporal dev server (tests/temporal_support.py), the worker as a subprocess, real git repos
+and SQLite; the standby daemon's fire path judging a Temporal-driven primary, and taking over
+when the server is down."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon_support import CONTRACT_QUERY, DaemonProcess, NotifySocket, runs, wait_for
+from gitfleet import HangingServer, git, make_repo, write_config
+from statehub.store import parse_iso, utc_now
+from temporal_support import TemporalServer, free_port, status
+
+SCHEDULE_ID_LINE = 'schedule_id = "{}"'
+FAR_TRIGGER = "30 4 1 1 *"  # once a year: the schedule never fires by itself during a test
+
+
+def statehub(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``statehub ARGS --config CONFIG`` as a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "statehub", *args, "--config", str(config)],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def temporal_config(
+    folder: Path, fleet: Path, server: TemporalServer, *, schedule: str = "", **sections: str
+) -> tuple[Path, str]:
+    """A config whose [temporal] section points at ``server``, with its own queue and id."""
+    ident = uuid.uuid4().hex[:10]
+    schedule_id = f"sched-{ident}"
+    temporal = "\n".join(
+        [
+            f'address = "{server.address}"',
+            f'task_queue = "tq-{ident}"',
+            SCHEDULE_ID_LINE.format(schedule_id),
+            sections.pop("temporal", ""),
+        ]
+    )
+    config = write_config(
+        folder,
+        roots=[fleet],
+        schedule=f'trigger = "{FAR_TRIGGER}"\n{schedule}',
+        temporal=temporal,
+        **sections,
+    )
+    return config, schedule_id
+
+
+def sync(config: Path, *extra: str) -> dict[str, Any]:
+    done = statehub(config, "temporal", "sync", "--json", *extra)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def set_trigger(config: Path, trigger: str, *more: str) -> None:
+    text = config.read_text(encoding="utf-8")
+    lines = [
+        f'trigger = "{trigger}"' if line.startswith("trigger = ") else line
+        for line in text.splitlines()
+    ]
+    index = lines.index("[schedule]")
+    lines[index + 1 : index + 1] = list(more)
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def events(database: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT id, event_type, detail FROM progress_events ORDER BY id"
+        ).fetchall()
+    return [{"id": row[0], "event_type": row[1], "detail": json.loads(row[2])} for row in rows]
+
+
+def heartbeat_details(server: TemporalServer, workflow_id: str) -> list[Any] | None:
+    """The decoded details of the running activity's last heartbeat, or None."""
+    described = json.loads(
+        server.cli("workflow", "describe", "-w", workflow_id, "-o", "json").stdout
+    )
+    for pending in described.get("pendingActivities", []):
+        details = pending.get("heartbeatDetails")  # the CLI decodes JSON payloads
+        if details:
+            return list(details)
+    return None
+
+
+def start_worker(config: Path, notify: NotifySocket | None = None) -> DaemonProcess:
+    worker = DaemonProcess(
+        config, notify=notify, watchdog_usec=2_000_000, command=("temporal", "worker")
+    )
+    worker.wait_line("worker polling", timeout=60)
+    return worker
+
+
+def stop_worker(worker: DaemonProcess) -> int:
+    worker.send(signal.SIGTERM)
+    try:
+        return worker.wait(20)
+    finally:
+        worker.close()
+
+
+# -- sync and show ----------------------------------------------------------------------
+
+
+def test_sync_creates_is_idempotent_updates_and_pauses(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """sync creates spec and policies; again is a no-op; a new trigger updates; disabled pauses."""
+    config, schedule_id = temporal_config(
+        tmp_path, fleet, temporal_server, schedule="misfire_grace_seconds = 45"
+    )
+    dry = sync(config, "--dry-run")
+    assert dry["action"] == "create"
+    assert (
+        "not found"
+        in temporal_server.cli(
+            "schedule", "describe", "--schedule-id", schedule_id, check=False
+        ).stderr.lower()
+    )
+
+    assert sync(config)["action"] == "create"
+    described = temporal_server.describe_schedule(schedule_id)
+    schedule = described["schedule"]
+    assert schedule["policies"]["overlapPolicy"] == "SCHEDULE_OVERLAP_POLICY_SKIP"
+    assert schedule["policies"]["catchupWindow"] == "45s"
+    assert not schedule["state"].get("paused", False)
+    assert schedule["spec"]["timezoneName"] == "UTC"
+    [calendar] = schedule["spec"]["structuredCalendar"]
+    assert calendar["minute"] == [{"start": 30, "end": 30, "step": 1}]
+    assert calendar["hour"] == [{"start": 4, "end": 4, "step": 1}]
+    start = schedule["action"]["startWorkflow"]
+    assert start["workflowType"]["name"] == "statehub-consistency-sweep"
+    assert start["taskQueue"]["name"].startswith("tq-")
+    memo = {
+        key: json.loads(base64.b64decode(value["data"]))
+        for key, value in start["memo"]["fields"].items()
+    }
+    assert memo["definition_id"] == "7c4e9a12-8f3b-4d5e-9c6a-1b2d3e4f5a6b"
+    assert memo["definition_name"] == "State Hub Consistency Sweep"
+    conflict = described["conflictToken"]
+
+    again = sync(config)
+    assert again["action"] == "unchanged"
+    assert temporal_server.describe_schedule(schedule_id)["conflictToken"] == conflict
+
+    set_trigger(config, "*/5 9-17 * * 1-5")
+    shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+    assert any(item.startswith("trigger:") for item in shown["drift"])
+    planned = sync(config, "--dry-run")
+    assert planned["action"] == "update"
+    assert temporal_server.describe_schedule(schedule_id)["conflictToken"] == conflict
+    assert sync(config)["action"] == "update"
+    [calendar] = temporal_server.describe_schedule(schedule_id)["schedule"]["spec"][
+        "structuredCalendar"
+    ]
+    assert calendar["minute"] == [{"end": 59, "step": 5}]
+    assert [day["start"] for day in calendar["dayOfWeek"]] == [1, 2, 3, 4, 5]
+    assert calendar["hour"] == [{"start": 9, "end": 17, "step": 1}]
+    shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+    assert shown["drift"] == []
+    assert shown["temporal"]["next_fire_times"] == shown["local"]["next_fire_times"]
+
+    set_trigger(config, "*/5 9-17 * * 1-5", "enabled = false")
+    update = sync(config)
+    assert update["changes"] == ["paused: false -> true"]
+    assert temporal_server.describe_schedule(schedule_id)["schedule"]["state"]["paused"] is True
+    assert sync(config)["action"] == "unchanged"
+
+
+def test_cron_with_both_day_fields_fires_when_cron_would(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """Both day fields set (cron: either matches), Sunday as 7: Temporal fires when cron would."""
+    config, _ = temporal_config(tmp_path, fleet, temporal_server)
+    set_trigger(config, "0 6 13 * 7")
+    assert sync(config)["action"] == "create"
+    shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+    assert shown["temporal"]["next_fire_times"] == shown["local"]["next_fire_times"]
+    assert shown["drift"] == []
+
+
+def test_show_without_a_schedule_and_without_a_server(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """show flags a missing schedule; an unreachable server is one line and exit status 1."""
+    config, _ = temporal_config(tmp_path, fleet, temporal_server)
+    shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+    assert shown["temporal"] is None
+    assert shown["drift"] == ["the schedule does not exist in Temporal: run statehub temporal sync"]
+
+    down = tmp_path / "down"
+    down.mkdir()
+    port = free_port()
+    config, _ = temporal_config(down, fleet, temporal_server)
+    config.write_text(
+        config.read_text().replace(temporal_server.address, f"127.0.0.1:{port}"), encoding="utf-8"
+    )
+    done = statehub(config, "temporal", "sync")
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        f"statehub: error: cannot connect to Temporal at 127.0.0.1:{port}"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- the worker -------------------------------------------------------------------------
+
+
+def test_a_triggered_schedule_sweeps_through_the_worker_and_records_one_run(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """One fire: one activity-core event, one activity_runs row keyed by the workflow run id."""
+    make_repo(fleet, "alpha")
+    make_repo(fleet, "untidy", {"README.md": "# untidy\n"})  # assessment failures only
+    config, schedule_id = temporal_config(tmp_path, fleet, temporal_server)
+    sync(config)
+    notify = NotifySocket()
+    worker = start_worker(config, notify)
+    try:
+        notify.wait_field("READY", timeout=10)
+        notify.wait_field("WATCHDOG", timeout=10)
+        temporal_server.trigger(schedule_id)
+        [run] = temporal_server.closed_workflows(schedule_id, 1, timeout=60)
+        assert status(run) == "completed"
+        worker.send(signal.SIGHUP)
+        worker.wait_line("SIGHUP: the worker does not reload", timeout=10)
+        assert worker.process.poll() is None
+        exit_status = stop_worker(worker)
+    finally:
+        worker.close()
+        notify.close()
+    assert exit_status == 0
+    notify.wait_field("STOPPING", timeout=5)
+
+    database = tmp_path / "statehub.db"
+    [event] = events(database)
+    assert event["event_type"] == "consistency_sweep_remote_all"
+    assert event["detail"]["source"] == "activity-core"
+    assert event["detail"]["exit_code"] == 0
+    assert event["detail"]["assessment_failures"] == 1
+    [row] = runs(database)
+    assert row["run_id"] == run["execution"]["runId"]
+    assert row["outcome"] == "swept"
+    # The nominal time Temporal gave the run is the one in its workflow id.
+    nominal = run["execution"]["workflowId"].rsplit("-", 3)[-3:]
+    assert row["scheduled_for"].startswith("-".join(nominal).removesuffix("Z")[:19])
+    assert row["context"]["origin"] == "temporal"
+    assert row["context"]["workflow_id"] == run["execution"]["workflowId"]
+    assert row["context"]["consistency_sweep_remote_all"] == event["detail"]
+    assert row["context"]["progress_event_id"] == event["id"]
+    with sqlite3.connect(database) as connection:
+        [contract_row] = connection.execute(CONTRACT_QUERY).fetchall()
+    assert contract_row[0] == row["run_id"]
+    assert json.loads(contract_row[3])["source"] == "activity-core"
+    shown = statehub(config, "temporal", "show")
+    assert shown.returncode == 0
+    assert "completed" in shown.stdout
+    assert "no drift" in shown.stdout
+    table = statehub(config, "runs").stdout
+    [line] = [line for line in table.splitlines() if "swept" in line]
+    assert "temporal" in line
+
+
+def test_an_automation_error_fails_the_workflow_and_assessment_failures_do_not(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """A C-00 fails the run in Temporal (recorded all the same); findings alone complete it."""
+    make_repo(fleet, "untidy", {"README.md": "# untidy\n"})
+    config, schedule_id = temporal_config(tmp_path, fleet, temporal_server)
+    sync(config)
+    worker = start_worker(config)
+    try:
+        temporal_server.trigger(schedule_id)
+        [first] = temporal_server.closed_workflows(schedule_id, 1, timeout=60)
+        broken = fleet / "broken"
+        broken.mkdir()
+        (broken / ".git").write_text("gitdir: /nonexistent/statehub-test\n", encoding="utf-8")
+        temporal_server.trigger(schedule_id)
+        closed = temporal_server.closed_workflows(schedule_id, 2, timeout=60)
+    finally:
+        stop_worker(worker)
+    statuses = {run["execution"]["runId"]: status(run) for run in closed}
+    assert statuses[first["execution"]["runId"]] == "completed"
+    [failed_id] = [run_id for run_id, state in statuses.items() if state == "failed"]
+
+    rows = {row["run_id"]: row for row in runs(tmp_path / "statehub.db")}
+    assert set(rows) == set(statuses)
+    failed = rows[failed_id]["context"]["consistency_sweep_remote_all"]
+    assert failed["exit_code"] == 1
+    assert failed["automation_errors"][0]["repo"] == "broken"
+    assert rows[failed_id]["outcome"] == "swept"
+    [failed_workflow] = [run for run in closed if run["execution"]["runId"] == failed_id]
+    described = temporal_server.cli(
+        "workflow", "describe", "-w", failed_workflow["execution"]["workflowId"], "-o", "json"
+    ).stdout
+    assert "AutomationError" in described
+
+
+def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """A trigger during a run is skipped (overlap SKIP); a lock held elsewhere: lock_skipped."""
+    make_repo(fleet, "aaa")  # swept first (by name): its heartbeat comes before the slow fetch
+    with HangingServer() as hanging:
+        repo = make_repo(fleet, "slow", with_origin=False)
+        git(repo, "remote", "add", "origin", hanging.url)  # each fetch hangs to its timeout
+        config, schedule_id = temporal_config(
+            tmp_path,
+            fleet,
+            temporal_server,
+            schedule="remote = true",
+            sweep="fetch_timeout_seconds = 4",
+            extra='[repos.overrides."slow"]\ndisable = ["C-00"]\n',
+        )
+        sync(config)
+        worker = start_worker(config)
+        try:
+            temporal_server.trigger(schedule_id)
+            [first] = wait_for(
+                lambda: temporal_server.workflows(schedule_id), 30, "the first run to start", 0.2
+            )
+            heartbeat = wait_for(
+                lambda: heartbeat_details(temporal_server, first["execution"]["workflowId"]),
+                10,
+                "the activity's heartbeat after the first repo",
+                0.2,
+            )
+            temporal_server.trigger(schedule_id)
+            [run] = temporal_server.closed_workflows(schedule_id, 1, timeout=60)
+            shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+
+            from statehub.lock import SweepLock
+
+            lock = SweepLock(tmp_path / "statehub.db")
+            assert lock.acquire()
+            try:
+                temporal_server.trigger(schedule_id)
+                closed = temporal_server.closed_workflows(schedule_id, 2, timeout=60)
+            finally:
+                lock.release()
+        finally:
+            stop_worker(worker)
+    assert heartbeat == [1, 2, "aaa"]  # progress(done, total, repo), as Temporal holds it
+    assert status(run) == "completed"
+    assert shown["temporal"]["num_actions_skipped_overlap"] == 1
+    assert len(temporal_server.workflows(schedule_id)) == 2
+    swept, skipped = events(tmp_path / "statehub.db")
+    assert swept["detail"]["lock_skipped"] is False
+    assert skipped["detail"]["lock_skipped"] is True
+    assert skipped["detail"]["source"] == "activity-core"
+    outcomes = sorted(row["outcome"] for row in runs(tmp_path / "statehub.db"))
+    assert outcomes == ["lock_skipped", "swept"]
+    assert [status(item) for item in closed] == ["completed", "completed"]
+
+
+def test_a_worker_killed_mid_sweep_is_recorded_as_interrupted_at_the_next_start(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """kill -9 during a run: the next worker start records it as an interrupted error run."""
+    with HangingServer() as hanging:
+        repo = make_repo(fleet, "slow", with_origin=False)
+        git(repo, "remote", "add", "origin", hanging.url)
+        config, schedule_id = temporal_config(
+            tmp_path, fleet, temporal_server, schedule="remote = true",
+            sweep="fetch_timeout_seconds = 20",
+        )  # fmt: skip
+        sync(config)
+        database = tmp_path / "statehub.db"
+        worker = start_worker(config)
+        try:
+            temporal_server.trigger(schedule_id)
+            [started] = wait_for(
+                lambda: temporal_server.workflows(schedule_id), 30, "the run to start", 0.2
+            )
+            wait_for(lambda: fire_markers(database), 30, "the run's marker", 0.1)
+            worker.process.kill()
+            worker.wait(10)
+        finally:
+            worker.close()
+        assert runs(database) == []
+        again = start_worker(config)
+        stop_worker(again)
+    [row] = runs(database)
+    assert row["run_id"] == started["execution"]["runId"]
+    assert row["outcome"] == "error"
+    assert row["context"]["interrupted"] is True
+    assert row["context"]["origin"] == "temporal"
+    assert fire_markers(database) == []
+
+
+def test_sigterm_mid_sweep_gives_the_sweep_its_grace_then_records_it_interrupted(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """SIGTERM during a long sweep: STOPPING, the run recorded as interrupted, exit 0 in time."""
+    with HangingServer() as hanging:
+        repo = make_repo(fleet, "slow", with_origin=False)
+        git(repo, "remote", "add", "origin", hanging.url)
+        config, schedule_id = temporal_config(
+            tmp_path, fleet, temporal_server, schedule="remote = true",
+            sweep="fetch_timeout_seconds = 60",
+        )  # fmt: skip
+        sync(config)
+        database = tmp_path / "statehub.db"
+        notify = NotifySocket()
+        worker = start_worker(config, notify)
+        try:
+            temporal_server.trigger(schedule_id)
+            wait_for(lambda: fire_markers(database), 30, "the run's marker", 0.1)
+            signalled = time.monotonic()
+            exit_status = stop_worker(worker)
+            took = time.monotonic() - signalled
+            notify.wait_field("STOPPING", timeout=5)
+        finally:
+            worker.close()
+            notify.close()
+    assert exit_status == 0, worker.lines()
+    assert 5 <= took < 15, worker.lines()  # the 5 s grace, then the sweep is given up
+    assert len(runs(database)) == 1, worker.lines()
+    [row] = runs(database)
+    assert row["outcome"] == "error"
+    assert row["context"]["interrupted"] is True
+    assert "stopped" in row["context"]["error"]
+    assert fire_markers(database) == []
+
+
+def fire_markers(database: Path) -> list[str]:
+    if not database.exists():
+        return []
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+# -- failover -----------------------------------------------------------------------------
+
+
+def run_now(config: Path) -> dict[str, Any]:
+    """One fire of the standby daemon's path (``schedule run-now``): the recorded run."""
+    done = statehub(config, "schedule", "run-now", "--json")
+    assert done.returncode == 0, done.stderr
+    run: dict[str, Any] = json.loads(done.stdout)
+    return run
+
+
+def test_failover_standby_follows_a_temporal_primary_and_takes_over_while_it_is_down(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """Temporal up: primary_healthy; server down: local-fallback after the grace; back: healthy."""
+    make_repo(fleet, "alpha")
+    server = TemporalServer(tmp_path / "temporal")
+    server.start()
+    worker: DaemonProcess | None = None
+    try:
+        config, schedule_id = temporal_config(
+            tmp_path,
+            fleet,
+            server,
+            schedule='mode = "standby"\nprimary_grace_minutes = 0.1',  # 6 s
+        )
+        sync(config)
+        worker = start_worker(config)
+        server.trigger(schedule_id)
+        server.closed_workflows(schedule_id, 1, timeout=60)
+        healthy = run_now(config)
+        assert healthy["outcome"] == "primary_healthy"
+        assert healthy["context_snapshot"]["primary_last_source"] == "activity-core"
+
+        server.stop()
+        down = statehub(config, "temporal", "show")
+        assert down.returncode == 1
+        assert "cannot connect to Temporal" in down.stderr
+        primary_at = healthy["context_snapshot"]["primary_last_sweep_at"]
+        grace_over = parse_iso(primary_at) + timedelta(seconds=7)
+        wait_for(lambda: utc_now() > grace_over, 30, "the grace to pass", 0.2)
+        took_over = run_now(config)
+        assert took_over["outcome"] == "swept"
+        assert took_over["context_snapshot"]["source"] == "local-fallback"
+        assert worker.process.poll() is None  # the worker rides out the outage
+
+        server.start()
+        server.trigger(schedule_id)
+        server.closed_workflows(schedule_id, 2, timeout=90)
+        back = run_now(config)
+        assert back["outcome"] == "primary_healthy"
+        assert back["context_snapshot"]["primary_last_sweep_at"] > primary_at
+        assert stop_worker(worker) == 0
+    finally:
+        if worker is not None:
+            worker.close()
+        server.stop()
+
+    sources = [event["detail"]["source"] for event in events(tmp_path / "statehub.db")]
+    assert sources == ["activity-core", "local-fallback", "activity-core"]
+    outcomes = [
+        (row["outcome"], row["context"].get("origin")) for row in runs(tmp_path / "statehub.db")
+    ]
+    assert outcomes == [
+        ("swept", "temporal"),
+        ("primary_healthy", "run-now"),
+        ("swept", "run-now"),
+        ("swept", "temporal"),
+        ("primary_healthy", "run-now"),
+    ]
+
+
+# The same story with the real daemon firing minute slots: about 3 minutes, so opt-in.
+DAEMON_FAILOVER = bool(os.environ.get("STATEHUB_TEMPORAL_DAEMON"))  # read at import
+
+
+def wait_until_second(second: float) -> None:
+    """Sleep until the wall clock is at ``second`` past a minute (the next such moment)."""
+    now = time.time()
+    target = now - now % 60 + second
+    if target <= now + 0.5:
+        target += 60
+    time.sleep(target - now)
+
+
+def pollers(server: TemporalServer, task_queue: str) -> list[Any]:
+    """The workers polling ``task_queue`` as the server sees them."""
+    described = server.cli("task-queue", "describe", "--task-queue", task_queue, "-o", "json")
+    found: list[Any] = json.loads(described.stdout).get("pollers") or []
+    return found
+
+
+def daemon_runs(database: Path) -> list[dict[str, Any]]:
+    return [row for row in runs(database) if row["context"].get("origin") == "schedule"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DAEMON_FAILOVER, reason="set STATEHUB_TEMPORAL_DAEMON=1 (3 minutes)")
+def test_failover_with_the_real_standby_daemon(tmp_path: Path, fleet: Path) -> None:
+    """The daemon in standby, minute slots: healthy; fallback while Temporal is down; healthy."""
+    make_repo(fleet, "alpha")
+    server = TemporalServer(tmp_path / "temporal")
+    server.start()
+    database = tmp_path / "statehub.db"
+    worker: DaemonProcess | None = None
+    daemon: DaemonProcess | None = None
+    try:
+        config, schedule_id = temporal_config(tmp_path, fleet, server)
+        sync(config)  # the Schedule itself never fires here: the test triggers it
+        worker = start_worker(config)
+        daemon_folder = tmp_path / "daemon"
+        daemon_folder.mkdir()
+        daemon_config = daemon_folder / "statehub.toml"
+        daemon_config.write_text(
+            config.read_text(encoding="utf-8")
+            .replace(f'trigger = "{FAR_TRIGGER}"', 'trigger = "* * * * *"')
+            .replace('database = "statehub.db"', f'database = "{database}"')
+            .replace("[schedule]\n", '[schedule]\nmode = "standby"\nprimary_grace_minutes = 0.5\n'),
+            encoding="utf-8",
+        )
+
+        wait_until_second(40)
+        server.trigger(schedule_id)
+        server.closed_workflows(schedule_id, 1, timeout=15)
+        daemon = DaemonProcess(daemon_config)
+        daemon.wait_line("scheduled 'State Hub Consistency Sweep'", timeout=30)
+        [healthy] = wait_for(lambda: daemon_runs(database), 45, "the daemon's first fire", 0.2)
+
+        server.stop()
+        took_over = wait_for(
+            lambda: daemon_runs(database)[1:], 75, "the daemon's second fire", 0.2
+        )[0]
+
+        server.start()
+        queue = config.read_text(encoding="utf-8").split('task_queue = "')[1].split('"')[0]
+        wait_for(lambda: pollers(server, queue), 60, "the worker polling again", 0.5)
+        wait_until_second(40)
+        server.trigger(schedule_id)
+        server.closed_workflows(schedule_id, 2, timeout=15)
+        back = wait_for(lambda: daemon_runs(database)[2:], 45, "the third fire", 0.2)[0]
+        daemon.send(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+        assert stop_worker(worker) == 0
+    finally:
+        for process in (daemon, worker):
+            if process is not None:
+                process.close()
+        server.stop()
+
+    assert healthy["outcome"] == "primary_healthy"
+    assert healthy["context"]["primary_last_source"] == "activity-core"
+    assert took_over["outcome"] == "swept"
+    assert took_over["context"]["source"] == "local-fallback"
+    assert back["outcome"] == "primary_healthy"
+    sources = [event["detail"]["source"] for event in events(database)]
+    assert sources == ["activity-core", "local-fallback", "activity-core"]
+
+
+# -- without the extra --------------------------------------------------------------------
+
+
+def test_without_the_extra_the_commands_say_so_and_help_loads_no_sdk(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """No temporalio: one line naming the extra, exit 78; --help never imports the SDK."""
+    config = write_config(tmp_path, roots=[fleet])
+    blocked = (
+        "import sys; sys.modules['temporalio'] = None; "  # what a base install looks like
+        "from statehub.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    for command in (["temporal", "sync"], ["temporal", "worker"], ["temporal", "show"]):
+        done = subprocess.run(
+            [sys.executable, "-c", blocked, *command, "--config", str(config)],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 78
+        assert done.stderr == (
+            "statehub: error: the Temporal SDK is not installed: pip install 'statehub[temporal]'\n"
+        )
+    probe = (
+        "import sys; from statehub.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('temporalio')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, check=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
