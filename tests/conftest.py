@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,12 @@ def fleet(tmp_path: Path) -> Path:
     root = tmp_path / "fleet"
     root.mkdir()
     return root
+
+
+@pytest.fixture(scope="session")
+def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``statehub serve`` over a planted store (tests/page_support.py) per session."""
+    from page_support import planted_server
+
+    with planted_server(tmp_path_factory.mktemp("page")) as served:
+        yield served

@@ -57,6 +57,7 @@ from statehub import __version__
 from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, ConfigError, StoreError
 from statehub.lock import is_locked
 from statehub.logs import setup_logging
+from statehub.page import PageLogin, add_page_routes
 from statehub.settings import CHECK_IDS, SOURCE_PATTERN, Settings, is_loopback, read_token
 from statehub.store import ProgressEvent, Store, parse_iso, utc_now
 from statehub.sweep import EVENT_TYPES, run_sweep
@@ -462,6 +463,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     if token is not None:
         app.add_middleware(BearerAuth, token=token)
+        app.add_middleware(PageLogin, token=token)  # the status page's cookie, for browsers
     if loopback:
         app.add_middleware(LoopbackHostOnly)
     app.add_middleware(AccessLog)
@@ -469,6 +471,7 @@ def create_app(settings: Settings) -> FastAPI:
     _add_sweep_route(app, settings)
     _add_read_routes(app, pool, settings.database_path)
     _add_metrics_route(app, pool, settings.database_path)
+    add_page_routes(app, settings, pool)
     return app
 
 
