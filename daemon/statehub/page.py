@@ -510,7 +510,8 @@ def _run_view(run: dict[str, Any], now: datetime) -> dict[str, Any]:
         isinstance(detail, dict) and bool(detail.get("automation_error"))
     )
     return {
-        "fired_at": day_hm(parse_iso(run["fired_at"])) + " UTC",
+        "fired_day": parse_iso(run["fired_at"]).astimezone(UTC).strftime("%Y-%m-%d"),
+        "fired_hm": hm(parse_iso(run["fired_at"])),
         "age": age(_moment(run["fired_at"]), now),
         "scheduled_for": hm(parse_iso(run["scheduled_for"])),
         "outcome": run["outcome"],
