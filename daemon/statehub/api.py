@@ -54,6 +54,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from statehub import __version__
+from statehub.alerts import observed_sweep
 from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, ConfigError, StoreError
 from statehub.lock import is_locked
 from statehub.logs import setup_logging
@@ -501,12 +502,17 @@ def _add_sweep_route(app: FastAPI, settings: Settings) -> None:
         options = await _sweep_options(request)
 
         def sweep() -> ProgressEvent:
-            return run_sweep(
+            return observed_sweep(  # [notify] pings and posts around it (statehub.alerts)
                 settings,
-                repos=None,
-                remote=options.remote,
-                max_seconds=options.max_seconds,
                 source=options.source,
+                whole_fleet=True,
+                run=lambda: run_sweep(
+                    settings,
+                    repos=None,
+                    remote=options.remote,
+                    max_seconds=options.max_seconds,
+                    source=options.source,
+                ),
             )
 
         async with sweep_slots:

@@ -73,8 +73,9 @@ def console() -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from statehub import alerts
     from statehub.render import sweep_table
-    from statehub.sweep import run_sweep
+    from statehub.sweep import ProgressCallback, run_sweep
 
     settings = load(args)
     repos = None if args.all or not args.repo else list(args.repo)
@@ -83,29 +84,35 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from rich.progress import Progress
 
         progress_bar = Progress(transient=True, console=_stderr_console())
-    if progress_bar is None:
-        event = run_sweep(
+
+    def sweep(progress: ProgressCallback | None = None) -> Any:
+        return alerts.observed_sweep(
             settings,
-            repos=repos,
-            remote=args.remote,
-            max_seconds=args.max_seconds,
             source=args.source,
-        )
-    else:
-        with progress_bar:
-            task = progress_bar.add_task("sweeping", total=None)
-
-            def advance(done: int, total: int, repo: str) -> None:
-                progress_bar.update(task, completed=done, total=total, description=repo)
-
-            event = run_sweep(
+            whole_fleet=repos is None,
+            run=lambda: run_sweep(
                 settings,
                 repos=repos,
                 remote=args.remote,
                 max_seconds=args.max_seconds,
                 source=args.source,
-                progress=advance,
-            )
+                progress=progress,
+            ),
+        )
+
+    try:
+        if progress_bar is None:
+            event = sweep()
+        else:
+            with progress_bar:
+                task = progress_bar.add_task("sweeping", total=None)
+
+                def advance(done: int, total: int, repo: str) -> None:
+                    progress_bar.update(task, completed=done, total=total, description=repo)
+
+                event = sweep(advance)
+    finally:
+        alerts.flush()  # bounded: the pings and posts of this sweep, before the exit
     if args.json:
         print_json(event.as_dict())
     else:
@@ -228,6 +235,21 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
     from statehub.scheduler import run_now_command
 
     return run_now_command(load(args), force=args.force, as_json=args.json)
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from statehub.alerts import send_test
+    from statehub.errors import ConfigError
+
+    settings = load(args)
+    if not settings.notify.ping_url and not settings.notify.webhook_url:
+        raise ConfigError(
+            str(settings.config_file or "(built-in defaults)"),
+            "notify",
+            "neither ping_url nor webhook_url is set: nothing to test",
+        )
+    ok = send_test(settings, lambda line: sys.stdout.write(line + "\n"))
+    return 0 if ok else 1
 
 
 # -- configuration --------------------------------------------------------------------
@@ -371,6 +393,17 @@ def build_parser() -> argparse.ArgumentParser:
     run_now.set_defaults(handler=cmd_schedule_run_now)
 
     add("status", cmd_status, "one screen: schedule, last runs, open findings", as_json)
+
+    notify = add("notify", _missing_subcommand, "the alerts of [notify]")
+    notify_commands = notify.add_subparsers(dest="notify_command", metavar="COMMAND")
+    notify_test = notify_commands.add_parser(
+        "test",
+        help="send one ping of each kind and one webhook post now (exit 1 if one fails)",
+        description="send one ping of each kind (start, success, fail) and one webhook "
+        "post now, and say what was delivered (exit 1 if one was not)",
+        parents=[common],
+    )
+    notify_test.set_defaults(handler=cmd_notify_test)
 
     config = add("config", _missing_subcommand, "check or show the configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")

@@ -157,6 +157,25 @@ class ApiSettings(_Section):
     token_file: str = ""
 
 
+class NotifySettings(_Section):
+    """``[notify]``: pings of a dead man's switch and a webhook for changes (statehub.alerts)."""
+
+    ping_url: str = ""
+    webhook_url: str = ""
+    alert_checks: list[str] = ["C-13", "C-21", "C-23"]
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+    webhook_attempts: int = Field(3, ge=1, le=5)
+
+    _ids = field_validator("alert_checks")(_check_ids)
+
+    @field_validator("ping_url", "webhook_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("an http:// or https:// URL, or empty for none")
+        return value.rstrip("/")
+
+
 class EffectiveChecks(BaseModel):
     """The check settings that apply to one repo, after its override."""
 
@@ -204,6 +223,7 @@ class Settings(BaseSettings):
     sweep: SweepSettings = SweepSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     api: ApiSettings = ApiSettings()
+    notify: NotifySettings = NotifySettings()
 
     # Where the configuration came from; not a key of the file.
     config_file: Path | None = Field(None, exclude=True)

@@ -796,6 +796,15 @@ class Store:
                 "INSERT OR REPLACE INTO hub_state (key, value) VALUES (?, ?)", (key, value)
             )
 
+    def swap_state(self, key: str, value: str) -> str | None:
+        """Set ``key`` to ``value`` and return what it held (None), in one transaction."""
+        with self.transaction() as connection:
+            row = connection.execute("SELECT value FROM hub_state WHERE key = ?", (key,)).fetchone()
+            connection.execute(
+                "INSERT OR REPLACE INTO hub_state (key, value) VALUES (?, ?)", (key, value)
+            )
+        return None if row is None else str(row[0])
+
     def delete_state(self, key: str) -> None:
         with self.transaction() as connection:
             connection.execute("DELETE FROM hub_state WHERE key = ?", (key,))
