@@ -229,3 +229,55 @@ def test_templates_ship_with_the_package() -> None:
     assert {"base.html", "status.html", "repo.html", "events.html", "login.html"} <= names
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8")
     assert 'statehub = ["templates/*.html"]' in pyproject
+
+
+def _sweep(store: Any, source: str, at: Any) -> None:
+    from page_support import detail
+
+    store.append_event("consistency_sweep_remote_all", detail(source, at), created_at=at)
+
+
+def test_window_rows_read_only_new_events_and_match_a_fresh_read(tmp_path: Path) -> None:
+    """Kept between calls, the window equals a fresh read after appends and a new file."""
+    from datetime import timedelta
+
+    from statehub.page import WindowRows
+    from statehub.store import Store, utc_now
+
+    now = utc_now()
+    since = now - timedelta(hours=26)
+    kept = WindowRows()
+    with Store.open(tmp_path / "hub.db") as store:
+        _sweep(store, "old", now - timedelta(hours=30))  # before the window
+        for minutes in (600, 300, 60):
+            _sweep(store, "activity-core", now - timedelta(minutes=minutes))
+        assert [row.source for row in kept.rows(store, since=since, now=now)] == [
+            "activity-core"
+        ] * 3
+        _sweep(store, "local-fallback", now)
+        later = kept.rows(store, since=since, now=now)
+        assert later == WindowRows().rows(store, since=since, now=now)
+        assert [row.source for row in later][-1] == "local-fallback"
+        assert set(kept.newest(since=since)) == {"activity-core", "local-fallback"}
+    (tmp_path / "hub.db").unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"hub.db{suffix}").unlink(missing_ok=True)
+    with Store.open(tmp_path / "hub.db") as store:
+        _sweep(store, "new-file", now)
+        assert [row.source for row in kept.rows(store, since=since, now=now)] == ["new-file"]
+
+
+def test_page_of_an_empty_store(tmp_path: Path) -> None:
+    """A store without events: no missed slot (all before the store), no finding."""
+    from statehub.page import render, status_view
+    from statehub.settings import load_settings
+    from statehub.store import Store
+
+    (tmp_path / "fleet").mkdir()
+    settings = load_settings(write_config(tmp_path, roots=[tmp_path / "fleet"]))
+    with Store.open(settings.database_path) as store:
+        view = status_view(settings, store)
+    page = render("status.html", **view)
+    assert view["strip"].counts["missed"] == 0
+    assert "No open findings." in page
+    assert "No run of this definition recorded yet." in page

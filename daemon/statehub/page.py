@@ -348,7 +348,8 @@ class WindowRows:
     Events are only ever appended (retention deletes the oldest, far outside any window),
     so after the first read a request reads only the events recorded since the last one:
     the page costs the same on a store of a million events as on a small one. A database
-    file replaced since (another inode) is read afresh. Safe to share between threads.
+    file replaced since (another inode, or ids that went back) is read afresh. Safe to
+    share between threads.
     """
 
     def __init__(self) -> None:
@@ -356,6 +357,7 @@ class WindowRows:
         self._identity: tuple[int, int] | None = None
         self._span = timedelta(0)
         self._last_id = 0
+        self._last_at: str | None = None  # created_at of the event _last_id
         self._rows: list[SweepRow] = []  # by created_at
         self._keys: list[str] = []  # their created_at, for bisect
         self._newest: dict[str, SweepRow] = {}  # the newest row of each source
@@ -365,14 +367,20 @@ class WindowRows:
         identity = _file_identity(store.path)
         span = now - since
         with self._lock:
-            if identity != self._identity or span > self._span:
+            if (
+                identity != self._identity
+                or span > self._span
+                # Another file on a reused inode: the last event read is not there.
+                or (self._last_id and store.event_created_at(self._last_id) != self._last_at)
+            ):
                 self._identity, self._span, self._last_id = identity, span, 0
                 self._rows, self._keys, self._newest = [], [], {}
                 fresh = store.window_rows(since=since)
             else:
                 fresh = store.window_rows(since=now - self._span, after_id=self._last_id)
             for raw in fresh:
-                self._last_id = max(self._last_id, int(raw[0]))
+                if int(raw[0]) > self._last_id:
+                    self._last_id, self._last_at = int(raw[0]), str(raw[1])
                 row = SweepRow.from_row(raw[1:])
                 newest = self._newest.get(row.source)
                 if newest is None or newest.created_at <= row.created_at:
@@ -643,6 +651,7 @@ def events_view(
         "until": day_hm(until) + " UTC",
         "source": source,
         "events": shown[:EVENTS_SHOWN],
+        "labels": CELL_LABELS,
         "refresh": REFRESH_SECONDS,
         "now_text": day_hm(utc_now()) + " UTC",
     }

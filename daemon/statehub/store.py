@@ -734,6 +734,14 @@ class Store:
         with self._guard() as connection:
             return connection.execute(sql, params).fetchall()
 
+    def event_created_at(self, event_id: int) -> str | None:
+        """``created_at`` of one event, None when there is no such event."""
+        with self._guard() as connection:
+            row = connection.execute(
+                "SELECT created_at FROM progress_events WHERE id = ?", (event_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def completed_sweeps(self, event_type: str, *, limit: int) -> list[ProgressEvent]:
         """The newest sweeps of ``event_type`` that ran (not lock-skipped, not interrupted).
 
