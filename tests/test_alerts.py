@@ -310,3 +310,18 @@ def test_sweep_through_the_api_pings(tmp_path: Path, fleet: Path, receiver: Rece
             time.sleep(0.05)
     assert receiver.paths() == ["/ping/abc/start", "/ping/abc"]
     assert receiver.requests[1].body.decode().startswith(f"event {answer.json()['id']} ")
+
+
+def test_run_now_delivers_its_pings_before_it_exits(
+    tmp_path: Path, fleet: Path, receiver: Receiver
+) -> None:
+    """schedule run-now (the daemon's fire, once): start and success arrive before exit."""
+    make_repo(fleet, "alpha")
+    config = notify_config(tmp_path, fleet, receiver)
+    done = statehub(config, "schedule", "run-now", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [path for path in receiver.paths() if path.startswith("/ping/")] == [
+        "/ping/abc/start",
+        "/ping/abc",
+    ]
+    assert [hook["kind"] for hook in receiver.hooks()] == ["fallback_started"]

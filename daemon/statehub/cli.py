@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
 
+STOP_FLUSH_SECONDS = 3.0
+"""A stopping service waits this long at most for its queued [notify] messages."""
+
 EPILOG = (
     "exit status: 0 done (assessment failures included), 1 automation error (C-00), "
     "2 usage, 78 bad configuration"
@@ -214,15 +217,23 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from statehub import alerts
     from statehub.api import serve
 
-    return serve(load(args))
+    try:
+        return serve(load(args))
+    finally:
+        alerts.flush(STOP_FLUSH_SECONDS)  # the [notify] messages of the last sweeps
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    from statehub import alerts
     from statehub.scheduler import run_daemon
 
-    return run_daemon(args.config)
+    try:
+        return run_daemon(args.config)
+    finally:
+        alerts.flush(STOP_FLUSH_SECONDS)
 
 
 def cmd_schedule_show(args: argparse.Namespace) -> int:
@@ -232,9 +243,13 @@ def cmd_schedule_show(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_run_now(args: argparse.Namespace) -> int:
+    from statehub import alerts
     from statehub.scheduler import run_now_command
 
-    return run_now_command(load(args), force=args.force, as_json=args.json)
+    try:
+        return run_now_command(load(args), force=args.force, as_json=args.json)
+    finally:
+        alerts.flush()  # bounded: the pings and posts of this fire, before the exit
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
