@@ -165,6 +165,8 @@ def test_webhook_posts_once_per_change(tmp_path: Path, fleet: Path, receiver: Re
     assert sweep(config).returncode == 1
     first = receiver.hooks()
     assert sorted(hook["kind"] for hook in first) == ["automation_error", "new_findings"]
+    error = next(hook for hook in first if hook["kind"] == "automation_error")
+    assert error["text"].startswith("statehub: automation error (C-00): broken: ")
     new = next(hook for hook in first if hook["kind"] == "new_findings")
     assert [(f["repo"], f["check"]) for f in new["details"]["findings"]] == [("beta", "C-13")]
     assert new["text"].startswith("statehub: 1 new finding(s): C-13 in beta")
@@ -172,11 +174,19 @@ def test_webhook_posts_once_per_change(tmp_path: Path, fleet: Path, receiver: Re
     assert sweep(config).returncode == 1
     assert len(receiver.hooks()) == 2  # nothing changed: nothing posted
 
+    other = broken_repo(fleet, "broken-too")
+    assert sweep(config).returncode == 1
+    [more] = receiver.hooks()[2:]
+    assert more["kind"] == "automation_error"
+    assert [e["repo"] for e in more["details"]["automation_errors"]] == ["broken-too"]
+    assert more["details"]["total"] == 2
+
     git(beta, "config", "--unset", "core.fsmonitor")
-    (broken / ".git").unlink()
-    broken.rmdir()
+    for folder in (broken, other):
+        (folder / ".git").unlink()
+        folder.rmdir()
     assert sweep(config).returncode == 0
-    later = [hook["kind"] for hook in receiver.hooks()[2:]]
+    later = [hook["kind"] for hook in receiver.hooks()[3:]]
     assert sorted(later) == ["automation_recovered", "findings_resolved"]
 
 

@@ -63,6 +63,8 @@ BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
 STATE_FINDINGS = "notify:findings"
 STATE_AUTOMATION = "notify:automation_error"
 STATE_FALLBACK = "notify:fallback"
+SWEEP_ITSELF = "(sweep)"
+"""The name under which an automation error of the sweep itself (no repo) is reported."""
 SILENT_SOURCES = frozenset({"manual"})
 """Sweeps of these sources are not scheduled: they send no ping."""
 
@@ -318,39 +320,61 @@ def _post_failure(settings: Settings, source: str, exc: Exception) -> None:
 
 
 def after_sweep(settings: Settings, event: ProgressEvent) -> None:
-    """Post what changed with this sweep (automation errors, watched findings)."""
+    """Post what changed with this sweep: automation errors, findings of ``alert_checks``.
+
+    Automation errors are those standing (repos whose assessment is a C-00) and the
+    sweep's own (an error with no repo, shown as ``(sweep)``): a repo joining them is
+    posted as ``automation_error``, none left as ``automation_recovered``.
+    """
     if not settings.notify.webhook_url:
         return
     _last_failure.clear()
     detail = event.detail
     source = detail.get("source")
     watched = set(settings.notify.alert_checks)
+    errors = [e for e in detail.get("automation_errors") or [] if isinstance(e, dict)]
     with Store.open(settings.database_path) as store:
-        rows = [row for row in store.open_findings() if row[2] in watched]
-        failing = bool(detail.get("automation_error"))
-        was_failing = store.swap_state(STATE_AUTOMATION, json.dumps(failing)) == "true"
+        standing = store.open_findings()
+        broken = {row[0] for row in standing if row[2] == "C-00"}
+        if any(error.get("repo") is None for error in errors):
+            broken.add(SWEEP_ITSELF)
+        was_broken = set(
+            json.loads(store.swap_state(STATE_AUTOMATION, json.dumps(sorted(broken))) or "[]")
+        )
+        rows = [row for row in standing if row[2] in watched]
         current = {(row[0], row[2]) for row in rows}
         previous_text = store.swap_state(
             STATE_FINDINGS, json.dumps(sorted([list(pair) for pair in current]))
         )
     previous = {(str(a), str(b)) for a, b in json.loads(previous_text or "[]")}
     common = {"source": source, "event_id": event.id}
-    if failing and not was_failing:
-        errors = [e for e in detail.get("automation_errors") or [] if isinstance(e, dict)]
-        first = errors[0] if errors else {}
+    newly_broken = sorted(broken - was_broken)
+    if newly_broken:
+        reasons = {row[0]: row[3] for row in standing if row[2] == "C-00"}
+        own = [str(e.get("message")) for e in errors if e.get("repo") is None]
+        if own:
+            reasons[SWEEP_ITSELF] = own[0]
+        first = newly_broken[0]
         post(
             settings,
             "automation_error",
-            f"automation error in a sweep by {source}: {len(errors)} C-00, first "
-            f"{first.get('repo') or '(sweep)'}: {first.get('message')}",
-            {**common, "automation_errors": errors[:LISTED_FINDINGS]},
+            f"automation error (C-00): {first}: {reasons.get(first)}"
+            + (f" (and {len(newly_broken) - 1} more)" if len(newly_broken) > 1 else ""),
+            {
+                **common,
+                "automation_errors": [
+                    {"repo": name, "message": reasons.get(name)}
+                    for name in newly_broken[:LISTED_FINDINGS]
+                ],
+                "total": len(broken),
+            },
         )
-    elif was_failing and not failing:
+    elif was_broken and not broken:
         post(
             settings,
             "automation_recovered",
-            f"sweeps run without automation error again (event {event.id}, {source})",
-            common,
+            f"no automation error left (event {event.id}, {source})",
+            {**common, "cleared": sorted(was_broken)[:LISTED_FINDINGS]},
         )
     appeared = sorted(current - previous)
     if appeared:
