@@ -35,13 +35,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from statehub import __version__
 from statehub.settings import Settings
 from statehub.store import ProgressEvent, Store, iso, utc_now
+
+if TYPE_CHECKING:  # httpx is imported when a message is sent: the idle daemon stays small
+    import httpx
 
 log = logging.getLogger("statehub.alerts")
 
@@ -127,6 +128,8 @@ class Outbox:
                 self._thread.start()
 
     def _run(self) -> None:
+        import httpx
+
         # One client for the thread's life: a keep-alive connection to the monitor. The
         # environment's proxy settings apply (HTTPS_PROXY, NO_PROXY), as for curl.
         with httpx.Client(headers={"User-Agent": f"statehub/{__version__}"}) as client:
@@ -143,6 +146,8 @@ class Outbox:
 
 def deliver(client: httpx.Client, message: Message) -> bool:
     """POST ``message`` with its retries; True when the receiver answered 2xx."""
+    import httpx
+
     attempt = 0
     while True:
         attempt += 1
@@ -177,6 +182,8 @@ def deliver(client: httpx.Client, message: Message) -> bool:
 
 def _safe(url: str) -> str:
     """A URL for the log without its path (a ping URL's path is its secret)."""
+    import httpx
+
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
 
@@ -468,6 +475,8 @@ def send_test(settings: Settings, out: Callable[[str], object]) -> bool:
                 timeout=notify.timeout_seconds,
             )
         )
+    import httpx
+
     ok = True
     with httpx.Client(headers={"User-Agent": f"statehub/{__version__}"}) as client:
         for message in messages:
