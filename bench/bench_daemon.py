@@ -12,9 +12,8 @@ The real daemon (``python -m statehub daemon``) runs in ``active`` mode with
   ``VmHWM`` (the peak includes the sweeps);
 - idle wake-ups: context switches (voluntary + involuntary) summed over every thread in
   ``/proc/PID/task/*/status`` across a ``--idle-seconds`` window that starts 5 s after a
-  fire, so it holds no fire (the watchdog ping and the minute's heartbeat write may fall
-  into it; the watchdog ping is one wake-up of the
-  scheduler thread and one of a pool thread);
+  fire, so it holds no fire (the watchdog ping may fall into it: one wake-up of the
+  scheduler thread and one of a pool thread; so may the minute's heartbeat write);
 - fire latency: ``fired_at - scheduled_for`` of each recorded run (target <= 1 s);
 - stop: from SIGTERM to exit (target < 10 s).
 """
