@@ -209,3 +209,47 @@ def test_screenshots_at_laptop_and_phone_size(
             assert overflow <= 0, f"the {name} page scrolls sideways by {overflow} px"
         finally:
             context.close()
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """A server with a token file, over a planted store."""
+    from api_support import free_port
+    from gitfleet import write_config
+    from page_support import plant
+
+    folder = tmp_path_factory.mktemp("browser-token")
+    (folder / "fleet").mkdir()
+    (folder / "token").write_text("browser-s3cret\n", encoding="utf-8")
+    port = free_port()
+    config = write_config(
+        folder, roots=[folder / "fleet"], api=f'port = {port}\ntoken_file = "token"'
+    )
+    plant(folder / "statehub.db")
+    with ApiServer(config, port) as server:
+        yield server
+
+
+def test_login_form_lets_the_browser_in(
+    page: tuple[Any, Recorder], token_server: ApiServer
+) -> None:
+    """With a token file: the page leads to the form; the token opens the page, logout shuts it."""
+    tab, recorder = page
+    tab.goto(token_server.url + "/status")
+    assert tab.url == token_server.url + "/login"
+    tab.fill("#token", "not-it")
+    tab.get_by_role("button", name="Sign in").click()
+    assert tab.locator(".error").inner_text() == "that is not the token"
+    tab.fill("#token", "browser-s3cret")
+    tab.get_by_role("button", name="Sign in").click()
+    tab.wait_for_url("**/status")
+    assert tab.title() == "statehub status"
+    assert tab.locator("#findings-table tbody tr").count() == 3
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.goto(token_server.url + "/logout")
+    assert tab.url == token_server.url + "/login"
+    tab.screenshot(path=str(ARTIFACTS / "login.png"))
+    tab.goto(token_server.url + "/status")
+    assert tab.url == token_server.url + "/login"
+    assert [url for url in recorder.requests if not url.startswith(token_server.url)] == []
+    assert recorder.page_errors == []
