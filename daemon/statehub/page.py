@@ -253,7 +253,7 @@ def build_strip(
                 for row in events
                 if row.event_type == WHOLE_FLEET_EVENT and row.completed
             ]
-            state = next(name for name in _WORST_FIRST if name in worst)
+            state = next(kind for kind in _WORST_FIRST if kind in worst)
         elif running:
             state = "running"
         else:
@@ -274,7 +274,7 @@ def build_strip(
                 cells.append(Cell(state="none", title=f"{span}: no sweep from {name}", href=None))
                 continue
             worst = [row_state(row) for row in mine]
-            own = next(name for name in _WORST_FIRST if name in worst)
+            own = next(kind for kind in _WORST_FIRST if kind in worst)
             cells.append(
                 Cell(
                     state=own,
@@ -436,9 +436,10 @@ def status_view(
     cron = cron_trigger(schedule.trigger, schedule.zone)
     next_fire: datetime | None = cron.get_next_fire_time(None, moment.astimezone(schedule.zone))
     since = moment - WINDOWS[window]
-    # The strip's first slot may start before `since`; read a little more so it is whole.
+    # A sweep is recorded when it ends, after it started: the sweeps that started in the
+    # window's slots are among the events recorded since the window began.
     cache = window_rows or WindowRows()
-    rows = cache.rows(store, since=since - timedelta(hours=2), now=moment)
+    rows = cache.rows(store, since=since, now=moment)
     expected = [*schedule.primary_sources, schedule.source, schedule.fallback_source]
     last_by_source = cache.newest(since=since)
     sources = list(last_by_source)
