@@ -335,3 +335,34 @@ def test_run_now_delivers_its_pings_before_it_exits(
         "/ping/abc",
     ]
     assert [hook["kind"] for hook in receiver.hooks()] == ["fallback_started"]
+
+
+def test_unknown_repo_is_a_usage_error_not_an_alert(
+    tmp_path: Path, fleet: Path, receiver: Receiver
+) -> None:
+    """`sweep --repo nope` exits 2 and posts nothing: a typo is not an automation error."""
+    make_repo(fleet, "alpha")
+    done = statehub(notify_config(tmp_path, fleet, receiver), "sweep", "--repo", "nope")
+    assert done.returncode == 2
+    assert receiver.requests == []
+
+
+def test_sweep_that_cannot_use_its_database_pings_fail_and_posts(
+    tmp_path: Path, fleet: Path, receiver: Receiver
+) -> None:
+    """A database that cannot be opened: /start then /fail, one automation_error post."""
+    make_repo(fleet, "alpha")
+    (tmp_path / "not-a-folder").write_text("", encoding="utf-8")
+    lines = f'ping_url = "{receiver.url}/ping/abc"\nwebhook_url = "{receiver.url}/hook"\n'
+    config = write_config(tmp_path, roots=[fleet], notify=lines)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace('database = "statehub.db"', 'database = "not-a-folder/hub.db"'),
+        encoding="utf-8",
+    )
+    done = sweep(config)
+    assert done.returncode == 1
+    assert done.stderr.startswith("statehub: database error (C-00): ")
+    assert done.stderr.count("\n") == 1
+    assert receiver.paths() == ["/ping/abc/start", "/ping/abc/fail", "/hook"]
+    assert "could not run" in receiver.hooks()[0]["text"]

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from statehub import __version__
+from statehub.errors import UsageError
 from statehub.settings import Settings
 from statehub.store import ProgressEvent, Store, iso, utc_now
 
@@ -262,6 +263,8 @@ def observed_sweep(
         _quietly(ping, settings, "/start", f"{source}: sweep of all repos starting")
     try:
         event = run()
+    except UsageError:
+        raise  # a request naming an unknown repo: nothing a monitor must hear of
     except Exception as exc:
         if pinged:
             _quietly(ping, settings, "/fail", f"{source}: the sweep failed: {exc}")
