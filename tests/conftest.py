@@ -43,3 +43,12 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``statehub serve`` over a planted store (tests/page_support.py) per session."""
+    from page_support import planted_server
+
+    with planted_server(tmp_path_factory.mktemp("page")) as served:
+        yield served

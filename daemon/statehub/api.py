@@ -62,9 +62,11 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from statehub import __version__
+from statehub.alerts import observed_sweep
 from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, ConfigError, StoreError
 from statehub.lock import is_locked
 from statehub.logs import setup_logging
+from statehub.page import PageLogin, add_page_routes
 from statehub.serving import (
     ConnectionGuard,
     guarded_protocol,
@@ -522,6 +524,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(JsonPostsOnly)
     if token is not None:
         app.add_middleware(BearerAuth, token=token)
+        app.add_middleware(PageLogin, token=token)  # the status page's cookie, for browsers
     if loopback:
         app.add_middleware(LoopbackHostOnly)
     app.add_middleware(AccessLog)
@@ -529,6 +532,7 @@ def create_app(settings: Settings) -> FastAPI:
     _add_sweep_route(app, settings)
     _add_read_routes(app, pool, settings.database_path)
     _add_metrics_route(app, pool, settings.database_path)
+    add_page_routes(app, settings, pool)
     return app
 
 
@@ -558,12 +562,17 @@ def _add_sweep_route(app: FastAPI, settings: Settings) -> None:
         options = await _sweep_options(request)
 
         def sweep() -> ProgressEvent:
-            return run_sweep(
+            return observed_sweep(  # [notify] pings and posts around it (statehub.alerts)
                 settings,
-                repos=None,
-                remote=options.remote,
-                max_seconds=options.max_seconds,
                 source=options.source,
+                whole_fleet=True,
+                run=lambda: run_sweep(
+                    settings,
+                    repos=None,
+                    remote=options.remote,
+                    max_seconds=options.max_seconds,
+                    source=options.source,
+                ),
             )
 
         async with sweep_slots:

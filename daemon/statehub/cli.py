@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
 
+STOP_FLUSH_SECONDS = 3.0
+"""A stopping service waits this long at most for its queued [notify] messages."""
+
 EPILOG = (
     "exit status: 0 done (assessment failures included), 1 automation error (C-00), "
     "2 usage, 78 bad configuration"
@@ -75,7 +78,8 @@ def console() -> Any:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from statehub.sweep import run_sweep
+    from statehub import alerts
+    from statehub.sweep import ProgressCallback, run_sweep
 
     settings = load(args)
     repos = None if args.all or not args.repo else list(args.repo)
@@ -85,32 +89,38 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from rich.progress import Progress
 
         progress_bar = Progress(transient=True, console=_stderr_console())
-    if progress_bar is None:
-        event = run_sweep(
+
+    def sweep(progress: ProgressCallback | None = None) -> Any:
+        return alerts.observed_sweep(
             settings,
-            repos=repos,
-            remote=args.remote,
-            max_seconds=args.max_seconds,
             source=args.source,
-        )
-    else:
-        with progress_bar:
-            task = progress_bar.add_task("sweeping", total=None)
-
-            def advance(done: int, total: int, repo: str) -> None:
-                # The bar's description is markup: a repo's name is escaped for it.
-                progress_bar.update(
-                    task, completed=done, total=total, description=escape(visible(repo))
-                )
-
-            event = run_sweep(
+            whole_fleet=repos is None,
+            run=lambda: run_sweep(
                 settings,
                 repos=repos,
                 remote=args.remote,
                 max_seconds=args.max_seconds,
                 source=args.source,
-                progress=advance,
-            )
+                progress=progress,
+            ),
+        )
+
+    try:
+        if progress_bar is None:
+            event = sweep()
+        else:
+            with progress_bar:
+                task = progress_bar.add_task("sweeping", total=None)
+
+                def advance(done: int, total: int, repo: str) -> None:
+                    # The bar's description is markup: a repo's name is escaped for it.
+                    progress_bar.update(
+                        task, completed=done, total=total, description=escape(visible(repo))
+                    )
+
+                event = sweep(advance)
+    finally:
+        alerts.flush()  # bounded: the pings and posts of this sweep, before the exit
     if args.json:
         print_json(event.as_dict())
     else:
@@ -220,15 +230,23 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from statehub import alerts
     from statehub.api import serve
 
-    return serve(load(args))
+    try:
+        return serve(load(args))
+    finally:
+        alerts.flush(STOP_FLUSH_SECONDS)  # the [notify] messages of the last sweeps
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    from statehub import alerts
     from statehub.scheduler import run_daemon
 
-    return run_daemon(args.config)
+    try:
+        return run_daemon(args.config)
+    finally:
+        alerts.flush(STOP_FLUSH_SECONDS)
 
 
 def cmd_schedule_show(args: argparse.Namespace) -> int:
@@ -238,9 +256,28 @@ def cmd_schedule_show(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule_run_now(args: argparse.Namespace) -> int:
+    from statehub import alerts
     from statehub.scheduler import run_now_command
 
-    return run_now_command(load(args), force=args.force, as_json=args.json)
+    try:
+        return run_now_command(load(args), force=args.force, as_json=args.json)
+    finally:
+        alerts.flush()  # bounded: the pings and posts of this fire, before the exit
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from statehub.alerts import send_test
+    from statehub.errors import ConfigError
+
+    settings = load(args)
+    if not settings.notify.ping_url and not settings.notify.webhook_url:
+        raise ConfigError(
+            str(settings.config_file or "(built-in defaults)"),
+            "notify",
+            "neither ping_url nor webhook_url is set: nothing to test",
+        )
+    ok = send_test(settings, lambda line: sys.stdout.write(line + "\n"))
+    return 0 if ok else 1
 
 
 # -- the cluster scheduler (the extra statehub[temporal]) -----------------------------
@@ -334,6 +371,18 @@ def cmd_install_units(args: argparse.Namespace) -> int:
 
 
 # -- the parser -----------------------------------------------------------------------
+
+
+def _add_notify(notify: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    notify_commands = notify.add_subparsers(dest="notify_command", metavar="COMMAND")
+    notify_test = notify_commands.add_parser(
+        "test",
+        help="send one ping of each kind and one webhook post now (exit 1 if one fails)",
+        description="send one ping of each kind (start, success, fail) and one webhook "
+        "post now, and say what was delivered (exit 1 if one was not)",
+        parents=[common],
+    )
+    notify_test.set_defaults(handler=cmd_notify_test)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -441,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "one screen: schedule, last runs, open findings", as_json)
 
     _add_temporal(add("temporal", _missing_subcommand, TEMPORAL_HELP), common, as_json)
+    _add_notify(add("notify", _missing_subcommand, "the alerts of [notify]"), common)
 
     config = add("config", _missing_subcommand, "check or show the configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from statehub.alerts import fallback_state, observed_sweep
 from statehub.errors import StatehubError, StoreError, TriggerError
 from statehub.settings import Settings, read_token
 from statehub.store import ActivityRun, Store, iso, parse_iso, utc_now
@@ -79,8 +80,13 @@ class InProcessBackend:
         return None if event is None else event.as_dict()
 
     def sweep(self, *, source: str) -> dict[str, Any]:
-        return run_sweep(
-            self.settings, remote=self.settings.schedule.remote, source=source
+        return observed_sweep(  # [notify] pings and posts around it (statehub.alerts)
+            self.settings,
+            source=source,
+            whole_fleet=True,
+            run=lambda: run_sweep(
+                self.settings, remote=self.settings.schedule.remote, source=source
+            ),
         ).as_dict()
 
 
@@ -409,6 +415,14 @@ class Runner:
                 primary_last_sweep_at=None if primary is None else primary["created_at"],
                 primary_last_source=None if primary is None else primary["detail"].get("source"),
                 primary_healthy=fresh,
+            )
+            last_primary = "never" if primary is None else f"last at {primary['created_at']}"
+            fallback_state(
+                self.settings,
+                store,
+                active=not fresh,
+                detail=f"primary sweep from {', '.join(schedule.primary_sources)}: "
+                f"{last_primary} (grace {schedule.primary_grace_minutes} min)",
             )
             if fresh and not force:
                 return "primary_healthy"

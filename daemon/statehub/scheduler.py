@@ -54,7 +54,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from statehub.cron import cron_trigger, next_fire_times
-from statehub.errors import ConfigError
+from statehub.errors import ConfigError, StoreError
 from statehub.fire import (
     Backend,
     Cancel,
@@ -74,6 +74,9 @@ log = logging.getLogger("statehub.scheduler")
 
 FIRE_JOB_ID = "consistency-sweep"
 WATCHDOG_JOB_ID = "watchdog"
+HEARTBEAT_JOB_ID = "heartbeat"
+HEARTBEAT_KEY = "heartbeat:daemon"  # hub_state: the status page shows it (statehub.page)
+HEARTBEAT_SECONDS = 60
 STOP_GRACE_SECONDS = 5.0  # SIGTERM waits this long for a running sweep, then abandons it
 
 
@@ -231,8 +234,18 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=None,
             )
+        scheduler.add_job(
+            self._heartbeat,
+            trigger=IntervalTrigger(seconds=HEARTBEAT_SECONDS, timezone=UTC),
+            id=HEARTBEAT_JOB_ID,
+            name="heartbeat",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
         for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
             logging.getLogger(name).addFilter(_ReportedByDaemon())
+        self._heartbeat()
         self._scheduler = scheduler
         scheduler.start()
         self.notifier.ready(self.status_line())
@@ -250,6 +263,14 @@ class Daemon:
             schedule.trigger_via,
             self.status_line(),
         )
+
+    def _heartbeat(self) -> None:
+        """Record that the daemon is alive (``hub_state`` key :data:`HEARTBEAT_KEY`)."""
+        try:
+            with Store.open(self.settings.database_path) as store:
+                store.set_state(HEARTBEAT_KEY, iso(self._clock()))
+        except StoreError as exc:
+            log.warning("cannot record the heartbeat: %s", exc)
 
     def reload(self) -> bool:
         """Re-read the configuration (SIGHUP); a bad one is logged and the old one kept."""

@@ -200,6 +200,25 @@ class ApiSettings(_Section):
     header_timeout_seconds: int = Field(10, ge=1, le=300)
 
 
+class NotifySettings(_Section):
+    """``[notify]``: pings of a dead man's switch and a webhook for changes (statehub.alerts)."""
+
+    ping_url: str = ""
+    webhook_url: str = ""
+    alert_checks: Annotated[list[str], Capped] = ["C-13", "C-21", "C-23"]
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+    webhook_attempts: int = Field(3, ge=1, le=5)
+
+    _ids = field_validator("alert_checks")(_check_ids)
+
+    @field_validator("ping_url", "webhook_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("an http:// or https:// URL, or empty for none")
+        return value.rstrip("/")
+
+
 class TemporalSettings(_Section):
     """The cluster scheduler: a Temporal Schedule and this host's worker (docs/temporal.md)."""
 
@@ -280,6 +299,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     api: ApiSettings = ApiSettings()
     temporal: TemporalSettings = TemporalSettings()
+    notify: NotifySettings = NotifySettings()
 
     # Where the configuration came from; not a key of the file.
     config_file: Path | None = Field(None, exclude=True)

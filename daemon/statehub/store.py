@@ -698,6 +698,121 @@ class Store:
             ).fetchall()
         return {str(row[0]): int(row[1]) for row in rows}
 
+    # -- the status page (page.py) --------------------------------------------------------
+
+    def created_at(self) -> str | None:
+        """When this database was created (its first migration was applied), or None."""
+        with self._guard() as connection:
+            row = connection.execute(
+                "SELECT min(applied_at) FROM schema_migrations WHERE version = 1"
+            ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def open_findings(
+        self, *, check: str | None = None, repo: str | None = None, limit: int = 5000
+    ) -> list[tuple[str, str, str, str, str | None]]:
+        """Findings of the standing assessments, the newest assessed repo first.
+
+        A row is ``(repo, assessed_at, check_id, message, path)``. ``check`` keeps one check
+        id; ``repo`` keeps repos whose name contains it (case-insensitive, no wildcards).
+        """
+        sql = (
+            "SELECT f.repo, a.assessed_at, f.check_id, f.message, f.path FROM findings f"
+            " JOIN repo_assessments a ON a.repo = f.repo"
+        )
+        clauses: list[str] = []
+        params: list[Any] = []
+        if check:
+            clauses.append("f.check_id = ?")
+            params.append(check)
+        if repo:
+            clauses.append("instr(lower(f.repo), lower(?)) > 0")
+            params.append(repo)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY a.assessed_at DESC, f.repo, f.seq LIMIT ?"
+        params.append(limit)
+        with self._guard() as connection:
+            return [
+                (str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4])
+                for r in connection.execute(sql, params).fetchall()
+            ]
+
+    def window_rows(self, *, since: datetime, after_id: int | None = None) -> list[tuple[Any, ...]]:
+        """Events created at or after ``since`` as ``(id, *row of sweep_rows)``, by id.
+
+        With ``after_id``, only the events appended after it (walked on the primary key: the
+        cost is that of the new events), which lets a reader keep a window up to date.
+        """
+        params: list[Any] = [iso(since)]
+        where = "created_at >= ?"
+        if after_id is not None:
+            where = "id > ? AND " + where
+            params.insert(0, after_id)
+        sql = (
+            f"SELECT id, {self._SWEEP_COLUMNS} FROM progress_events"  # noqa: S608
+            f" WHERE {where} ORDER BY id"
+        )
+        with self._guard() as connection:
+            return connection.execute(sql, params).fetchall()
+
+    def event_created_at(self, event_id: int) -> str | None:
+        """``created_at`` of one event, None when there is no such event."""
+        with self._guard() as connection:
+            row = connection.execute(
+                "SELECT created_at FROM progress_events WHERE id = ?", (event_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def completed_sweeps(self, event_type: str, *, limit: int) -> list[ProgressEvent]:
+        """The newest sweeps of ``event_type`` that ran (not lock-skipped, not interrupted).
+
+        Walks the ``(event_type, id)`` index backwards: the cost is that of the few newest
+        events, not of the table.
+        """
+        sql = (
+            "SELECT id, event_type, created_at, detail FROM progress_events"
+            " WHERE event_type = ? AND json_extract(detail, '$.lock_skipped') = 0"
+            " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
+            " ORDER BY id DESC LIMIT ?"
+        )
+        with self._guard() as connection:
+            rows = connection.execute(sql, (event_type, limit)).fetchall()
+        return [
+            ProgressEvent(
+                id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3])
+            )
+            for row in rows
+        ]
+
+    def repo_history(self, repo: str, *, scan: int) -> list[tuple[Any, ...]]:
+        """What each of the newest ``scan`` sweeps that ran said of one repo, newest first.
+
+        A row is ``(id, created_at, event_type, source, state, findings)``: ``state`` is
+        ``findings`` (``findings`` is the JSON list of the entry), ``clean``, ``budget``
+        (not reached), ``missing``, or None when the sweep did not name the repo.
+        """
+        sql = (
+            "SELECT e.id, e.created_at, e.event_type, json_extract(e.detail, '$.source'),"
+            " CASE"
+            " WHEN p.value IS NOT NULL THEN 'findings'"
+            " WHEN EXISTS (SELECT 1 FROM json_each(e.detail, '$.skipped_clean') c"
+            "  WHERE c.value = ?1) THEN 'clean'"
+            " WHEN EXISTS (SELECT 1 FROM json_each(e.detail, '$.skipped_budget') b"
+            "  WHERE b.value = ?1) THEN 'budget'"
+            " WHEN EXISTS (SELECT 1 FROM json_each(e.detail, '$.skipped_missing') m"
+            "  WHERE m.value = ?1) THEN 'missing'"
+            " END,"
+            " json_extract(p.value, '$.findings')"
+            " FROM (SELECT id, created_at, event_type, detail FROM progress_events"
+            "  WHERE json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT ?2) e"
+            " LEFT JOIN json_each(e.detail, '$.repos_processed') p"
+            "  ON json_extract(p.value, '$.repo') = ?1"
+            " ORDER BY e.id DESC"
+        )
+        with self._guard() as connection:
+            return connection.execute(sql, (repo, scan)).fetchall()
+
     # -- small key/value state ------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:
@@ -710,6 +825,15 @@ class Store:
             connection.execute(
                 "INSERT OR REPLACE INTO hub_state (key, value) VALUES (?, ?)", (key, value)
             )
+
+    def swap_state(self, key: str, value: str) -> str | None:
+        """Set ``key`` to ``value`` and return what it held (None), in one transaction."""
+        with self.transaction() as connection:
+            row = connection.execute("SELECT value FROM hub_state WHERE key = ?", (key,)).fetchone()
+            connection.execute(
+                "INSERT OR REPLACE INTO hub_state (key, value) VALUES (?, ?)", (key, value)
+            )
+        return None if row is None else str(row[0])
 
     def delete_state(self, key: str) -> None:
         with self.transaction() as connection:

@@ -1,0 +1,492 @@
+"""Alerts that reach a person: ``[notify]`` pings and webhook posts, sent with httpx.
+
+Two channels, both optional:
+
+- ``ping_url``, a dead man's switch in the manner of healthchecks.io. Every scheduled sweep
+  of all repos (any source but ``manual``: the daemon, a CronJob through the API, a timer
+  through the command line) sends ``<url>/start`` when it starts, then ``<url>`` when it
+  completes, or ``<url>/fail`` when it had an automation error (a C-00), each a ``POST``
+  with a short text body. An external monitor then notices when the sweeps stop, whoever
+  runs them. A lock-skipped sweep completes with a body that says so: another sweep runs.
+- ``webhook_url``, a JSON ``POST`` for each change a person must see, never one per sweep:
+  automation errors appearing or clearing, a finding of a check in ``alert_checks``
+  appearing (or going), the daemon taking over as fallback and handing back. What was last
+  reported is kept in ``hub_state`` (keys ``notify:*``), so every process serving the same
+  database reports a change once.
+
+Nothing here blocks or fails a sweep. Messages go through one background thread per
+process (:class:`Outbox`), with a bounded queue (a full queue drops the newest message,
+with a warning), ``timeout_seconds`` per request, and ``webhook_attempts`` tries of a
+webhook with a short backoff (a ping is sent once). A message that cannot be delivered is
+logged as a warning. The command line waits at most :data:`EXIT_WAIT_SECONDS` for its
+messages before it exits.
+
+The webhook's body: ``{"kind", "text", "at", "host", "details"}``; ``text`` is one line for
+a person (chat webhooks show it as is), ``kind`` one of :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from statehub import __version__
+from statehub.errors import UsageError
+from statehub.settings import Settings
+from statehub.store import ProgressEvent, Store, iso, utc_now
+
+if TYPE_CHECKING:  # httpx is imported when a message is sent: the idle daemon stays small
+    import httpx
+
+log = logging.getLogger("statehub.alerts")
+
+KINDS = (
+    "automation_error",
+    "automation_recovered",
+    "new_findings",
+    "findings_resolved",
+    "fallback_started",
+    "fallback_ended",
+    "test",
+)
+QUEUE_SIZE = 64
+BODY_LIMIT = 1000
+"""Characters of a ping's body (healthchecks.io keeps the first 100 kB)."""
+LISTED_FINDINGS = 50
+EXIT_WAIT_SECONDS = 10.0
+BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
+STATE_FINDINGS = "notify:findings"
+STATE_AUTOMATION = "notify:automation_error"
+STATE_FALLBACK = "notify:fallback"
+SWEEP_ITSELF = "(sweep)"
+"""The name under which an automation error of the sweep itself (no repo) is reported."""
+SILENT_SOURCES = frozenset({"manual"})
+"""Sweeps of these sources are not scheduled: they send no ping."""
+
+
+# -- delivery -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """One request to send: a ping (text body) or a webhook post (JSON)."""
+
+    what: str  # for the log: "ping start", "webhook new_findings", ...
+    url: str
+    content: bytes
+    content_type: str
+    attempts: int
+    timeout: float
+
+
+class Outbox:
+    """A background thread that sends :class:`Message` s in order; never raises to callers."""
+
+    def __init__(self, *, size: int = QUEUE_SIZE) -> None:
+        self._queue: queue.Queue[Message] = queue.Queue(maxsize=size)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.delivered = 0
+        self.failed = 0
+
+    def put(self, message: Message) -> None:
+        """Queue ``message``; drops it (with a warning) when the queue is full."""
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(message)
+        except queue.Full:
+            log.warning(
+                "%s to %s dropped: %d messages wait already",
+                message.what,
+                _safe(message.url),
+                self._queue.maxsize,
+            )
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every queued message was handled."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
+
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="statehub-alerts", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        import httpx
+
+        # One client for the thread's life: a keep-alive connection to the monitor. The
+        # environment's proxy settings apply (HTTPS_PROXY, NO_PROXY), as for curl.
+        with httpx.Client(headers={"User-Agent": f"statehub/{__version__}"}) as client:
+            while True:
+                message = self._queue.get()
+                try:
+                    if deliver(client, message):
+                        self.delivered += 1
+                    else:
+                        self.failed += 1
+                finally:
+                    self._queue.task_done()
+
+
+def deliver(client: httpx.Client, message: Message) -> bool:
+    """POST ``message`` with its retries; True when the receiver answered 2xx."""
+    import httpx
+
+    attempt = 0
+    while True:
+        attempt += 1
+        reason = ""
+        again = attempt < message.attempts
+        try:
+            answer = client.post(
+                message.url,
+                content=message.content,
+                headers={"Content-Type": message.content_type},
+                timeout=message.timeout,
+            )
+        except httpx.HTTPError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            if answer.is_success:
+                return True
+            reason = f"HTTP {answer.status_code}"
+            # A refusal (4xx but 429) will not change: sending again would not help.
+            again = again and (answer.status_code >= 500 or answer.status_code == 429)
+        if not again:
+            log.warning(
+                "%s to %s not delivered (%s) after %d attempt(s)",
+                message.what,
+                _safe(message.url),
+                reason,
+                attempt,
+            )
+            return False
+        time.sleep(BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)])
+
+
+def _safe(url: str) -> str:
+    """A URL for the log without its path (a ping URL's path is its secret)."""
+    import httpx
+
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
+
+
+_outbox: Outbox | None = None
+_outbox_lock = threading.Lock()
+
+
+def outbox() -> Outbox:
+    """This process's outbox (started at its first message)."""
+    global _outbox  # noqa: PLW0603 - one sender thread per process
+    with _outbox_lock:
+        if _outbox is None:
+            _outbox = Outbox()
+        return _outbox
+
+
+def flush(timeout: float = EXIT_WAIT_SECONDS) -> bool:
+    """Wait (bounded) for this process's queued messages; True when all were handled."""
+    with _outbox_lock:
+        box = _outbox
+    return True if box is None else box.flush(timeout)
+
+
+# -- pings ----------------------------------------------------------------------------
+
+
+def ping(settings: Settings, suffix: str, body: str) -> None:
+    """Queue a ping of ``<ping_url><suffix>`` (``/start``, ``""``, ``/fail``) if configured."""
+    url = settings.notify.ping_url
+    if not url:
+        return
+    outbox().put(
+        Message(
+            what=f"ping {suffix.strip('/') or 'success'}",
+            url=url + suffix,
+            content=body[:BODY_LIMIT].encode("utf-8"),
+            content_type="text/plain; charset=utf-8",
+            attempts=1,
+            timeout=settings.notify.timeout_seconds,
+        )
+    )
+
+
+def sweep_summary(event: ProgressEvent) -> str:
+    """One line of a sweep for a ping's body."""
+    detail = event.detail
+    source = detail.get("source")
+    if detail.get("lock_skipped"):
+        return f"event {event.id} {source}: lock-skipped, another sweep was running"
+    errors = detail.get("automation_errors") or []
+    line = (
+        f"event {event.id} {source}: {detail.get('repos_total', 0)} repos, "
+        f"{detail.get('assessment_failures', 0)} failing, {len(errors)} automation error(s), "
+        f"{detail.get('duration_seconds', 0)} s"
+    )
+    for error in errors[:5]:
+        if isinstance(error, dict):
+            line += f"\n{error.get('repo') or '(sweep)'}: {error.get('message')}"
+    return line
+
+
+def observed_sweep(
+    settings: Settings,
+    *,
+    source: str,
+    whole_fleet: bool,
+    run: Callable[[], ProgressEvent],
+) -> ProgressEvent:
+    """``run()`` (a sweep) with its pings around it and its changes posted after it.
+
+    Raises what ``run`` raises (after a ``/fail`` ping); alerting itself never raises.
+    """
+    pinged = whole_fleet and source not in SILENT_SOURCES
+    if pinged:
+        _quietly(ping, settings, "/start", f"{source}: sweep of all repos starting")
+    try:
+        event = run()
+    except UsageError:
+        raise  # a request naming an unknown repo: nothing a monitor must hear of
+    except Exception as exc:
+        if pinged:
+            _quietly(ping, settings, "/fail", f"{source}: the sweep failed: {exc}")
+        _quietly(_post_failure, settings, source, exc)
+        raise
+    if pinged:
+        failed = bool(event.detail.get("automation_error"))
+        _quietly(ping, settings, "/fail" if failed else "", sweep_summary(event))
+    if not event.detail.get("lock_skipped"):
+        _quietly(after_sweep, settings, event)
+    return event
+
+
+def _quietly(call: Callable[..., Any], *args: Any) -> None:
+    try:
+        call(*args)
+    except Exception:  # an alert must never fail a sweep
+        log.exception("alerting failed")
+
+
+# -- webhook --------------------------------------------------------------------------
+
+
+def post(settings: Settings, kind: str, text: str, details: dict[str, Any]) -> None:
+    """Queue one webhook post (if ``webhook_url`` is set)."""
+    url = settings.notify.webhook_url
+    if not url:
+        return
+    body = {
+        "kind": kind,
+        "text": f"statehub: {text}",
+        "at": iso(utc_now()),
+        "host": socket.gethostname(),
+        "details": details,
+    }
+    outbox().put(
+        Message(
+            what=f"webhook {kind}",
+            url=url,
+            content=json.dumps(body, ensure_ascii=False, default=str).encode("utf-8"),
+            content_type="application/json",
+            attempts=settings.notify.webhook_attempts,
+            timeout=settings.notify.timeout_seconds,
+        )
+    )
+
+
+_last_failure: list[str] = []
+
+
+def _post_failure(settings: Settings, source: str, exc: Exception) -> None:
+    """A sweep that raised (its database unusable): post once per distinct reason."""
+    reason = str(exc)
+    if _last_failure == [reason]:
+        return
+    _last_failure[:] = [reason]
+    post(
+        settings,
+        "automation_error",
+        f"a sweep by {source} could not run: {reason}",
+        {"source": source, "error": reason},
+    )
+
+
+def after_sweep(settings: Settings, event: ProgressEvent) -> None:
+    """Post what changed with this sweep: automation errors, findings of ``alert_checks``.
+
+    Automation errors are those standing (repos whose assessment is a C-00) and the
+    sweep's own (an error with no repo, shown as ``(sweep)``): a repo joining them is
+    posted as ``automation_error``, none left as ``automation_recovered``.
+    """
+    if not settings.notify.webhook_url:
+        return
+    _last_failure.clear()
+    detail = event.detail
+    source = detail.get("source")
+    watched = set(settings.notify.alert_checks)
+    errors = [e for e in detail.get("automation_errors") or [] if isinstance(e, dict)]
+    with Store.open(settings.database_path) as store:
+        standing = store.open_findings()
+        broken = {row[0] for row in standing if row[2] == "C-00"}
+        if any(error.get("repo") is None for error in errors):
+            broken.add(SWEEP_ITSELF)
+        was_broken = set(
+            json.loads(store.swap_state(STATE_AUTOMATION, json.dumps(sorted(broken))) or "[]")
+        )
+        rows = [row for row in standing if row[2] in watched]
+        current = {(row[0], row[2]) for row in rows}
+        previous_text = store.swap_state(
+            STATE_FINDINGS, json.dumps(sorted([list(pair) for pair in current]))
+        )
+    previous = {(str(a), str(b)) for a, b in json.loads(previous_text or "[]")}
+    common = {"source": source, "event_id": event.id}
+    newly_broken = sorted(broken - was_broken)
+    if newly_broken:
+        reasons = {row[0]: row[3] for row in standing if row[2] == "C-00"}
+        own = [str(e.get("message")) for e in errors if e.get("repo") is None]
+        if own:
+            reasons[SWEEP_ITSELF] = own[0]
+        first = newly_broken[0]
+        post(
+            settings,
+            "automation_error",
+            f"automation error (C-00): {first}: {reasons.get(first)}"
+            + (f" (and {len(newly_broken) - 1} more)" if len(newly_broken) > 1 else ""),
+            {
+                **common,
+                "automation_errors": [
+                    {"repo": name, "message": reasons.get(name)}
+                    for name in newly_broken[:LISTED_FINDINGS]
+                ],
+                "total": len(broken),
+            },
+        )
+    elif was_broken and not broken:
+        post(
+            settings,
+            "automation_recovered",
+            f"no automation error left (event {event.id}, {source})",
+            {**common, "cleared": sorted(was_broken)[:LISTED_FINDINGS]},
+        )
+    appeared = sorted(current - previous)
+    if appeared:
+        messages = {(row[0], row[2]): row[3] for row in rows}
+        post(
+            settings,
+            "new_findings",
+            f"{len(appeared)} new finding(s): {_pairs_text(appeared)}",
+            {
+                **common,
+                "findings": [
+                    {"repo": repo, "check": check, "message": messages.get((repo, check))}
+                    for repo, check in appeared[:LISTED_FINDINGS]
+                ],
+            },
+        )
+    resolved = sorted(previous - current)
+    if resolved:
+        post(
+            settings,
+            "findings_resolved",
+            f"{len(resolved)} finding(s) gone: {_pairs_text(resolved)}",
+            {
+                **common,
+                "findings": [
+                    {"repo": repo, "check": check} for repo, check in resolved[:LISTED_FINDINGS]
+                ],
+            },
+        )
+
+
+def _pairs_text(pairs: Iterable[tuple[str, str]], limit: int = 5) -> str:
+    listed = list(pairs)
+    text = ", ".join(f"{check} in {repo}" for repo, check in listed[:limit])
+    return text + (f" and {len(listed) - limit} more" if len(listed) > limit else "")
+
+
+def fallback_state(settings: Settings, store: Store, *, active: bool, detail: str) -> None:
+    """The standby daemon's state after a fire: post when it takes over or hands back.
+
+    Never raises: a failure is logged and the fire goes on.
+    """
+    if settings.notify.webhook_url:
+        _quietly(_fallback_changes, settings, store, active, detail)
+
+
+def _fallback_changes(settings: Settings, store: Store, active: bool, detail: str) -> None:
+    was = store.swap_state(STATE_FALLBACK, json.dumps(active)) == "true"
+    source = {"source": settings.schedule.fallback_source}
+    if active and not was:
+        post(settings, "fallback_started", f"the standby daemon takes over: {detail}", source)
+    elif was and not active:
+        post(settings, "fallback_ended", f"the primary sweeps again, handed back: {detail}", source)
+
+
+# -- statehub notify test -------------------------------------------------------------
+
+
+def send_test(settings: Settings, out: Callable[[str], object]) -> bool:
+    """Send one of each (ping start, success, fail; one webhook post) now; True if all
+    were delivered. Each result is one line through ``out``."""
+    notify = settings.notify
+    messages: list[Message] = []
+    if notify.ping_url:
+        for suffix in ("/start", "", "/fail"):
+            messages.append(
+                Message(
+                    what=f"ping {suffix.strip('/') or 'success'}",
+                    url=notify.ping_url + suffix,
+                    content=b"statehub notify test",
+                    content_type="text/plain; charset=utf-8",
+                    attempts=1,
+                    timeout=notify.timeout_seconds,
+                )
+            )
+    if notify.webhook_url:
+        body = {
+            "kind": "test",
+            "text": "statehub: test alert (statehub notify test); nothing is wrong",
+            "at": iso(utc_now()),
+            "host": socket.gethostname(),
+            "details": {"alert_checks": list(notify.alert_checks)},
+        }
+        messages.append(
+            Message(
+                what="webhook test",
+                url=notify.webhook_url,
+                content=json.dumps(body).encode("utf-8"),
+                content_type="application/json",
+                attempts=1,
+                timeout=notify.timeout_seconds,
+            )
+        )
+    import httpx
+
+    ok = True
+    with httpx.Client(headers={"User-Agent": f"statehub/{__version__}"}) as client:
+        for message in messages:
+            delivered = deliver(client, message)
+            ok = ok and delivered
+            out(
+                f"{message.what}: {'delivered' if delivered else 'NOT delivered (see above)'}"
+                f" to {_safe(message.url)}"
+            )
+    return ok

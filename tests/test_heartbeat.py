@@ -1,0 +1,33 @@
+"""The daemon's heartbeat in hub_state, which the status page shows (alive or silent)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.triggers.interval import IntervalTrigger
+
+from gitfleet import write_config
+from statehub.notify import Notifier
+from statehub.scheduler import HEARTBEAT_KEY, Daemon
+from statehub.settings import load_settings
+from statehub.store import Store, iso
+
+MOMENT = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+
+
+def test_daemon_records_a_heartbeat_when_it_starts(tmp_path: Path, fleet: Path) -> None:
+    """Starting the daemon writes heartbeat:daemon with the time of its clock."""
+    settings = load_settings(write_config(tmp_path, roots=[fleet]))
+    daemon = Daemon(
+        settings,
+        notifier=Notifier(None),
+        trigger=IntervalTrigger(hours=1, timezone=UTC),
+        clock=lambda: MOMENT,
+    )
+    daemon.start()
+    try:
+        with Store.open(settings.database_path) as store:
+            assert store.get_state(HEARTBEAT_KEY) == iso(MOMENT)
+    finally:
+        daemon.stop("test over")
