@@ -84,7 +84,11 @@ def test_environment_overrides_file_values(tmp_path: Path, monkeypatch: pytest.M
         ("[temporal]\naddress = 'localhost'\n", "temporal.address", "host:port"),
         ("[temporal]\nsource = 'activity core'\n", "temporal.source", "short name"),
         ("[temporal]\ntls_cert_file = 'c.pem'\n", "temporal", "set both or neither"),
-        ("[schedule]\nprimary_grace_minutes = 0\n", "schedule.primary_grace_minutes", "greater"),
+        (
+            "[schedule]\nprimary_grace_minutes = 0\n",
+            "schedule.primary_grace_minutes",
+            "more than 0",
+        ),
     ],
 )
 def test_bad_values_name_file_key_and_reason(

@@ -46,6 +46,8 @@ _START_TIMEOUT_SECONDS = 30.0
 # millisecond, about what one round trip costs, so a few in the pipe keep a worker busy.
 # A --remote task is sent alone: its fetch timeout is cut to fit the time left when sent.
 _PIPELINE = 8
+# One answer is one repo's findings; a line longer than this is no answer.
+_MAX_ANSWER_BYTES = 64 << 20
 
 
 def usable_cores() -> int:
@@ -132,7 +134,10 @@ class WorkerPool:
             self._spawn()
 
     def close(self) -> None:
-        """Stop every worker (SIGKILL: an idle worker holds nothing, a busy one is stuck)."""
+        """Stop every worker (SIGKILL: an idle worker holds nothing, a busy one is stuck).
+
+        Closing twice is harmless.
+        """
         for worker in list(self._workers):
             self._retire(worker)
         self._selector.close()
@@ -284,6 +289,8 @@ class WorkerPool:
                 raise WorkerError(f"a worker did not start within {_START_TIMEOUT_SECONDS:g} s")
 
     def _read(self, worker: _Worker, run: _Run) -> None:
+        if worker not in self._workers:
+            return  # retired while this round's events were handled
         try:
             chunk = os.read(worker.fd, 1 << 16)
         except BlockingIOError:
@@ -295,7 +302,20 @@ class WorkerPool:
         while worker in self._workers and (end := worker.buffer.find(b"\n")) >= 0:
             line = bytes(worker.buffer[:end])
             del worker.buffer[: end + 1]
-            self._message(worker, json.loads(line), run)
+            try:
+                self._message(worker, json.loads(line), run)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # A worker is trusted no more than the repo it read: nonsense costs the repo
+                # a C-00 and the worker its life, never the sweep.
+                self._broken(worker, run, f"the assessment's worker answered nonsense ({exc!r})")
+        if worker in self._workers and len(worker.buffer) > _MAX_ANSWER_BYTES:
+            self._broken(worker, run, "the assessment's worker answered too much")
+
+    def _broken(self, worker: _Worker, run: _Run, message: str) -> None:
+        if worker.busy:
+            self._lose(worker, run, message)
+        else:
+            self._retire(worker)
 
     def _message(self, worker: _Worker, message: dict[str, Any], run: _Run) -> None:
         if "ready" in message:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +153,19 @@ def run_sweep(
         lock = SweepLock(settings.database_path)
         if not lock.acquire():
             return _record_lock_skipped(db, request)
+        locked_at = utc_now()  # started_at: when the lock was taken (contract section 5)
         with lock, worker_pool(settings) as pool:
             pool.start(len(targets))  # the workers load while the store work below runs
             _record_interrupted(db)
             event = _sweep_locked(
-                settings, db, request, targets, gone, pool=pool, progress=progress
+                settings,
+                db,
+                request,
+                targets,
+                gone,
+                pool=pool,
+                started=locked_at,
+                progress=progress,
             )
             maybe_prune(db, settings)  # at most once a day; never raises
             return event
@@ -233,10 +242,10 @@ def _sweep_locked(
     gone: list[str],
     *,
     pool: WorkerPool,
+    started: datetime,
     progress: ProgressCallback | None,
 ) -> ProgressEvent:
-    started = utc_now()
-    clock = time.monotonic()
+    clock = time.monotonic() - (utc_now() - started).total_seconds()
     deadline = clock + request.max_seconds
     detail = _base_detail(request.source, request.max_seconds, request.remote)
     detail["started_at"] = iso(started)
@@ -264,6 +273,7 @@ def _sweep_locked(
         _task(settings, target, standing.get(target.name), request.remote) for target in targets
     ]
     outcomes, not_reached, failure = _run_pool(pool, tasks, deadline, progress)
+    pool.close()  # before the writes: the lock is released soon after finished_at
 
     processed: list[RepoOutcome] = []
     clean: list[str] = []

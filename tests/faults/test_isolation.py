@@ -270,3 +270,16 @@ def test_every_repo_is_read_outside_the_sweeping_process(
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "False"
     assert len(json.loads(done.stdout)["detail"]["repos_processed"]) == 3
+
+
+def test_check_of_a_stuck_repo_ends_at_its_bound(tmp_path: Path, fleet: Path) -> None:
+    """`statehub check` reads in a worker too: a stalled repo is a C-00 at the time bound."""
+    stuck = hostilekit.fifo_object(fleet, tmp_path / "scratch")
+    config = write_config(tmp_path, roots=[fleet], sweep="repo_timeout_seconds = 2")
+    started = time.monotonic()
+    done = statehub(config, "check", str(stuck), "--json", timeout=60)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    findings = json.loads(done.stdout)["findings"]
+    assert findings == [{"check": "C-00", "message": "assessment took over 2 s", "path": None}]
+    assert elapsed < 2 + 10

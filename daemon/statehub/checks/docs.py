@@ -183,9 +183,7 @@ def scan_workplans(root: Path) -> WorkplanFolder:
 _FENCE_OPEN = re.compile(r"(`{3,}|~{3,})(.*)")
 _FENCE_CLOSE = re.compile(r"(`{3,}|~{3,})[ \t]*")
 _LIST_ITEM = re.compile(r"([-+*]|[0-9]{1,9}[.)])( +|$)")
-# Every block-quote marker at the start of a line, in one match: stripping them one slice at
-# a time is quadratic in a line of a million '>'.
-_QUOTES = re.compile(r"(?: {0,3}> ?)*")
+_QUOTE = re.compile(r" {0,3}> ?")
 _BACKTICKS = re.compile(r"`+")
 _ESCAPE = re.compile(r"\\.")
 _BRACKET = re.compile(r"[\[\]]")
@@ -234,9 +232,12 @@ class _Blocks:
         self._in_comment = False
 
     def feed(self, line: str) -> None:
-        quotes = _QUOTES.match(line)
-        if quotes:
-            line = line[quotes.end() :]
+        # Every block-quote marker at the start of the line, matched in place: cutting them
+        # off one slice at a time is quadratic in a line of a million '>'.
+        start = 0
+        while quote := _QUOTE.match(line, start):
+            start = quote.end()
+        line = line[start:]
         if self._fence is not None:
             self._feed_fenced(line)
             return
