@@ -138,23 +138,19 @@ def run_sweep(
     own_store = store is None
     db = store if store is not None else Store.open(settings.database_path)
     try:
-        targets, not_found = select(settings, repos)
-        known = db.assessed_repos()
-        if any(name not in known for name in not_found):
-            missing = ", ".join(name for name in not_found if name not in known)
-            raise UsageError(f"unknown repo: {missing} (not configured, never assessed)")
-        # Named repos known only from earlier sweeps are gone; for the whole fleet, so is
-        # every repo of an earlier sweep that is no longer configured or found.
-        current = {target.name for target in targets}
-        gone = not_found if repos is not None else sorted(known - current)
         request = SweepRequest(
             event_type=event_type, source=source, max_seconds=budget, remote=remote
         )
+        # Named repos are checked before the lock: a typo is a usage error even while
+        # another sweep runs. The whole fleet is listed only once the lock is held, so that
+        # a refused trigger is answered at once, whatever the size of the fleet.
+        chosen = None if repos is None else _targets(settings, db, repos)
         lock = SweepLock(settings.database_path)
         if not lock.acquire():
             return _record_lock_skipped(db, request)
         locked_at = utc_now()  # started_at: when the lock was taken (contract section 5)
         with lock, worker_pool(settings) as pool:
+            targets, gone = chosen if chosen is not None else _targets(settings, db, None)
             pool.start(len(targets))  # the workers load while the store work below runs
             _record_interrupted(db)
             event = _sweep_locked(
@@ -172,6 +168,25 @@ def run_sweep(
     finally:
         if own_store:
             db.close()
+
+
+def _targets(
+    settings: Settings, db: Store, repos: Sequence[str] | None
+) -> tuple[list[Target], list[str]]:
+    """The repos to sweep, and those of earlier sweeps that are gone.
+
+    Raises UsageError for a named repo that is neither configured nor ever assessed.
+    """
+    targets, not_found = select(settings, repos)
+    known = db.assessed_repos()
+    if any(name not in known for name in not_found):
+        missing = ", ".join(name for name in not_found if name not in known)
+        raise UsageError(f"unknown repo: {missing} (not configured, never assessed)")
+    # Named repos known only from earlier sweeps are gone; for the whole fleet, so is
+    # every repo of an earlier sweep that is no longer configured or found.
+    if repos is not None:
+        return targets, not_found
+    return targets, sorted(known - {target.name for target in targets})
 
 
 def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:

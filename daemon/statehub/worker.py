@@ -13,7 +13,10 @@ reading anything it
   full read first needs libgit2: an unchanged repo is judged without loading it);
 - asks the kernel to kill it when the process that started it dies (``PR_SET_PDEATHSIG``),
   so a stopped server or daemon never leaves a worker stuck in libgit2 behind;
-- moves the protocol off file descriptor 1, so a stray print cannot corrupt it.
+- moves the protocol off file descriptor 1, so a stray print cannot corrupt it;
+- lowers its own CPU priority (nice 10) where allowed, so that the process that serves
+  HTTP or keeps the daemon's watchdog goes first while every core reads repos (the shipped
+  units' ``SystemCallFilter=~@resources`` refuses it, which costs only some tail latency).
 
 The time bound is the pool's: it kills a worker that takes too long.
 """
@@ -21,6 +24,7 @@ The time bound is the pool's: it kills a worker that takes too long.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -30,6 +34,7 @@ import sys
 from typing import IO, Any
 
 _PR_SET_PDEATHSIG = 1
+_NICENESS = 10
 
 
 def _die_with_parent(parent: int) -> None:
@@ -82,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, required=True)
     args = parser.parse_args(argv)
     channel = _protocol_channel()
+    with contextlib.suppress(OSError):  # best effort: only the bounds are required
+        os.nice(_NICENESS)
     try:
         _die_with_parent(args.parent)
         _bound_memory(args.memory_mb)
