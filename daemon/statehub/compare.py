@@ -53,9 +53,9 @@ from statehub.cron import cron_trigger
 from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import Store, parse_iso, utc_now
+from statehub.sweep import EVENT_ALL
 
-# statehub.sweep.EVENT_ALL (contract section 5); not imported: sweep pulls in pygit2.
-WHOLE_FLEET_EVENT = "consistency_sweep_remote_all"
+WHOLE_FLEET_EVENT = EVENT_ALL  # contract section 5
 
 COVERED = "covered"
 MISSED = "missed"
