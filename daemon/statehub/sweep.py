@@ -150,8 +150,9 @@ def run_sweep(
             return _record_lock_skipped(db, request)
         locked_at = utc_now()  # started_at: when the lock was taken (contract section 5)
         with lock, worker_pool(settings) as pool:
+            # The workers load while the fleet is listed and the store read.
+            pool.start(pool.size if chosen is None else len(chosen[0]))
             targets, gone = chosen if chosen is not None else _targets(settings, db, None)
-            pool.start(len(targets))  # the workers load while the store work below runs
             _record_interrupted(db)
             event = _sweep_locked(
                 settings,
