@@ -68,10 +68,17 @@ def print_json(document: Any) -> None:
 
 
 def console() -> Any:
-    from rich.console import Console
+    from statehub.render import output_console
 
-    # Summary lines stay whole lines; nothing printed is read as markup (render.plain).
-    return Console(highlight=False, soft_wrap=True, markup=False)
+    # Summary lines stay whole lines; nothing printed is read as markup (render.plain);
+    # piped output is never cut at 80 columns.
+    return output_console()
+
+
+def print_warnings(warnings: Sequence[str]) -> None:
+    """Each warning as one line on stderr, whatever the output format."""
+    for warning in warnings:
+        sys.stderr.write(f"statehub: warning: {visible(warning)}\n")
 
 
 # -- sweep and check ------------------------------------------------------------------
@@ -121,6 +128,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 event = sweep(advance)
     finally:
         alerts.flush()  # bounded: the pings and posts of this sweep, before the exit
+    print_warnings(event.detail.get("warnings", []))
     if args.json:
         print_json(event.as_dict())
     else:
@@ -364,6 +372,33 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from statehub.starter import init_command
+
+    target = getattr(args, "config", None)
+    return init_command(list(args.folders), target)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from statehub.checks import catalogue
+
+    if args.markdown:
+        sys.stdout.write(catalogue.markdown_table() + "\n")
+        return 0
+    if args.check is None:
+        for text in catalogue.CATALOGUE:
+            sys.stdout.write(f"{text.id}  {text.summary}\n")
+        sys.stdout.write("statehub explain C-NN tells why a check matters and how to fix it\n")
+        return 0
+    check_id = args.check.upper()
+    if check_id.isdigit():
+        check_id = f"C-{int(check_id):02d}"
+    if check_id not in catalogue.BY_ID:
+        raise_usage(f"unknown check {args.check!r}: the checks are C-00 .. C-23")
+    sys.stdout.write(catalogue.explain(check_id) + "\n")
+    return 0
+
+
 def cmd_install_units(args: argparse.Namespace) -> int:
     from statehub.install import main as install_main
 
@@ -509,6 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_show.set_defaults(handler=cmd_config_show)
 
+    _add_starter(add)
+
     install = add(
         "install-units",
         cmd_install_units,
@@ -516,6 +553,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument("install_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def _add_starter(add: Callable[..., Any]) -> None:
+    """``statehub init`` and ``statehub explain``: for a newcomer (issue 15)."""
+    init = add(
+        "init",
+        cmd_init,
+        "write a starter configuration (--config PATH, default ./statehub.toml)",
+    )
+    init.add_argument(
+        "folders",
+        nargs="*",
+        metavar="FOLDER",
+        help="a folder holding repos (a root), or a repo itself (default: the current folder)",
+    )
+    explain = add("explain", cmd_explain, "what a check looks for, why, and how to fix it")
+    explain.add_argument("check", nargs="?", metavar="C-NN", help="a check id (default: list all)")
+    explain.add_argument(
+        "--markdown", action="store_true", help="print the README's table of checks"
+    )
 
 
 TEMPORAL_HELP = "the cluster scheduler: a Temporal Schedule and this host's worker"

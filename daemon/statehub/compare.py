@@ -454,11 +454,15 @@ def status_report(settings: Settings, *, now: datetime | None = None) -> dict[st
         "open_findings": [],
         "repos_assessed": 0,
         "repos_with_findings": 0,
+        "warnings": [],  # of the newest sweep: a missing or empty root, say (issue 15)
     }
     if not path.exists():
         return document
     with Store.open(path, create=False) as store:
         document["database"]["events"] = store.count_events()
+        newest = store.events(limit=1)
+        if newest:
+            document["warnings"] = list(newest[0].detail.get("warnings", []))
         document["runs"] = [
             {
                 "run_id": run.run_id,
@@ -538,6 +542,8 @@ def render_status(out: Console, document: dict[str, Any]) -> None:
     if not database["events"] and not document["runs"]:
         _say(out, "no sweeps recorded yet")
         return
+    for warning in document["warnings"]:
+        _say(out, f"warning: {warning} (the newest sweep)", style="yellow")
     _status_runs(out, document["runs"])
     _status_sweeps(out, document["last_sweeps"])
     _status_findings(out, document)
@@ -615,7 +621,9 @@ def _compact_table(**options: Any) -> Table:
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False, markup=False)
+    from statehub.render import output_console
+
+    return output_console(soft_wrap=False)
 
 
 def _print_json(document: Any) -> None:

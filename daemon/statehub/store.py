@@ -173,7 +173,54 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             CHECK (json_valid(watch));
         """,
     ),
+    (
+        3,
+        # Issue 15: when a finding first appeared, and whether it was new (absent from the
+        # repo's previous assessment) in the assessment that holds it.
+        """
+        ALTER TABLE findings ADD COLUMN first_seen TEXT;
+        ALTER TABLE findings ADD COLUMN new INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )
+
+
+def finding_key(finding: dict[str, Any]) -> tuple[str, str]:
+    """What makes two findings of one repo the same finding across assessments.
+
+    The check and the path; a finding without a path is told apart by its message. A
+    message that only counts (``3 blocks in all``) may change without the finding being new.
+    """
+    path = finding.get("path")
+    return finding["check"], path if path is not None else "\0" + str(finding["message"])
+
+
+def mark_new(
+    findings: Sequence[dict[str, Any]], previous: Assessment | None, assessed_at: str
+) -> list[dict[str, Any]]:
+    """``findings`` with ``new`` and ``first_seen`` set against the repo's previous assessment.
+
+    A finding absent from the previous assessment is new and first seen now; one it held
+    keeps its first sighting. A repo assessed for the first time has nothing new (a first
+    sweep would otherwise mark the whole fleet), though its findings are first seen now.
+    """
+    before = {finding_key(item): item for item in previous.findings} if previous else {}
+    marked: list[dict[str, Any]] = []
+    for finding in findings:
+        earlier = before.get(finding_key(finding))
+        first_seen = (
+            (earlier.get("first_seen") or previous.assessed_at) if earlier and previous else None
+        )
+        marked.append(
+            {
+                "check": finding["check"],
+                "message": finding["message"],
+                "path": finding["path"],
+                "new": previous is not None and earlier is None,
+                "first_seen": first_seen or assessed_at,
+            }
+        )
+    return marked
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -430,11 +477,18 @@ class Store:
                 "SELECT repo, path, head, fingerprint, assessed_at, watch FROM repo_assessments"
             ).fetchall()
             found: dict[str, list[dict[str, Any]]] = {}
-            for repo, check_id, message, path in connection.execute(
-                "SELECT repo, check_id, message, path FROM findings ORDER BY repo, seq"
+            for repo, check_id, message, path, first_seen, new in connection.execute(
+                "SELECT repo, check_id, message, path, first_seen, new FROM findings"
+                " ORDER BY repo, seq"
             ):
                 found.setdefault(repo, []).append(
-                    {"check": check_id, "message": message, "path": path}
+                    {
+                        "check": check_id,
+                        "message": message,
+                        "path": path,
+                        "new": bool(new),
+                        "first_seen": first_seen,
+                    }
                 )
         return {
             row[0]: Assessment(
@@ -474,10 +528,18 @@ class Store:
                     ),
                 )
                 connection.executemany(
-                    "INSERT INTO findings (repo, seq, check_id, message, path)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO findings (repo, seq, check_id, message, path, first_seen, new)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (item.repo, seq, finding["check"], finding["message"], finding["path"])
+                        (
+                            item.repo,
+                            seq,
+                            finding["check"],
+                            finding["message"],
+                            finding["path"],
+                            finding.get("first_seen"),
+                            int(bool(finding.get("new"))),
+                        )
                         for seq, finding in enumerate(item.findings)
                     ],
                 )

@@ -24,7 +24,7 @@ from statehub.outcome import RepoOutcome, RepoTask, Standing, Target
 from statehub.pool import WorkerPool, usable_cores
 from statehub.retention import maybe_prune
 from statehub.settings import Settings
-from statehub.store import Assessment, ProgressEvent, Store, iso, utc_now
+from statehub.store import Assessment, ProgressEvent, Store, iso, mark_new, utc_now
 
 EVENT_ALL = "consistency_sweep_remote_all"
 EVENT_CHOSEN = "consistency_sweep"
@@ -46,6 +46,7 @@ class SweepRequest:
     source: str
     max_seconds: int
     remote: bool
+    warnings: tuple[str, ...] = ()  # what the operator should know: a missing root, say
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,22 +59,38 @@ def discover(settings: Settings) -> Fleet:
     """Every repo under ``roots`` and in ``paths``, less ``exclude``, with unique names.
 
     A folder directly below a root is a repo when it holds a ``.git`` entry; a configured
-    path is listed even when missing (it becomes skipped_missing).
+    path is listed even when missing (it becomes skipped_missing). The fleet's warnings
+    name each root that does not exist, is not a folder or holds no repo, and a
+    configuration with nothing to sweep (issue 15: a quickstart that sweeps nothing says so).
     """
     found: list[Path] = []
+    warnings: list[str] = []
     for root in settings.repos.roots:
         folder = settings.resolve(root)
         try:
             entries = sorted(folder.iterdir())
-        except OSError:
-            continue  # a missing root has no repos; `config check` says so
-        found.extend(entry for entry in entries if _holds_git(entry))
+        except FileNotFoundError:
+            warnings.append(f"repos.roots: {folder} does not exist")
+            continue
+        except NotADirectoryError:
+            warnings.append(f"repos.roots: {folder} is not a folder")
+            continue
+        except OSError as exc:
+            warnings.append(f"repos.roots: {folder} cannot be read ({exc.strerror})")
+            continue
+        repos = [entry for entry in entries if _holds_git(entry)]
+        if not repos:
+            warnings.append(
+                f"repos.roots: {folder} holds no git repo (none of its folders has .git)"
+            )
+        found.extend(repos)
+    if not settings.repos.roots and not settings.repos.paths:
+        warnings.append("repos: no roots and no paths are configured: there is nothing to sweep")
     found.extend(settings.resolve(path) for path in settings.repos.paths)
 
     targets: list[Target] = []
     seen_paths: set[Path] = set()
     taken: dict[str, int] = {}
-    warnings: list[str] = []
     for path in found:
         if path in seen_paths:
             continue
@@ -102,9 +119,16 @@ def select(settings: Settings, names: Sequence[str] | None) -> tuple[list[Target
 
     Returns the targets found and the asked-for names that were not found (deduplicated).
     """
+    return select_fleet(settings, names)[:2]
+
+
+def select_fleet(
+    settings: Settings, names: Sequence[str] | None
+) -> tuple[list[Target], list[str], tuple[str, ...]]:
+    """:func:`select`, and the fleet's warnings."""
     fleet = discover(settings)
     if names is None:
-        return list(fleet.targets), []
+        return list(fleet.targets), [], fleet.warnings
     by_name = {target.name: target for target in fleet.targets}
     chosen: list[Target] = []
     unknown: list[str] = []
@@ -113,7 +137,7 @@ def select(settings: Settings, names: Sequence[str] | None) -> tuple[list[Target
             chosen.append(by_name[name])
         else:
             unknown.append(name)
-    return chosen, unknown
+    return chosen, unknown, fleet.warnings
 
 
 def run_sweep(
@@ -137,7 +161,7 @@ def run_sweep(
     own_store = store is None
     db = store if store is not None else Store.open(settings.database_path)
     try:
-        targets, not_found = select(settings, repos)
+        targets, not_found, warnings = select_fleet(settings, repos)
         known = db.assessed_repos()
         if any(name not in known for name in not_found):
             missing = ", ".join(name for name in not_found if name not in known)
@@ -147,7 +171,11 @@ def run_sweep(
         current = {target.name for target in targets}
         gone = not_found if repos is not None else sorted(known - current)
         request = SweepRequest(
-            event_type=event_type, source=source, max_seconds=budget, remote=remote
+            event_type=event_type,
+            source=source,
+            max_seconds=budget,
+            remote=remote,
+            warnings=warnings,
         )
         lock = SweepLock(settings.database_path)
         if not lock.acquire():
@@ -185,6 +213,10 @@ def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
         "automation_error": False,
         "automation_errors": [],
         "assessment_failures": 0,
+        # Added by issue 15: what the operator should know, and findings new since the
+        # repo's previous assessment.
+        "warnings": [],
+        "new_findings": 0,
     }
 
 
@@ -192,6 +224,7 @@ def _record_lock_skipped(db: Store, request: SweepRequest) -> ProgressEvent:
     now = utc_now()
     detail = _base_detail(request.source, request.max_seconds, request.remote)
     detail.update(
+        warnings=list(request.warnings),
         lock_skipped=True,
         started_at=iso(now),
         finished_at=iso(now),
@@ -240,6 +273,7 @@ def _sweep_locked(
     deadline = clock + request.max_seconds
     detail = _base_detail(request.source, request.max_seconds, request.remote)
     detail["started_at"] = iso(started)
+    detail["warnings"] = list(request.warnings)
     db.set_state(
         _IN_PROGRESS,
         json.dumps(
@@ -278,6 +312,15 @@ def _sweep_locked(
     over_budget = [target.name for target in not_reached]
 
     assessed_at = iso(utc_now())
+    # Each finding marked new or not against the repo's previous standing assessment.
+    marked = {
+        outcome.target.name: mark_new(
+            [finding.as_dict() for finding in outcome.findings],
+            standing.get(outcome.target.name),
+            assessed_at,
+        )
+        for outcome in processed
+    }
     db.save_assessments(
         [
             Assessment(
@@ -286,7 +329,7 @@ def _sweep_locked(
                 head=outcome.head,
                 fingerprint=outcome.fingerprint,
                 assessed_at=assessed_at,
-                findings=[finding.as_dict() for finding in outcome.findings],
+                findings=marked[outcome.target.name],
                 watch=outcome.watch,
             )
             for outcome in processed
@@ -311,10 +354,16 @@ def _sweep_locked(
             {
                 "repo": outcome.target.name,
                 "head": outcome.head,
-                "findings": [finding.as_dict() for finding in outcome.findings],
+                "findings": [
+                    {**finding.as_dict(), "new": mark["new"]}
+                    for finding, mark in zip(
+                        outcome.findings, marked[outcome.target.name], strict=True
+                    )
+                ],
             }
             for outcome in processed
         ],
+        new_findings=sum(mark["new"] for marks in marked.values() for mark in marks),
         skipped_clean=clean,
         skipped_missing=missing_names,
         skipped_budget=over_budget,

@@ -1,0 +1,143 @@
+"""The first hour (issue 15): explain, init, warnings of an empty fleet, output for pipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gitfleet import make_repo, write_config
+from statehub.checks import catalogue
+from statehub.settings import CHECK_IDS, load_settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def statehub(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a subprocess, its stdout a pipe (not a terminal), no COLUMNS set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "STATEHUB_CONFIG")}
+    return subprocess.run(
+        [sys.executable, "-m", "statehub", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_catalogue_covers_every_check() -> None:
+    """The catalogue has one text per check id, C-00..C-23, in order."""
+    assert tuple(text.id for text in catalogue.CATALOGUE) == CHECK_IDS
+
+
+def test_readme_table_is_the_catalogues() -> None:
+    """The README's table of checks is exactly `statehub explain --markdown`."""
+    assert catalogue.markdown_table() in README.read_text(encoding="utf-8")
+
+
+def test_explain_prints_what_why_fix_and_accept() -> None:
+    """`statehub explain C-21` prints the summary, why, how to fix and how to accept."""
+    result = statehub("explain", "c-21")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"C-21: {catalogue.BY_ID['C-21'].summary}"
+    assert [line.split(":")[0] for line in lines[2:]] == ["Why it matters", "To fix", "To accept"]
+    assert "exclude_paths" in result.stdout
+
+
+def test_explain_lists_all_and_refuses_unknown() -> None:
+    """Without an id it lists all 24 checks; an unknown id is a usage error (exit 2)."""
+    listing = statehub("explain")
+    assert listing.returncode == 0
+    assert len([line for line in listing.stdout.splitlines() if line.startswith("C-")]) == 24
+    unknown = statehub("explain", "C-24")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == ("statehub: unknown check 'C-24': the checks are C-00 .. C-23")
+
+
+def test_init_writes_a_starter_that_sweeps(tmp_path: Path, fleet: Path) -> None:
+    """`statehub init` writes roots, paths, database and mode active; a sweep finds the repos."""
+    make_repo(fleet, "alpha")
+    single = make_repo(tmp_path / "elsewhere", "solo")
+    target = tmp_path / "mine.toml"
+
+    result = statehub("init", str(fleet), str(single), "--config", str(target))
+
+    assert result.returncode == 0, result.stderr
+    written = tomllib.loads(target.read_text(encoding="utf-8"))
+    assert written["repos"] == {"roots": [str(fleet)], "paths": [str(single)]}
+    assert written["schedule"]["mode"] == "active"
+    settings = load_settings(target)
+    assert settings.database_path == tmp_path / "var" / "statehub.db"
+    assert result.stdout.splitlines()[-1].startswith(f"next: statehub sweep --config {target}")
+    sweep = statehub("sweep", "--json", "--config", str(target))
+    assert sweep.returncode == 0, sweep.stderr
+    assert json.loads(sweep.stdout)["detail"]["repos_total"] == 2
+
+
+def test_init_never_overwrites(tmp_path: Path) -> None:
+    """An existing file is refused with exit 2 and left as it was."""
+    target = tmp_path / "statehub.toml"
+    target.write_text("# mine\n", encoding="utf-8")
+    result = statehub("init", str(tmp_path), "--config", str(target))
+    assert result.returncode == 2
+    assert "never overwrites" in result.stderr
+    assert target.read_text(encoding="utf-8") == "# mine\n"
+
+
+def test_init_defaults_to_the_current_folder(tmp_path: Path) -> None:
+    """Without arguments it writes ./statehub.toml with the current folder as the root."""
+    result = statehub("init", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = tomllib.loads((tmp_path / "statehub.toml").read_text(encoding="utf-8"))
+    assert written["repos"]["roots"] == [str(tmp_path.resolve())]
+    assert "holds no git repo" in result.stderr  # said at once, not at the first sweep
+
+
+def test_sweep_of_nothing_says_so_on_stderr(tmp_path: Path) -> None:
+    """A sweep whose root does not exist warns on stderr (with --json too) and in the event."""
+    gone = tmp_path / "src"
+    config = write_config(tmp_path, roots=[gone])
+    for args in ((), ("--json",)):
+        result = statehub("sweep", *args, "--config", str(config))
+        assert result.returncode == 0
+        assert result.stderr == f"statehub: warning: repos.roots: {gone} does not exist\n"
+    assert json.loads(result.stdout)["detail"]["warnings"] == [
+        f"repos.roots: {gone} does not exist"
+    ]
+
+
+def test_status_shows_the_last_sweeps_warnings(tmp_path: Path) -> None:
+    """`status` repeats the warnings of the newest sweep, as text and in --json."""
+    gone = tmp_path / "src"
+    config = write_config(tmp_path, roots=[gone])
+    assert statehub("sweep", "--config", str(config)).returncode == 0
+    text = statehub("status", "--config", str(config))
+    assert f"warning: repos.roots: {gone} does not exist" in text.stdout
+    document = json.loads(statehub("status", "--json", "--config", str(config)).stdout)
+    assert document["warnings"] == [f"repos.roots: {gone} does not exist"]
+
+
+@pytest.mark.parametrize("command", [("events",), ("sweep",)])
+def test_piped_tables_are_never_cut(tmp_path: Path, fleet: Path, command: tuple[str, ...]) -> None:
+    """Piped, a table keeps run ids, times and long paths whole (no '…' at 80 columns)."""
+    long_name = "a-repository-with-a-rather-long-name-that-people-copy-" + "x" * 30
+    root = make_repo(fleet, long_name)
+    (root / ("an-untracked-file-with-a-long-name-" + "y" * 40 + ".txt")).write_text("x\n")
+    config = write_config(tmp_path, roots=[fleet])
+    first = statehub("sweep", "--config", str(config))
+    result = first if command == ("sweep",) else statehub(*command, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    if command == ("sweep",):
+        assert long_name in result.stdout
+        assert "an-untracked-file-with-a-long-name-" + "y" * 40 + ".txt" in result.stdout
+    else:
+        assert "consistency_sweep_remote_all" in result.stdout
