@@ -207,3 +207,22 @@ def test_sweep_warns_of_a_missing_or_empty_root(tmp_path: Path, fleet: Path) -> 
             f"repos.roots: {gone} does not exist",
             f"repos.roots: {fleet} holds no git repo (none of its folders has .git)",
         ]
+
+
+def test_a_new_exclude_takes_effect_at_the_next_sweep(tmp_path: Path, fleet: Path) -> None:
+    """Adding an exclude changes the repo's fingerprint: the next sweep drops the finding."""
+    make_repo(fleet, "alpha", {**good_files("alpha"), "tests/fixtures/key.pem": RSA_HEADER})
+    config = write_config(tmp_path, roots=[fleet])
+    first = run_sweep(load_settings(config))
+    [entry] = first.detail["repos_processed"]
+    assert [f["check"] for f in entry["findings"]] == ["C-23"]
+
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + '[checks]\nexclude_paths = { "C-23" = ["tests/fixtures/"] }\n',
+        encoding="utf-8",
+    )
+    second = run_sweep(load_settings(config))
+
+    assert second.detail["assessment_failures"] == 0
+    assert [e["findings"] for e in second.detail["repos_processed"]] in ([], [[]])

@@ -141,3 +141,65 @@ def test_piped_tables_are_never_cut(tmp_path: Path, fleet: Path, command: tuple[
         assert "an-untracked-file-with-a-long-name-" + "y" * 40 + ".txt" in result.stdout
     else:
         assert "consistency_sweep_remote_all" in result.stdout
+
+
+def test_dev_run_without_a_config_of_ones_own_points_at_init(tmp_path: Path) -> None:
+    """`./dev run` with only the shipped config says so and names `statehub init`."""
+    checkout = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATEHUB_")}
+    # Keep the shipped file but nothing of this checkout: the database and roots in tmp_path.
+    env["STATEHUB_HUB__DATABASE"] = str(tmp_path / "hub.db")
+    env["STATEHUB_REPOS__ROOTS"] = str(tmp_path / "src")
+    lines: list[str] = []
+    with subprocess.Popen(
+        ["./dev", "run"], cwd=checkout, env=env, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:  # bounded: an empty fleet's sweep, then the daemon
+                lines.append(line)
+                if "starting the daemon" in line or len(lines) > 40:
+                    break
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    text = "".join(lines)
+    assert "dev: no configuration of yours" in text
+    assert "statehub init" in text
+
+
+def test_sweep_of_chosen_repos_counts_those_repos(tmp_path: Path, fleet: Path) -> None:
+    """`sweep --repo NAME` reports the findings of the repos asked for, not the fleet's."""
+    make_repo(fleet, "clean")
+    dirty = make_repo(fleet, "dirty")
+    (dirty / "stray.txt").write_text("x\n", encoding="utf-8")
+    config = write_config(tmp_path, roots=[fleet])
+    assert statehub("sweep", "--config", str(config)).returncode == 0
+
+    chosen = statehub("sweep", "--repo", "clean", "--config", str(config))
+
+    assert chosen.returncode == 0, chosen.stderr
+    assert "; 0 repo(s) with findings," in chosen.stdout.splitlines()[-1]
+    whole = statehub("sweep", "--config", str(config))
+    assert "; 1 repo(s) with findings," in whole.stdout.splitlines()[-1]
+
+
+def test_terminal_tables_wrap_paths_rather_than_cut_them() -> None:
+    """On a narrow terminal a long repo name and path wrap: every character is shown."""
+    import io
+
+    from rich.console import Console
+
+    from statehub.render import findings_table
+
+    repo = "a-repository-name-people-copy-" + "r" * 20
+    path = "docs/a/very/long/path/to/some/file/that/people/copy-" + "p" * 20 + ".txt"
+    buffer = io.StringIO()
+    out = Console(file=buffer, width=50, force_terminal=True, color_system=None)
+    finding = {"check": "C-15", "message": "untracked", "path": path, "new": True}
+    findings_table(out, [(repo, finding)], title="sweep 1")
+    text = buffer.getvalue()
+    assert "…" not in text
+    rows = [line.split("│") for line in text.splitlines() if line.count("│") == 6]
+    assert "".join(row[1].strip() for row in rows) == repo
+    assert "".join(row[4].strip() for row in rows) == path

@@ -131,6 +131,13 @@ class FindingOut(BaseModel):
     check: str
     message: str
     path: str | None
+    new: bool = Field(
+        default=False,
+        description="absent from the repo's previous assessment (a repo's first has none)",
+    )
+    first_seen: str | None = Field(
+        default=None, description="ISO-8601 UTC: the assessment that first reported it"
+    )
 
 
 class AssessmentOut(BaseModel):

@@ -89,7 +89,7 @@ def findings_table(
     if marks:  # new since the repo's previous assessment (issue 15)
         table.add_column("new", no_wrap=True)
     table.add_column("path", overflow="fold")
-    table.add_column("message")
+    table.add_column("message", overflow="fold")
     for repo, finding in sorted(
         rows, key=lambda row: (row[1]["check"] != "C-00", not row[1].get("new"), row[0])
     ):
@@ -150,7 +150,7 @@ def runs_table(out: Console, runs: Sequence[ActivityRun]) -> None:
         return
     table = Table()
     for column in ("fired_at", "scheduled_for", "outcome", "origin", "run_id"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for run in runs:
         # schedule (the daemon), run-now, or temporal (the worker of docs/temporal.md)
         origin = str(run.context_snapshot.get("origin") or "-")

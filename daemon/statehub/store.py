@@ -770,6 +770,19 @@ class Store:
             ).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
+    def first_record_at(self) -> str | None:
+        """When this store's record begins: its creation, or its oldest event if older.
+
+        Slots that ended before it have no data (compare and the status page, issue 15);
+        an event older than the store is one imported or written by a test.
+        """
+        with self._guard() as connection:
+            row = connection.execute("SELECT min(created_at) FROM progress_events").fetchone()
+        oldest = None if row is None or row[0] is None else str(row[0])
+        created = self.created_at()
+        moments = [moment for moment in (created, oldest) if moment is not None]
+        return min(moments, key=parse_iso) if moments else None
+
     def open_findings(
         self, *, check: str | None = None, repo: str | None = None, limit: int = 5000
     ) -> list[tuple[str, str, str, str, str | None]]:

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 AUTOMATION_ERROR = "C-00"
 DEFAULT_README_NAMES = ("README.md",)
+RULES_VERSION = 2
+"""Bumped when what a check finds changes (2: C-21 looks for blocks, C-23 honours the allow
+marker; issue 15). It is part of every repo's fingerprint, so an upgrade re-reads each repo
+once instead of keeping findings that the new rules would not give."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -114,10 +118,11 @@ class EffectiveChecks:
     def digest(self) -> str:
         """A short stable hash, part of a repo's fingerprint.
 
-        The keys added by issue 15 count only when set away from their defaults, so an
-        upgrade alone does not make every repo of a fleet look changed.
+        It holds :data:`RULES_VERSION`; the keys added by issue 15 count only when set away
+        from their defaults.
         """
         data = self.as_dict()
+        data["rules"] = RULES_VERSION
         if data["readme_names"] == list(DEFAULT_README_NAMES):
             del data["readme_names"]
         if not data["exclude_paths"]:
