@@ -291,6 +291,7 @@ def slot_coverage(
         index = bisect_right(bounds, row.started_at) - 1
         if 0 <= index < len(starts):
             sources_in[index].add(row.source)
+
     def state(index: int, seen: set[str]) -> str:
         if len(seen) > 1:
             return DOUBLED
