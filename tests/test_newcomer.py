@@ -203,3 +203,25 @@ def test_terminal_tables_wrap_paths_rather_than_cut_them() -> None:
     rows = [line.split("│") for line in text.splitlines() if line.count("│") == 6]
     assert "".join(row[1].strip() for row in rows) == repo
     assert "".join(row[4].strip() for row in rows) == path
+
+
+def test_unchanged_resweep_shows_the_standing_findings(tmp_path: Path, fleet: Path) -> None:
+    """A re-sweep that re-reads nothing still prints what is wrong."""
+    dirty = make_repo(fleet, "dirty")
+    (dirty / "stray.txt").write_text("x\n", encoding="utf-8")
+    config = write_config(tmp_path, roots=[fleet])
+    assert statehub("sweep", "--config", str(config)).returncode == 0
+
+    again = statehub("sweep", "--config", str(config))
+
+    assert again.returncode == 0
+    assert "stray.txt" in again.stdout
+    assert "C-15" in again.stdout
+
+
+def test_unknown_event_type_is_a_usage_error(tmp_path: Path) -> None:
+    """`events --event-type bogus` exits 2 naming the choices, instead of "no events"."""
+    config = write_config(tmp_path, roots=[tmp_path])
+    result = statehub("events", "--event-type", "bogus", "--config", str(config))
+    assert result.returncode == 2
+    assert "consistency_sweep_remote_all" in result.stderr

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
 
+# statehub.sweep.EVENT_TYPES, spelled here: importing sweep would load the pool and more.
+EVENT_TYPE_NAMES = ("consistency_sweep_remote_all", "consistency_sweep")
+
 STOP_FLUSH_SECONDS = 3.0
 """A stopping service waits this long at most for its queued [notify] messages."""
 
@@ -134,7 +137,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         from statehub.render import sweep_table  # rich: only for people
 
-        sweep_table(console(), event)
+        standing: list[Any] = []
+        listed = any(item["findings"] for item in event.detail["repos_processed"])
+        if not listed and event.detail["assessment_failures"] and not repos:
+            # An unchanged re-sweep re-reads nothing: show what stands, so the output
+            # answers "what is wrong" every time (issue 15).
+            store = open_store(settings)
+            if store is not None:
+                with store:
+                    standing = store.open_findings()
+        sweep_table(console(), event, standing=standing)
     return int(event.detail["exit_code"])
 
 
@@ -481,7 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--remote", action="store_true", help="git fetch first")
 
     events = add("events", cmd_events, "list recorded progress events, newest first", as_json)
-    events.add_argument("--event-type", metavar="T", help="only events of this type")
+    events.add_argument(
+        "--event-type",
+        metavar="T",
+        choices=EVENT_TYPE_NAMES,  # an unknown type is a usage error, not "no events"
+        help=f"only events of this type: {' or '.join(EVENT_TYPE_NAMES)}",
+    )
     events.add_argument(
         "--limit", type=_bounded_int(1, 100000), default=20, metavar="N", help="default 20"
     )

@@ -38,8 +38,13 @@ def plain(text: object, *, style: str = "") -> Text:
     return Text(visible(str(text)), style=style)
 
 
-def sweep_table(out: Console, event: ProgressEvent) -> None:
-    """The findings of one sweep, then a summary line."""
+def sweep_table(
+    out: Console,
+    event: ProgressEvent,
+    *,
+    standing: Sequence[tuple[str, str, str, str, str | None]] = (),
+) -> None:
+    """The findings of one sweep (or the ``standing`` ones it did not list), then a summary."""
     detail = event.detail
     if detail.get("lock_skipped"):
         out.print(
@@ -56,6 +61,8 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
             [(item["repo"], finding) for item in processed for finding in item["findings"]],
             title=f"sweep {event.id}",
         )
+    if standing:
+        standing_table(out, standing)
     if event.event_type == "consistency_sweep":
         # A sweep of chosen repos reports those repos, not the fleet (issue 15).
         failing = sum(
@@ -101,6 +108,15 @@ def findings_table(
         table.add_row(*cells, style=style)
     if rows:
         out.print(table)
+
+
+def standing_table(out: Console, rows: Sequence[tuple[str, str, str, str, str | None]]) -> None:
+    """The standing findings (``Store.open_findings`` rows) of repos this sweep did not list."""
+    findings = [
+        (repo, {"check": check, "message": message, "path": path})
+        for repo, _, check, message, path in rows
+    ]
+    findings_table(out, findings, title="standing findings (unchanged since last assessed)")
 
 
 def check_table(out: Console, document: Mapping[str, Any]) -> None:
