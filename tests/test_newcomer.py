@@ -225,3 +225,28 @@ def test_unknown_event_type_is_a_usage_error(tmp_path: Path) -> None:
     result = statehub("events", "--event-type", "bogus", "--config", str(config))
     assert result.returncode == 2
     assert "consistency_sweep_remote_all" in result.stderr
+
+
+def test_json_error_is_a_json_document_too(tmp_path: Path) -> None:
+    """With --json, an expected failure is also {"error", "exit_code"} on stdout."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sweep]\nmax_seconds = 0\n", encoding="utf-8")
+    result = statehub("sweep", "--json", "--config", str(bad))
+    assert result.returncode == 78
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == 78
+    assert document["error"].startswith("configuration error: ")
+    assert "sweep.max_seconds" in result.stderr
+
+
+def test_install_units_takes_config(tmp_path: Path) -> None:
+    """`install-units --config PATH` is accepted like every command's, and validated."""
+    good = write_config(tmp_path, roots=[tmp_path])
+    prefix = tmp_path / "root"
+    result = statehub("install-units", "--dry-run", "--prefix", str(prefix), "--config", str(good))
+    assert result.returncode == 0, result.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sweep]\nmax_seconds = 0\n", encoding="utf-8")
+    refused = statehub("install-units", "--dry-run", "--prefix", str(prefix), "--config", str(bad))
+    assert refused.returncode == 78
+    assert "sweep.max_seconds" in refused.stderr

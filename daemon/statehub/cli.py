@@ -694,6 +694,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except StatehubError as exc:
         sys.stderr.write(f"statehub: {_kind(exc)}{visible(str(exc))}\n")
+        if getattr(args, "json", False):
+            # So that `| jq` says something useful: the error as the one JSON document.
+            print_json({"error": f"{_kind(exc)}{exc}", "exit_code": exc.exit_status})
         return exc.exit_status
     except KeyboardInterrupt:
         sys.stderr.write("statehub: interrupted\n")
