@@ -250,3 +250,31 @@ def test_install_units_takes_config(tmp_path: Path) -> None:
     refused = statehub("install-units", "--dry-run", "--prefix", str(prefix), "--config", str(bad))
     assert refused.returncode == 78
     assert "sweep.max_seconds" in refused.stderr
+
+
+def test_schedule_show_in_utc_prints_each_time_once(tmp_path: Path) -> None:
+    """In UTC, `schedule show` lists each fire time once (no 'UTC | UTC' columns)."""
+    config = write_config(tmp_path, roots=[tmp_path])
+    result = statehub("schedule", "show", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "next fire times (UTC):" in result.stdout
+    times = result.stdout.split("next fire times (UTC):\n")[1].splitlines()
+    assert len(times) == 5
+    assert all("|" not in line and line.endswith("Z") for line in times)
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({}, "http://127.0.0.1:8000"),
+        ({"api": "port = 9123"}, "http://127.0.0.1:9123"),
+        ({"api": 'host = "::1"\nport = 9123'}, "http://[::1]:9123"),
+        ({"api": "port = 9123", "schedule": 'api_url = "http://hub:80/"'}, "http://hub:80"),
+    ],
+)
+def test_schedule_api_url_follows_the_api_port(
+    tmp_path: Path, sections: dict[str, str], expected: str
+) -> None:
+    """An empty [schedule] api_url is this host's API as [api] host and port give it."""
+    settings = load_settings(write_config(tmp_path, roots=[tmp_path], **sections))
+    assert settings.schedule_api_url == expected

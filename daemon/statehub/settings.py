@@ -179,7 +179,9 @@ class ScheduleSettings(_Section):
     primary_grace_minutes: int | float = Field(35, gt=0, le=10_080)  # up to a week
     remote: bool = False
     trigger_via: Literal["inprocess", "http"] = "inprocess"
-    api_url: str = "http://127.0.0.1:8000"
+    # Empty: this host's API as [api] host and port give it (issue 15: a port set only
+    # under [api] used to be ignored here).
+    api_url: str = ""
     source: str = "local-daemon"
     fallback_source: str = "local-fallback"
 
@@ -357,6 +359,18 @@ class Settings(BaseSettings):
     @property
     def token_path(self) -> Path | None:
         return self.resolve(Path(self.api.token_file)) if self.api.token_file else None
+
+    @property
+    def schedule_api_url(self) -> str:
+        """Where ``trigger_via = "http"`` posts: ``[schedule] api_url``, else ``[api]``'s."""
+        if self.schedule.api_url:
+            return self.schedule.api_url.rstrip("/")
+        host = self.api.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 (read, not bound: reach it on loopback)
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.api.port}"
 
     @property
     def temporal_schedule_id(self) -> str:
