@@ -226,3 +226,35 @@ def test_a_new_exclude_takes_effect_at_the_next_sweep(tmp_path: Path, fleet: Pat
 
     assert second.detail["assessment_failures"] == 0
     assert [e["findings"] for e in second.detail["repos_processed"]] in ([], [[]])
+
+
+def test_mark_new_tells_findings_apart_by_message_and_place() -> None:
+    """A second broken link in one file is new; a count in a message changing is not."""
+    from statehub.store import Assessment, mark_new
+
+    def finding(check: str, message: str, path: str | None) -> dict[str, object]:
+        return {"check": check, "message": message, "path": path}
+
+    earlier = Assessment(
+        repo="r",
+        path="/r",
+        head=None,
+        fingerprint=None,
+        assessed_at="2026-12-01T00:00:00.000Z",
+        findings=[
+            {**finding("C-04", "link 'a.md' points to no file", "README.md"), "first_seen": "T0"},
+            finding("C-21", "conflict block at line 3", "x.txt"),
+        ],
+    )
+    now = [
+        finding("C-04", "link 'a.md' points to no file", "README.md"),
+        finding("C-04", "link 'b.md' points to no file", "README.md"),
+        finding("C-21", "conflict block at line 3 (2 blocks in all)", "x.txt"),
+    ]
+    marked = mark_new(now, earlier, "T2")
+    assert [(item["new"], item["first_seen"]) for item in marked] == [
+        (False, "T0"),
+        (True, "T2"),
+        (False, "2026-12-01T00:00:00.000Z"),
+    ]
+    assert [item["new"] for item in mark_new(now, None, "T2")] == [False, False, False]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -185,14 +186,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 )
 
 
-def finding_key(finding: dict[str, Any]) -> tuple[str, str]:
-    """What makes two findings of one repo the same finding across assessments.
-
-    The check and the path; a finding without a path is told apart by its message. A
-    message that only counts (``3 blocks in all``) may change without the finding being new.
-    """
-    path = finding.get("path")
-    return finding["check"], path if path is not None else "\0" + str(finding["message"])
+def _place(finding: dict[str, Any]) -> tuple[str, str | None]:
+    return finding["check"], finding.get("path")
 
 
 def mark_new(
@@ -200,17 +195,28 @@ def mark_new(
 ) -> list[dict[str, Any]]:
     """``findings`` with ``new`` and ``first_seen`` set against the repo's previous assessment.
 
-    A finding absent from the previous assessment is new and first seen now; one it held
-    keeps its first sighting. A repo assessed for the first time has nothing new (a first
-    sweep would otherwise mark the whole fleet), though its findings are first seen now.
+    A finding is the one of the previous assessment with the same check, path and message;
+    or, where each holds exactly one finding of that check and path, the same check and
+    path (a message that only counts, ``3 blocks in all``, may change without the finding
+    being new). A finding with no earlier one is new and first seen now; one that had an
+    earlier one keeps its first sighting. A repo assessed for the first time has nothing
+    new (a first sweep would otherwise mark the whole fleet), though its findings are first
+    seen now.
     """
-    before = {finding_key(item): item for item in previous.findings} if previous else {}
+    earlier_ones = list(previous.findings) if previous else []
+    exact = {(*_place(item), item["message"]): item for item in earlier_ones}
+    places_before = Counter(_place(item) for item in earlier_ones)
+    places_now = Counter(_place(item) for item in findings)
+    single = {_place(item): item for item in earlier_ones if places_before[_place(item)] == 1}
     marked: list[dict[str, Any]] = []
     for finding in findings:
-        earlier = before.get(finding_key(finding))
-        first_seen = (
-            (earlier.get("first_seen") or previous.assessed_at) if earlier and previous else None
-        )
+        place = _place(finding)
+        earlier = exact.get((*place, finding["message"]))
+        if earlier is None and places_now[place] == 1:
+            earlier = single.get(place)
+        first_seen = None
+        if earlier is not None and previous is not None:
+            first_seen = earlier.get("first_seen") or previous.assessed_at
         marked.append(
             {
                 "check": finding["check"],
