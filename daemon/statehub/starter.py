@@ -60,8 +60,12 @@ def init_command(folders: list[str], target: str | os.PathLike[str] | None) -> i
             raise UsageError(f"{visible(folder)} is not a folder")
         (paths if os.path.lexists(resolved / ".git") else roots).append(str(resolved))
     try:
-        with path.open("x", encoding="utf-8") as handle:
-            handle.write(starter_text(roots, paths))
+        text = starter_text(roots, paths).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("a folder's name is not UTF-8: a TOML file cannot name it") from None
+    try:
+        with path.open("xb") as handle:
+            handle.write(text)
     except FileExistsError:
         raise UsageError(
             f"{visible(str(path))} exists; statehub init never overwrites a configuration"
