@@ -177,10 +177,10 @@ def runs_table(out: Console, runs: Sequence[ActivityRun]) -> None:
 
 def config_warnings(settings: Settings) -> list[str]:
     """What is valid but probably not meant: missing roots, duplicate repo names."""
-    from statehub.sweep import discover
+    from statehub.sweep import discover, root_warnings
 
-    fleet = discover(settings)  # its warnings name missing or empty roots
-    warnings: list[str] = list(fleet.warnings)
+    fleet = discover(settings)
+    warnings: list[str] = root_warnings(settings) + list(fleet.warnings)
     for path in settings.repos.paths:
         if not settings.resolve(path).exists():
             warnings.append(f"repos.paths: {settings.resolve(path)} does not exist")

@@ -46,7 +46,6 @@ class SweepRequest:
     source: str
     max_seconds: int
     remote: bool
-    warnings: tuple[str, ...] = ()  # what the operator should know: a missing root, say
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,38 +58,22 @@ def discover(settings: Settings) -> Fleet:
     """Every repo under ``roots`` and in ``paths``, less ``exclude``, with unique names.
 
     A folder directly below a root is a repo when it holds a ``.git`` entry; a configured
-    path is listed even when missing (it becomes skipped_missing). The fleet's warnings
-    name each root that does not exist, is not a folder or holds no repo, and a
-    configuration with nothing to sweep (issue 15: a quickstart that sweeps nothing says so).
+    path is listed even when missing (it becomes skipped_missing).
     """
     found: list[Path] = []
-    warnings: list[str] = []
     for root in settings.repos.roots:
         folder = settings.resolve(root)
         try:
             entries = sorted(folder.iterdir())
-        except FileNotFoundError:
-            warnings.append(f"repos.roots: {folder} does not exist")
-            continue
-        except NotADirectoryError:
-            warnings.append(f"repos.roots: {folder} is not a folder")
-            continue
-        except OSError as exc:
-            warnings.append(f"repos.roots: {folder} cannot be read ({exc.strerror})")
-            continue
-        repos = [entry for entry in entries if _holds_git(entry)]
-        if not repos:
-            warnings.append(
-                f"repos.roots: {folder} holds no git repo (none of its folders has .git)"
-            )
-        found.extend(repos)
-    if not settings.repos.roots and not settings.repos.paths:
-        warnings.append("repos: no roots and no paths are configured: there is nothing to sweep")
+        except OSError:
+            continue  # a missing root has no repos; `config check` says so
+        found.extend(entry for entry in entries if _holds_git(entry))
     found.extend(settings.resolve(path) for path in settings.repos.paths)
 
     targets: list[Target] = []
     seen_paths: set[Path] = set()
     taken: dict[str, int] = {}
+    warnings: list[str] = []
     for path in found:
         if path in seen_paths:
             continue
@@ -107,6 +90,36 @@ def discover(settings: Settings) -> Fleet:
     return Fleet(targets=tuple(targets), warnings=tuple(warnings))
 
 
+def root_warnings(settings: Settings) -> list[str]:
+    """Each root that does not exist, is not a folder or holds no repo, and a configuration
+    with nothing to sweep: a sweep that sweeps nothing says why (issue 15).
+
+    Cheap: a root is read only until its first repo.
+    """
+    warnings: list[str] = []
+    for root in settings.repos.roots:
+        folder = settings.resolve(root)
+        try:
+            with os.scandir(folder) as entries:
+                holds_repo = any(_holds_git(Path(entry.path)) for entry in entries)
+        except FileNotFoundError:
+            warnings.append(f"repos.roots: {folder} does not exist")
+            continue
+        except NotADirectoryError:
+            warnings.append(f"repos.roots: {folder} is not a folder")
+            continue
+        except OSError as exc:
+            warnings.append(f"repos.roots: {folder} cannot be read ({exc.strerror})")
+            continue
+        if not holds_repo:
+            warnings.append(
+                f"repos.roots: {folder} holds no git repo (none of its folders has .git)"
+            )
+    if not settings.repos.roots and not settings.repos.paths:
+        warnings.append("repos: no roots and no paths are configured: there is nothing to sweep")
+    return warnings
+
+
 def _holds_git(entry: Path) -> bool:
     try:
         return entry.is_dir() and os.path.lexists(entry / ".git")
@@ -119,16 +132,9 @@ def select(settings: Settings, names: Sequence[str] | None) -> tuple[list[Target
 
     Returns the targets found and the asked-for names that were not found (deduplicated).
     """
-    return select_fleet(settings, names)[:2]
-
-
-def select_fleet(
-    settings: Settings, names: Sequence[str] | None
-) -> tuple[list[Target], list[str], tuple[str, ...]]:
-    """:func:`select`, and the fleet's warnings."""
     fleet = discover(settings)
     if names is None:
-        return list(fleet.targets), [], fleet.warnings
+        return list(fleet.targets), []
     by_name = {target.name: target for target in fleet.targets}
     chosen: list[Target] = []
     unknown: list[str] = []
@@ -137,7 +143,7 @@ def select_fleet(
             chosen.append(by_name[name])
         else:
             unknown.append(name)
-    return chosen, unknown, fleet.warnings
+    return chosen, unknown
 
 
 def run_sweep(
@@ -161,7 +167,7 @@ def run_sweep(
     own_store = store is None
     db = store if store is not None else Store.open(settings.database_path)
     try:
-        targets, not_found, warnings = select_fleet(settings, repos)
+        targets, not_found = select(settings, repos)
         known = db.assessed_repos()
         if any(name not in known for name in not_found):
             missing = ", ".join(name for name in not_found if name not in known)
@@ -171,11 +177,7 @@ def run_sweep(
         current = {target.name for target in targets}
         gone = not_found if repos is not None else sorted(known - current)
         request = SweepRequest(
-            event_type=event_type,
-            source=source,
-            max_seconds=budget,
-            remote=remote,
-            warnings=warnings,
+            event_type=event_type, source=source, max_seconds=budget, remote=remote
         )
         lock = SweepLock(settings.database_path)
         if not lock.acquire():
@@ -224,7 +226,6 @@ def _record_lock_skipped(db: Store, request: SweepRequest) -> ProgressEvent:
     now = utc_now()
     detail = _base_detail(request.source, request.max_seconds, request.remote)
     detail.update(
-        warnings=list(request.warnings),
         lock_skipped=True,
         started_at=iso(now),
         finished_at=iso(now),
@@ -273,7 +274,6 @@ def _sweep_locked(
     deadline = clock + request.max_seconds
     detail = _base_detail(request.source, request.max_seconds, request.remote)
     detail["started_at"] = iso(started)
-    detail["warnings"] = list(request.warnings)
     db.set_state(
         _IN_PROGRESS,
         json.dumps(
@@ -364,6 +364,7 @@ def _sweep_locked(
             for outcome in processed
         ],
         new_findings=sum(mark["new"] for marks in marked.values() for mark in marks),
+        warnings=root_warnings(settings),
         skipped_clean=clean,
         skipped_missing=missing_names,
         skipped_budget=over_budget,
