@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tomllib
@@ -152,7 +153,12 @@ def test_dev_run_without_a_config_of_ones_own_points_at_init(tmp_path: Path) -> 
     env["STATEHUB_REPOS__ROOTS"] = str(tmp_path / "src")
     lines: list[str] = []
     with subprocess.Popen(
-        ["./dev", "run"], cwd=checkout, env=env, stderr=subprocess.PIPE, text=True
+        ["./dev", "run"],
+        cwd=checkout,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group: the sweep or daemon it started goes too
     ) as process:
         try:
             assert process.stderr is not None
@@ -161,7 +167,7 @@ def test_dev_run_without_a_config_of_ones_own_points_at_init(tmp_path: Path) -> 
                 if "starting the daemon" in line or len(lines) > 40:
                     break
         finally:
-            process.terminate()
+            os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
     text = "".join(lines)
     assert "dev: no configuration of yours" in text
