@@ -19,4 +19,6 @@ DETAIL_KEYS = {
     "automation_error",
     "automation_errors",
     "assessment_failures",
+    "warnings",  # issue 15
+    "new_findings",  # issue 15
 }

@@ -62,24 +62,28 @@ def test_good_repo_has_no_findings(tmp_path: Path) -> None:
 # -- C-21 -------------------------------------------------------------------------------
 
 
+BLOCK = "<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> feature\n"
+
+
 @pytest.mark.parametrize(
     ("text", "line"),
     [
-        ("a\n<<<<<<< HEAD\nb\n", 2),
-        ("a\n=======\nb\n", 2),
-        ("a\nb\n>>>>>>> feature\n", 3),
-        ("<<<<<<<\n", 1),
-        ("a\n>>>>>>>", 2),
-        ("a\r\n=======\r\nb\r\n", 2),
-        ("a\n======= \n", 2),
-        ("\ufeffx\n<<<<<<< ours\n", 2),
+        (BLOCK, 1),
+        ("a\n" + BLOCK, 2),
+        ("<<<<<<<\nx\n=======\ny\n>>>>>>>", 1),
+        ("a\r\n<<<<<<< HEAD\r\nx\r\n=======\r\ny\r\n>>>>>>> b\r\n", 2),
+        ("\ufeffx\n<<<<<<< ours\n=======\n>>>>>>> theirs\n", 2),
+        # diff3 style: the base section between opener and separator
+        ("<<<<<<< ours\na\n||||||| base\nb\n=======\nc\n>>>>>>> theirs\n", 1),
+        # an opener never closed, then a whole block: the block is found where it opens
+        ("<<<<<<< stale\nx\n<<<<<<< HEAD\n=======\n>>>>>>> b\n", 3),
     ],
 )
-def test_conflict_marker_lines(tmp_path: Path, text: str, line: int) -> None:
-    """Seven '<', '=' or '>' then a space or the line's end is a marker line."""
+def test_conflict_blocks(tmp_path: Path, text: str, line: int) -> None:
+    """An opener, a separator and a closer, in that order, make one conflict block."""
     findings = _run(_repo(tmp_path, {"src/app.py": text}))
     assert findings == [
-        Finding(check="C-21", message=f"conflict-marker line at line {line}", path="src/app.py")
+        Finding(check="C-21", message=f"conflict block at line {line}", path="src/app.py")
     ]
 
 
@@ -87,42 +91,87 @@ def test_conflict_marker_lines(tmp_path: Path, text: str, line: int) -> None:
     "text",
     [
         "Title\n==========\n",
-        "Title\n========\n",
-        "======\n",
-        "<<<<<<<< HEAD\n",
-        ">>>>>>>>\n",
-        " =======\n",
-        "\t<<<<<<< HEAD\n",
-        "=======x\n",
-        "<<<<<<<HEAD\n",
-        "x = '<<<<<<< HEAD'\n",
-        "a ======= b\n",
+        "Title\n=======\n",  # a seven-letter reStructuredText heading
+        "=======\nTitle\n=======\n",  # an overlined heading
+        "a\n======= \n",
+        "a\n<<<<<<< HEAD\nb\n",  # prose about git: an opener alone
+        "a\nb\n>>>>>>> feature\n",
+        "<<<<<<< HEAD\nx\n>>>>>>> b\n",  # no separator
+        ">>>>>>> b\n=======\n<<<<<<< a\n",  # out of order
+        "=======\n<<<<<<< a\n>>>>>>> b\n",
+        "<<<<<<<< HEAD\n========\n>>>>>>>>\n",
+        " <<<<<<< HEAD\n =======\n >>>>>>> b\n",
+        "<<<<<<<HEAD\n=======x\n>>>>>>>b\n",
+        "x = '<<<<<<< HEAD'\ny = '======='\nz = '>>>>>>> b'\n",
         "|||||||\n",
     ],
 )
-def test_not_conflict_markers(tmp_path: Path, text: str) -> None:
-    """Underlines, longer runs, indented or embedded runs are not marker lines."""
+def test_not_conflict_blocks(tmp_path: Path, text: str) -> None:
+    """Underlines, lone or disordered markers, longer or embedded runs are not a block."""
     assert _run(_repo(tmp_path, {"doc.md": text})) == []
 
 
-def test_many_markers_in_one_file_are_one_finding(tmp_path: Path) -> None:
-    """A whole conflict (three marker lines) is one finding that counts them."""
-    text = "x\n<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> other\n"
+# A page of real documentation: reStructuredText headings underlined (and overlined) with
+# seven '=' under seven-letter titles, as Sphinx projects write them, and a section that
+# talks about conflict markers in a literal block without holding a whole block.
+RST_PAGE = """\
+=======
+Changes
+=======
+
+Release
+=======
+
+Version 2.1 fixes the parser. See :ref:`install` for how to upgrade.
+
+Upgrade
+-------
+
+When git stops a merge it writes these lines into the file::
+
+    <<<<<<< HEAD
+
+and the separator line made of seven equal signs. Resolve the conflict, then commit.
+
+Credits
+=======
+
+* Everyone who reported a bug.
+"""
+
+
+def test_restructuredtext_headings_are_not_conflicts(tmp_path: Path) -> None:
+    """A Sphinx-style page with seven-'=' headings is no C-21 (issue 15)."""
+    root = _repo(tmp_path, {"docs/changes.rst": RST_PAGE, "CHANGES.rst": RST_PAGE})
+    assert _run(root) == []
+
+
+def test_a_real_conflict_in_a_real_page_is_found(tmp_path: Path) -> None:
+    """The same page with a conflict block left in it is one C-21 at the block."""
+    conflicted = RST_PAGE.replace(
+        "* Everyone who reported a bug.\n",
+        "<<<<<<< HEAD\n* Everyone who reported a bug.\n=======\n* Every reporter.\n>>>>>>> docs\n",
+    )
+    line = conflicted.splitlines().index("<<<<<<< HEAD") + 1
+    assert _run(_repo(tmp_path, {"docs/changes.rst": conflicted})) == [
+        Finding(check="C-21", message=f"conflict block at line {line}", path="docs/changes.rst")
+    ]
+
+
+def test_many_blocks_in_one_file_are_one_finding(tmp_path: Path) -> None:
+    """Two conflict blocks in one file are one finding that counts them."""
+    text = "x\n" + BLOCK + "y\n" + BLOCK
     assert _run(_repo(tmp_path, {"a.txt": text})) == [
-        Finding(
-            check="C-21",
-            message="conflict-marker line at line 2 (3 marker lines in all)",
-            path="a.txt",
-        )
+        Finding(check="C-21", message="conflict block at line 2 (2 blocks in all)", path="a.txt")
     ]
 
 
 @pytest.mark.parametrize(
     "data",
     [
-        b"<<<<<<< HEAD\n\x00\x01\x02",
-        b"\xff\xd8\xff\xe0\n=======\n",
-        b"ok\n=======\n\xc3\x28\n",
+        BLOCK.encode() + b"\x00\x01\x02",
+        b"\xff\xd8\xff\xe0\n" + BLOCK.encode(),
+        b"ok\n" + BLOCK.encode() + b"\xc3\x28\n",
     ],
 )
 def test_binary_files_are_not_read_for_markers(tmp_path: Path, data: bytes) -> None:
@@ -132,7 +181,8 @@ def test_binary_files_are_not_read_for_markers(tmp_path: Path, data: bytes) -> N
 
 def test_multibyte_character_cut_by_the_bound_is_still_text(tmp_path: Path) -> None:
     """A UTF-8 character split by the read bound does not make the file binary."""
-    data = b"=======\n" + b"x" * (content.CONTENT_READ_LIMIT - 9) + "é".encode() + b"\n"
+    block = BLOCK.encode()
+    data = block + b"x" * (content.CONTENT_READ_LIMIT - len(block) - 1) + "é".encode() + b"\n"
     assert len(data) == content.CONTENT_READ_LIMIT + 2
     assert _ids(_run(_repo(tmp_path, {"long.txt": data}))) == ["C-21", "C-22"]
 
@@ -140,15 +190,15 @@ def test_multibyte_character_cut_by_the_bound_is_still_text(tmp_path: Path) -> N
 def test_untracked_and_ignored_files_are_not_read(tmp_path: Path) -> None:
     """Only tracked files are read: untracked or ignored conflicts are not C-21."""
     root = _repo(tmp_path, {".gitignore": "ignored.txt\n"})
-    (root / "ignored.txt").write_text("=======\n", encoding="utf-8")
-    (root / "untracked.txt").write_text("=======\n", encoding="utf-8")
+    (root / "ignored.txt").write_text(BLOCK, encoding="utf-8")
+    (root / "untracked.txt").write_text(BLOCK, encoding="utf-8")
     assert _run(root) == []
 
 
 def test_work_tree_copy_is_what_is_read(tmp_path: Path) -> None:
     """A conflict written into the work tree after the commit is found."""
     root = _repo(tmp_path, {"a.txt": "fine\n"})
-    (root / "a.txt").write_text("<<<<<<< HEAD\n", encoding="utf-8")
+    (root / "a.txt").write_text(BLOCK, encoding="utf-8")
     assert _ids(_run(root)) == ["C-21"]
 
 
@@ -221,7 +271,7 @@ def test_only_c22_reads_just_the_pointer_line(tmp_path: Path, bytes_read: list[i
 
 def test_all_disabled_reads_nothing(tmp_path: Path, bytes_read: list[int]) -> None:
     """With C-21..C-23 all off, no file is read at all."""
-    root = _repo(tmp_path, {"a.txt": "=======\n", "k.pem": RSA_HEADER})
+    root = _repo(tmp_path, {"a.txt": BLOCK, "k.pem": RSA_HEADER})
     settings = Settings(checks=CheckSettings(disable=["C-21", "C-22", "C-23"]))
     ctx = context(root, settings)
     bytes_read.clear()
@@ -284,7 +334,7 @@ def test_not_private_keys(tmp_path: Path, text: str) -> None:
 
 def test_one_finding_per_file_per_check(tmp_path: Path) -> None:
     """Two keys and two conflicts in one file give one C-21 and one C-23."""
-    text = f"{RSA_HEADER}\n=======\n{RSA_HEADER}\n=======\n"
+    text = f"{RSA_HEADER}\n{BLOCK}{RSA_HEADER}\n{BLOCK}"
     assert _ids(_run(_repo(tmp_path, {"k.txt": text}))) == ["C-21", "C-23"]
 
 
@@ -348,7 +398,7 @@ def test_empty_tracked_file(tmp_path: Path) -> None:
 
 def test_disabling_each_check(tmp_path: Path) -> None:
     """checks.disable and a repo override switch C-21..C-23 off."""
-    root = _repo(tmp_path, {"all.txt": f"{RSA_HEADER}\n=======\n" + "x" * 2048})
+    root = _repo(tmp_path, {"all.txt": f"{RSA_HEADER}\n{BLOCK}" + "x" * 2048})
     assert _ids(_run(root, _tiny_limit())) == ["C-21", "C-22", "C-23"]
     fleet = Settings(checks=CheckSettings(max_file_kb=1, disable=["C-21", "C-23"]))
     assert _ids(_run(root, fleet)) == ["C-22"]

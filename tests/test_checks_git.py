@@ -187,7 +187,7 @@ def test_c12_a_listed_path_that_is_not_a_work_tree(
     detail = sweep_detail(tmp_path, fleet, repos=f'paths = ["{path}"]')
     (item,) = detail["repos_processed"]
     assert item["repo"] == path.name
-    assert item["findings"] == [{"check": "C-12", "message": reason, "path": None}]
+    assert item["findings"] == [{"check": "C-12", "message": reason, "path": None, "new": False}]
     assert detail["skipped_missing"] == []
     assert detail["exit_code"] == 0
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from statehub.cli import main
 from statehub.compare import compare, compare_command
 from statehub.settings import Settings, load_settings
-from statehub.store import Store, iso, utc_now
+from statehub.store import Store, iso, parse_iso, utc_now
 
 WHOLE = "consistency_sweep_remote_all"
 CHOSEN = "consistency_sweep"
@@ -187,7 +187,13 @@ def test_every_slot_covered(hub: Hub) -> None:
 
     report = hub.report(24)
 
-    assert report["slots"] == {"expected": 96, "covered": 96, "missed": [], "doubled": []}
+    assert report["slots"] == {
+        "expected": 96,
+        "covered": 96,
+        "missed": [],
+        "doubled": [],
+        "no_data": 0,
+    }
     assert report["sources"]["activity-core"]["sweeps"] == 96
     assert report["verdict"] == "OK: 96/96 slots covered, no doubled slots"
 
@@ -235,6 +241,7 @@ def test_chosen_repo_sweep_does_not_cover(hub: Hub) -> None:
 
     assert report["sources"]["manual"]["sweeps"] == 1
     assert report["slots"] == {
+        "no_data": 0,
         "expected": 2,
         "covered": 0,
         "missed": ["2026-11-27T11:30:00Z", "2026-11-27T11:45:00Z"],
@@ -254,6 +261,7 @@ def test_doubled_needs_two_different_sources(hub: Hub) -> None:
     report = hub.report(0.5)
 
     assert report["slots"] == {
+        "no_data": 0,
         "expected": 2,
         "covered": 2,
         "missed": [],
@@ -274,6 +282,7 @@ def test_window_edges(hub: Hub) -> None:
     report = hub.report(1, now=now)
 
     assert report["slots"] == {
+        "no_data": 0,
         "expected": 3,
         "covered": 2,
         "missed": ["2026-11-27T11:30:00Z"],
@@ -312,6 +321,7 @@ def test_slots_follow_the_schedule_time_zone_across_dst(tmp_path: Path) -> None:
     hub.store.close()
 
     assert report["slots"] == {
+        "no_data": 0,
         "expected": 4,
         "covered": 3,
         "missed": ["2026-03-28T08:00:00Z"],
@@ -364,7 +374,9 @@ def test_text_report_without_terminal_has_no_strip(
     assert status == 0
     assert "activity-core" in out
     assert "█" not in out
-    assert out.splitlines()[-1] == "ATTENTION: 3 missed (1/4 slots covered)"
+    assert out.splitlines()[-1] == (
+        "ATTENTION: 1 missed (1/2 slots covered; 2 before the store's first record: no data)"
+    )
 
 
 def test_missing_database_reads_as_no_sweeps(tmp_path: Path) -> None:
@@ -415,3 +427,36 @@ def test_cli_subprocess(hub: Hub) -> None:
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["sources"]["activity-core"]["sweeps"] == 1
+
+
+def test_a_new_store_has_no_missed_slots_before_its_first_record(tmp_path: Path) -> None:
+    """A store minutes old: the day's earlier slots are "no data", not missed (issue 15)."""
+    from statehub.compare import SweepRow
+    from statehub.page import build_strip
+
+    settings = load_settings(write_config(tmp_path))
+    now = utc_now()
+    slot_end = now.replace(minute=now.minute // 15 * 15, second=0, microsecond=0) + timedelta(
+        minutes=15
+    )
+    with Store.open(settings.database_path) as store:
+        store.append_event(WHOLE, sweep_detail("manual", now), created_at=now)
+        created = parse_iso(store.first_record_at() or "")
+        since = slot_end - timedelta(days=1)
+        rows = [SweepRow.from_row(row) for row in store.sweep_rows(since=since, until=slot_end)]
+
+    report = compare(settings, since_hours=24, now=slot_end).as_dict()
+
+    assert report["slots"] == {
+        "expected": 1,
+        "covered": 1,
+        "missed": [],
+        "doubled": [],
+        "no_data": 95,
+    }
+    # The status page's strip draws the same slots as before the store, none as missed.
+    strip = build_strip(
+        settings, rows, now=slot_end, window="24h", store_created=created, sources=["manual"]
+    )
+    assert strip.counts["missed"] == 0
+    assert strip.counts["before"] == 95

@@ -304,7 +304,8 @@ def test_run_now_sweeps_without_a_daemon(tmp_path: Path, small_fleet: Path) -> N
     human = statehub("schedule", "run-now", "--config", str(config))
     assert human.returncode == 0
     assert re.search(r"^run [0-9a-f-]{36}: swept$", human.stdout, re.MULTILINE)
-    assert "context_snapshot:" in human.stdout
+    assert re.search(r"^  sweep          \d+ assessed, \d+ unchanged", human.stdout, re.MULTILINE)
+    assert "{" not in human.stdout  # the summary a person wants, not the raw JSON (issue 15)
 
 
 def test_run_now_while_a_sweep_holds_the_lock(tmp_path: Path, small_fleet: Path) -> None:

@@ -287,6 +287,23 @@ def test_overlapping_fire_is_skipped_and_recorded(make_settings: Callable[..., S
     assert any(sent.startswith("STATUS=active; running since ") for sent in recorder.sent)
 
 
+def test_start_line_names_the_last_recorded_run(make_settings: Callable[..., Settings]) -> None:
+    """A daemon started over runs already recorded says "last: <outcome>", not "none"."""
+    settings = make_settings(schedule='mode = "active"\nenabled = false')
+    Runner(settings).fire(scheduled_for=T0)  # a run of an earlier daemon
+    recorder = Recorder()
+    daemon = Daemon(
+        settings,
+        notifier=Notifier(recorder),
+        trigger=IntervalTrigger(hours=1, timezone=UTC),
+    )
+    daemon.start()
+    daemon.stop("test")
+    assert recorder.sent[0].startswith(
+        "READY=1\nSTATUS=active, disabled (enabled = false); last: disabled at "
+    )
+
+
 def test_stop_abandons_a_hung_sweep_quickly(
     make_settings: Callable[..., Settings],
     hung: type[HungBackend],

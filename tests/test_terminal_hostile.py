@@ -34,7 +34,7 @@ def hostile(fleet: Path) -> Path:
     files = good_files("hostile")
     files["README.md"] = f"# hostile\n\nSee [it](gone{CLEAR}.md).\n"  # C-04 names the target
     files["workplans/DEMO-WP-0001-plan.md"] = workplan("DEMO-WP-0001", status=f"done{CLOSING_TAG}")
-    files[f"{MARKUP}.md"] = "<<<<<<< ours\n"  # C-21 names the file
+    files[f"{MARKUP}.md"] = "<<<<<<< ours\n=======\n>>>>>>> theirs\n"  # C-21 names the file
     root = make_repo(fleet, "hostile", files)
     write(root, {f"new{TITLE}{RLO}.txt": "x", f"{CLEAR}[bold]": "y", f"{MARKUP}/inner": "z"})
     return root

@@ -131,6 +131,13 @@ class FindingOut(BaseModel):
     check: str
     message: str
     path: str | None
+    new: bool = Field(
+        default=False,
+        description="absent from the repo's previous assessment (a repo's first has none)",
+    )
+    first_seen: str | None = Field(
+        default=None, description="ISO-8601 UTC: the assessment that first reported it"
+    )
 
 
 class AssessmentOut(BaseModel):
@@ -817,6 +824,32 @@ class _Server(uvicorn.Server):
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _rename_uvicorn(record: logging.LogRecord) -> bool:
+    record.name = "uvicorn"
+    return True
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (a name is resolved; the first address that
+    binds wins), as uvicorn would open it. Raises OSError when none can be bound."""
+    failure: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        listening = socket.socket(family, kind, proto)
+        try:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listening.bind(address)
+            listening.listen(2048)  # uvicorn's default backlog
+        except OSError as exc:
+            listening.close()
+            failure = exc
+            continue
+        listening.set_inheritable(True)
+        return listening
+    raise failure or OSError(f"no address for {host}")
+
+
 def serve(settings: Settings) -> int:
     """Serve the API on ``[api] host:port`` until SIGTERM or SIGINT; returns the exit status.
 
@@ -824,7 +857,19 @@ def serve(settings: Settings) -> int:
     ConfigError (exit 78) for a token file that is missing, unreadable or empty.
     """
     setup_logging()
+    # uvicorn logs its own life under "uvicorn.error", which reads as an error: "uvicorn".
+    logging.getLogger("uvicorn.error").addFilter(_rename_uvicorn)
     app = create_app(settings)
+    # Listen before the app starts, so that a port in use is one line and exit 1, not
+    # "Application startup complete." followed by a failure (issue 15).
+    host, port = settings.api.host, settings.api.port
+    try:
+        listening = _listen(host, port)
+    except OSError as exc:
+        log.error("cannot serve on %s:%s: %s", host, port, (exc.strerror or str(exc)).lower())
+        return EXIT_AUTOMATION_ERROR
+    bound = listening.getsockname()
+    log.info("listening on %s:%s", host, bound[1])
     open_files = raise_open_files_limit()
     guard = ConnectionGuard(
         header_timeout=settings.api.header_timeout_seconds, max_pending=pending_cap(open_files)
@@ -842,7 +887,7 @@ def serve(settings: Settings) -> int:
     )
     server = _Server(config, guard)
     try:
-        server.run()
+        server.run(sockets=[listening])
     except SystemExit:  # uvicorn exits when it cannot bind or start the app
         log.error("cannot serve on %s:%s (reason above)", settings.api.host, settings.api.port)
         return EXIT_AUTOMATION_ERROR

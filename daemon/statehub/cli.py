@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
 
+# statehub.sweep.EVENT_TYPES, spelled here: importing sweep would load the pool and more.
+EVENT_TYPE_NAMES = ("consistency_sweep_remote_all", "consistency_sweep")
+
 STOP_FLUSH_SECONDS = 3.0
 """A stopping service waits this long at most for its queued [notify] messages."""
 
@@ -68,10 +71,17 @@ def print_json(document: Any) -> None:
 
 
 def console() -> Any:
-    from rich.console import Console
+    from statehub.render import output_console
 
-    # Summary lines stay whole lines; nothing printed is read as markup (render.plain).
-    return Console(highlight=False, soft_wrap=True, markup=False)
+    # Summary lines stay whole lines; nothing printed is read as markup (render.plain);
+    # piped output is never cut at 80 columns.
+    return output_console()
+
+
+def print_warnings(warnings: Sequence[str]) -> None:
+    """Each warning as one line on stderr, whatever the output format."""
+    for warning in warnings:
+        sys.stderr.write(f"statehub: warning: {visible(warning)}\n")
 
 
 # -- sweep and check ------------------------------------------------------------------
@@ -121,12 +131,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 event = sweep(advance)
     finally:
         alerts.flush()  # bounded: the pings and posts of this sweep, before the exit
+    print_warnings(event.detail.get("warnings", []))
     if args.json:
         print_json(event.as_dict())
     else:
         from statehub.render import sweep_table  # rich: only for people
 
-        sweep_table(console(), event)
+        standing: list[Any] = []
+        listed = any(item["findings"] for item in event.detail["repos_processed"])
+        if not listed and event.detail["assessment_failures"] and not repos:
+            # An unchanged re-sweep re-reads nothing: show what stands, so the output
+            # answers "what is wrong" every time (issue 15).
+            store = open_store(settings)
+            if store is not None:
+                with store:
+                    standing = store.open_findings()
+        sweep_table(console(), event, standing=standing)
     return int(event.detail["exit_code"])
 
 
@@ -364,6 +384,33 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from statehub.starter import init_command
+
+    target = getattr(args, "config", None)
+    return init_command(list(args.folders), target)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from statehub.checks import catalogue
+
+    if args.markdown:
+        sys.stdout.write(catalogue.markdown_table() + "\n")
+        return 0
+    if args.check is None:
+        for text in catalogue.CATALOGUE:
+            sys.stdout.write(f"{text.id}  {text.summary}\n")
+        sys.stdout.write("statehub explain C-NN tells why a check matters and how to fix it\n")
+        return 0
+    check_id = args.check.upper()
+    if check_id.isdigit():
+        check_id = f"C-{int(check_id):02d}"
+    if check_id not in catalogue.BY_ID:
+        raise_usage(f"unknown check {args.check!r}: the checks are C-00 .. C-23")
+    sys.stdout.write(catalogue.explain(check_id) + "\n")
+    return 0
+
+
 def cmd_install_units(args: argparse.Namespace) -> int:
     from statehub.install import main as install_main
 
@@ -446,7 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--remote", action="store_true", help="git fetch first")
 
     events = add("events", cmd_events, "list recorded progress events, newest first", as_json)
-    events.add_argument("--event-type", metavar="T", help="only events of this type")
+    events.add_argument(
+        "--event-type",
+        metavar="T",
+        choices=EVENT_TYPE_NAMES,  # an unknown type is a usage error, not "no events"
+        help=f"only events of this type: {' or '.join(EVENT_TYPE_NAMES)}",
+    )
     events.add_argument(
         "--limit", type=_bounded_int(1, 100000), default=20, metavar="N", help="default 20"
     )
@@ -509,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_show.set_defaults(handler=cmd_config_show)
 
+    _add_starter(add)
+
     install = add(
         "install-units",
         cmd_install_units,
@@ -516,6 +570,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument("install_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def _add_starter(add: Callable[..., Any]) -> None:
+    """``statehub init`` and ``statehub explain``: for a newcomer (issue 15)."""
+    init = add(
+        "init",
+        cmd_init,
+        "write a starter configuration (--config PATH, default ./statehub.toml)",
+    )
+    init.add_argument(
+        "folders",
+        nargs="*",
+        metavar="FOLDER",
+        help="a folder holding repos (a root), or a repo itself (default: the current folder)",
+    )
+    explain = add("explain", cmd_explain, "what a check looks for, why, and how to fix it")
+    explain.add_argument("check", nargs="?", metavar="C-NN", help="a check id (default: list all)")
+    explain.add_argument(
+        "--markdown", action="store_true", help="print the README's table of checks"
+    )
 
 
 TEMPORAL_HELP = "the cluster scheduler: a Temporal Schedule and this host's worker"
@@ -620,6 +694,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except StatehubError as exc:
         sys.stderr.write(f"statehub: {_kind(exc)}{visible(str(exc))}\n")
+        if getattr(args, "json", False):
+            # So that `| jq` says something useful: the error as the one JSON document.
+            print_json({"error": f"{_kind(exc)}{exc}", "exit_code": exc.exit_status})
         return exc.exit_status
     except KeyboardInterrupt:
         sys.stderr.write("statehub: interrupted\n")

@@ -20,6 +20,10 @@ schedule's slots were covered. Its definitions (issue 6):
   any source whose ``started_at`` is in ``[start, end)``. A sweep of chosen repos
   (``consistency_sweep``) is counted for its source but covers no slot. A slot with none is
   *missed*.
+- A slot that ended at or before the store's first record (its creation, or its oldest
+  event if older) has *no data*: not missed, and not expected either (issue 15: a store
+  minutes old is not 1,437 missed slots). The status page's strip draws the same slots as
+  "before the store", and a sweep in such a slot still covers it.
 - A slot is *doubled* when completed whole-fleet sweeps of two or more DIFFERENT sources
   started in it: the sign of two live schedulers. Two sweeps of one source are not doubled.
 - ``retired_sources_seen``: the ``hub.retired_sources`` with any event in the window.
@@ -60,8 +64,14 @@ WHOLE_FLEET_EVENT = EVENT_ALL  # contract section 5
 COVERED = "covered"
 MISSED = "missed"
 DOUBLED = "doubled"
-STRIP_MARKS = {COVERED: ("█", "green"), MISSED: ("·", "red"), DOUBLED: ("2", "yellow")}
-ASCII_MARKS = {COVERED: "#", MISSED: ".", DOUBLED: "2"}
+NO_DATA = "no data"
+STRIP_MARKS = {
+    COVERED: ("█", "green"),
+    MISSED: ("·", "red"),
+    DOUBLED: ("2", "yellow"),
+    NO_DATA: (" ", "dim"),
+}
+ASCII_MARKS = {COVERED: "#", MISSED: ".", DOUBLED: "2", NO_DATA: " "}
 STATUS_RUNS = 5
 LISTED_SLOTS = 12  # missed/doubled slot times printed before "and N more"
 LISTED_REPOS = 8  # repo names per check in the status screen before "+N more"
@@ -168,11 +178,16 @@ class SlotCoverage:
 
     @property
     def expected(self) -> int:
-        return len(self.starts)
+        return sum(state != NO_DATA for state in self.states)
 
     @property
     def covered(self) -> int:
-        return sum(state != MISSED for state in self.states)
+        return sum(state in (COVERED, DOUBLED) for state in self.states)
+
+    @property
+    def no_data(self) -> int:
+        """Slots that ended before the store existed: neither expected nor missed."""
+        return sum(state == NO_DATA for state in self.states)
 
     @property
     def missed(self) -> list[datetime]:
@@ -192,6 +207,7 @@ class SlotCoverage:
             "covered": self.covered,
             "missed": [utc_z(start) for start in self.missed],
             "doubled": [utc_z(start) for start in self.doubled],
+            "no_data": self.no_data,  # issue 15
         }
 
 
@@ -217,6 +233,8 @@ class Comparison:
     def verdict(self) -> str:
         """One line: ``OK: 96/96 slots covered, no doubled slots`` or ``ATTENTION: ...``."""
         coverage = f"{self.slots.covered}/{self.slots.expected} slots covered"
+        if self.slots.no_data:
+            coverage += f"; {self.slots.no_data} before the store's first record: no data"
         if not self.attention:
             return f"OK: {coverage}, no doubled slots"
         parts = []
@@ -255,8 +273,16 @@ def slot_bounds(trigger: str, zone: ZoneInfo, since: datetime, until: datetime) 
     return bounds
 
 
-def slot_coverage(bounds: Sequence[datetime], rows: Sequence[SweepRow]) -> SlotCoverage:
-    """Which slots got a completed whole-fleet sweep, and from how many sources."""
+def slot_coverage(
+    bounds: Sequence[datetime],
+    rows: Sequence[SweepRow],
+    store_created: datetime | None = None,
+) -> SlotCoverage:
+    """Which slots got a completed whole-fleet sweep, and from how many sources.
+
+    A slot ending at or before ``store_created`` without a sweep has no data (the rule of
+    the status page's strip, page.build_strip).
+    """
     starts = tuple(bounds[:-1])
     sources_in: list[set[str]] = [set() for _ in starts]
     for row in rows:
@@ -265,9 +291,17 @@ def slot_coverage(bounds: Sequence[datetime], rows: Sequence[SweepRow]) -> SlotC
         index = bisect_right(bounds, row.started_at) - 1
         if 0 <= index < len(starts):
             sources_in[index].add(row.source)
-    states = tuple(
-        MISSED if not seen else DOUBLED if len(seen) > 1 else COVERED for seen in sources_in
-    )
+
+    def state(index: int, seen: set[str]) -> str:
+        if len(seen) > 1:
+            return DOUBLED
+        if seen:
+            return COVERED
+        if store_created is not None and bounds[index + 1] <= store_created:
+            return NO_DATA
+        return MISSED
+
+    states = tuple(state(index, seen) for index, seen in enumerate(sources_in))
     return SlotCoverage(starts=starts, states=states)
 
 
@@ -306,9 +340,12 @@ def compare(settings: Settings, *, since_hours: float, now: datetime | None = No
     path = settings.database_path
     rows: list[SweepRow] = []
     found = path.exists()
+    created: datetime | None = None
     if found:
         with Store.open(path, create=False) as store:
             rows = [SweepRow.from_row(row) for row in store.sweep_rows(since=since, until=until)]
+            created_at = store.first_record_at()
+            created = parse_iso(created_at) if created_at else None
     schedule = settings.schedule
     bounds = slot_bounds(schedule.trigger, schedule.zone, since, until)
     seen = {row.source for row in rows}
@@ -319,7 +356,7 @@ def compare(settings: Settings, *, since_hours: float, now: datetime | None = No
         trigger=schedule.trigger,
         timezone=schedule.timezone,
         sources=summarize_sources(rows),
-        slots=slot_coverage(bounds, rows),
+        slots=slot_coverage(bounds, rows, created),
         retired_sources_seen=[name for name in settings.hub.retired_sources if name in seen],
         database=path,
         database_found=found,
@@ -356,11 +393,11 @@ def render_comparison(out: Console, report: Comparison) -> None:
             "failures: repos failing after the last sweep",
             caption_justify="left",
         )
-        table.add_column("source", no_wrap=True)
+        table.add_column("source", overflow="fold")
         for column in ("sweeps", "skipped", "C-00", "failures", "mean s", "max s"):
-            table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
-        table.add_column("first", no_wrap=True)
-        table.add_column("last", no_wrap=True)
+            table.add_column(column, justify="right", overflow="fold", min_width=len(column))
+        table.add_column("first", overflow="fold")
+        table.add_column("last", overflow="fold")
         for name, summary in report.sources.items():
             retired = name in report.retired_sources_seen
             table.add_row(
@@ -383,7 +420,8 @@ def render_comparison(out: Console, report: Comparison) -> None:
     _say(
         out,
         f"slots of '{report.trigger}' ({report.timezone}): {slots.expected} expected, "
-        f"{slots.covered} covered, {len(slots.missed)} missed, {len(slots.doubled)} doubled",
+        f"{slots.covered} covered, {len(slots.missed)} missed, {len(slots.doubled)} doubled"
+        + (f", {slots.no_data} before the store (no data)" if slots.no_data else ""),
     )
     _list_slots(out, "missed", slots.missed)
     _list_slots(out, "doubled", slots.doubled)
@@ -399,7 +437,8 @@ def render_strip(out: Console, slots: SlotCoverage) -> None:
         state: (char if unicode else ASCII_MARKS[state], style)
         for state, (char, style) in STRIP_MARKS.items()
     }
-    legend = "  ".join(f"{marks[state][0]} {state}" for state in (COVERED, MISSED, DOUBLED))
+    shown = (COVERED, MISSED, DOUBLED, *((NO_DATA,) if slots.no_data else ()))
+    legend = "  ".join(f"{marks[state][0] or ' '} {state}" for state in shown)
     _say(out, f"{utc_z(slots.starts[0])} onwards, one slot a character: {legend}")
     width = max(out.width, 8)
     for offset in range(0, len(slots.states), width):
@@ -454,11 +493,15 @@ def status_report(settings: Settings, *, now: datetime | None = None) -> dict[st
         "open_findings": [],
         "repos_assessed": 0,
         "repos_with_findings": 0,
+        "warnings": [],  # of the newest sweep: a missing or empty root, say (issue 15)
     }
     if not path.exists():
         return document
     with Store.open(path, create=False) as store:
         document["database"]["events"] = store.count_events()
+        newest = store.events(limit=1)
+        if newest:
+            document["warnings"] = list(newest[0].detail.get("warnings", []))
         document["runs"] = [
             {
                 "run_id": run.run_id,
@@ -538,6 +581,8 @@ def render_status(out: Console, document: dict[str, Any]) -> None:
     if not database["events"] and not document["runs"]:
         _say(out, "no sweeps recorded yet")
         return
+    for warning in document["warnings"]:
+        _say(out, f"warning: {warning} (the newest sweep)", style="yellow")
     _status_runs(out, document["runs"])
     _status_sweeps(out, document["last_sweeps"])
     _status_findings(out, document)
@@ -550,7 +595,7 @@ def _status_runs(out: Console, runs: Sequence[dict[str, Any]]) -> None:
     _say(out, f"the daemon's last {len(runs)} run(s), times in UTC", style="bold")
     table = _compact_table()
     for column in ("fired", "scheduled for", "outcome"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, overflow="fold")
     for run in runs:
         table.add_row(_short(run["fired_at"]), _short(run["scheduled_for"]), Text(run["outcome"]))
     out.print(table)
@@ -563,9 +608,9 @@ def _status_sweeps(out: Console, sweeps: dict[str, dict[str, Any]]) -> None:
     _say(out, "last event per source, times in UTC", style="bold")
     table = _compact_table()
     for column in ("source", "at", "sweep of", "outcome"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, overflow="fold")
     for column in ("duration s", "failures"):
-        table.add_column(column, justify="right", no_wrap=True)
+        table.add_column(column, justify="right", overflow="fold")
     styles = {"automation_error": "red", "interrupted": "red", "lock_skipped": "yellow"}
     for source, sweep in sweeps.items():
         table.add_row(
@@ -590,7 +635,7 @@ def _status_findings(out: Console, document: dict[str, Any]) -> None:
         return
     table = _compact_table()
     for column in ("check", "repos", "names"):
-        table.add_column(column, no_wrap=column != "names")
+        table.add_column(column, overflow="fold")
     for group in groups:
         repos = group["repos"]
         names = ", ".join(repos[:LISTED_REPOS])
@@ -615,7 +660,9 @@ def _compact_table(**options: Any) -> Table:
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False, markup=False)
+    from statehub.render import output_console
+
+    return output_console(soft_wrap=False)
 
 
 def _print_json(document: Any) -> None:

@@ -99,7 +99,7 @@ class HttpBackend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.base_url = settings.schedule.api_url.rstrip("/")
+        self.base_url = settings.schedule_api_url
         token = read_token(settings)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 

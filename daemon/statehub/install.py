@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print what would be done, write nothing",
     )
     parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="a configuration to validate first (every command takes it; the units read "
+        "/etc/statehub/statehub.toml)",
+    )
+    parser.add_argument(
         "--archived",
         action="store_true",
         help="also the emergency timer pair of infra/systemd/archived (see its README)",
@@ -157,6 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         options = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage and 0 for --help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if options.config is not None:
+        from statehub.errors import ConfigError
+        from statehub.settings import load_settings  # pydantic: only when asked
+
+        try:
+            load_settings(options.config)
+        except ConfigError as exc:
+            print(f"statehub: configuration error: {exc}", file=sys.stderr)
+            return exc.exit_status
     try:
         lines = install_units(
             DEFAULT_SOURCE_DIR,

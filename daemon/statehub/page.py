@@ -221,7 +221,10 @@ def build_strip(
     since = now - WINDOWS[window]
     bounds = _slot_bounds(schedule.trigger, schedule.timezone, since, now)
     cron = cron_trigger(schedule.trigger, schedule.zone)
-    upcoming: datetime | None = cron.get_next_fire_time(None, now.astimezone(schedule.zone))
+    # Strictly after now: at a fire time exactly, the running slot is the one it opens
+    # (not an empty slot from now to now).
+    after = (now + timedelta(microseconds=1)).astimezone(schedule.zone)
+    upcoming: datetime | None = cron.get_next_fire_time(None, after)
     if bounds and upcoming is not None:
         bounds.append(upcoming.astimezone(UTC))  # the running slot ends at the next fire
     bounds = bounds[-(MAX_CELLS + 1) :]
@@ -243,8 +246,8 @@ def build_strip(
         }
         span = f"{day_hm(start)} to {hm(end)} UTC"
         start_z, end_z = utc_z(start), utc_z(end)
-        if store_created is not None and end <= store_created:
-            state = "before"
+        if store_created is not None and end <= store_created and not covering:
+            state = "before"  # as compare counts "no data": a sweep in it still covers it
         elif len(covering) > 1:
             state = "doubled"
         elif covering:
@@ -443,7 +446,7 @@ def status_view(
     expected = [*schedule.primary_sources, schedule.source, schedule.fallback_source]
     last_by_source = cache.newest(since=since)
     sources = list(last_by_source)
-    created = _moment(store.created_at())
+    created = _moment(store.first_record_at())  # the rule of compare (issue 15)
     strip = build_strip(
         settings, rows, now=moment, window=window, store_created=created, sources=sources
     )

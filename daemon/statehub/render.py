@@ -20,14 +20,31 @@ from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import ActivityRun, ProgressEvent
 
+PIPE_WIDTH = 100_000
+"""The width of output that is not a terminal: piped output is never cut (issue 15)."""
+
+
+def output_console(*, soft_wrap: bool = True) -> Console:
+    """A console on stdout for people: on a terminal, its width; piped or redirected, so
+    wide that no table is cut (rich would otherwise assume 80 columns)."""
+    import sys
+
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    return Console(highlight=False, soft_wrap=soft_wrap, markup=False, width=width)
+
 
 def plain(text: object, *, style: str = "") -> Text:
     """A rich Text of ``text`` as it is: no markup read, control characters escaped."""
     return Text(visible(str(text)), style=style)
 
 
-def sweep_table(out: Console, event: ProgressEvent) -> None:
-    """The findings of one sweep, then a summary line."""
+def sweep_table(
+    out: Console,
+    event: ProgressEvent,
+    *,
+    standing: Sequence[tuple[str, str, str, str, str | None]] = (),
+) -> None:
+    """The findings of one sweep (or the ``standing`` ones it did not list), then a summary."""
     detail = event.detail
     if detail.get("lock_skipped"):
         out.print(
@@ -44,13 +61,26 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
             [(item["repo"], finding) for item in processed for finding in item["findings"]],
             title=f"sweep {event.id}",
         )
+    if standing:
+        standing_table(out, standing)
+    if event.event_type == "consistency_sweep":
+        # A sweep of chosen repos reports those repos, not the fleet (issue 15).
+        failing = sum(
+            1
+            for item in processed
+            if any(finding["check"] != "C-00" for finding in item["findings"])
+        )
+    else:
+        failing = detail["assessment_failures"]
+    new = detail.get("new_findings", 0)
     out.print(
         plain(
             f"event {event.id} ({event.event_type}): {len(processed)} assessed, "
             f"{len(detail['skipped_clean'])} unchanged, {len(detail['skipped_missing'])} "
             f"missing, {len(detail['skipped_budget'])} over budget in "
-            f"{detail['duration_seconds']:.1f} s; {detail['assessment_failures']} repo(s) "
-            f"with findings, {len(detail['automation_errors'])} automation error(s)"
+            f"{detail['duration_seconds']:.1f} s; {failing} repo(s) "
+            f"with findings{f' ({new} new)' if new else ''}, "
+            f"{len(detail['automation_errors'])} automation error(s)"
         )
     )
 
@@ -59,21 +89,34 @@ def findings_table(
     out: Console, rows: Sequence[tuple[str, Mapping[str, Any]]], *, title: str
 ) -> None:
     table = Table(title=plain(title), title_justify="left")
-    table.add_column("repo")
-    table.add_column("check")
-    table.add_column("path")
-    table.add_column("message")
-    for repo, finding in sorted(rows, key=lambda row: (row[1]["check"] != "C-00", row[0])):
-        style = "red" if finding["check"] == "C-00" else None
-        table.add_row(
-            plain(repo),
-            plain(finding["check"]),
-            plain(finding["path"] or ""),
-            plain(finding["message"]),
-            style=style,
-        )
+    # On a terminal, names and paths wrap rather than end in '...': people copy them.
+    table.add_column("repo", overflow="fold")
+    table.add_column("check", no_wrap=True)
+    marks = any(finding.get("new") for _, finding in rows)
+    if marks:  # new since the repo's previous assessment (issue 15)
+        table.add_column("new", no_wrap=True)
+    table.add_column("path", overflow="fold")
+    table.add_column("message", overflow="fold")
+    for repo, finding in sorted(
+        rows, key=lambda row: (row[1]["check"] != "C-00", not row[1].get("new"), row[0])
+    ):
+        style = "red" if finding["check"] == "C-00" else ("bold" if finding.get("new") else None)
+        cells = [plain(repo), plain(finding["check"])]
+        if marks:
+            cells.append(plain("new" if finding.get("new") else ""))
+        cells += [plain(finding["path"] or ""), plain(finding["message"])]
+        table.add_row(*cells, style=style)
     if rows:
         out.print(table)
+
+
+def standing_table(out: Console, rows: Sequence[tuple[str, str, str, str, str | None]]) -> None:
+    """The standing findings (``Store.open_findings`` rows) of repos this sweep did not list."""
+    findings = [
+        (repo, {"check": check, "message": message, "path": path})
+        for repo, _, check, message, path in rows
+    ]
+    findings_table(out, findings, title="standing findings (unchanged since last assessed)")
 
 
 def check_table(out: Console, document: Mapping[str, Any]) -> None:
@@ -91,7 +134,7 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
         return
     table = Table()
     for column in ("id", "created_at", "type", "source", "outcome", "assessed", "failures"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for event in events:
         detail = event.detail
         if detail.get("lock_skipped"):
@@ -123,7 +166,7 @@ def runs_table(out: Console, runs: Sequence[ActivityRun]) -> None:
         return
     table = Table()
     for column in ("fired_at", "scheduled_for", "outcome", "origin", "run_id"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for run in runs:
         # schedule (the daemon), run-now, or temporal (the worker of docs/temporal.md)
         origin = str(run.context_snapshot.get("origin") or "-")
@@ -134,18 +177,14 @@ def runs_table(out: Console, runs: Sequence[ActivityRun]) -> None:
 
 def config_warnings(settings: Settings) -> list[str]:
     """What is valid but probably not meant: missing roots, duplicate repo names."""
-    from statehub.sweep import discover
+    from statehub.sweep import discover, root_warnings
 
-    warnings: list[str] = []
-    for root in settings.repos.roots:
-        folder = settings.resolve(root)
-        if not folder.is_dir():
-            warnings.append(f"repos.roots: {folder} is not a folder")
+    fleet = discover(settings)
+    warnings: list[str] = root_warnings(settings) + list(fleet.warnings)
     for path in settings.repos.paths:
         if not settings.resolve(path).exists():
             warnings.append(f"repos.paths: {settings.resolve(path)} does not exist")
-    warnings.extend(discover(settings).warnings)
-    names = {target.name for target in discover(settings).targets}
+    names = {target.name for target in fleet.targets}
     for name in settings.repos.overrides:
         if name not in names:
             warnings.append(f"repos.overrides: no repo named {name!r} is configured")

@@ -207,6 +207,11 @@ class Daemon:
         """Record interrupted fires, schedule the job, start, then READY=1."""
         with Store.open(self.settings.database_path) as store:
             record_interrupted_fires(store, clock=self._clock)
+            # The start line's "last:" is the last recorded run, not "none" after a restart.
+            recorded = store.runs(definition_id=self.settings.schedule.id, limit=1)
+        with self._lock:
+            if self._last is None and recorded:
+                self._last = recorded[0]
         scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": _SlotExecutor(max_workers=4)}
         )
@@ -496,15 +501,20 @@ def schedule_show_command(settings: Settings, *, as_json: bool) -> int:
     else:
         lines.append(f"  source           {schedule.source}")
     via = schedule.trigger_via + (
-        f" ({schedule.api_url})" if schedule.trigger_via == "http" else ""
+        f" ({settings.schedule_api_url})" if schedule.trigger_via == "http" else ""
     )
     lines.append(f"  trigger_via      {via}")
-    lines.append(f"next fire times ({schedule.timezone} | UTC):")
-    for moment in times:
-        lines.append(
-            f"  {moment.strftime('%a %Y-%m-%d %H:%M %Z')}  |  "
-            f"{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M')}Z"
-        )
+    if schedule.timezone in ("UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"):
+        # One column: the same time twice says nothing (issue 15).
+        lines.append(f"next fire times ({schedule.timezone}):")
+        lines.extend(f"  {moment.strftime('%a %Y-%m-%d %H:%M')}Z" for moment in times)
+    else:
+        lines.append(f"next fire times ({schedule.timezone} | UTC):")
+        for moment in times:
+            lines.append(
+                f"  {moment.strftime('%a %Y-%m-%d %H:%M %Z')}  |  "
+                f"{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M')}Z"
+            )
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
@@ -544,6 +554,16 @@ def _describe_run(run: ActivityRun) -> str:
         )
     if context.get("error"):
         lines.append(f"  error          {context['error']}")
-    lines.append("context_snapshot:")
-    lines.append(json.dumps(context, indent=2, ensure_ascii=False))
+    sweep = context.get("consistency_sweep_remote_all")
+    if isinstance(sweep, dict):
+        lines.append(
+            f"  sweep          {len(sweep.get('repos_processed', []))} assessed, "
+            f"{len(sweep.get('skipped_clean', []))} unchanged, "
+            f"{len(sweep.get('skipped_budget', []))} over budget in "
+            f"{sweep.get('duration_seconds', 0):.1f} s; "
+            f"{sweep.get('assessment_failures', 0)} repo(s) with findings, "
+            f"{len(sweep.get('automation_errors', []))} automation error(s)"
+        )
+    # The whole context is for scripts: --json prints it (issue 15).
+    lines.append("the whole record: statehub schedule run-now --json, or statehub runs --json")
     return "\n".join(lines) + "\n"

@@ -38,7 +38,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from statehub.checks import EffectiveChecks
+from statehub.checks import DEFAULT_README_NAMES, EffectiveChecks
 from statehub.configread import (
     MAX_CONFIG_BYTES,
     MAX_TOKEN_BYTES,
@@ -79,6 +79,23 @@ def _check_ids(value: list[str]) -> list[str]:
     return value
 
 
+def _exclude_paths(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    _check_ids(list(value))
+    for patterns in value.values():
+        if any(not pattern.strip() for pattern in patterns):
+            raise ValueError("an exclude pattern may not be empty")
+    return value
+
+
+def _readme_names(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("name at least one file (the default is ['README.md'])")
+    for name in value:
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"{name!r} is not a file name at the root of a repo")
+    return value
+
+
 def _regex(value: str) -> str:
     try:
         re.compile(value)
@@ -100,9 +117,13 @@ class RepoOverride(_Section):
     workplan_id_pattern: str | None = None
     workplan_statuses: Annotated[list[str], Capped] | None = None
     max_file_kb: int | None = Field(None, ge=1, le=1_048_576)
+    readme_names: Annotated[list[str], Capped] | None = None
+    exclude_paths: Annotated[dict[str, Annotated[list[str], Capped]], Capped] | None = None
     require_workplans: bool | None = None
 
     _ids = field_validator("disable")(lambda v: None if v is None else _check_ids(v))
+    _readmes = field_validator("readme_names")(lambda v: None if v is None else _readme_names(v))
+    _excludes = field_validator("exclude_paths")(lambda v: None if v is None else _exclude_paths(v))
     _pattern = field_validator("workplan_id_pattern")(lambda v: None if v is None else _regex(v))
 
 
@@ -126,8 +147,12 @@ class CheckSettings(_Section):
         "abandoned",
     ]
     max_file_kb: int = Field(500, ge=1, le=1_048_576)  # up to 1 GiB
+    readme_names: Annotated[list[str], Capped] = list(DEFAULT_README_NAMES)
+    exclude_paths: Annotated[dict[str, Annotated[list[str], Capped]], Capped] = {}
 
     _ids = field_validator("disable")(_check_ids)
+    _readmes = field_validator("readme_names")(_readme_names)
+    _excludes = field_validator("exclude_paths")(_exclude_paths)
     _pattern = field_validator("workplan_id_pattern")(_regex)
 
 
@@ -154,7 +179,9 @@ class ScheduleSettings(_Section):
     primary_grace_minutes: int | float = Field(35, gt=0, le=10_080)  # up to a week
     remote: bool = False
     trigger_via: Literal["inprocess", "http"] = "inprocess"
-    api_url: str = "http://127.0.0.1:8000"
+    # Empty: this host's API as [api] host and port give it (issue 15: a port set only
+    # under [api] used to be ignored here).
+    api_url: str = ""
     source: str = "local-daemon"
     fallback_source: str = "local-fallback"
 
@@ -334,6 +361,18 @@ class Settings(BaseSettings):
         return self.resolve(Path(self.api.token_file)) if self.api.token_file else None
 
     @property
+    def schedule_api_url(self) -> str:
+        """Where ``trigger_via = "http"`` posts: ``[schedule] api_url``, else ``[api]``'s."""
+        if self.schedule.api_url:
+            return self.schedule.api_url.rstrip("/")
+        host = self.api.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 (read, not bound: reach it on loopback)
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.api.port}"
+
+    @property
     def temporal_schedule_id(self) -> str:
         """The Temporal Schedule's id: ``[temporal] schedule_id``, else the ``[schedule]`` id."""
         return self.temporal.schedule_id or self.schedule.id
@@ -342,6 +381,11 @@ class Settings(BaseSettings):
         """The effective check settings of one repo: fleet-wide, then its override."""
         override = self.repos.overrides.get(repo, RepoOverride())
         disabled = set(self.checks.disable) | set(override.disable or ())
+        # Excludes add up: the fleet's patterns of a check, then the repo's own.
+        excludes: dict[str, tuple[str, ...]] = {}
+        for table in (self.checks.exclude_paths, override.exclude_paths or {}):
+            for check, patterns in table.items():
+                excludes[check] = excludes.get(check, ()) + tuple(patterns)
         return EffectiveChecks(
             disabled=frozenset(disabled),
             workplan_id_pattern=override.workplan_id_pattern or self.checks.workplan_id_pattern,
@@ -353,6 +397,8 @@ class Settings(BaseSettings):
                 else override.require_workplans
             ),
             default_branch=self.repos.default_branch,
+            readme_names=tuple(override.readme_names or self.checks.readme_names),
+            exclude_paths=excludes,
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -173,7 +174,59 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             CHECK (json_valid(watch));
         """,
     ),
+    (
+        3,
+        # Issue 15: when a finding first appeared, and whether it was new (absent from the
+        # repo's previous assessment) in the assessment that holds it.
+        """
+        ALTER TABLE findings ADD COLUMN first_seen TEXT;
+        ALTER TABLE findings ADD COLUMN new INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )
+
+
+def _place(finding: dict[str, Any]) -> tuple[str, str | None]:
+    return finding["check"], finding.get("path")
+
+
+def mark_new(
+    findings: Sequence[dict[str, Any]], previous: Assessment | None, assessed_at: str
+) -> list[dict[str, Any]]:
+    """``findings`` with ``new`` and ``first_seen`` set against the repo's previous assessment.
+
+    A finding is the one of the previous assessment with the same check, path and message;
+    or, where each holds exactly one finding of that check and path, the same check and
+    path (a message that only counts, ``3 blocks in all``, may change without the finding
+    being new). A finding with no earlier one is new and first seen now; one that had an
+    earlier one keeps its first sighting. A repo assessed for the first time has nothing
+    new (a first sweep would otherwise mark the whole fleet), though its findings are first
+    seen now.
+    """
+    earlier_ones = list(previous.findings) if previous else []
+    exact = {(*_place(item), item["message"]): item for item in earlier_ones}
+    places_before = Counter(_place(item) for item in earlier_ones)
+    places_now = Counter(_place(item) for item in findings)
+    single = {_place(item): item for item in earlier_ones if places_before[_place(item)] == 1}
+    marked: list[dict[str, Any]] = []
+    for finding in findings:
+        place = _place(finding)
+        earlier = exact.get((*place, finding["message"]))
+        if earlier is None and places_now[place] == 1:
+            earlier = single.get(place)
+        first_seen = None
+        if earlier is not None and previous is not None:
+            first_seen = earlier.get("first_seen") or previous.assessed_at
+        marked.append(
+            {
+                "check": finding["check"],
+                "message": finding["message"],
+                "path": finding["path"],
+                "new": previous is not None and earlier is None,
+                "first_seen": first_seen or assessed_at,
+            }
+        )
+    return marked
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -430,11 +483,18 @@ class Store:
                 "SELECT repo, path, head, fingerprint, assessed_at, watch FROM repo_assessments"
             ).fetchall()
             found: dict[str, list[dict[str, Any]]] = {}
-            for repo, check_id, message, path in connection.execute(
-                "SELECT repo, check_id, message, path FROM findings ORDER BY repo, seq"
+            for repo, check_id, message, path, first_seen, new in connection.execute(
+                "SELECT repo, check_id, message, path, first_seen, new FROM findings"
+                " ORDER BY repo, seq"
             ):
                 found.setdefault(repo, []).append(
-                    {"check": check_id, "message": message, "path": path}
+                    {
+                        "check": check_id,
+                        "message": message,
+                        "path": path,
+                        "new": bool(new),
+                        "first_seen": first_seen,
+                    }
                 )
         return {
             row[0]: Assessment(
@@ -474,10 +534,18 @@ class Store:
                     ),
                 )
                 connection.executemany(
-                    "INSERT INTO findings (repo, seq, check_id, message, path)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO findings (repo, seq, check_id, message, path, first_seen, new)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (item.repo, seq, finding["check"], finding["message"], finding["path"])
+                        (
+                            item.repo,
+                            seq,
+                            finding["check"],
+                            finding["message"],
+                            finding["path"],
+                            finding.get("first_seen"),
+                            int(bool(finding.get("new"))),
+                        )
                         for seq, finding in enumerate(item.findings)
                     ],
                 )
@@ -707,6 +775,19 @@ class Store:
                 "SELECT min(applied_at) FROM schema_migrations WHERE version = 1"
             ).fetchone()
         return None if row is None or row[0] is None else str(row[0])
+
+    def first_record_at(self) -> str | None:
+        """When this store's record begins: its creation, or its oldest event if older.
+
+        Slots that ended before it have no data (compare and the status page, issue 15);
+        an event older than the store is one imported or written by a test.
+        """
+        with self._guard() as connection:
+            row = connection.execute("SELECT min(created_at) FROM progress_events").fetchone()
+        oldest = None if row is None or row[0] is None else str(row[0])
+        created = self.created_at()
+        moments = [moment for moment in (created, oldest) if moment is not None]
+        return min(moments, key=parse_iso) if moments else None
 
     def open_findings(
         self, *, check: str | None = None, repo: str | None = None, limit: int = 5000

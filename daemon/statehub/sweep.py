@@ -25,7 +25,7 @@ from statehub.outcome import RepoOutcome, RepoTask, Standing, Target
 from statehub.pool import WorkerPool, usable_cores
 from statehub.retention import maybe_prune
 from statehub.settings import Settings
-from statehub.store import Assessment, ProgressEvent, Store, iso, utc_now
+from statehub.store import Assessment, ProgressEvent, Store, iso, mark_new, utc_now
 
 EVENT_ALL = "consistency_sweep_remote_all"
 EVENT_CHOSEN = "consistency_sweep"
@@ -89,6 +89,36 @@ def discover(settings: Settings) -> Fleet:
             name = f"{name}~{count}"
         targets.append(Target(name=name, path=path))
     return Fleet(targets=tuple(targets), warnings=tuple(warnings))
+
+
+def root_warnings(settings: Settings) -> list[str]:
+    """Each root that does not exist, is not a folder or holds no repo, and a configuration
+    with nothing to sweep: a sweep that sweeps nothing says why (issue 15).
+
+    Cheap: a root is read only until its first repo.
+    """
+    warnings: list[str] = []
+    for root in settings.repos.roots:
+        folder = settings.resolve(root)
+        try:
+            with os.scandir(folder) as entries:
+                holds_repo = any(_holds_git(Path(entry.path)) for entry in entries)
+        except FileNotFoundError:
+            warnings.append(f"repos.roots: {folder} does not exist")
+            continue
+        except NotADirectoryError:
+            warnings.append(f"repos.roots: {folder} is not a folder")
+            continue
+        except OSError as exc:
+            warnings.append(f"repos.roots: {folder} cannot be read ({exc.strerror})")
+            continue
+        if not holds_repo:
+            warnings.append(
+                f"repos.roots: {folder} holds no git repo (none of its folders has .git)"
+            )
+    if not settings.repos.roots and not settings.repos.paths:
+        warnings.append("repos: no roots and no paths are configured: there is nothing to sweep")
+    return warnings
 
 
 def _holds_git(entry: Path) -> bool:
@@ -210,6 +240,10 @@ def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
         "automation_error": False,
         "automation_errors": [],
         "assessment_failures": 0,
+        # Added by issue 15: what the operator should know, and findings new since the
+        # repo's previous assessment.
+        "warnings": [],
+        "new_findings": 0,
     }
 
 
@@ -304,6 +338,15 @@ def _sweep_locked(
     over_budget = [target.name for target in not_reached]
 
     assessed_at = iso(utc_now())
+    # Each finding marked new or not against the repo's previous standing assessment.
+    marked = {
+        outcome.target.name: mark_new(
+            [finding.as_dict() for finding in outcome.findings],
+            standing.get(outcome.target.name),
+            assessed_at,
+        )
+        for outcome in processed
+    }
     db.save_assessments(
         [
             Assessment(
@@ -312,7 +355,7 @@ def _sweep_locked(
                 head=outcome.head,
                 fingerprint=outcome.fingerprint,
                 assessed_at=assessed_at,
-                findings=[finding.as_dict() for finding in outcome.findings],
+                findings=marked[outcome.target.name],
                 watch=outcome.watch,
             )
             for outcome in processed
@@ -337,10 +380,17 @@ def _sweep_locked(
             {
                 "repo": outcome.target.name,
                 "head": outcome.head,
-                "findings": [finding.as_dict() for finding in outcome.findings],
+                "findings": [
+                    {**finding.as_dict(), "new": mark["new"]}
+                    for finding, mark in zip(
+                        outcome.findings, marked[outcome.target.name], strict=True
+                    )
+                ],
             }
             for outcome in processed
         ],
+        new_findings=sum(mark["new"] for marks in marked.values() for mark in marks),
+        warnings=root_warnings(settings),
         skipped_clean=clean,
         skipped_missing=missing_names,
         skipped_budget=over_budget,

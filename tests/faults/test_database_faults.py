@@ -9,6 +9,7 @@ Through the API the sweep answers 503 with a JSON reason and ``/healthz`` report
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import select
@@ -89,12 +90,16 @@ def error_line(scene: Scene, reason: str) -> str:
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess[str], pattern: str) -> str:
-    """Exit status 1, nothing on stdout, exactly one stderr line matching ``pattern``."""
+    """Exit status 1, exactly one stderr line matching ``pattern``, and on stdout (these
+    runs use --json) the same error as the one JSON document (issue 15)."""
     assert result.returncode == 1, result.stderr
-    assert result.stdout == ""
     assert "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
     assert re.fullmatch(pattern, line), line
+    assert json.loads(result.stdout) == {
+        "error": line.removeprefix("statehub: "),
+        "exit_code": 1,
+    }
     print(line)
     return line
 

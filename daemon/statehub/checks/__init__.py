@@ -2,16 +2,19 @@
 
 Each family exposes ``run(ctx) -> list[Finding]`` and emits only the checks that are
 enabled for the repo (``ctx.settings.enabled(id)``), so a disabled check costs nothing.
+A finding whose path matches one of its check's ``exclude_paths`` patterns (gitignore
+style, matched by pathspec) is accepted: :func:`assess` drops it.
 C-12 (not the top of a non-bare work tree) is decided before any family runs, from
 :func:`statehub.gitlayout.probe`, because no other check can run on such a path.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,19 @@ if TYPE_CHECKING:
     from statehub.gitstate import GitState
 
 AUTOMATION_ERROR = "C-00"
+DEFAULT_README_NAMES = ("README.md",)
+RULES_VERSION = 2
+"""Bumped when what a check finds changes (2: C-21 looks for blocks, C-23 honours the allow
+marker; issue 15). It is part of every repo's fingerprint, so an upgrade re-reads each repo
+once instead of keeping findings that the new rules would not give."""
+
+
+@functools.lru_cache(maxsize=256)
+def _path_spec(patterns: tuple[str, ...]) -> Any:
+    """The compiled gitignore-style patterns (pathspec's ``GitIgnoreSpec``), cached."""
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 def printable(text: str) -> str:
@@ -53,9 +69,20 @@ class EffectiveChecks:
     max_file_kb: int
     require_workplans: bool
     default_branch: str
+    # C-01: the file names that count as the README (any one present and non-empty).
+    readme_names: tuple[str, ...] = DEFAULT_README_NAMES
+    # Per check id, gitignore-style patterns of repo paths whose findings are accepted.
+    exclude_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def enabled(self, check_id: str) -> bool:
         return check_id not in self.disabled
+
+    def excluded(self, check_id: str, path: str | None) -> bool:
+        """True when ``path`` matches one of ``check_id``'s exclude patterns."""
+        patterns = self.exclude_paths.get(check_id)
+        if not patterns or path is None:
+            return False
+        return bool(_path_spec(patterns).match_file(path))
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form; :meth:`from_dict` reverses it."""
@@ -66,6 +93,10 @@ class EffectiveChecks:
             "max_file_kb": self.max_file_kb,
             "require_workplans": self.require_workplans,
             "default_branch": self.default_branch,
+            "readme_names": list(self.readme_names),
+            "exclude_paths": {
+                check: list(patterns) for check, patterns in sorted(self.exclude_paths.items())
+            },
         }
 
     @classmethod
@@ -77,11 +108,26 @@ class EffectiveChecks:
             max_file_kb=int(data["max_file_kb"]),
             require_workplans=bool(data["require_workplans"]),
             default_branch=str(data["default_branch"]),
+            readme_names=tuple(data.get("readme_names", DEFAULT_README_NAMES)),
+            exclude_paths={
+                str(check): tuple(patterns)
+                for check, patterns in data.get("exclude_paths", {}).items()
+            },
         )
 
     def digest(self) -> str:
-        """A short stable hash, part of a repo's fingerprint."""
-        payload = json.dumps(self.as_dict(), sort_keys=True)
+        """A short stable hash, part of a repo's fingerprint.
+
+        It holds :data:`RULES_VERSION`; the keys added by issue 15 count only when set away
+        from their defaults.
+        """
+        data = self.as_dict()
+        data["rules"] = RULES_VERSION
+        if data["readme_names"] == list(DEFAULT_README_NAMES):
+            del data["readme_names"]
+        if not data["exclude_paths"]:
+            del data["exclude_paths"]
+        payload = json.dumps(data, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -123,5 +169,11 @@ def assess(ctx: RepoContext) -> list[Finding]:
         git.run,
         content.run,
     )
-    findings = [finding for family in families for finding in family(ctx)]
+    excluded = ctx.settings.excluded
+    findings = [
+        finding
+        for family in families
+        for finding in family(ctx)
+        if not excluded(finding.check, finding.path)
+    ]
     return sorted(findings, key=lambda finding: finding.check)

@@ -15,8 +15,18 @@ Decisions where the contract is silent:
 - C-23 scans binary files too: a key pasted into any file is a leak, and a substring
   search of at most 1 MiB is cheap. A file that merely mentions a key's header line (a PEM
   parser, say) is reported as well: the contract asks for the header anywhere.
+- C-21 looks for a conflict *block* (issue 15): a ``<<<<<<<`` line, then a ``=======``
+  line, then a ``>>>>>>>`` line, in that order. A lone separator is a reStructuredText
+  heading underline as often as not, and a lone opener or closer is prose about git; none
+  of them is a finding. The finding names the first block's opening line.
+- C-23 honours the inline allow marker of detect-secrets, the ecosystem's convention for
+  test keys: ``pragma: allowlist secret`` on the header's line, or
+  ``pragma: allowlist nextline secret`` on the line above it, accepts that one key.
 - C-22 compares the apparent size (``st_size``); a file starting with the Git LFS pointer
   line is exempt.
+- Path excludes (``exclude_paths``) are applied to every family's findings by
+  :func:`statehub.checks.assess`; here they also spare the read of a file whose C-21 and
+  C-23 are both excluded.
 """
 
 from __future__ import annotations
@@ -33,7 +43,9 @@ CONTENT_READ_LIMIT = 1024 * 1024
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 
 # A conflict marker is a whole line: seven '<', '=' or '>' then a space or the line's end.
-_MARKER = re.compile(rb"^(?:<{7}|={7}|>{7})(?: |\r?$)", re.MULTILINE)
+_MARKER = re.compile(rb"^(<{7}|={7}|>{7})(?: |\r?$)", re.MULTILINE)
+ALLOW_MARKER = b"pragma: allowlist secret"
+ALLOW_NEXT_MARKER = b"pragma: allowlist nextline secret"
 _MARKER_RUNS = (b"<<<<<<<", b"=======", b">>>>>>>")
 # The PuTTY marker is spelled in two pieces so that this file, scanned by statehub itself
 # (tests/test_dogfood.py), does not hold it; '[-]' does the same in the pattern.
@@ -57,19 +69,51 @@ def _is_text(data: bytes, truncated: bool) -> bool:
     return True
 
 
-def conflict_markers(data: bytes) -> list[int]:
-    """The 1-based line numbers of the conflict-marker lines of a text."""
-    if not any(run in data for run in _MARKER_RUNS):
+def conflict_blocks(data: bytes) -> list[int]:
+    """The 1-based line numbers where the conflict blocks of a text open.
+
+    A block is an opening ``<<<<<<<`` line, a later ``=======`` line and a later
+    ``>>>>>>>`` line; an opener met before the block closes starts the block afresh (the
+    earlier one was never closed), and a closer without a separator closes nothing.
+    """
+    if not all(run in data for run in _MARKER_RUNS):
         return []
-    return [data.count(b"\n", 0, match.start()) + 1 for match in _MARKER.finditer(data)]
+    blocks: list[int] = []
+    opened: int | None = None  # offset of the current block's opening line
+    separated = False
+    for match in _MARKER.finditer(data):
+        kind = match.group(1)[:1]
+        if kind == b"<":
+            opened, separated = match.start(), False
+        elif kind == b"=":
+            separated = opened is not None
+        elif opened is not None and separated:
+            blocks.append(data.count(b"\n", 0, opened) + 1)
+            opened, separated = None, False
+        else:
+            opened, separated = None, False
+    return blocks
+
+
+def _line_around(data: bytes, offset: int) -> tuple[bytes, bytes]:
+    """The line holding ``offset`` and the line before it (empty for the first line)."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    end = data.find(b"\n", offset)
+    line = data[start : end if end != -1 else len(data)]
+    before = data[data.rfind(b"\n", 0, max(start - 1, 0)) + 1 : max(start - 1, 0)]
+    return line, before
 
 
 def private_key(data: bytes) -> str | None:
-    """The first private-key header found in ``data``, or None."""
+    """The first private-key header found in ``data`` that no allow marker accepts, or None."""
     if not any(hint in data for hint in _KEY_HINTS):
         return None
-    match = _PRIVATE_KEY.search(data)
-    return match.group().decode("ascii") if match else None
+    for match in _PRIVATE_KEY.finditer(data):
+        line, before = _line_around(data, match.start())
+        if ALLOW_MARKER in line or ALLOW_NEXT_MARKER in before:
+            continue
+        return match.group().decode("ascii")
+    return None
 
 
 class _Reader:
@@ -116,10 +160,10 @@ def _judge(ctx: RepoContext, path: str, size: int, data: bytes) -> list[Finding]
     findings: list[Finding] = []
     truncated = size > len(data)
     if enabled("C-21") and data and _is_text(data, truncated):
-        lines = conflict_markers(data)
-        if lines:
-            more = f" ({len(lines)} marker lines in all)" if len(lines) > 1 else ""
-            message = f"conflict-marker line at line {lines[0]}{more}"
+        blocks = conflict_blocks(data)
+        if blocks:
+            more = f" ({len(blocks)} blocks in all)" if len(blocks) > 1 else ""
+            message = f"conflict block at line {blocks[0]}{more}"
             findings.append(Finding(check="C-21", message=message, path=path))
     limit_kb = ctx.settings.max_file_kb
     if enabled("C-22") and size > limit_kb * 1024 and not data.startswith(LFS_POINTER):
@@ -140,12 +184,14 @@ def run(ctx: RepoContext) -> list[Finding]:
     oversize = ctx.settings.max_file_kb * 1024
     reader = _Reader(str(ctx.root))
     findings: list[Finding] = []
+    excluded = ctx.settings.excluded
     for path in ctx.git.tracked_files:
         size = reader.size(path)
         if not size:  # gone, not a regular file, or empty: nothing to find
             continue
         # Without C-21/C-23, only an oversized file is opened, for the LFS pointer line.
-        want = CONTENT_READ_LIMIT if scan else (len(LFS_POINTER) if size > oversize else 0)
+        read_it = scan and not (excluded("C-21", path) and excluded("C-23", path))
+        want = CONTENT_READ_LIMIT if read_it else (len(LFS_POINTER) if size > oversize else 0)
         data = reader.head(path, min(want, size)) if want else b""
         if data is None:
             continue

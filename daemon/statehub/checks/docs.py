@@ -2,6 +2,8 @@
 
 Decisions where the contract is silent (section 3 of ``CONTRACT.md``):
 
+- C-01 wants one of ``[checks] readme_names`` (default ``README.md``; issue 15), judging
+  the first of them present; C-04 reads it only when it is Markdown (``.md``).
 - C-01/C-02 want the exact names ``README.md`` and ``AGENTS.md`` at the root; a file that
   holds only whitespace (or only a byte-order mark) is empty. A ``readme.md`` in another
   case does not count, but the message names it so the fix is obvious.
@@ -38,6 +40,12 @@ BOM = b"\xef\xbb\xbf"
 WORKPLANS = "workplans"
 INDEX_NAME = "README.md"
 _ROOT_DOCS = (("C-01", "README.md"), ("C-02", "AGENTS.md"))
+README_CHECK = "C-01"
+
+
+def _readme_name(accepted: tuple[str, ...], root_names: set[str]) -> str:
+    """The README C-01 judges: the first accepted name present at the root, else the first."""
+    return next((name for name in accepted if name in root_names), accepted[0])
 
 
 # -- reading files inside the repo ------------------------------------------------------
@@ -411,9 +419,15 @@ def leaves_repo(path: str) -> bool:
 # -- the checks -------------------------------------------------------------------------
 
 
-def _root_doc(ctx: RepoContext, check: str, name: str, root_names: set[str]) -> Finding | None:
-    """C-01/C-02: the file missing, not a file, or empty."""
+def _root_doc(
+    ctx: RepoContext, check: str, accepted: tuple[str, ...], root_names: set[str]
+) -> Finding | None:
+    """C-01/C-02: none of the accepted names present, not a file, or empty."""
+    name = _readme_name(accepted, root_names)
     if name not in root_names:
+        if len(accepted) > 1:
+            message = f"no README at the root (one of {', '.join(accepted)})"
+            return Finding(check=check, message=message, path=name)
         others = sorted(n for n in root_names if n.lower() == name.lower())
         hint = f" (found {', '.join(repr(n) for n in others)}; the name must be {name})"
         return Finding(
@@ -491,8 +505,10 @@ def run(ctx: RepoContext) -> list[Finding]:
             root_names = {entry.name for entry in ctx.root.iterdir()}
         except OSError:
             root_names = set()
-    for check, name in _ROOT_DOCS:
-        if enabled(check) and (finding := _root_doc(ctx, check, name, root_names)):
+    readme = _readme_name(ctx.settings.readme_names, root_names)
+    wanted = ((README_CHECK, ctx.settings.readme_names), ("C-02", ("AGENTS.md",)))
+    for check, accepted in wanted:
+        if enabled(check) and (finding := _root_doc(ctx, check, accepted, root_names)):
             findings.append(finding)
 
     folder = scan_workplans(ctx.root) if enabled("C-03") or enabled("C-04") else None
@@ -505,7 +521,9 @@ def run(ctx: RepoContext) -> list[Finding]:
         findings.append(found)
 
     if enabled("C-04"):
-        docs = [name for _, name in _ROOT_DOCS if name in root_names]
+        # C-04 reads Markdown: a README.rst or a plain README holds no Markdown links.
+        root_docs = (readme, *(name for _, name in _ROOT_DOCS[1:]))
+        docs = [name for name in root_docs if name in root_names and name.lower().endswith(".md")]
         if folder is not None and folder.index is not None:
             docs.append(folder.index)
         root_real = _real_folder(str(ctx.root))

@@ -1,0 +1,286 @@
+"""The first hour (issue 15): explain, init, warnings of an empty fleet, output for pipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gitfleet import make_repo, write_config
+from statehub.checks import catalogue
+from statehub.settings import CHECK_IDS, load_settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def statehub(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a subprocess, its stdout a pipe (not a terminal), no COLUMNS set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "STATEHUB_CONFIG")}
+    return subprocess.run(
+        [sys.executable, "-m", "statehub", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_catalogue_covers_every_check() -> None:
+    """The catalogue has one text per check id, C-00..C-23, in order."""
+    assert tuple(text.id for text in catalogue.CATALOGUE) == CHECK_IDS
+
+
+def test_readme_table_is_the_catalogues() -> None:
+    """The README's table of checks is exactly `statehub explain --markdown`."""
+    assert catalogue.markdown_table() in README.read_text(encoding="utf-8")
+
+
+def test_explain_prints_what_why_fix_and_accept() -> None:
+    """`statehub explain C-21` prints the summary, why, how to fix and how to accept."""
+    result = statehub("explain", "c-21")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"C-21: {catalogue.BY_ID['C-21'].summary}"
+    assert [line.split(":")[0] for line in lines[2:]] == ["Why it matters", "To fix", "To accept"]
+    assert "exclude_paths" in result.stdout
+
+
+def test_explain_lists_all_and_refuses_unknown() -> None:
+    """Without an id it lists all 24 checks; an unknown id is a usage error (exit 2)."""
+    listing = statehub("explain")
+    assert listing.returncode == 0
+    assert len([line for line in listing.stdout.splitlines() if line.startswith("C-")]) == 24
+    unknown = statehub("explain", "C-24")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == ("statehub: unknown check 'C-24': the checks are C-00 .. C-23")
+
+
+def test_init_writes_a_starter_that_sweeps(tmp_path: Path, fleet: Path) -> None:
+    """`statehub init` writes roots, paths, database and mode active; a sweep finds the repos."""
+    make_repo(fleet, "alpha")
+    single = make_repo(tmp_path / "elsewhere", "solo")
+    target = tmp_path / "mine.toml"
+
+    result = statehub("init", str(fleet), str(single), "--config", str(target))
+
+    assert result.returncode == 0, result.stderr
+    written = tomllib.loads(target.read_text(encoding="utf-8"))
+    assert written["repos"] == {"roots": [str(fleet)], "paths": [str(single)]}
+    assert written["schedule"]["mode"] == "active"
+    settings = load_settings(target)
+    assert settings.database_path == tmp_path / "var" / "statehub.db"
+    assert result.stdout.splitlines()[-1].startswith(f"next: statehub sweep --config {target}")
+    sweep = statehub("sweep", "--json", "--config", str(target))
+    assert sweep.returncode == 0, sweep.stderr
+    assert json.loads(sweep.stdout)["detail"]["repos_total"] == 2
+
+
+def test_init_never_overwrites(tmp_path: Path) -> None:
+    """An existing file is refused with exit 2 and left as it was."""
+    target = tmp_path / "statehub.toml"
+    target.write_text("# mine\n", encoding="utf-8")
+    result = statehub("init", str(tmp_path), "--config", str(target))
+    assert result.returncode == 2
+    assert "never overwrites" in result.stderr
+    assert target.read_text(encoding="utf-8") == "# mine\n"
+
+
+def test_init_defaults_to_the_current_folder(tmp_path: Path) -> None:
+    """Without arguments it writes ./statehub.toml with the current folder as the root."""
+    result = statehub("init", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = tomllib.loads((tmp_path / "statehub.toml").read_text(encoding="utf-8"))
+    assert written["repos"]["roots"] == [str(tmp_path.resolve())]
+    assert "holds no git repo" in result.stderr  # said at once, not at the first sweep
+
+
+def test_sweep_of_nothing_says_so_on_stderr(tmp_path: Path) -> None:
+    """A sweep whose root does not exist warns on stderr (with --json too) and in the event."""
+    gone = tmp_path / "src"
+    config = write_config(tmp_path, roots=[gone])
+    for args in ((), ("--json",)):
+        result = statehub("sweep", *args, "--config", str(config))
+        assert result.returncode == 0
+        assert result.stderr == f"statehub: warning: repos.roots: {gone} does not exist\n"
+    assert json.loads(result.stdout)["detail"]["warnings"] == [
+        f"repos.roots: {gone} does not exist"
+    ]
+
+
+def test_status_shows_the_last_sweeps_warnings(tmp_path: Path) -> None:
+    """`status` repeats the warnings of the newest sweep, as text and in --json."""
+    gone = tmp_path / "src"
+    config = write_config(tmp_path, roots=[gone])
+    assert statehub("sweep", "--config", str(config)).returncode == 0
+    text = statehub("status", "--config", str(config))
+    assert f"warning: repos.roots: {gone} does not exist" in text.stdout
+    document = json.loads(statehub("status", "--json", "--config", str(config)).stdout)
+    assert document["warnings"] == [f"repos.roots: {gone} does not exist"]
+
+
+@pytest.mark.parametrize("command", [("events",), ("sweep",)])
+def test_piped_tables_are_never_cut(tmp_path: Path, fleet: Path, command: tuple[str, ...]) -> None:
+    """Piped, a table keeps run ids, times and long paths whole (no '…' at 80 columns)."""
+    long_name = "a-repository-with-a-rather-long-name-that-people-copy-" + "x" * 30
+    root = make_repo(fleet, long_name)
+    (root / ("an-untracked-file-with-a-long-name-" + "y" * 40 + ".txt")).write_text("x\n")
+    config = write_config(tmp_path, roots=[fleet])
+    first = statehub("sweep", "--config", str(config))
+    result = first if command == ("sweep",) else statehub(*command, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    if command == ("sweep",):
+        assert long_name in result.stdout
+        assert "an-untracked-file-with-a-long-name-" + "y" * 40 + ".txt" in result.stdout
+    else:
+        assert "consistency_sweep_remote_all" in result.stdout
+
+
+def test_dev_run_without_a_config_of_ones_own_points_at_init(tmp_path: Path) -> None:
+    """`./dev run` with only the shipped config says so and names `statehub init`."""
+    checkout = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATEHUB_")}
+    # Keep the shipped file but nothing of this checkout: the database and roots in tmp_path.
+    env["STATEHUB_HUB__DATABASE"] = str(tmp_path / "hub.db")
+    env["STATEHUB_REPOS__ROOTS"] = str(tmp_path / "src")
+    lines: list[str] = []
+    with subprocess.Popen(
+        ["./dev", "run"],
+        cwd=checkout,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group: the sweep or daemon it started goes too
+    ) as process:
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:  # bounded: an empty fleet's sweep, then the daemon
+                lines.append(line)
+                if "starting the daemon" in line or len(lines) > 40:
+                    break
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+    text = "".join(lines)
+    assert "dev: no configuration of yours" in text
+    assert "statehub init" in text
+
+
+def test_sweep_of_chosen_repos_counts_those_repos(tmp_path: Path, fleet: Path) -> None:
+    """`sweep --repo NAME` reports the findings of the repos asked for, not the fleet's."""
+    make_repo(fleet, "clean")
+    dirty = make_repo(fleet, "dirty")
+    (dirty / "stray.txt").write_text("x\n", encoding="utf-8")
+    config = write_config(tmp_path, roots=[fleet])
+    assert statehub("sweep", "--config", str(config)).returncode == 0
+
+    chosen = statehub("sweep", "--repo", "clean", "--config", str(config))
+
+    assert chosen.returncode == 0, chosen.stderr
+    assert "; 0 repo(s) with findings," in chosen.stdout.splitlines()[-1]
+    whole = statehub("sweep", "--config", str(config))
+    assert "; 1 repo(s) with findings," in whole.stdout.splitlines()[-1]
+
+
+def test_terminal_tables_wrap_paths_rather_than_cut_them() -> None:
+    """On a narrow terminal a long repo name and path wrap: every character is shown."""
+    import io
+
+    from rich.console import Console
+
+    from statehub.render import findings_table
+
+    repo = "a-repository-name-people-copy-" + "r" * 20
+    path = "docs/a/very/long/path/to/some/file/that/people/copy-" + "p" * 20 + ".txt"
+    buffer = io.StringIO()
+    out = Console(file=buffer, width=50, force_terminal=True, color_system=None)
+    finding = {"check": "C-15", "message": "untracked", "path": path, "new": True}
+    findings_table(out, [(repo, finding)], title="sweep 1")
+    text = buffer.getvalue()
+    assert "…" not in text
+    rows = [line.split("│") for line in text.splitlines() if line.count("│") == 6]
+    assert "".join(row[1].strip() for row in rows) == repo
+    assert "".join(row[4].strip() for row in rows) == path
+
+
+def test_unchanged_resweep_shows_the_standing_findings(tmp_path: Path, fleet: Path) -> None:
+    """A re-sweep that re-reads nothing still prints what is wrong."""
+    dirty = make_repo(fleet, "dirty")
+    (dirty / "stray.txt").write_text("x\n", encoding="utf-8")
+    config = write_config(tmp_path, roots=[fleet])
+    assert statehub("sweep", "--config", str(config)).returncode == 0
+
+    again = statehub("sweep", "--config", str(config))
+
+    assert again.returncode == 0
+    assert "stray.txt" in again.stdout
+    assert "C-15" in again.stdout
+
+
+def test_unknown_event_type_is_a_usage_error(tmp_path: Path) -> None:
+    """`events --event-type bogus` exits 2 naming the choices, instead of "no events"."""
+    config = write_config(tmp_path, roots=[tmp_path])
+    result = statehub("events", "--event-type", "bogus", "--config", str(config))
+    assert result.returncode == 2
+    assert "consistency_sweep_remote_all" in result.stderr
+
+
+def test_json_error_is_a_json_document_too(tmp_path: Path) -> None:
+    """With --json, an expected failure is also {"error", "exit_code"} on stdout."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sweep]\nmax_seconds = 0\n", encoding="utf-8")
+    result = statehub("sweep", "--json", "--config", str(bad))
+    assert result.returncode == 78
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == 78
+    assert document["error"].startswith("configuration error: ")
+    assert "sweep.max_seconds" in result.stderr
+
+
+def test_install_units_takes_config(tmp_path: Path) -> None:
+    """`install-units --config PATH` is accepted like every command's, and validated."""
+    good = write_config(tmp_path, roots=[tmp_path])
+    prefix = tmp_path / "root"
+    result = statehub("install-units", "--dry-run", "--prefix", str(prefix), "--config", str(good))
+    assert result.returncode == 0, result.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sweep]\nmax_seconds = 0\n", encoding="utf-8")
+    refused = statehub("install-units", "--dry-run", "--prefix", str(prefix), "--config", str(bad))
+    assert refused.returncode == 78
+    assert "sweep.max_seconds" in refused.stderr
+
+
+def test_schedule_show_in_utc_prints_each_time_once(tmp_path: Path) -> None:
+    """In UTC, `schedule show` lists each fire time once (no 'UTC | UTC' columns)."""
+    config = write_config(tmp_path, roots=[tmp_path])
+    result = statehub("schedule", "show", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "next fire times (UTC):" in result.stdout
+    times = result.stdout.split("next fire times (UTC):\n")[1].splitlines()
+    assert len(times) == 5
+    assert all("|" not in line and line.endswith("Z") for line in times)
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({}, "http://127.0.0.1:8000"),
+        ({"api": "port = 9123"}, "http://127.0.0.1:9123"),
+        ({"api": 'host = "::1"\nport = 9123'}, "http://[::1]:9123"),
+        ({"api": "port = 9123", "schedule": 'api_url = "http://hub:80/"'}, "http://hub:80"),
+    ],
+)
+def test_schedule_api_url_follows_the_api_port(
+    tmp_path: Path, sections: dict[str, str], expected: str
+) -> None:
+    """An empty [schedule] api_url is this host's API as [api] host and port give it."""
+    settings = load_settings(write_config(tmp_path, roots=[tmp_path], **sections))
+    assert settings.schedule_api_url == expected
