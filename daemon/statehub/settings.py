@@ -294,7 +294,14 @@ _toml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_to
 
 
 class _TomlSource(PydanticBaseSettingsSource):
-    """Feeds the already-parsed TOML file to pydantic-settings, below the environment."""
+    """Feeds the already-parsed TOML file to pydantic-settings, below the environment.
+
+    Not the library's ``TomlConfigSettingsSource``: that one opens and parses the file
+    itself, so it would block on a named pipe, read a file of any size and report a byte
+    that is not UTF-8 without its line and column. :mod:`statehub.configread` reads the
+    file once with those guards (each mistake one line naming the file and the key), and
+    this source only hands its result to pydantic.
+    """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return _toml_data.get({}).get(field_name), field_name, False
