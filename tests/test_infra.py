@@ -210,9 +210,8 @@ def test_units_run_the_contract_commands() -> None:
     assert unit_exec_start(API_UNIT) == [statehub, "serve"]
     assert unit_exec_start(SWEEPD_UNIT) == [statehub, "daemon"]
     assert unit_exec_start(WORKER_UNIT) == [statehub, "temporal", "worker"]
-    assert unit_exec_start(SYNC_SERVICE) == [
-        statehub, "sweep", "--all", "--source", "local-timer",
-    ]  # fmt: skip (reads without fetching, like the daemon's default [schedule] remote = false)
+    # Reads without fetching, like the daemon's default [schedule] remote = false.
+    assert unit_exec_start(SYNC_SERVICE) == [statehub, "sweep", "--all", "--source", "local-timer"]
     assert unit_value(SYNC_SERVICE, "Service", "Type") == "oneshot"
 
 
