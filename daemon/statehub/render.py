@@ -19,6 +19,7 @@ from rich.text import Text
 from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import ActivityRun, ProgressEvent
+from statehub.sweep import sweep_counts
 
 
 def plain(text: object, *, style: str = "") -> Text:
@@ -44,15 +45,7 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
             [(item["repo"], finding) for item in processed for finding in item["findings"]],
             title=f"sweep {event.id}",
         )
-    out.print(
-        plain(
-            f"event {event.id} ({event.event_type}): {len(processed)} assessed, "
-            f"{len(detail['skipped_clean'])} unchanged, {len(detail['skipped_missing'])} "
-            f"missing, {len(detail['skipped_budget'])} over budget in "
-            f"{detail['duration_seconds']:.1f} s; {detail['assessment_failures']} repo(s) "
-            f"with findings, {len(detail['automation_errors'])} automation error(s)"
-        )
-    )
+    out.print(plain(f"event {event.id} ({event.event_type}): {sweep_counts(detail)}"))
 
 
 def findings_table(
@@ -90,7 +83,7 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
         out.print(plain("no events"))
         return
     table = Table()
-    for column in ("id", "created_at", "type", "source", "outcome", "assessed", "failures"):
+    for column in ("id", "created_at", "type", "source", "outcome", "need action", "failures"):
         table.add_column(column)
     for event in events:
         detail = event.detail

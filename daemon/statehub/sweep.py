@@ -178,6 +178,7 @@ def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
         "remote": remote,
         "repos_total": 0,
         "repos_processed": [],
+        "repos_reassessed": 0,
         "skipped_clean": [],
         "skipped_missing": [],
         "skipped_budget": [],
@@ -265,16 +266,16 @@ def _sweep_locked(
     ]
     outcomes, not_reached, failure = _run_pool(pool, tasks, deadline, progress)
 
-    processed: list[RepoOutcome] = []
-    clean: list[str] = []
+    reassessed: list[RepoOutcome] = []  # read again this sweep
+    reused: list[str] = []  # unchanged: the standing assessment stands
     missing_names: list[str] = list(gone)
     for outcome in outcomes:
         if outcome.kind == "missing":
             missing_names.append(outcome.target.name)
         elif outcome.kind == "clean":
-            clean.append(outcome.target.name)
+            reused.append(outcome.target.name)
         else:
-            processed.append(outcome)
+            reassessed.append(outcome)
     over_budget = [target.name for target in not_reached]
 
     assessed_at = iso(utc_now())
@@ -289,15 +290,16 @@ def _sweep_locked(
                 findings=[finding.as_dict() for finding in outcome.findings],
                 watch=outcome.watch,
             )
-            for outcome in processed
+            for outcome in reassessed
         ]
     )
-    _touch_clean(db, clean, assessed_at)
+    _touch_clean(db, reused, assessed_at)
     db.forget_repos(missing_names)
+    needs_action, clean = _evidence(outcomes, standing)
 
     errors: list[dict[str, str | None]] = [
         {"repo": outcome.target.name, "check": AUTOMATION_ERROR, "message": finding.message}
-        for outcome in processed
+        for outcome in reassessed
         for finding in outcome.errors
     ]
     if failure is not None:
@@ -307,14 +309,8 @@ def _sweep_locked(
         finished_at=iso(finished),
         duration_seconds=round(time.monotonic() - clock, 3),
         repos_total=len(targets) + len(gone),
-        repos_processed=[
-            {
-                "repo": outcome.target.name,
-                "head": outcome.head,
-                "findings": [finding.as_dict() for finding in outcome.findings],
-            }
-            for outcome in processed
-        ],
+        repos_processed=needs_action,
+        repos_reassessed=len(reassessed),
         skipped_clean=clean,
         skipped_missing=missing_names,
         skipped_budget=over_budget,
@@ -325,6 +321,60 @@ def _sweep_locked(
     )
     return db.append_event(
         request.event_type, detail, created_at=finished, clear_state=_IN_PROGRESS
+    )
+
+
+def _evidence(
+    outcomes: list[RepoOutcome], standing: dict[str, Assessment]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``repos_processed`` and ``skipped_clean`` (contract section 4): findings or none.
+
+    A repo with at least one finding needs action, whether it was read again this sweep
+    (``"reassessed": true``) or its standing assessment was reused (``false``); every
+    other repo reached is clean. Both lists keep the order the repos were handed out in.
+    """
+    entries: list[dict[str, Any]] = []
+    clean: list[str] = []
+    for outcome in outcomes:
+        name = outcome.target.name
+        if outcome.kind == "assessed":
+            head, findings = outcome.head, [finding.as_dict() for finding in outcome.findings]
+        elif outcome.kind == "clean" and name in standing:
+            head, findings = standing[name].head, standing[name].findings
+        else:
+            continue  # missing
+        if findings:
+            entries.append(
+                {
+                    "repo": name,
+                    "head": head,
+                    "reassessed": outcome.kind == "assessed",
+                    "findings": findings,
+                }
+            )
+        else:
+            clean.append(name)
+    return entries, clean
+
+
+def sweep_counts(detail: dict[str, Any]) -> str:
+    """One line of a sweep's counts: what was read again or reused, and what needs action.
+
+    ``repos_processed`` holds every repo with a finding (read again or reused) and
+    ``skipped_clean`` every other repo reached (contract section 4); events written before
+    ``repos_reassessed`` existed count their ``repos_processed`` as read again.
+    """
+    processed = detail.get("repos_processed") or []
+    reached = len(processed) + len(detail.get("skipped_clean") or [])
+    reread = detail.get("repos_reassessed", len(processed))
+    return (
+        f"{reread} re-read, {max(reached - reread, 0)} reused, "
+        f"{len(detail.get('skipped_missing') or [])} missing, "
+        f"{len(detail.get('skipped_budget') or [])} over budget in "
+        f"{detail.get('duration_seconds', 0.0):.1f} s; {len(processed)} need action, "
+        f"{reached - len(processed)} clean; {detail.get('assessment_failures', 0)} repo(s) "
+        f"with assessment failures, {len(detail.get('automation_errors') or [])} "
+        "automation error(s)"
     )
 
 
