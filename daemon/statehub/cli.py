@@ -234,7 +234,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from statehub.api import serve
 
     try:
-        return serve(load(args))
+        return serve(load(args), args.config)
     finally:
         alerts.flush(STOP_FLUSH_SECONDS)  # the [notify] messages of the last sweeps
 
