@@ -12,6 +12,7 @@ DETAIL_KEYS = {
     "remote",
     "repos_total",
     "repos_processed",
+    "repos_reassessed",
     "skipped_clean",
     "skipped_missing",
     "skipped_budget",

@@ -204,4 +204,5 @@ def test_sweep_table_is_readable(tmp_path: Path, fleet: Path) -> None:
     result = statehub("sweep", "--config", str(config))
 
     assert "C-15" in result.stdout
-    assert "1 assessed, 0 unchanged, 0 missing, 0 over budget" in result.stdout
+    assert "1 re-read, 0 reused, 0 missing, 0 over budget" in result.stdout
+    assert "1 need action, 0 clean" in result.stdout

@@ -147,6 +147,7 @@ def test_counts_per_source(hub: Hub) -> None:
         "sweeps": 3,
         "lock_skipped": 1,
         "automation_errors": 1,
+        "trigger_errors": 0,
         "interrupted": 0,
         "assessment_failures_last": 7,
         "first_at": iso(base + timedelta(minutes=1, seconds=2)),
@@ -158,6 +159,7 @@ def test_counts_per_source(hub: Hub) -> None:
         "sweeps": 1,
         "lock_skipped": 1,
         "automation_errors": 0,
+        "trigger_errors": 0,
         "interrupted": 0,
         "assessment_failures_last": 2,
         "first_at": iso(base + timedelta(minutes=46, seconds=1.5)),
@@ -460,3 +462,43 @@ def test_a_new_store_has_no_missed_slots_before_its_first_record(tmp_path: Path)
     )
     assert strip.counts["missed"] == 0
     assert strip.counts["before"] == 95
+
+
+def test_an_http_trigger_that_fails_before_sweeping_is_an_automation_error(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """run-now via http with the API down: compare counts an automation error of the source."""
+    from api_support import free_port
+    from gitfleet import make_repo
+    from gitfleet import write_config as fleet_config
+
+    make_repo(fleet, "alpha")
+    config = fleet_config(
+        tmp_path,
+        roots=[fleet],
+        schedule=f'mode = "active"\ntrigger_via = "http"\napi_url = "http://127.0.0.1:{free_port()}"',
+    )
+    fired = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "statehub",
+            "schedule",
+            "run-now",
+            "--json",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert json.loads(fired.stdout)["outcome"] == "error", fired.stdout + fired.stderr
+
+    report = compare(load_settings(config), since_hours=1).as_dict()
+
+    daemon = report["sources"]["local-daemon"]
+    assert (daemon["sweeps"], daemon["trigger_errors"], daemon["automation_errors"]) == (0, 1, 1)
+    assert "1 trigger(s) failed before sweeping (local-daemon)" in report["verdict"]
+    assert report["verdict"].startswith("ATTENTION")

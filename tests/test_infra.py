@@ -210,9 +210,8 @@ def test_units_run_the_contract_commands() -> None:
     assert unit_exec_start(API_UNIT) == [statehub, "serve"]
     assert unit_exec_start(SWEEPD_UNIT) == [statehub, "daemon"]
     assert unit_exec_start(WORKER_UNIT) == [statehub, "temporal", "worker"]
-    assert unit_exec_start(SYNC_SERVICE) == [
-        statehub, "sweep", "--all", "--remote", "--source", "local-timer",
-    ]  # fmt: skip
+    # Reads without fetching, like the daemon's default [schedule] remote = false.
+    assert unit_exec_start(SYNC_SERVICE) == [statehub, "sweep", "--all", "--source", "local-timer"]
     assert unit_value(SYNC_SERVICE, "Service", "Type") == "oneshot"
 
 
@@ -234,9 +233,10 @@ def test_long_running_units_notify_with_watchdog(unit: Path) -> None:
     assert int(stop.removesuffix("s")) >= 10
 
 
-def test_only_the_daemon_reloads_on_sighup() -> None:
-    """SIGHUP reloads the daemon; the worker has no reload (a new config needs a restart)."""
+def test_daemon_and_api_reload_on_sighup() -> None:
+    """SIGHUP reloads the daemon and the API; the worker has no reload (it needs a restart)."""
     assert unit_value(SWEEPD_UNIT, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert unit_value(API_UNIT, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
     assert ("Service", "ExecReload") not in unit_settings(WORKER_UNIT)
 
 

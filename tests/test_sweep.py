@@ -46,7 +46,7 @@ def stored_events(settings: Settings) -> list[dict[str, object]]:
 
 def test_event_has_every_contract_key(tmp_path: Path, fleet: Path) -> None:
     """A sweep of all repos records one event with every key of contract section 5."""
-    make_repo(fleet, "alpha")
+    write(make_repo(fleet, "alpha"), {"scratch.txt": "x"})
     settings = settings_for(tmp_path, fleet)
 
     event = run_sweep(settings, source="activity-core")
@@ -56,7 +56,7 @@ def test_event_has_every_contract_key(tmp_path: Path, fleet: Path) -> None:
     assert event.detail["source"] == "activity-core"
     assert event.detail["lock_skipped"] is False
     assert event.detail["repos_total"] == 1
-    assert processed(event.detail) == {"alpha": []}
+    assert processed(event.detail) == {"alpha": ["C-15"]}
     assert (
         event.detail["repos_processed"][0]["head"]
         == git(fleet / "alpha", "rev-parse", "--short=7", "HEAD").stdout.strip()
@@ -75,7 +75,7 @@ def test_chosen_repos_make_a_consistency_sweep_event(tmp_path: Path, fleet: Path
     event = run_sweep(settings, repos=["beta"])
 
     assert event.event_type == EVENT_CHOSEN
-    assert list(processed(event.detail)) == ["beta"]
+    assert event.detail["skipped_clean"] == ["beta"]
     assert event.detail["repos_total"] == 1
 
 
@@ -92,7 +92,7 @@ def test_unknown_repo_name_is_a_usage_error(tmp_path: Path, fleet: Path) -> None
 def test_unchanged_repos_are_skipped_clean_and_keep_their_findings(
     tmp_path: Path, fleet: Path
 ) -> None:
-    """A second sweep with nothing changed re-reads nothing; standing findings still count."""
+    """A second sweep re-reads nothing; the repo with findings is still listed, reused."""
     make_repo(fleet, "clean")
     dirty = make_repo(fleet, "dirty")
     write(dirty, {"scratch.txt": "x"})
@@ -101,10 +101,50 @@ def test_unchanged_repos_are_skipped_clean_and_keep_their_findings(
     first = run_sweep(settings)
     second = run_sweep(settings)
 
-    assert processed(first.detail) == {"clean": [], "dirty": ["C-15"]}
-    assert second.detail["repos_processed"] == []
-    assert sorted(second.detail["skipped_clean"]) == ["clean", "dirty"]
+    assert processed(first.detail) == processed(second.detail) == {"dirty": ["C-15"]}
+    assert first.detail["skipped_clean"] == second.detail["skipped_clean"] == ["clean"]
+    assert first.detail["repos_processed"][0]["reassessed"] is True
+    assert second.detail["repos_processed"][0]["reassessed"] is False
+    assert second.detail["repos_processed"][0]["head"] == first.detail["repos_processed"][0]["head"]
+    assert (first.detail["repos_reassessed"], second.detail["repos_reassessed"]) == (2, 0)
     assert first.detail["assessment_failures"] == second.detail["assessment_failures"] == 1
+
+
+def test_a_clean_repo_that_changed_is_skipped_clean(tmp_path: Path, fleet: Path) -> None:
+    """A repo re-read with no finding is in skipped_clean, not in repos_processed."""
+    repo = make_repo(fleet, "alpha")
+    settings = settings_for(tmp_path, fleet)
+    run_sweep(settings)
+    write(repo, {"notes.md": "more\n"})
+    commit_all(repo)
+    git(repo, "push", "-q")
+
+    event = run_sweep(settings)
+
+    assert event.detail["repos_reassessed"] == 1
+    assert event.detail["repos_processed"] == []
+    assert event.detail["skipped_clean"] == ["alpha"]
+
+
+def test_a_folder_that_is_not_a_work_tree_is_reused_when_unchanged(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """C-12: read once, then reused like any unchanged repo until it becomes a work tree."""
+    plain = fleet / "plain"
+    (plain / "sub").mkdir(parents=True)
+    settings = settings_for(tmp_path, fleet, repos=f'paths = ["{plain}"]')
+
+    first = run_sweep(settings)
+    second = run_sweep(settings)
+    git(plain, "init", "-q", "-b", "main")
+    third = run_sweep(settings)
+
+    assert processed(first.detail)["plain"] == processed(second.detail)["plain"] == ["C-12"]
+    assert [e["reassessed"] for e in first.detail["repos_processed"]] == [True]
+    assert [e["reassessed"] for e in second.detail["repos_processed"]] == [False]
+    assert second.detail["repos_reassessed"] == 0
+    assert "C-12" not in processed(third.detail).get("plain", [])
+    assert third.detail["repos_reassessed"] == 1
 
 
 @pytest.mark.parametrize(
@@ -154,8 +194,9 @@ def test_any_change_makes_a_repo_assessed_again(tmp_path: Path, fleet: Path, cha
 
     event = run_sweep(settings)
 
-    assert list(processed(event.detail)) == ["alpha"]
-    assert event.detail["skipped_clean"] == []
+    assert event.detail["repos_reassessed"] == 1
+    assert [entry["reassessed"] for entry in event.detail["repos_processed"]] in ([], [True])
+    assert len(event.detail["repos_processed"]) + len(event.detail["skipped_clean"]) == 1
 
 
 def test_missing_configured_path_and_vanished_repo(tmp_path: Path, fleet: Path) -> None:
@@ -293,7 +334,8 @@ def test_unreadable_repo_is_c00_and_the_rest_are_assessed(tmp_path: Path, fleet:
 
     event = run_sweep(settings)
 
-    assert processed(event.detail) == {"broken": ["C-00"], "good": []}
+    assert processed(event.detail) == {"broken": ["C-00"]}
+    assert event.detail["skipped_clean"] == ["good"]
     assert event.detail["exit_code"] == 1
     assert event.detail["automation_error"] is True
     [error] = event.detail["automation_errors"]
@@ -310,7 +352,8 @@ def test_c00_can_be_switched_off(tmp_path: Path, fleet: Path) -> None:
 
     event = run_sweep(settings)
 
-    assert processed(event.detail) == {"broken": []}
+    assert processed(event.detail) == {}
+    assert event.detail["skipped_clean"] == ["broken"]
     assert event.detail["exit_code"] == 0
 
 

@@ -39,6 +39,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import re
 import signal
 import socket
@@ -63,7 +64,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from statehub import __version__
 from statehub.alerts import observed_sweep
-from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, ConfigError, StoreError
+from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, StoreError
+from statehub.live import LiveSettings
 from statehub.lock import is_locked
 from statehub.logs import setup_logging
 from statehub.page import PageLogin, add_page_routes
@@ -73,7 +75,7 @@ from statehub.serving import (
     pending_cap,
     raise_open_files_limit,
 )
-from statehub.settings import CHECK_IDS, SOURCE_PATTERN, Settings, is_loopback, read_token
+from statehub.settings import CHECK_IDS, SOURCE_PATTERN, Settings, is_loopback
 from statehub.store import ProgressEvent, Store, parse_iso, utc_now
 from statehub.sweep import EVENT_TYPES, run_sweep
 
@@ -470,9 +472,9 @@ class JsonPostsOnly:
 class BearerAuth:
     """Every request but :data:`OPEN_PATHS` needs ``Authorization: Bearer <token>``."""
 
-    def __init__(self, app: ASGIApp, *, token: str) -> None:
+    def __init__(self, app: ASGIApp, *, token: Callable[[], str]) -> None:
         self.app = app
-        self._token = token.encode("utf-8")
+        self._token = token  # read at each request: a reload may replace it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
@@ -489,26 +491,30 @@ class BearerAuth:
         scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
         # Header values arrive decoded as latin-1: encoding them back gives the sent bytes.
         given = credentials.strip().encode("latin-1")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given, self._token)
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given, self._token().encode("utf-8")
+        )
 
 
 # -- the app --------------------------------------------------------------------------
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings | LiveSettings) -> FastAPI:
     """The HTTP API of ``settings``' database and fleet.
 
+    With :class:`statehub.live.LiveSettings` every request reads the settings and the token
+    of the moment (``statehub serve`` reloads them on SIGHUP); plain settings stay as given.
     Raises ConfigError when the configured token file is missing, unreadable or empty, or
     when the host is not loopback and no token file is configured.
     """
-    token = read_token(settings)
+    live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings, None)
+    settings = live.settings
+    token = live.token
     loopback = is_loopback(settings.api.host)
-    if token is None and not loopback:
-        raise ConfigError(
-            str(settings.config_file or "(built-in defaults)"),
-            "api.token_file",
-            "required when api.host is not loopback",
-        )
+
+    def current_token() -> str:
+        return live.token or ""  # a reload never sets or unsets the token (statehub.live)
+
     pool = StorePool(settings.database_path)
 
     @contextlib.asynccontextmanager
@@ -530,20 +536,21 @@ def create_app(settings: Settings) -> FastAPI:
     # The last added runs first: Host, then the token, then the POST's Content-Type.
     app.add_middleware(JsonPostsOnly)
     if token is not None:
-        app.add_middleware(BearerAuth, token=token)
-        app.add_middleware(PageLogin, token=token)  # the status page's cookie, for browsers
+        app.add_middleware(BearerAuth, token=current_token)
+        # The status page's cookie, for browsers.
+        app.add_middleware(PageLogin, token=current_token)
     if loopback:
         app.add_middleware(LoopbackHostOnly)
     app.add_middleware(AccessLog)
     _add_error_handlers(app)
-    _add_sweep_route(app, settings)
+    _add_sweep_route(app, live)
     _add_read_routes(app, pool, settings.database_path)
     _add_metrics_route(app, pool, settings.database_path)
-    add_page_routes(app, settings, pool)
+    add_page_routes(app, lambda: live.settings, pool)
     return app
 
 
-def _add_sweep_route(app: FastAPI, settings: Settings) -> None:
+def _add_sweep_route(app: FastAPI, live: LiveSettings) -> None:
     sweep_slots = asyncio.Semaphore(SWEEP_THREADS)
 
     @app.post(
@@ -567,6 +574,7 @@ def _add_sweep_route(app: FastAPI, settings: Settings) -> None:
         when another sweep runs. The body (optional) is ``{"max_seconds", "source",
         "remote"}``."""
         options = await _sweep_options(request)
+        settings = live.settings  # as of this request: a reload applies to the next one
 
         def sweep() -> ProgressEvent:
             return observed_sweep(  # [notify] pings and posts around it (statehub.alerts)
@@ -800,14 +808,23 @@ def _plain_error(error: Any) -> dict[str, Any]:
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+    def __init__(
+        self, config: uvicorn.Config, guard: ConnectionGuard, *, on_reload: Callable[[], Any]
+    ) -> None:
         super().__init__(config)
         self.guard = guard
+        self.on_reload = on_reload
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
         # Accept errors (out of open files) are counted into the guard's summary line.
-        asyncio.get_running_loop().set_exception_handler(self.guard.loop_exception_handler)
-        await super().serve(sockets)
+        loop.set_exception_handler(self.guard.loop_exception_handler)
+        # SIGHUP: re-read the configuration between requests, on the event loop.
+        loop.add_signal_handler(signal.SIGHUP, self.on_reload)
+        try:
+            await super().serve(sockets)
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -850,16 +867,19 @@ def _listen(host: str, port: int) -> socket.socket:
     raise failure or OSError(f"no address for {host}")
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, config_path: str | os.PathLike[str] | None = None) -> int:
     """Serve the API on ``[api] host:port`` until SIGTERM or SIGINT; returns the exit status.
 
-    0 after a stop on a signal, 1 when the address cannot be listened on. Raises
-    ConfigError (exit 78) for a token file that is missing, unreadable or empty.
+    SIGHUP re-reads the configuration from ``config_path`` (None: the lookup order), as the
+    daemon does: see :mod:`statehub.live`. 0 after a stop on a signal, 1 when the address
+    cannot be listened on. Raises ConfigError (exit 78) for a token file that is missing,
+    unreadable or empty.
     """
     setup_logging()
     # uvicorn logs its own life under "uvicorn.error", which reads as an error: "uvicorn".
     logging.getLogger("uvicorn.error").addFilter(_rename_uvicorn)
-    app = create_app(settings)
+    live = LiveSettings(settings, config_path)
+    app = create_app(live)
     # Listen before the app starts, so that a port in use is one line and exit 1, not
     # "Application startup complete." followed by a failure (issue 15).
     host, port = settings.api.host, settings.api.port
@@ -885,7 +905,7 @@ def serve(settings: Settings) -> int:
         proxy_headers=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
-    server = _Server(config, guard)
+    server = _Server(config, guard, on_reload=live.reload)
     try:
         server.run(sockets=[listening])
     except SystemExit:  # uvicorn exits when it cannot bind or start the app

@@ -11,6 +11,8 @@ anything that goes wrong for a repo is a C-00 finding of its outcome.
 
 from __future__ import annotations
 
+import hashlib
+
 from statehub import gitlayout
 from statehub.checks import AUTOMATION_ERROR, EffectiveChecks, Finding, RepoContext, assess
 from statehub.errors import FetchError, RepoError
@@ -44,8 +46,7 @@ def assess_target(
     if probe.kind is gitlayout.Kind.MISSING:
         return RepoOutcome(target=target, kind="missing")
     if probe.kind is gitlayout.Kind.NOT_WORKTREE:
-        findings = [Finding(check="C-12", message=probe.reason)] if checks.enabled("C-12") else []
-        return RepoOutcome(target=target, kind="assessed", findings=findings)
+        return _not_worktree(target, checks, probe.reason, standing)
 
     errors: list[Finding] = []
     if remote:
@@ -88,6 +89,21 @@ def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Findi
         watch=state.untracked,
         findings=errors + findings,
     )
+
+
+def _not_worktree(
+    target: Target, checks: EffectiveChecks, reason: str, standing: Standing | None
+) -> RepoOutcome:
+    """C-12, or the standing C-12 reused when neither the reason nor the settings changed.
+
+    C-12 is judged from the probe alone, so the probe's verdict is its fingerprint.
+    """
+    digest = hashlib.sha256(f"{reason}\0{checks.digest()}".encode()).hexdigest()
+    fingerprint = f"not-worktree:{digest[:32]}"
+    if standing is not None and not standing.errored and standing.fingerprint == fingerprint:
+        return RepoOutcome(target=target, kind="clean")
+    findings = [Finding(check="C-12", message=reason)] if checks.enabled("C-12") else []
+    return RepoOutcome(target=target, kind="assessed", fingerprint=fingerprint, findings=findings)
 
 
 def _libgit2_index(target: Target) -> list[tuple[str, int]]:

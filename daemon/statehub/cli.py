@@ -137,16 +137,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         from statehub.render import sweep_table  # rich: only for people
 
-        standing: list[Any] = []
-        listed = any(item["findings"] for item in event.detail["repos_processed"])
-        if not listed and event.detail["assessment_failures"] and not repos:
-            # An unchanged re-sweep re-reads nothing: show what stands, so the output
-            # answers "what is wrong" every time (issue 15).
-            store = open_store(settings)
-            if store is not None:
-                with store:
-                    standing = store.open_findings()
-        sweep_table(console(), event, standing=standing)
+        # Every repo that needs action is listed, re-read or not: an unchanged re-sweep
+        # still answers "what is wrong" (issue 15).
+        sweep_table(console(), event)
     return int(event.detail["exit_code"])
 
 
@@ -254,7 +247,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from statehub.api import serve
 
     try:
-        return serve(load(args))
+        return serve(load(args), args.config)
     finally:
         alerts.flush(STOP_FLUSH_SECONDS)  # the [notify] messages of the last sweeps
 

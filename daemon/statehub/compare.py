@@ -27,6 +27,11 @@ schedule's slots were covered. Its definitions (issue 6):
 - A slot is *doubled* when completed whole-fleet sweeps of two or more DIFFERENT sources
   started in it: the sign of two live schedulers. Two sweeps of one source are not doubled.
 - ``retired_sources_seen``: the ``hub.retired_sources`` with any event in the window.
+- ``trigger_errors`` (per source): fires of the daemon (``activity_runs``, ``fired_at`` in
+  the window) that chose the source but failed before any sweep was recorded, as a
+  ``trigger_via = "http"`` call to an API that is down or refuses. Each is also counted in
+  the source's ``automation_errors`` and calls for attention (issue 14): not only a
+  missed slot.
 
 The exit status is 0 whatever the coverage: compare is a report, not a check; a monitor
 reads ``--json``. Slot times in JSON are UTC with a ``Z``.
@@ -154,12 +159,14 @@ class SourceSummary:
     last_at: str
     mean_duration_seconds: float | None
     max_duration_seconds: float | None
+    trigger_errors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "sweeps": self.sweeps,
             "lock_skipped": self.lock_skipped,
             "automation_errors": self.automation_errors,
+            "trigger_errors": self.trigger_errors,
             "interrupted": self.interrupted,
             "assessment_failures_last": self.assessment_failures_last,
             "first_at": self.first_at,
@@ -227,8 +234,17 @@ class Comparison:
     database_found: bool
 
     @property
+    def failed_triggers(self) -> int:
+        return sum(summary.trigger_errors for summary in self.sources.values())
+
+    @property
     def attention(self) -> bool:
-        return bool(self.slots.missed or self.slots.doubled or self.retired_sources_seen)
+        return bool(
+            self.slots.missed
+            or self.slots.doubled
+            or self.retired_sources_seen
+            or self.failed_triggers
+        )
 
     def verdict(self) -> str:
         """One line: ``OK: 96/96 slots covered, no doubled slots`` or ``ATTENTION: ...``."""
@@ -245,6 +261,9 @@ class Comparison:
         if self.retired_sources_seen:
             noun = "source" if len(self.retired_sources_seen) == 1 else "sources"
             parts.append(f"retired {noun} {', '.join(self.retired_sources_seen)} seen")
+        if self.failed_triggers:
+            failing = ", ".join(name for name, s in self.sources.items() if s.trigger_errors)
+            parts.append(f"{self.failed_triggers} trigger(s) failed before sweeping ({failing})")
         return f"ATTENTION: {', '.join(parts)} ({coverage})"
 
     def as_dict(self) -> dict[str, Any]:
@@ -305,26 +324,35 @@ def slot_coverage(
     return SlotCoverage(starts=starts, states=states)
 
 
-def summarize_sources(rows: Sequence[SweepRow]) -> dict[str, SourceSummary]:
-    """Per source, in name order; ``rows`` oldest first."""
+def summarize_sources(
+    rows: Sequence[SweepRow], failed_triggers: Sequence[tuple[Any, ...]] = ()
+) -> dict[str, SourceSummary]:
+    """Per source, in name order; ``rows`` oldest first; ``failed_triggers`` as
+    :meth:`statehub.store.Store.failed_triggers` gives them."""
     by_source: dict[str, list[SweepRow]] = {}
     for row in rows:
         by_source.setdefault(row.source, []).append(row)
+    failed: dict[str, list[str]] = {}
+    for fired_at, source, _error in failed_triggers:
+        failed.setdefault(str(source), []).append(str(fired_at))
     summaries: dict[str, SourceSummary] = {}
-    for name in sorted(by_source):
-        events = by_source[name]
+    for name in sorted(by_source.keys() | failed.keys()):
+        events = by_source.get(name, [])
+        fails = failed.get(name, [])
         done = [row for row in events if row.completed]
         durations = [row.duration_seconds for row in done if row.duration_seconds is not None]
+        moments = sorted([row.created_at for row in events] + fails)
         summaries[name] = SourceSummary(
             sweeps=len(done),
             lock_skipped=sum(row.lock_skipped for row in events),
-            automation_errors=sum(row.automation_error for row in events),
+            automation_errors=sum(row.automation_error for row in events) + len(fails),
             interrupted=sum(row.interrupted for row in events),
             assessment_failures_last=done[-1].assessment_failures if done else None,
-            first_at=events[0].created_at,
-            last_at=events[-1].created_at,
+            first_at=moments[0],
+            last_at=moments[-1],
             mean_duration_seconds=round(sum(durations) / len(durations), 3) if durations else None,
             max_duration_seconds=max(durations) if durations else None,
+            trigger_errors=len(fails),
         )
     return summaries
 
@@ -339,6 +367,7 @@ def compare(settings: Settings, *, since_hours: float, now: datetime | None = No
     since = until - timedelta(hours=since_hours)
     path = settings.database_path
     rows: list[SweepRow] = []
+    failed: list[tuple[Any, ...]] = []
     found = path.exists()
     created: datetime | None = None
     if found:
@@ -346,6 +375,7 @@ def compare(settings: Settings, *, since_hours: float, now: datetime | None = No
             rows = [SweepRow.from_row(row) for row in store.sweep_rows(since=since, until=until)]
             created_at = store.first_record_at()
             created = parse_iso(created_at) if created_at else None
+            failed = store.failed_triggers(since=since, until=until)
     schedule = settings.schedule
     bounds = slot_bounds(schedule.trigger, schedule.zone, since, until)
     seen = {row.source for row in rows}
@@ -355,7 +385,7 @@ def compare(settings: Settings, *, since_hours: float, now: datetime | None = No
         until=until,
         trigger=schedule.trigger,
         timezone=schedule.timezone,
-        sources=summarize_sources(rows),
+        sources=summarize_sources(rows, failed),
         slots=slot_coverage(bounds, rows, created),
         retired_sources_seen=[name for name in settings.hub.retired_sources if name in seen],
         database=path,
@@ -389,8 +419,8 @@ def render_comparison(out: Console, report: Comparison) -> None:
         table = _compact_table(
             title=f"sweeps by source, {window}",
             title_justify="left",
-            caption="skipped: lock-skipped; C-00: with automation errors; "
-            "failures: repos failing after the last sweep",
+            caption="skipped: lock-skipped; C-00: with automation errors, failed triggers "
+            "included; failures: repos failing after the last sweep",
             caption_justify="left",
         )
         table.add_column("source", overflow="fold")

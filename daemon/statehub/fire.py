@@ -27,7 +27,7 @@ from statehub.alerts import fallback_state, observed_sweep
 from statehub.errors import StatehubError, StoreError, TriggerError
 from statehub.settings import Settings, read_token
 from statehub.store import ActivityRun, Store, iso, parse_iso, utc_now
-from statehub.sweep import EVENT_ALL, run_sweep
+from statehub.sweep import EVENT_ALL, run_sweep, sweep_counts
 
 log = logging.getLogger("statehub.fire")
 
@@ -492,17 +492,11 @@ def _log_run(run: ActivityRun) -> None:
         log.warning("%s (run %s still going)", what, context.get("running_run_id"))
     elif isinstance(detail, dict) and run.outcome == "swept":
         log.info(
-            "%s as %s: event %s, %d assessed, %d unchanged, %d over budget, "
-            "%d repo(s) with findings, %d automation error(s) in %.1f s",
+            "%s as %s: event %s, %s",
             what,
             context.get("source"),
             context.get("progress_event_id"),
-            len(detail.get("repos_processed", [])),
-            len(detail.get("skipped_clean", [])),
-            len(detail.get("skipped_budget", [])),
-            detail.get("assessment_failures", 0),
-            len(detail.get("automation_errors", [])),
-            detail.get("duration_seconds", 0.0),
+            sweep_counts(detail),
         )
     else:
         log.info("%s", what)

@@ -29,7 +29,7 @@ import json
 import threading
 import urllib.parse
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -675,10 +675,11 @@ def _instant(value: str, name: str) -> datetime:
         raise HTTPException(422, detail=f"{name}: {value!r} is not an ISO-8601 time") from None
 
 
-def add_page_routes(app: FastAPI, settings: Settings, pool: Any) -> None:
+def add_page_routes(app: FastAPI, settings: Callable[[], Settings], pool: Any) -> None:
     """``/``, ``/status``, ``/status/repos/{name}`` and ``/status/events`` on ``app``.
 
-    ``pool`` is the API's :class:`statehub.api.StorePool`.
+    ``settings`` gives the configuration of the moment (reloaded on SIGHUP); ``pool`` is
+    the API's :class:`statehub.api.StorePool`.
     """
     window_rows = WindowRows()
 
@@ -692,7 +693,7 @@ def add_page_routes(app: FastAPI, settings: Settings, pool: Any) -> None:
             raise HTTPException(422, detail=f"check: {check!r} is not a check id (C-00..C-23)")
         with pool.store() as db:
             view = status_view(
-                settings,
+                settings(),
                 db,
                 window=window,
                 check=check,
@@ -759,10 +760,17 @@ class PageLogin:
     with the token's header; a page requested with neither is sent to ``/login``.
     """
 
-    def __init__(self, app: ASGIApp, *, token: str) -> None:
+    def __init__(self, app: ASGIApp, *, token: Callable[[], str]) -> None:
         self.app = app
-        self._token = token
-        self._session = page_session(token).encode("ascii")
+        self._current = token  # read at each request: a reload may replace it
+
+    @property
+    def _token(self) -> str:
+        return self._current()
+
+    @property
+    def _session(self) -> bytes:
+        return page_session(self._token).encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -19,6 +19,7 @@ from rich.text import Text
 from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import ActivityRun, ProgressEvent
+from statehub.sweep import sweep_counts
 
 PIPE_WIDTH = 100_000
 """The width of output that is not a terminal: piped output is never cut (issue 15)."""
@@ -38,13 +39,8 @@ def plain(text: object, *, style: str = "") -> Text:
     return Text(visible(str(text)), style=style)
 
 
-def sweep_table(
-    out: Console,
-    event: ProgressEvent,
-    *,
-    standing: Sequence[tuple[str, str, str, str, str | None]] = (),
-) -> None:
-    """The findings of one sweep (or the ``standing`` ones it did not list), then a summary."""
+def sweep_table(out: Console, event: ProgressEvent) -> None:
+    """The findings of one sweep (every repo that needs action, re-read or not), a summary."""
     detail = event.detail
     if detail.get("lock_skipped"):
         out.print(
@@ -61,28 +57,8 @@ def sweep_table(
             [(item["repo"], finding) for item in processed for finding in item["findings"]],
             title=f"sweep {event.id}",
         )
-    if standing:
-        standing_table(out, standing)
-    if event.event_type == "consistency_sweep":
-        # A sweep of chosen repos reports those repos, not the fleet (issue 15).
-        failing = sum(
-            1
-            for item in processed
-            if any(finding["check"] != "C-00" for finding in item["findings"])
-        )
-    else:
-        failing = detail["assessment_failures"]
-    new = detail.get("new_findings", 0)
-    out.print(
-        plain(
-            f"event {event.id} ({event.event_type}): {len(processed)} assessed, "
-            f"{len(detail['skipped_clean'])} unchanged, {len(detail['skipped_missing'])} "
-            f"missing, {len(detail['skipped_budget'])} over budget in "
-            f"{detail['duration_seconds']:.1f} s; {failing} repo(s) "
-            f"with findings{f' ({new} new)' if new else ''}, "
-            f"{len(detail['automation_errors'])} automation error(s)"
-        )
-    )
+    counts = sweep_counts(detail, chosen=event.event_type == "consistency_sweep")
+    out.print(plain(f"event {event.id} ({event.event_type}): {counts}"))
 
 
 def findings_table(
@@ -110,15 +86,6 @@ def findings_table(
         out.print(table)
 
 
-def standing_table(out: Console, rows: Sequence[tuple[str, str, str, str, str | None]]) -> None:
-    """The standing findings (``Store.open_findings`` rows) of repos this sweep did not list."""
-    findings = [
-        (repo, {"check": check, "message": message, "path": path})
-        for repo, _, check, message, path in rows
-    ]
-    findings_table(out, findings, title="standing findings (unchanged since last assessed)")
-
-
 def check_table(out: Console, document: Mapping[str, Any]) -> None:
     findings = document["findings"]
     findings_table(
@@ -133,7 +100,7 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
         out.print(plain("no events"))
         return
     table = Table()
-    for column in ("id", "created_at", "type", "source", "outcome", "assessed", "failures"):
+    for column in ("id", "created_at", "type", "source", "outcome", "need action", "failures"):
         table.add_column(column, overflow="fold")
     for event in events:
         detail = event.detail

@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -65,6 +65,7 @@ from statehub.fire import (
     record_interrupted_fires,
     run_failed,
 )
+from statehub.live import config_changes
 from statehub.logs import setup_logging
 from statehub.notify import Notifier, watchdog_interval
 from statehub.settings import Settings, load_settings, public_dict, read_token
@@ -292,7 +293,7 @@ class Daemon:
             return False
         old, self.settings = self.settings, settings
         self.runner = runner
-        changes = _changes(public_dict(old), public_dict(settings))
+        changes = config_changes(public_dict(old), public_dict(settings))
         old_schedule, new_schedule = old.schedule, settings.schedule
         if self._scheduler is not None:
             if (old_schedule.trigger, old_schedule.timezone) != (
@@ -399,25 +400,6 @@ class Daemon:
         else:
             middle = "last: none"
         return f"{head}; {middle}; next: {_short_time(self.next_fire_time(), now=now)}"
-
-
-def _flatten(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in document.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    before, after = _flatten(old), _flatten(new)
-    return [
-        f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
-        for key in sorted(before.keys() | after.keys())
-        if before.get(key) != after.get(key)
-    ]
 
 
 def run_daemon(config_path: str | None) -> int:

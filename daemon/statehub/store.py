@@ -653,6 +653,23 @@ class Store:
         with self._guard() as connection:
             return connection.execute(sql, (iso(since), iso(until))).fetchall()
 
+    def failed_triggers(self, *, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
+        """Fires in ``[since, until]`` that chose a source but recorded no sweep: the trigger
+        failed before sweeping (the API down or refusing, a timeout). Oldest first.
+
+        A row is ``(fired_at, source, error)``.
+        """
+        sql = (
+            "SELECT fired_at, json_extract(context_snapshot, '$.source'),"
+            " json_extract(context_snapshot, '$.error') FROM activity_runs"
+            " WHERE fired_at >= ? AND fired_at <= ? AND outcome = 'error'"
+            " AND json_extract(context_snapshot, '$.source') IS NOT NULL"
+            " AND json_extract(context_snapshot, '$.progress_event_id') IS NULL"
+            " ORDER BY fired_at, run_id"
+        )
+        with self._guard() as connection:
+            return connection.execute(sql, (iso(since), iso(until))).fetchall()
+
     def last_event_per_source(self, *, since: datetime | None = None) -> list[tuple[Any, ...]]:
         """The newest event of each ``detail.source`` (created at or after ``since``).
 

@@ -233,6 +233,7 @@ def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
         "remote": remote,
         "repos_total": 0,
         "repos_processed": [],
+        "repos_reassessed": 0,
         "skipped_clean": [],
         "skipped_missing": [],
         "skipped_budget": [],
@@ -325,16 +326,16 @@ def _sweep_locked(
     outcomes, not_reached, failure = _run_pool(pool, tasks, deadline, progress)
     pool.close()  # before the writes: the lock is released soon after finished_at
 
-    processed: list[RepoOutcome] = []
-    clean: list[str] = []
+    reassessed: list[RepoOutcome] = []  # read again this sweep
+    reused: list[str] = []  # unchanged: the standing assessment stands
     missing_names: list[str] = list(gone)
     for outcome in outcomes:
         if outcome.kind == "missing":
             missing_names.append(outcome.target.name)
         elif outcome.kind == "clean":
-            clean.append(outcome.target.name)
+            reused.append(outcome.target.name)
         else:
-            processed.append(outcome)
+            reassessed.append(outcome)
     over_budget = [target.name for target in not_reached]
 
     assessed_at = iso(utc_now())
@@ -345,7 +346,7 @@ def _sweep_locked(
             standing.get(outcome.target.name),
             assessed_at,
         )
-        for outcome in processed
+        for outcome in reassessed
     }
     db.save_assessments(
         [
@@ -358,15 +359,16 @@ def _sweep_locked(
                 findings=marked[outcome.target.name],
                 watch=outcome.watch,
             )
-            for outcome in processed
+            for outcome in reassessed
         ]
     )
-    _touch_clean(db, clean, assessed_at)
+    _touch_clean(db, reused, assessed_at)
     db.forget_repos(missing_names)
+    needs_action, clean = _evidence(outcomes, standing, marked)
 
     errors: list[dict[str, str | None]] = [
         {"repo": outcome.target.name, "check": AUTOMATION_ERROR, "message": finding.message}
-        for outcome in processed
+        for outcome in reassessed
         for finding in outcome.errors
     ]
     if failure is not None:
@@ -376,19 +378,8 @@ def _sweep_locked(
         finished_at=iso(finished),
         duration_seconds=round(time.monotonic() - clock, 3),
         repos_total=len(targets) + len(gone),
-        repos_processed=[
-            {
-                "repo": outcome.target.name,
-                "head": outcome.head,
-                "findings": [
-                    {**finding.as_dict(), "new": mark["new"]}
-                    for finding, mark in zip(
-                        outcome.findings, marked[outcome.target.name], strict=True
-                    )
-                ],
-            }
-            for outcome in processed
-        ],
+        repos_processed=needs_action,
+        repos_reassessed=len(reassessed),
         new_findings=sum(mark["new"] for marks in marked.values() for mark in marks),
         warnings=root_warnings(settings),
         skipped_clean=clean,
@@ -401,6 +392,76 @@ def _sweep_locked(
     )
     return db.append_event(
         request.event_type, detail, created_at=finished, clear_state=_IN_PROGRESS
+    )
+
+
+def _evidence(
+    outcomes: list[RepoOutcome],
+    standing: dict[str, Assessment],
+    marked: dict[str, list[dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``repos_processed`` and ``skipped_clean`` (contract section 4): findings or none.
+
+    A repo with at least one finding needs action, whether it was read again this sweep
+    (``"reassessed": true``, its findings marked ``new`` against the last assessment) or its
+    standing assessment was reused (``false``; nothing of it is new). Every other repo
+    reached is clean. Both lists keep the order the repos were handed out in.
+    """
+    entries: list[dict[str, Any]] = []
+    clean: list[str] = []
+    for outcome in outcomes:
+        name = outcome.target.name
+        if outcome.kind == "assessed":
+            head, found = outcome.head, marked[name]
+        elif outcome.kind == "clean" and name in standing:
+            head = standing[name].head
+            found = [{**finding, "new": False} for finding in standing[name].findings]
+        else:
+            continue  # missing
+        if found:
+            findings = [
+                {key: finding[key] for key in ("check", "message", "path", "new")}
+                for finding in found
+            ]
+            entries.append(
+                {
+                    "repo": name,
+                    "head": head,
+                    "reassessed": outcome.kind == "assessed",
+                    "findings": findings,
+                }
+            )
+        else:
+            clean.append(name)
+    return entries, clean
+
+
+def sweep_counts(detail: dict[str, Any], *, chosen: bool = False) -> str:
+    """One line of a sweep's counts: what was read again or reused, and what needs action.
+
+    ``repos_processed`` holds every repo with a finding (read again or reused) and
+    ``skipped_clean`` every other repo reached (contract section 4); events written before
+    ``repos_reassessed`` existed count their ``repos_processed`` as read again. A sweep of
+    ``chosen`` repos counts the repos with findings among those, not the fleet's.
+    """
+    processed = detail.get("repos_processed") or []
+    reached = len(processed) + len(detail.get("skipped_clean") or [])
+    reread = detail.get("repos_reassessed", len(processed))
+    if chosen:
+        failing = sum(
+            1 for item in processed if any(f["check"] != AUTOMATION_ERROR for f in item["findings"])
+        )
+    else:
+        failing = detail.get("assessment_failures", 0)
+    new = detail.get("new_findings", 0)
+    return (
+        f"{reread} re-read, {max(reached - reread, 0)} reused, "
+        f"{len(detail.get('skipped_missing') or [])} missing, "
+        f"{len(detail.get('skipped_budget') or [])} over budget in "
+        f"{detail.get('duration_seconds', 0.0):.1f} s; {len(processed)} need action, "
+        f"{reached - len(processed)} clean; {failing} repo(s) with findings"
+        f"{f' ({new} new)' if new else ''}, "
+        f"{len(detail.get('automation_errors') or [])} automation error(s)"
     )
 
 

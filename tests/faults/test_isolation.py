@@ -97,7 +97,8 @@ def test_each_hostile_repo_costs_one_bounded_worker(tmp_path: Path, fleet: Path)
         entry["repo"]: [(f["check"], f["path"]) for f in entry["findings"]]
         for entry in detail["repos_processed"]
     }
-    assert findings["good-1"] == findings["good-2"] == []
+    assert "good-1" not in findings and "good-2" not in findings  # no finding: clean
+    assert {"good-1", "good-2"} <= set(detail["skipped_clean"])
     assert findings["huge-text"] == [("C-22", "big.txt")]
     assert findings["long-quote"] == [("C-22", "README.md")]
     # Three stalls on two workers: two rounds of the bound, plus start-up and the rest.
@@ -269,7 +270,7 @@ def test_every_repo_is_read_outside_the_sweeping_process(
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "False"
-    assert len(json.loads(done.stdout)["detail"]["repos_processed"]) == 3
+    assert json.loads(done.stdout)["detail"]["repos_reassessed"] == 3
 
 
 def test_check_of_a_stuck_repo_ends_at_its_bound(tmp_path: Path, fleet: Path) -> None:
