@@ -24,6 +24,7 @@ from daemon_support import CONTRACT_QUERY, DaemonProcess, NotifySocket, runs, wa
 from gitfleet import HangingServer, git, make_repo, write_config
 from statehub.store import parse_iso, utc_now
 from temporal_support import TemporalServer, free_port, status
+from test_alerts import Receiver
 
 SCHEDULE_ID_LINE = 'schedule_id = "{}"'
 FAR_TRIGGER = "30 4 1 1 *"  # once a year: the schedule never fires by itself during a test
@@ -232,7 +233,10 @@ def test_a_triggered_schedule_sweeps_through_the_worker_and_records_one_run(
     """One fire: one activity-core event, one activity_runs row keyed by the workflow run id."""
     make_repo(fleet, "alpha")
     make_repo(fleet, "untidy", {"README.md": "# untidy\n"})  # assessment failures only
-    config, schedule_id = temporal_config(tmp_path, fleet, temporal_server)
+    receiver = Receiver()  # [notify] ping_url: the cluster's sweeps are pinged too
+    config, schedule_id = temporal_config(
+        tmp_path, fleet, temporal_server, notify=f'ping_url = "{receiver.url}/ping/t"'
+    )
     sync(config)
     notify = NotifySocket()
     worker = start_worker(config, notify)
@@ -249,8 +253,10 @@ def test_a_triggered_schedule_sweeps_through_the_worker_and_records_one_run(
     finally:
         worker.close()
         notify.close()
+        receiver.close()
     assert exit_status == 0
     notify.wait_field("STOPPING", timeout=5)
+    assert receiver.paths() == ["/ping/t/start", "/ping/t"]
 
     database = tmp_path / "statehub.db"
     [event] = events(database)
@@ -270,7 +276,11 @@ def test_a_triggered_schedule_sweeps_through_the_worker_and_records_one_run(
     assert row["context"]["progress_event_id"] == event["id"]
     with sqlite3.connect(database) as connection:
         [contract_row] = connection.execute(CONTRACT_QUERY).fetchall()
+        heartbeat = connection.execute(
+            "SELECT value FROM hub_state WHERE key = 'heartbeat:worker'"
+        ).fetchone()
     assert contract_row[0] == row["run_id"]
+    assert heartbeat is not None and parse_iso(heartbeat[0]) <= utc_now()  # the status page's
     assert json.loads(contract_row[3])["source"] == "activity-core"
     shown = statehub(config, "temporal", "show")
     assert shown.returncode == 0

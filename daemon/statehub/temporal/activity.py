@@ -29,6 +29,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from statehub import alerts
 from statehub.errors import StatehubError, StoreError
 from statehub.fire import HARD_TIMEOUT_MARGIN_SECONDS, MARKER_PREFIX, SWEEP_KEY
 from statehub.settings import Settings
@@ -117,11 +118,17 @@ class SweepActivity:
 
         def work() -> None:
             try:
-                outcome["value"] = run_sweep(
+                # Pinged and alerted like every scheduled sweep ([notify]), whoever runs it.
+                outcome["value"] = alerts.observed_sweep(
                     self.settings,
-                    remote=self.settings.schedule.remote,
                     source=self.settings.temporal.source,
-                    progress=lambda done, total, repo: progress.put((done, total, repo)),
+                    whole_fleet=True,
+                    run=lambda: run_sweep(
+                        self.settings,
+                        remote=self.settings.schedule.remote,
+                        source=self.settings.temporal.source,
+                        progress=lambda done, total, repo: progress.put((done, total, repo)),
+                    ),
                 ).as_dict()
             except BaseException as exc:  # handed to the activity's thread, raised there
                 outcome["error"] = exc

@@ -20,11 +20,12 @@ from datetime import timedelta
 
 from temporalio.worker import Worker
 
+from statehub import alerts
 from statehub.fire import record_interrupted_fires
 from statehub.logs import setup_logging
 from statehub.notify import Notifier, watchdog_interval
 from statehub.settings import Settings
-from statehub.store import Store
+from statehub.store import Store, iso, utc_now
 from statehub.temporal.activity import SweepActivity
 from statehub.temporal.schedule import connect
 from statehub.temporal.workflow import SweepWorkflow
@@ -32,13 +33,17 @@ from statehub.temporal.workflow import SweepWorkflow
 log = logging.getLogger("statehub.temporal")
 
 STOP_GRACE_SECONDS = 5.0  # SIGTERM gives a running sweep this long, then it is interrupted
-STATUS_SECONDS = 30.0  # how often STATUS= is refreshed
+STATUS_SECONDS = 30.0  # how often STATUS= (and the heartbeat) is refreshed
+HEARTBEAT_KEY = "heartbeat:worker"  # hub_state: the status page shows it (statehub.page)
 
 
 def worker_command(settings: Settings) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the exit status."""
     setup_logging()
-    return asyncio.run(_run(settings))
+    try:
+        return asyncio.run(_run(settings))
+    finally:
+        alerts.flush()  # bounded: the pings and posts of the last sweep, before the exit
 
 
 async def _run(settings: Settings) -> int:
@@ -74,6 +79,7 @@ async def _run(settings: Settings) -> int:
         where = f"{temporal.address} ({temporal.namespace}), task queue {worker.task_queue}"
         log.info("worker polling %s as source %s", where, temporal.source)
         notifier.ready(f"polling {where}")
+        _heartbeat(settings)
         pings = asyncio.create_task(_pings(notifier, where, settings), name="watchdog")
         stopping = asyncio.create_task(stop.wait(), name="stop")
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -110,6 +116,17 @@ async def _pings(notifier: Notifier, where: str, settings: Settings) -> None:
         if waited >= STATUS_SECONDS:
             waited = 0.0
             notifier.status(f"polling {where}; {_last_run(settings)}")
+            _heartbeat(settings)
+
+
+def _heartbeat(settings: Settings) -> None:
+    """Record that the worker is alive (``hub_state`` key :data:`HEARTBEAT_KEY`; the status
+    page shows it beside the daemon's)."""
+    try:
+        with Store.open(settings.database_path) as store:
+            store.set_state(HEARTBEAT_KEY, iso(utc_now()))
+    except Exception as exc:  # the heartbeat must never stop the pings
+        log.warning("cannot record the heartbeat: %s", exc)
 
 
 def _last_run(settings: Settings) -> str:
