@@ -8,6 +8,7 @@ Errors of ``sqlite3`` are mapped to :class:`StoreError` here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -173,7 +174,91 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             CHECK (json_valid(watch));
         """,
     ),
+    (
+        # Issue 14: a sweep's event lists every repo with findings and every clean repo, so
+        # a year of them would fill hundreds of MB. The rows now live in sweep_events, where
+        # each distinct repo entry {repo, head, findings} is stored once (sweep_entries) and
+        # skipped_clean is what the fleet (repo_lists) holds beyond the other lists;
+        # progress_events is a view that gives back every event's whole detail, so plain
+        # sqlite3 queries and every reader see the same JSON as before. Likewise a fire's
+        # context_snapshot refers to its sweep's event instead of holding a copy of its
+        # detail (fire_runs.sweep_event); the view activity_runs puts the detail back.
+        3,
+        """
+        ALTER TABLE progress_events RENAME TO sweep_events;
+        ALTER TABLE sweep_events ADD COLUMN entries TEXT
+            CHECK (entries IS NULL OR json_valid(entries));
+        ALTER TABLE sweep_events ADD COLUMN fleet INTEGER;
+        CREATE TABLE sweep_entries (
+            id INTEGER PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            repo TEXT NOT NULL,
+            head TEXT,
+            findings TEXT NOT NULL CHECK (json_valid(findings)),
+            last_event INTEGER NOT NULL
+        );
+        CREATE INDEX sweep_entries_last_event ON sweep_entries (last_event);
+        CREATE TABLE repo_lists (
+            id INTEGER PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            names TEXT NOT NULL CHECK (json_valid(names)),
+            last_event INTEGER NOT NULL
+        );
+        CREATE VIEW progress_events AS SELECT e.id AS id, e.event_type AS event_type,
+            e.created_at AS created_at,
+            CASE WHEN e.entries IS NULL THEN e.detail ELSE json_set(e.detail,
+                '$.repos_processed', json((SELECT json_group_array(json(x.entry)) FROM (
+                    SELECT json_object('repo', s.repo, 'head', s.head, 'reassessed',
+                        json(CASE WHEN r.value ->> 1 THEN 'true' ELSE 'false' END),
+                        'findings', json(s.findings)) AS entry
+                    FROM json_each(e.entries) r JOIN sweep_entries s ON s.id = r.value ->> 0
+                    ORDER BY r.key) x)),
+                '$.skipped_clean', json((SELECT json_group_array(c.value) FROM (
+                    SELECT n.value AS value FROM repo_lists l, json_each(l.names) n
+                    WHERE l.id = e.fleet
+                    AND n.value NOT IN (SELECT s2.repo FROM json_each(e.entries) r2
+                        JOIN sweep_entries s2 ON s2.id = r2.value ->> 0)
+                    AND n.value NOT IN (SELECT m.value
+                        FROM json_each(e.detail, '$.skipped_missing') m)
+                    AND n.value NOT IN (SELECT b.value
+                        FROM json_each(e.detail, '$.skipped_budget') b)
+                    ORDER BY n.key) c))
+            ) END AS detail
+            FROM sweep_events e;
+        CREATE TRIGGER progress_events_insert INSTEAD OF INSERT ON progress_events BEGIN
+            INSERT INTO sweep_events (id, event_type, created_at, detail)
+            VALUES (NEW.id, NEW.event_type, NEW.created_at, NEW.detail);
+        END;
+        CREATE TRIGGER progress_events_delete INSTEAD OF DELETE ON progress_events BEGIN
+            DELETE FROM sweep_events WHERE id = OLD.id;
+        END;
+
+        ALTER TABLE activity_runs RENAME TO fire_runs;
+        ALTER TABLE fire_runs ADD COLUMN sweep_event INTEGER;
+        CREATE VIEW activity_runs AS SELECT r.run_id AS run_id,
+            r.definition_id AS definition_id, r.fired_at AS fired_at,
+            r.scheduled_for AS scheduled_for, r.outcome AS outcome,
+            CASE WHEN r.sweep_event IS NULL THEN r.context_snapshot
+            ELSE json_set(r.context_snapshot, '$.consistency_sweep_remote_all',
+                json((SELECT p.detail FROM progress_events p WHERE p.id = r.sweep_event)))
+            END AS context_snapshot
+            FROM fire_runs r;
+        CREATE TRIGGER activity_runs_insert INSTEAD OF INSERT ON activity_runs BEGIN
+            INSERT OR REPLACE INTO fire_runs
+                (run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot)
+            VALUES (NEW.run_id, NEW.definition_id, NEW.fired_at, NEW.scheduled_for,
+                NEW.outcome, NEW.context_snapshot);
+        END;
+        CREATE TRIGGER activity_runs_delete INSTEAD OF DELETE ON activity_runs BEGIN
+            DELETE FROM fire_runs WHERE run_id = OLD.run_id;
+        END;
+        """,
+    ),
 )
+
+# A whole event's detail, for a query over sweep_events (whose detail holds every field
+# but the two long lists when they are stored apart): read through the view, by id.
+FULL_DETAIL = "(SELECT p.detail FROM progress_events p WHERE p.id = sweep_events.id)"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -350,12 +435,16 @@ class Store:
         in-progress marker), so a crash cannot keep the marker of a recorded sweep.
         """
         created = iso(created_at or utc_now())
+        compact = _compact(detail)
+        head = detail if compact is None else compact.head
         with self.transaction() as connection:
             cursor = connection.execute(
-                "INSERT INTO progress_events (event_type, created_at, detail) VALUES (?, ?, ?)",
-                (event_type, created, json.dumps(detail, separators=(",", ":"))),
+                "INSERT INTO sweep_events (event_type, created_at, detail) VALUES (?, ?, ?)",
+                (event_type, created, _json(head)),
             )
             event_id = int(cursor.lastrowid or 0)
+            if compact is not None:
+                _store_lists(connection, event_id, compact)
             if clear_state is not None:
                 connection.execute("DELETE FROM hub_state WHERE key = ?", (clear_state,))
         return ProgressEvent(id=event_id, event_type=event_type, created_at=created, detail=detail)
@@ -373,7 +462,7 @@ class Store:
         clauses, params = _event_filter(event_type, since, until)
         order = "ASC" if oldest_first else "DESC"
         sql = (
-            f"SELECT id, event_type, created_at, detail FROM progress_events{clauses}"  # noqa: S608
+            f"SELECT id, event_type, created_at, {FULL_DETAIL} FROM sweep_events{clauses}"  # noqa: S608
             f" ORDER BY id {order} LIMIT ?"
         )
         with self._guard() as connection:
@@ -398,7 +487,7 @@ class Store:
         counts (the standby daemon's test of a healthy primary, docs/temporal.md).
         """
         sql = (
-            "SELECT id, event_type, created_at, detail FROM progress_events"
+            "SELECT id, event_type, created_at, " + FULL_DETAIL + " FROM sweep_events"  # noqa: S608
             " WHERE json_extract(detail, '$.lock_skipped') = 0"
             " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
         )
@@ -518,18 +607,23 @@ class Store:
 
     def record_run(self, run: ActivityRun) -> None:
         """Insert or update (same run_id) one activity run."""
+        context = run.context_snapshot
         with self.transaction() as connection:
+            event_id = _sweep_event_of(connection, context)
+            if event_id is not None:  # the view puts the event's detail back in its place
+                context = {**context, SWEEP_KEY: None}
             connection.execute(
-                "INSERT OR REPLACE INTO activity_runs"
-                " (run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO fire_runs (run_id, definition_id, fired_at,"
+                " scheduled_for, outcome, context_snapshot, sweep_event)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     run.definition_id,
                     run.fired_at,
                     run.scheduled_for,
                     run.outcome,
-                    json.dumps(run.context_snapshot, separators=(",", ":")),
+                    _json(context),
+                    event_id,
                 ),
             )
 
@@ -579,7 +673,7 @@ class Store:
         interrupted, duration_seconds, assessment_failures, started_at)``.
         """
         sql = (
-            f"SELECT {self._SWEEP_COLUMNS} FROM progress_events"  # noqa: S608
+            f"SELECT {self._SWEEP_COLUMNS} FROM sweep_events"  # noqa: S608
             " WHERE created_at >= ? AND created_at <= ? ORDER BY created_at, id"
         )
         with self._guard() as connection:
@@ -593,7 +687,7 @@ class Store:
         """
         sql = (
             "SELECT fired_at, json_extract(context_snapshot, '$.source'),"
-            " json_extract(context_snapshot, '$.error') FROM activity_runs"
+            " json_extract(context_snapshot, '$.error') FROM fire_runs"
             " WHERE fired_at >= ? AND fired_at <= ? AND outcome = 'error'"
             " AND json_extract(context_snapshot, '$.source') IS NOT NULL"
             " AND json_extract(context_snapshot, '$.progress_event_id') IS NULL"
@@ -610,8 +704,8 @@ class Store:
         """
         bound, params = ("", []) if since is None else (" WHERE created_at >= ?", [iso(since)])
         sql = (
-            f"SELECT {self._SWEEP_COLUMNS} FROM progress_events WHERE id IN ("  # noqa: S608
-            f"SELECT max(id) FROM progress_events{bound}"
+            f"SELECT {self._SWEEP_COLUMNS} FROM sweep_events WHERE id IN ("  # noqa: S608
+            f"SELECT max(id) FROM sweep_events{bound}"
             " GROUP BY json_extract(detail, '$.source'))"
             " ORDER BY json_extract(detail, '$.source')"
         )
@@ -620,7 +714,7 @@ class Store:
 
     def count_events(self) -> int:
         with self._guard() as connection:
-            return int(connection.execute("SELECT count(*) FROM progress_events").fetchone()[0])
+            return int(connection.execute("SELECT count(*) FROM sweep_events").fetchone()[0])
 
     def delete_events_before(self, cutoff: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` of the oldest events created before ``cutoff``.
@@ -630,17 +724,24 @@ class Store:
         """
         with self.transaction() as connection:
             cursor = connection.execute(
-                "DELETE FROM progress_events WHERE id IN (SELECT id FROM progress_events"
+                "DELETE FROM sweep_events WHERE id IN (SELECT id FROM sweep_events"
                 " WHERE created_at < ? ORDER BY created_at LIMIT ?)",
                 (iso(cutoff), limit),
             )
-            return cursor.rowcount
+            deleted = cursor.rowcount
+            # Entries and fleets no event still refers to (each remembers its last event).
+            for table in ("sweep_entries", "repo_lists"):
+                connection.execute(
+                    f"DELETE FROM {table} WHERE last_event <"  # noqa: S608
+                    " coalesce((SELECT min(id) FROM sweep_events), 1 << 62)"
+                )
+            return deleted
 
     def delete_runs_before(self, cutoff: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` activity runs fired before ``cutoff``, in one transaction."""
         with self.transaction() as connection:
             cursor = connection.execute(
-                "DELETE FROM activity_runs WHERE rowid IN (SELECT rowid FROM activity_runs"
+                "DELETE FROM fire_runs WHERE rowid IN (SELECT rowid FROM fire_runs"
                 " WHERE fired_at < ? ORDER BY fired_at LIMIT ?)",
                 (iso(cutoff), limit),
             )
@@ -677,7 +778,7 @@ class Store:
             " WHEN json_extract(detail, '$.automation_error') THEN 'automation_error'"
             " ELSE 'ok' END AS outcome,"
             " created_at, json_extract(detail, '$.duration_seconds') AS duration"
-            " FROM progress_events WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?)"
+            " FROM sweep_events WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?)"
             # SQLite takes the bare column 'duration' from the row that holds max(created_at).
             " GROUP BY source, outcome ORDER BY source, outcome"
         )
@@ -691,8 +792,8 @@ class Store:
         events cannot make a health check scan the whole table.
         """
         sql = (
-            "SELECT created_at FROM progress_events"
-            " WHERE id > (SELECT max(id) FROM progress_events) - ?"
+            "SELECT created_at FROM sweep_events"
+            " WHERE id > (SELECT max(id) FROM sweep_events) - ?"
             " AND json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT 1"
         )
         with self._guard() as connection:
@@ -767,7 +868,7 @@ class Store:
             where = "id > ? AND " + where
             params.insert(0, after_id)
         sql = (
-            f"SELECT id, {self._SWEEP_COLUMNS} FROM progress_events"  # noqa: S608
+            f"SELECT id, {self._SWEEP_COLUMNS} FROM sweep_events"  # noqa: S608
             f" WHERE {where} ORDER BY id"
         )
         with self._guard() as connection:
@@ -777,7 +878,7 @@ class Store:
         """``created_at`` of one event, None when there is no such event."""
         with self._guard() as connection:
             row = connection.execute(
-                "SELECT created_at FROM progress_events WHERE id = ?", (event_id,)
+                "SELECT created_at FROM sweep_events WHERE id = ?", (event_id,)
             ).fetchone()
         return None if row is None else str(row[0])
 
@@ -788,7 +889,7 @@ class Store:
         events, not of the table.
         """
         sql = (
-            "SELECT id, event_type, created_at, detail FROM progress_events"
+            "SELECT id, event_type, created_at, " + FULL_DETAIL + " FROM sweep_events"  # noqa: S608
             " WHERE event_type = ? AND json_extract(detail, '$.lock_skipped') = 0"
             " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
             " ORDER BY id DESC LIMIT ?"
@@ -810,20 +911,21 @@ class Store:
         (not reached), ``missing``, or None when the sweep did not name the repo.
         """
         sql = (
-            "SELECT e.id, e.created_at, e.event_type, json_extract(e.detail, '$.source'),"
+            "SELECT e.id, e.created_at, e.event_type, json_extract(e.full_detail, '$.source'),"  # noqa: S608
             " CASE"
             " WHEN p.value IS NOT NULL THEN 'findings'"
-            " WHEN EXISTS (SELECT 1 FROM json_each(e.detail, '$.skipped_clean') c"
+            " WHEN EXISTS (SELECT 1 FROM json_each(e.full_detail, '$.skipped_clean') c"
             "  WHERE c.value = ?1) THEN 'clean'"
-            " WHEN EXISTS (SELECT 1 FROM json_each(e.detail, '$.skipped_budget') b"
+            " WHEN EXISTS (SELECT 1 FROM json_each(e.full_detail, '$.skipped_budget') b"
             "  WHERE b.value = ?1) THEN 'budget'"
-            " WHEN EXISTS (SELECT 1 FROM json_each(e.detail, '$.skipped_missing') m"
+            " WHEN EXISTS (SELECT 1 FROM json_each(e.full_detail, '$.skipped_missing') m"
             "  WHERE m.value = ?1) THEN 'missing'"
             " END,"
             " json_extract(p.value, '$.findings')"
-            " FROM (SELECT id, created_at, event_type, detail FROM progress_events"
+            " FROM (SELECT id, created_at, event_type, " + FULL_DETAIL + " AS full_detail"
+            "  FROM sweep_events"
             "  WHERE json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT ?2) e"
-            " LEFT JOIN json_each(e.detail, '$.repos_processed') p"
+            " LEFT JOIN json_each(e.full_detail, '$.repos_processed') p"
             "  ON json_extract(p.value, '$.repo') = ?1"
             " ORDER BY e.id DESC"
         )
@@ -901,5 +1003,116 @@ def _event_filter(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+_ENTRY_KEYS = ["repo", "head", "reassessed", "findings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Compact:
+    """An event's detail with its two long lists stored apart (migration 3)."""
+
+    head: dict[str, Any]  # the detail, ``repos_processed`` and ``skipped_clean`` empty
+    entries: list[tuple[str, str | None, bool, str]]  # repo, head, reassessed, findings JSON
+    fleet: list[str]  # every repo the event names, in name order
+
+
+def _compact(detail: dict[str, Any]) -> _Compact | None:
+    """The compact form of ``detail``, or None when the view could not give it back exactly.
+
+    It applies when every ``repos_processed`` entry is ``{repo, head, reassessed,
+    findings}`` in that order, and ``skipped_clean`` is, in name order, every repo the
+    event names that is in no other list: then the view rebuilds both lists from the
+    entries and the fleet. Anything else is stored whole.
+    """
+    processed = detail.get("repos_processed")
+    lists = [detail.get(key) for key in ("skipped_clean", "skipped_missing", "skipped_budget")]
+    if not isinstance(processed, list) or not all(isinstance(names, list) for names in lists):
+        return None
+    entries = [_entry(entry) for entry in processed]
+    clean: list[Any] = lists[0] or []
+    named = [entry[0] for entry in entries if entry is not None]
+    named += [name for names in lists for name in names or []]
+    fleet = sorted(name for name in named if isinstance(name, str))
+    chosen = set(clean)
+    exact = (
+        None not in entries
+        and len(fleet) == len(named) == len(set(named))
+        and clean == [name for name in fleet if name in chosen]  # in name order
+    )
+    if not exact:
+        return None
+    head_detail = {**detail, "repos_processed": [], "skipped_clean": []}
+    return _Compact(
+        head=head_detail, entries=[entry for entry in entries if entry is not None], fleet=fleet
+    )
+
+
+def _entry(entry: Any) -> tuple[str, str | None, bool, str] | None:
+    """One ``repos_processed`` entry as stored apart, or None when it has another shape."""
+    if not (isinstance(entry, dict) and list(entry) == _ENTRY_KEYS):
+        return None
+    repo, head, reassessed, findings = (entry[key] for key in _ENTRY_KEYS)
+    if (
+        isinstance(repo, str)
+        and (head is None or isinstance(head, str))
+        and isinstance(reassessed, bool)
+        and isinstance(findings, list)
+    ):
+        return repo, head, reassessed, _json(findings)
+    return None
+
+
+def _store_lists(connection: sqlite3.Connection, event_id: int, compact: _Compact) -> None:
+    """Store the entries and the fleet of one event once each, and point the event at them."""
+    refs = []
+    for repo, head, reassessed, findings in compact.entries:
+        digest = hashlib.sha256(_json([repo, head, findings]).encode()).hexdigest()
+        row = connection.execute(
+            "INSERT INTO sweep_entries (digest, repo, head, findings, last_event)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET last_event ="
+            " excluded.last_event RETURNING id",
+            (digest, repo, head, findings, event_id),
+        ).fetchone()
+        refs.append([int(row[0]), int(reassessed)])
+    names = _json(compact.fleet)
+    row = connection.execute(
+        "INSERT INTO repo_lists (digest, names, last_event) VALUES (?, ?, ?)"
+        " ON CONFLICT (digest) DO UPDATE SET last_event = excluded.last_event RETURNING id",
+        (hashlib.sha256(names.encode()).hexdigest(), names, event_id),
+    ).fetchone()
+    connection.execute(
+        "UPDATE sweep_events SET entries = ?, fleet = ? WHERE id = ?",
+        (_json(refs), int(row[0]), event_id),
+    )
+
+
+SWEEP_KEY = "consistency_sweep_remote_all"  # contract section 8: the sweep's detail
+
+
+def _sweep_event_of(connection: sqlite3.Connection, context: dict[str, Any]) -> int | None:
+    """The event whose detail ``context`` holds under :data:`SWEEP_KEY`, when it is exactly
+    that event's detail (then the run refers to it instead of copying it)."""
+    event_id = context.get("progress_event_id")
+    detail = context.get(SWEEP_KEY)
+    if not isinstance(event_id, int) or isinstance(event_id, bool) or not isinstance(detail, dict):
+        return None
+    row = connection.execute(
+        "SELECT detail FROM progress_events WHERE id = ?", (event_id,)
+    ).fetchone()
+    return event_id if row is not None and json.loads(row[0]) == detail else None
+
+
 def _statements(script: str) -> list[str]:
-    return [part.strip() for part in script.split(";") if part.strip()]
+    """The statements of a migration script (a trigger's body keeps its own semicolons)."""
+    statements: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements

@@ -331,7 +331,8 @@ def _evidence(
 
     A repo with at least one finding needs action, whether it was read again this sweep
     (``"reassessed": true``) or its standing assessment was reused (``false``); every
-    other repo reached is clean. Both lists keep the order the repos were handed out in.
+    other repo reached is clean. ``repos_processed`` keeps the order the repos were handed
+    out in; ``skipped_clean`` is in name order (the store keeps it as the rest of the fleet).
     """
     entries: list[dict[str, Any]] = []
     clean: list[str] = []
@@ -354,7 +355,7 @@ def _evidence(
             )
         else:
             clean.append(name)
-    return entries, clean
+    return entries, sorted(clean)
 
 
 def sweep_counts(detail: dict[str, Any]) -> str:
