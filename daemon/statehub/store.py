@@ -178,7 +178,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         # Issue 14: a sweep's event lists every repo with findings and every clean repo, so
         # a year of them would fill hundreds of MB. The rows now live in sweep_events, where
         # each distinct repo entry {repo, head, findings} is stored once (sweep_entries) and
-        # skipped_clean is what the fleet (repo_lists) holds beyond the other lists;
+        # skipped_clean is a bit set over the fleet (repo_lists: every repo it names);
         # progress_events is a view that gives back every event's whole detail, so plain
         # sqlite3 queries and every reader see the same JSON as before. Likewise a fire's
         # context_snapshot refers to its sweep's event instead of holding a copy of its
@@ -189,6 +189,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE sweep_events ADD COLUMN entries TEXT
             CHECK (entries IS NULL OR json_valid(entries));
         ALTER TABLE sweep_events ADD COLUMN fleet INTEGER;
+        ALTER TABLE sweep_events ADD COLUMN clean_bits TEXT;
         CREATE TABLE sweep_entries (
             id INTEGER PRIMARY KEY,
             digest TEXT NOT NULL UNIQUE,
@@ -215,13 +216,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
                     ORDER BY r.key) x)),
                 '$.skipped_clean', json((SELECT json_group_array(c.value) FROM (
                     SELECT n.value AS value FROM repo_lists l, json_each(l.names) n
-                    WHERE l.id = e.fleet
-                    AND n.value NOT IN (SELECT s2.repo FROM json_each(e.entries) r2
-                        JOIN sweep_entries s2 ON s2.id = r2.value ->> 0)
-                    AND n.value NOT IN (SELECT m.value
-                        FROM json_each(e.detail, '$.skipped_missing') m)
-                    AND n.value NOT IN (SELECT b.value
-                        FROM json_each(e.detail, '$.skipped_budget') b)
+                    WHERE l.id = e.fleet AND ((instr('0123456789abcdef',
+                        substr(e.clean_bits, n.key / 4 + 1, 1)) - 1) >> (n.key % 4)) & 1
                     ORDER BY n.key) c))
             ) END AS detail
             FROM sweep_events e;
@@ -256,9 +252,9 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
 )
 
-# A whole event's detail, for a query over sweep_events (whose detail holds every field
-# but the two long lists when they are stored apart): read through the view, by id.
-FULL_DETAIL = "(SELECT p.detail FROM progress_events p WHERE p.id = sweep_events.id)"
+# The columns of sweep_events from which _details() rebuilds whole details in Python (the
+# view progress_events does the same in SQL, for outside tools, much more slowly).
+STORED_DETAIL = "detail, entries, fleet, clean_bits"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -462,17 +458,12 @@ class Store:
         clauses, params = _event_filter(event_type, since, until)
         order = "ASC" if oldest_first else "DESC"
         sql = (
-            f"SELECT id, event_type, created_at, {FULL_DETAIL} FROM sweep_events{clauses}"  # noqa: S608
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events{clauses}"  # noqa: S608
             f" ORDER BY id {order} LIMIT ?"
         )
         with self._guard() as connection:
             rows = connection.execute(sql, (*params, limit)).fetchall()
-        return [
-            ProgressEvent(
-                id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3])
-            )
-            for row in rows
-        ]
+            return _events(connection, rows)
 
     def last_completed_sweep(
         self,
@@ -487,7 +478,7 @@ class Store:
         counts (the standby daemon's test of a healthy primary, docs/temporal.md).
         """
         sql = (
-            "SELECT id, event_type, created_at, " + FULL_DETAIL + " FROM sweep_events"  # noqa: S608
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
             " WHERE json_extract(detail, '$.lock_skipped') = 0"
             " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
         )
@@ -504,11 +495,7 @@ class Store:
         sql += " ORDER BY id DESC LIMIT 1"
         with self._guard() as connection:
             row = connection.execute(sql, params).fetchone()
-        if row is None:
-            return None
-        return ProgressEvent(
-            id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3])
-        )
+            return None if row is None else _events(connection, [row])[0]
 
     # -- assessments ----------------------------------------------------------------------
 
@@ -630,8 +617,8 @@ class Store:
     def runs(self, *, definition_id: str | None = None, limit: int = 20) -> list[ActivityRun]:
         """Activity runs, newest fire first."""
         sql = (
-            "SELECT run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot"
-            " FROM activity_runs"
+            "SELECT run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot,"
+            " sweep_event FROM fire_runs"
         )
         params: list[Any] = []
         if definition_id is not None:
@@ -641,17 +628,36 @@ class Store:
         params.append(limit)
         with self._guard() as connection:
             rows = connection.execute(sql, params).fetchall()
-        return [
-            ActivityRun(
-                run_id=row[0],
-                definition_id=row[1],
-                fired_at=row[2],
-                scheduled_for=row[3],
-                outcome=row[4],
-                context_snapshot=json.loads(row[5]),
+            referred = [row[6] for row in rows if row[6] is not None]
+            details = {event.id: event.detail for event in self._events_by_id(connection, referred)}
+        runs = []
+        for row in rows:
+            context = json.loads(row[5])
+            if row[6] is not None:
+                context[SWEEP_KEY] = details.get(row[6])
+            runs.append(
+                ActivityRun(
+                    run_id=row[0],
+                    definition_id=row[1],
+                    fired_at=row[2],
+                    scheduled_for=row[3],
+                    outcome=row[4],
+                    context_snapshot=context,
+                )
             )
-            for row in rows
-        ]
+        return runs
+
+    @staticmethod
+    def _events_by_id(connection: sqlite3.Connection, ids: list[int]) -> list[ProgressEvent]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = connection.execute(
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
+            f" WHERE id IN ({marks})",
+            ids,
+        ).fetchall()
+        return _events(connection, rows)
 
     # -- reports and retention (compare.py, retention.py) ---------------------------------
 
@@ -889,19 +895,14 @@ class Store:
         events, not of the table.
         """
         sql = (
-            "SELECT id, event_type, created_at, " + FULL_DETAIL + " FROM sweep_events"  # noqa: S608
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
             " WHERE event_type = ? AND json_extract(detail, '$.lock_skipped') = 0"
             " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
             " ORDER BY id DESC LIMIT ?"
         )
         with self._guard() as connection:
             rows = connection.execute(sql, (event_type, limit)).fetchall()
-        return [
-            ProgressEvent(
-                id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3])
-            )
-            for row in rows
-        ]
+            return _events(connection, rows)
 
     def repo_history(self, repo: str, *, scan: int) -> list[tuple[Any, ...]]:
         """What each of the newest ``scan`` sweeps that ran said of one repo, newest first.
@@ -911,26 +912,36 @@ class Store:
         (not reached), ``missing``, or None when the sweep did not name the repo.
         """
         sql = (
-            "SELECT e.id, e.created_at, e.event_type, json_extract(e.full_detail, '$.source'),"  # noqa: S608
-            " CASE"
-            " WHEN p.value IS NOT NULL THEN 'findings'"
-            " WHEN EXISTS (SELECT 1 FROM json_each(e.full_detail, '$.skipped_clean') c"
-            "  WHERE c.value = ?1) THEN 'clean'"
-            " WHEN EXISTS (SELECT 1 FROM json_each(e.full_detail, '$.skipped_budget') b"
-            "  WHERE b.value = ?1) THEN 'budget'"
-            " WHEN EXISTS (SELECT 1 FROM json_each(e.full_detail, '$.skipped_missing') m"
-            "  WHERE m.value = ?1) THEN 'missing'"
-            " END,"
-            " json_extract(p.value, '$.findings')"
-            " FROM (SELECT id, created_at, event_type, " + FULL_DETAIL + " AS full_detail"
-            "  FROM sweep_events"
-            "  WHERE json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT ?2) e"
-            " LEFT JOIN json_each(e.full_detail, '$.repos_processed') p"
-            "  ON json_extract(p.value, '$.repo') = ?1"
-            " ORDER BY e.id DESC"
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
+            " WHERE json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT ?"
         )
         with self._guard() as connection:
-            return connection.execute(sql, (repo, scan)).fetchall()
+            events = _events(connection, connection.execute(sql, (scan,)).fetchall())
+        history: list[tuple[Any, ...]] = []
+        for event in events:
+            detail = event.detail
+            state: str | None = None
+            findings: str | None = None
+            for entry in detail.get("repos_processed") or []:
+                if isinstance(entry, dict) and entry.get("repo") == repo:
+                    state, findings = "findings", _json(entry.get("findings"))
+                    break
+            else:
+                for key, name in _LISTED_AS:
+                    if repo in (detail.get(key) or []):
+                        state = name
+                        break
+            history.append(
+                (
+                    event.id,
+                    event.created_at,
+                    event.event_type,
+                    detail.get("source"),
+                    state,
+                    findings,
+                )
+            )
+        return history
 
     # -- small key/value state ------------------------------------------------------------
 
@@ -1017,15 +1028,16 @@ class _Compact:
     head: dict[str, Any]  # the detail, ``repos_processed`` and ``skipped_clean`` empty
     entries: list[tuple[str, str | None, bool, str]]  # repo, head, reassessed, findings JSON
     fleet: list[str]  # every repo the event names, in name order
+    clean_bits: str  # which of them are in skipped_clean: hex, 4 repos a digit, low bit first
 
 
 def _compact(detail: dict[str, Any]) -> _Compact | None:
     """The compact form of ``detail``, or None when the view could not give it back exactly.
 
     It applies when every ``repos_processed`` entry is ``{repo, head, reassessed,
-    findings}`` in that order, and ``skipped_clean`` is, in name order, every repo the
-    event names that is in no other list: then the view rebuilds both lists from the
-    entries and the fleet. Anything else is stored whole.
+    findings}`` in that order, every repo is named once, and ``skipped_clean`` is in name
+    order: then the view rebuilds both lists from the entries, the fleet (every repo the
+    event names) and a bit set of the clean ones. Anything else is stored whole.
     """
     processed = detail.get("repos_processed")
     lists = [detail.get(key) for key in ("skipped_clean", "skipped_missing", "skipped_budget")]
@@ -1033,20 +1045,29 @@ def _compact(detail: dict[str, Any]) -> _Compact | None:
         return None
     entries = [_entry(entry) for entry in processed]
     clean: list[Any] = lists[0] or []
+    if not all(isinstance(name, str) for name in clean):
+        return None
     named = [entry[0] for entry in entries if entry is not None]
     named += [name for names in lists for name in names or []]
     fleet = sorted(name for name in named if isinstance(name, str))
-    chosen = set(clean)
     exact = (
         None not in entries
         and len(fleet) == len(named) == len(set(named))
-        and clean == [name for name in fleet if name in chosen]  # in name order
+        and clean == sorted(clean)  # the view gives it back in name order
     )
     if not exact:
         return None
+    chosen = set(clean)
+    digits = [0] * ((len(fleet) + 3) // 4)
+    for index, name in enumerate(fleet):
+        if name in chosen:
+            digits[index // 4] |= 1 << (index % 4)
     head_detail = {**detail, "repos_processed": [], "skipped_clean": []}
     return _Compact(
-        head=head_detail, entries=[entry for entry in entries if entry is not None], fleet=fleet
+        head=head_detail,
+        entries=[entry for entry in entries if entry is not None],
+        fleet=fleet,
+        clean_bits="".join(f"{digit:x}" for digit in digits),
     )
 
 
@@ -1084,12 +1105,74 @@ def _store_lists(connection: sqlite3.Connection, event_id: int, compact: _Compac
         (hashlib.sha256(names.encode()).hexdigest(), names, event_id),
     ).fetchone()
     connection.execute(
-        "UPDATE sweep_events SET entries = ?, fleet = ? WHERE id = ?",
-        (_json(refs), int(row[0]), event_id),
+        "UPDATE sweep_events SET entries = ?, fleet = ?, clean_bits = ? WHERE id = ?",
+        (_json(refs), int(row[0]), compact.clean_bits, event_id),
     )
 
 
 SWEEP_KEY = "consistency_sweep_remote_all"  # contract section 8: the sweep's detail
+_LISTED_AS = (
+    ("skipped_clean", "clean"),
+    ("skipped_budget", "budget"),
+    ("skipped_missing", "missing"),
+)
+
+
+def _events(connection: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[ProgressEvent]:
+    """Events from rows ``(id, event_type, created_at, detail, entries, fleet, clean_bits)``,
+    each detail made whole again: what the view progress_events gives, without its cost."""
+    wanted_entries: set[int] = set()
+    wanted_fleets: set[int] = set()
+    parsed = []
+    for row in rows:
+        refs = None if row[4] is None else json.loads(row[4])
+        parsed.append((row, refs))
+        if refs is not None:
+            wanted_entries.update(int(ref[0]) for ref in refs)
+            wanted_fleets.add(int(row[5]))
+    entries: dict[int, tuple[str, str | None, Any]] = {}
+    for chunk in _chunks(sorted(wanted_entries)):
+        for entry_id, repo, head, findings in connection.execute(
+            "SELECT id, repo, head, findings FROM sweep_entries"  # noqa: S608
+            f" WHERE id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ):
+            entries[int(entry_id)] = (repo, head, json.loads(findings))
+    fleets: dict[int, list[str]] = {}
+    for chunk in _chunks(sorted(wanted_fleets)):
+        for fleet_id, names in connection.execute(
+            f"SELECT id, names FROM repo_lists WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608
+            chunk,
+        ):
+            fleets[int(fleet_id)] = json.loads(names)
+    events = []
+    for row, refs in parsed:
+        detail = json.loads(row[3])
+        if refs is not None:
+            processed = []
+            for entry_id, reassessed in refs:
+                repo, head, findings = entries[int(entry_id)]
+                processed.append(
+                    {
+                        "repo": repo,
+                        "head": head,
+                        "reassessed": bool(reassessed),
+                        "findings": findings,
+                    }
+                )
+            bits = str(row[6])
+            detail["repos_processed"] = processed
+            detail["skipped_clean"] = [
+                name
+                for index, name in enumerate(fleets[int(row[5])])
+                if int(bits[index // 4], 16) >> (index % 4) & 1
+            ]
+        events.append(ProgressEvent(id=row[0], event_type=row[1], created_at=row[2], detail=detail))
+    return events
+
+
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
 
 
 def _sweep_event_of(connection: sqlite3.Connection, context: dict[str, Any]) -> int | None:
