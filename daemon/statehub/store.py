@@ -434,13 +434,24 @@ class Store:
         compact = _compact(detail)
         head = detail if compact is None else compact.head
         with self.transaction() as connection:
+            # The lists first, so that the event's row is written once at its full size (a
+            # row that grows later splits pages and the file creeps up over the months).
+            refs, fleet = (None, None) if compact is None else _store_lists(connection, compact)
             cursor = connection.execute(
-                "INSERT INTO sweep_events (event_type, created_at, detail) VALUES (?, ?, ?)",
-                (event_type, created, _json(head)),
+                "INSERT INTO sweep_events (event_type, created_at, detail, entries, fleet,"
+                " clean_bits) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event_type,
+                    created,
+                    _json(head),
+                    None if refs is None else _json(refs),
+                    fleet,
+                    None if compact is None else compact.clean_bits,
+                ),
             )
             event_id = int(cursor.lastrowid or 0)
-            if compact is not None:
-                _store_lists(connection, event_id, compact)
+            if refs is not None:
+                _mark_used(connection, event_id, [ref[0] for ref in refs], fleet)
             if clear_state is not None:
                 connection.execute("DELETE FROM hub_state WHERE key = ?", (clear_state,))
         return ProgressEvent(id=event_id, event_type=event_type, created_at=created, detail=detail)
@@ -1086,28 +1097,38 @@ def _entry(entry: Any) -> tuple[str, str | None, bool, str] | None:
     return None
 
 
-def _store_lists(connection: sqlite3.Connection, event_id: int, compact: _Compact) -> None:
-    """Store the entries and the fleet of one event once each, and point the event at them."""
+def _store_lists(connection: sqlite3.Connection, compact: _Compact) -> tuple[list[list[int]], int]:
+    """Store the entries and the fleet of one event once each; their references."""
     refs = []
     for repo, head, reassessed, findings in compact.entries:
         digest = hashlib.sha256(_json([repo, head, findings]).encode()).hexdigest()
         row = connection.execute(
             "INSERT INTO sweep_entries (digest, repo, head, findings, last_event)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET last_event ="
-            " excluded.last_event RETURNING id",
-            (digest, repo, head, findings, event_id),
+            " VALUES (?, ?, ?, ?, 0) ON CONFLICT (digest) DO UPDATE SET repo = repo"
+            " RETURNING id",
+            (digest, repo, head, findings),
         ).fetchone()
         refs.append([int(row[0]), int(reassessed)])
     names = _json(compact.fleet)
     row = connection.execute(
-        "INSERT INTO repo_lists (digest, names, last_event) VALUES (?, ?, ?)"
-        " ON CONFLICT (digest) DO UPDATE SET last_event = excluded.last_event RETURNING id",
-        (hashlib.sha256(names.encode()).hexdigest(), names, event_id),
+        "INSERT INTO repo_lists (digest, names, last_event) VALUES (?, ?, 0)"
+        " ON CONFLICT (digest) DO UPDATE SET digest = digest RETURNING id",
+        (hashlib.sha256(names.encode()).hexdigest(), names),
     ).fetchone()
-    connection.execute(
-        "UPDATE sweep_events SET entries = ?, fleet = ?, clean_bits = ? WHERE id = ?",
-        (_json(refs), int(row[0]), compact.clean_bits, event_id),
-    )
+    return refs, int(row[0])
+
+
+def _mark_used(
+    connection: sqlite3.Connection, event_id: int, entry_ids: list[int], fleet: int | None
+) -> None:
+    """Record ``event_id`` as the last event naming these entries and this fleet (pruning
+    drops what no remaining event names)."""
+    for chunk in _chunks(entry_ids):
+        connection.execute(
+            f"UPDATE sweep_entries SET last_event = ? WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608
+            (event_id, *chunk),
+        )
+    connection.execute("UPDATE repo_lists SET last_event = ? WHERE id = ?", (event_id, fleet))
 
 
 SWEEP_KEY = "consistency_sweep_remote_all"  # contract section 8: the sweep's detail
