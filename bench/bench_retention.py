@@ -135,9 +135,12 @@ class Simulation:
             source = "local-fallback" if fallback else "activity-core"
             record = self.detail(source, begin)
             finished = begin + timedelta(seconds=record["duration_seconds"])
-            self.store.append_event("consistency_sweep_remote_all", record, created_at=finished)
-            if fallback:
-                outcome, snapshot = "swept", {"consistency_sweep_remote_all": record}
+            event = self.store.append_event(
+                "consistency_sweep_remote_all", record, created_at=finished
+            )
+            if fallback:  # as the daemon records it: the event's id and its detail
+                outcome = "swept"
+                snapshot = {"progress_event_id": event.id, "consistency_sweep_remote_all": record}
             else:
                 last_primary = {
                     "source": source,

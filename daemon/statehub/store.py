@@ -8,6 +8,7 @@ Errors of ``sqlite3`` are mapped to :class:`StoreError` here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -183,7 +184,87 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE findings ADD COLUMN new INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        # Issue 14: a sweep's event lists every repo with findings and every clean repo, so
+        # a year of them would fill hundreds of MB. The rows now live in sweep_events, where
+        # each distinct repo entry {repo, head, findings} is stored once (sweep_entries) and
+        # skipped_clean is a bit set over the fleet (repo_lists: every repo it names);
+        # progress_events is a view that gives back every event's whole detail, so plain
+        # sqlite3 queries and every reader see the same JSON as before. Likewise a fire's
+        # context_snapshot refers to its sweep's event instead of holding a copy of its
+        # detail (fire_runs.sweep_event); the view activity_runs puts the detail back.
+        4,
+        """
+        ALTER TABLE progress_events RENAME TO sweep_events;
+        ALTER TABLE sweep_events ADD COLUMN entries TEXT
+            CHECK (entries IS NULL OR json_valid(entries));
+        ALTER TABLE sweep_events ADD COLUMN fleet INTEGER;
+        ALTER TABLE sweep_events ADD COLUMN clean_bits TEXT;
+        CREATE TABLE sweep_entries (
+            id INTEGER PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            repo TEXT NOT NULL,
+            head TEXT,
+            findings TEXT NOT NULL CHECK (json_valid(findings)),
+            last_event INTEGER NOT NULL
+        );
+        CREATE INDEX sweep_entries_last_event ON sweep_entries (last_event);
+        CREATE TABLE repo_lists (
+            id INTEGER PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            names TEXT NOT NULL CHECK (json_valid(names)),
+            last_event INTEGER NOT NULL
+        );
+        CREATE VIEW progress_events AS SELECT e.id AS id, e.event_type AS event_type,
+            e.created_at AS created_at,
+            CASE WHEN e.entries IS NULL THEN e.detail ELSE json_set(e.detail,
+                '$.repos_processed', json((SELECT json_group_array(json(x.entry)) FROM (
+                    SELECT json_object('repo', s.repo, 'head', s.head, 'reassessed',
+                        json(CASE WHEN r.value ->> 1 THEN 'true' ELSE 'false' END),
+                        'findings', json(s.findings)) AS entry
+                    FROM json_each(e.entries) r JOIN sweep_entries s ON s.id = r.value ->> 0
+                    ORDER BY r.key) x)),
+                '$.skipped_clean', json((SELECT json_group_array(c.value) FROM (
+                    SELECT n.value AS value FROM repo_lists l, json_each(l.names) n
+                    WHERE l.id = e.fleet AND ((instr('0123456789abcdef',
+                        substr(e.clean_bits, n.key / 4 + 1, 1)) - 1) >> (n.key % 4)) & 1
+                    ORDER BY n.key) c))
+            ) END AS detail
+            FROM sweep_events e;
+        CREATE TRIGGER progress_events_insert INSTEAD OF INSERT ON progress_events BEGIN
+            INSERT INTO sweep_events (id, event_type, created_at, detail)
+            VALUES (NEW.id, NEW.event_type, NEW.created_at, NEW.detail);
+        END;
+        CREATE TRIGGER progress_events_delete INSTEAD OF DELETE ON progress_events BEGIN
+            DELETE FROM sweep_events WHERE id = OLD.id;
+        END;
+
+        ALTER TABLE activity_runs RENAME TO fire_runs;
+        ALTER TABLE fire_runs ADD COLUMN sweep_event INTEGER;
+        CREATE VIEW activity_runs AS SELECT r.run_id AS run_id,
+            r.definition_id AS definition_id, r.fired_at AS fired_at,
+            r.scheduled_for AS scheduled_for, r.outcome AS outcome,
+            CASE WHEN r.sweep_event IS NULL THEN r.context_snapshot
+            ELSE json_set(r.context_snapshot, '$.consistency_sweep_remote_all',
+                json((SELECT p.detail FROM progress_events p WHERE p.id = r.sweep_event)))
+            END AS context_snapshot
+            FROM fire_runs r;
+        CREATE TRIGGER activity_runs_insert INSTEAD OF INSERT ON activity_runs BEGIN
+            INSERT OR REPLACE INTO fire_runs
+                (run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot)
+            VALUES (NEW.run_id, NEW.definition_id, NEW.fired_at, NEW.scheduled_for,
+                NEW.outcome, NEW.context_snapshot);
+        END;
+        CREATE TRIGGER activity_runs_delete INSTEAD OF DELETE ON activity_runs BEGIN
+            DELETE FROM fire_runs WHERE run_id = OLD.run_id;
+        END;
+        """,
+    ),
 )
+
+# The columns of sweep_events from which _details() rebuilds whole details in Python (the
+# view progress_events does the same in SQL, for outside tools, much more slowly).
+STORED_DETAIL = "detail, entries, fleet, clean_bits"
 
 
 def _place(finding: dict[str, Any]) -> tuple[str, str | None]:
@@ -403,12 +484,27 @@ class Store:
         in-progress marker), so a crash cannot keep the marker of a recorded sweep.
         """
         created = iso(created_at or utc_now())
+        compact = _compact(detail)
+        head = detail if compact is None else compact.head
         with self.transaction() as connection:
+            # The lists first, so that the event's row is written once at its full size (a
+            # row that grows later splits pages and the file creeps up over the months).
+            refs, fleet = (None, None) if compact is None else _store_lists(connection, compact)
             cursor = connection.execute(
-                "INSERT INTO progress_events (event_type, created_at, detail) VALUES (?, ?, ?)",
-                (event_type, created, json.dumps(detail, separators=(",", ":"))),
+                "INSERT INTO sweep_events (event_type, created_at, detail, entries, fleet,"
+                " clean_bits) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event_type,
+                    created,
+                    _json(head),
+                    None if refs is None else _json(refs),
+                    fleet,
+                    None if compact is None else compact.clean_bits,
+                ),
             )
             event_id = int(cursor.lastrowid or 0)
+            if refs is not None:
+                _mark_used(connection, event_id, [ref[0] for ref in refs], fleet)
             if clear_state is not None:
                 connection.execute("DELETE FROM hub_state WHERE key = ?", (clear_state,))
         return ProgressEvent(id=event_id, event_type=event_type, created_at=created, detail=detail)
@@ -426,17 +522,12 @@ class Store:
         clauses, params = _event_filter(event_type, since, until)
         order = "ASC" if oldest_first else "DESC"
         sql = (
-            f"SELECT id, event_type, created_at, detail FROM progress_events{clauses}"  # noqa: S608
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events{clauses}"  # noqa: S608
             f" ORDER BY id {order} LIMIT ?"
         )
         with self._guard() as connection:
             rows = connection.execute(sql, (*params, limit)).fetchall()
-        return [
-            ProgressEvent(
-                id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3])
-            )
-            for row in rows
-        ]
+            return _events(connection, rows)
 
     def last_completed_sweep(
         self,
@@ -451,7 +542,7 @@ class Store:
         counts (the standby daemon's test of a healthy primary, docs/temporal.md).
         """
         sql = (
-            "SELECT id, event_type, created_at, detail FROM progress_events"
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
             " WHERE json_extract(detail, '$.lock_skipped') = 0"
             " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
         )
@@ -468,11 +559,7 @@ class Store:
         sql += " ORDER BY id DESC LIMIT 1"
         with self._guard() as connection:
             row = connection.execute(sql, params).fetchone()
-        if row is None:
-            return None
-        return ProgressEvent(
-            id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3])
-        )
+            return None if row is None else _events(connection, [row])[0]
 
     # -- assessments ----------------------------------------------------------------------
 
@@ -586,26 +673,31 @@ class Store:
 
     def record_run(self, run: ActivityRun) -> None:
         """Insert or update (same run_id) one activity run."""
+        context = run.context_snapshot
         with self.transaction() as connection:
+            event_id = _sweep_event_of(connection, context)
+            if event_id is not None:  # the view puts the event's detail back in its place
+                context = {**context, SWEEP_KEY: None}
             connection.execute(
-                "INSERT OR REPLACE INTO activity_runs"
-                " (run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO fire_runs (run_id, definition_id, fired_at,"
+                " scheduled_for, outcome, context_snapshot, sweep_event)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     run.definition_id,
                     run.fired_at,
                     run.scheduled_for,
                     run.outcome,
-                    json.dumps(run.context_snapshot, separators=(",", ":")),
+                    _json(context),
+                    event_id,
                 ),
             )
 
     def runs(self, *, definition_id: str | None = None, limit: int = 20) -> list[ActivityRun]:
         """Activity runs, newest fire first."""
         sql = (
-            "SELECT run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot"
-            " FROM activity_runs"
+            "SELECT run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot,"
+            " sweep_event FROM fire_runs"
         )
         params: list[Any] = []
         if definition_id is not None:
@@ -615,17 +707,36 @@ class Store:
         params.append(limit)
         with self._guard() as connection:
             rows = connection.execute(sql, params).fetchall()
-        return [
-            ActivityRun(
-                run_id=row[0],
-                definition_id=row[1],
-                fired_at=row[2],
-                scheduled_for=row[3],
-                outcome=row[4],
-                context_snapshot=json.loads(row[5]),
+            referred = [row[6] for row in rows if row[6] is not None]
+            details = {event.id: event.detail for event in self._events_by_id(connection, referred)}
+        runs = []
+        for row in rows:
+            context = json.loads(row[5])
+            if row[6] is not None:
+                context[SWEEP_KEY] = details.get(row[6])
+            runs.append(
+                ActivityRun(
+                    run_id=row[0],
+                    definition_id=row[1],
+                    fired_at=row[2],
+                    scheduled_for=row[3],
+                    outcome=row[4],
+                    context_snapshot=context,
+                )
             )
-            for row in rows
-        ]
+        return runs
+
+    @staticmethod
+    def _events_by_id(connection: sqlite3.Connection, ids: list[int]) -> list[ProgressEvent]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = connection.execute(
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
+            f" WHERE id IN ({marks})",
+            ids,
+        ).fetchall()
+        return _events(connection, rows)
 
     # -- reports and retention (compare.py, retention.py) ---------------------------------
 
@@ -647,7 +758,7 @@ class Store:
         interrupted, duration_seconds, assessment_failures, started_at)``.
         """
         sql = (
-            f"SELECT {self._SWEEP_COLUMNS} FROM progress_events"  # noqa: S608
+            f"SELECT {self._SWEEP_COLUMNS} FROM sweep_events"  # noqa: S608
             " WHERE created_at >= ? AND created_at <= ? ORDER BY created_at, id"
         )
         with self._guard() as connection:
@@ -661,7 +772,7 @@ class Store:
         """
         sql = (
             "SELECT fired_at, json_extract(context_snapshot, '$.source'),"
-            " json_extract(context_snapshot, '$.error') FROM activity_runs"
+            " json_extract(context_snapshot, '$.error') FROM fire_runs"
             " WHERE fired_at >= ? AND fired_at <= ? AND outcome = 'error'"
             " AND json_extract(context_snapshot, '$.source') IS NOT NULL"
             " AND json_extract(context_snapshot, '$.progress_event_id') IS NULL"
@@ -678,8 +789,8 @@ class Store:
         """
         bound, params = ("", []) if since is None else (" WHERE created_at >= ?", [iso(since)])
         sql = (
-            f"SELECT {self._SWEEP_COLUMNS} FROM progress_events WHERE id IN ("  # noqa: S608
-            f"SELECT max(id) FROM progress_events{bound}"
+            f"SELECT {self._SWEEP_COLUMNS} FROM sweep_events WHERE id IN ("  # noqa: S608
+            f"SELECT max(id) FROM sweep_events{bound}"
             " GROUP BY json_extract(detail, '$.source'))"
             " ORDER BY json_extract(detail, '$.source')"
         )
@@ -688,7 +799,7 @@ class Store:
 
     def count_events(self) -> int:
         with self._guard() as connection:
-            return int(connection.execute("SELECT count(*) FROM progress_events").fetchone()[0])
+            return int(connection.execute("SELECT count(*) FROM sweep_events").fetchone()[0])
 
     def delete_events_before(self, cutoff: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` of the oldest events created before ``cutoff``.
@@ -698,17 +809,24 @@ class Store:
         """
         with self.transaction() as connection:
             cursor = connection.execute(
-                "DELETE FROM progress_events WHERE id IN (SELECT id FROM progress_events"
+                "DELETE FROM sweep_events WHERE id IN (SELECT id FROM sweep_events"
                 " WHERE created_at < ? ORDER BY created_at LIMIT ?)",
                 (iso(cutoff), limit),
             )
-            return cursor.rowcount
+            deleted = cursor.rowcount
+            # Entries and fleets no event still refers to (each remembers its last event).
+            for table in ("sweep_entries", "repo_lists"):
+                connection.execute(
+                    f"DELETE FROM {table} WHERE last_event <"  # noqa: S608
+                    " coalesce((SELECT min(id) FROM sweep_events), 1 << 62)"
+                )
+            return deleted
 
     def delete_runs_before(self, cutoff: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` activity runs fired before ``cutoff``, in one transaction."""
         with self.transaction() as connection:
             cursor = connection.execute(
-                "DELETE FROM activity_runs WHERE rowid IN (SELECT rowid FROM activity_runs"
+                "DELETE FROM fire_runs WHERE rowid IN (SELECT rowid FROM fire_runs"
                 " WHERE fired_at < ? ORDER BY fired_at LIMIT ?)",
                 (iso(cutoff), limit),
             )
@@ -745,7 +863,7 @@ class Store:
             " WHEN json_extract(detail, '$.automation_error') THEN 'automation_error'"
             " ELSE 'ok' END AS outcome,"
             " created_at, json_extract(detail, '$.duration_seconds') AS duration"
-            " FROM progress_events WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?)"
+            " FROM sweep_events WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?)"
             # SQLite takes the bare column 'duration' from the row that holds max(created_at).
             " GROUP BY source, outcome ORDER BY source, outcome"
         )
@@ -759,8 +877,8 @@ class Store:
         events cannot make a health check scan the whole table.
         """
         sql = (
-            "SELECT created_at FROM progress_events"
-            " WHERE id > (SELECT max(id) FROM progress_events) - ?"
+            "SELECT created_at FROM sweep_events"
+            " WHERE id > (SELECT max(id) FROM sweep_events) - ?"
             " AND json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT 1"
         )
         with self._guard() as connection:
@@ -800,7 +918,7 @@ class Store:
         an event older than the store is one imported or written by a test.
         """
         with self._guard() as connection:
-            row = connection.execute("SELECT min(created_at) FROM progress_events").fetchone()
+            row = connection.execute("SELECT min(created_at) FROM sweep_events").fetchone()
         oldest = None if row is None or row[0] is None else str(row[0])
         created = self.created_at()
         moments = [moment for moment in (created, oldest) if moment is not None]
@@ -848,7 +966,7 @@ class Store:
             where = "id > ? AND " + where
             params.insert(0, after_id)
         sql = (
-            f"SELECT id, {self._SWEEP_COLUMNS} FROM progress_events"  # noqa: S608
+            f"SELECT id, {self._SWEEP_COLUMNS} FROM sweep_events"  # noqa: S608
             f" WHERE {where} ORDER BY id"
         )
         with self._guard() as connection:
@@ -858,7 +976,7 @@ class Store:
         """``created_at`` of one event, None when there is no such event."""
         with self._guard() as connection:
             row = connection.execute(
-                "SELECT created_at FROM progress_events WHERE id = ?", (event_id,)
+                "SELECT created_at FROM sweep_events WHERE id = ?", (event_id,)
             ).fetchone()
         return None if row is None else str(row[0])
 
@@ -869,19 +987,14 @@ class Store:
         events, not of the table.
         """
         sql = (
-            "SELECT id, event_type, created_at, detail FROM progress_events"
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
             " WHERE event_type = ? AND json_extract(detail, '$.lock_skipped') = 0"
             " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
             " ORDER BY id DESC LIMIT ?"
         )
         with self._guard() as connection:
             rows = connection.execute(sql, (event_type, limit)).fetchall()
-        return [
-            ProgressEvent(
-                id=row[0], event_type=row[1], created_at=row[2], detail=json.loads(row[3])
-            )
-            for row in rows
-        ]
+            return _events(connection, rows)
 
     def repo_history(self, repo: str, *, scan: int) -> list[tuple[Any, ...]]:
         """What each of the newest ``scan`` sweeps that ran said of one repo, newest first.
@@ -891,25 +1004,36 @@ class Store:
         (not reached), ``missing``, or None when the sweep did not name the repo.
         """
         sql = (
-            "SELECT e.id, e.created_at, e.event_type, json_extract(e.detail, '$.source'),"
-            " CASE"
-            " WHEN p.value IS NOT NULL THEN 'findings'"
-            " WHEN EXISTS (SELECT 1 FROM json_each(e.detail, '$.skipped_clean') c"
-            "  WHERE c.value = ?1) THEN 'clean'"
-            " WHEN EXISTS (SELECT 1 FROM json_each(e.detail, '$.skipped_budget') b"
-            "  WHERE b.value = ?1) THEN 'budget'"
-            " WHEN EXISTS (SELECT 1 FROM json_each(e.detail, '$.skipped_missing') m"
-            "  WHERE m.value = ?1) THEN 'missing'"
-            " END,"
-            " json_extract(p.value, '$.findings')"
-            " FROM (SELECT id, created_at, event_type, detail FROM progress_events"
-            "  WHERE json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT ?2) e"
-            " LEFT JOIN json_each(e.detail, '$.repos_processed') p"
-            "  ON json_extract(p.value, '$.repo') = ?1"
-            " ORDER BY e.id DESC"
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
+            " WHERE json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT ?"
         )
         with self._guard() as connection:
-            return connection.execute(sql, (repo, scan)).fetchall()
+            events = _events(connection, connection.execute(sql, (scan,)).fetchall())
+        history: list[tuple[Any, ...]] = []
+        for event in events:
+            detail = event.detail
+            state: str | None = None
+            findings: str | None = None
+            for entry in detail.get("repos_processed") or []:
+                if isinstance(entry, dict) and entry.get("repo") == repo:
+                    state, findings = "findings", _json(entry.get("findings"))
+                    break
+            else:
+                for key, name in _LISTED_AS:
+                    if repo in (detail.get(key) or []):
+                        state = name
+                        break
+            history.append(
+                (
+                    event.id,
+                    event.created_at,
+                    event.event_type,
+                    detail.get("source"),
+                    state,
+                    findings,
+                )
+            )
+        return history
 
     # -- small key/value state ------------------------------------------------------------
 
@@ -982,5 +1106,198 @@ def _event_filter(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+_ENTRY_KEYS = ["repo", "head", "reassessed", "findings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Compact:
+    """An event's detail with its two long lists stored apart (migration 3)."""
+
+    head: dict[str, Any]  # the detail, ``repos_processed`` and ``skipped_clean`` empty
+    entries: list[tuple[str, str | None, bool, str]]  # repo, head, reassessed, findings JSON
+    fleet: list[str]  # every repo the event names, in name order
+    clean_bits: str  # which of them are in skipped_clean: hex, 4 repos a digit, low bit first
+
+
+def _compact(detail: dict[str, Any]) -> _Compact | None:
+    """The compact form of ``detail``, or None when the view could not give it back exactly.
+
+    It applies when every ``repos_processed`` entry is ``{repo, head, reassessed,
+    findings}`` in that order, every repo is named once, and ``skipped_clean`` is in name
+    order: then the view rebuilds both lists from the entries, the fleet (every repo the
+    event names) and a bit set of the clean ones. Anything else is stored whole.
+    """
+    processed = detail.get("repos_processed")
+    lists = [detail.get(key) for key in ("skipped_clean", "skipped_missing", "skipped_budget")]
+    if not isinstance(processed, list) or not all(isinstance(names, list) for names in lists):
+        return None
+    entries = [_entry(entry) for entry in processed]
+    clean: list[Any] = lists[0] or []
+    if not all(isinstance(name, str) for name in clean):
+        return None
+    named = [entry[0] for entry in entries if entry is not None]
+    named += [name for names in lists for name in names or []]
+    fleet = sorted(name for name in named if isinstance(name, str))
+    exact = (
+        None not in entries
+        and len(fleet) == len(named) == len(set(named))
+        and clean == sorted(clean)  # the view gives it back in name order
+    )
+    if not exact:
+        return None
+    chosen = set(clean)
+    digits = [0] * ((len(fleet) + 3) // 4)
+    for index, name in enumerate(fleet):
+        if name in chosen:
+            digits[index // 4] |= 1 << (index % 4)
+    head_detail = {**detail, "repos_processed": [], "skipped_clean": []}
+    return _Compact(
+        head=head_detail,
+        entries=[entry for entry in entries if entry is not None],
+        fleet=fleet,
+        clean_bits="".join(f"{digit:x}" for digit in digits),
+    )
+
+
+def _entry(entry: Any) -> tuple[str, str | None, bool, str] | None:
+    """One ``repos_processed`` entry as stored apart, or None when it has another shape."""
+    if not (isinstance(entry, dict) and list(entry) == _ENTRY_KEYS):
+        return None
+    repo, head, reassessed, findings = (entry[key] for key in _ENTRY_KEYS)
+    if (
+        isinstance(repo, str)
+        and (head is None or isinstance(head, str))
+        and isinstance(reassessed, bool)
+        and isinstance(findings, list)
+    ):
+        return repo, head, reassessed, _json(findings)
+    return None
+
+
+def _store_lists(connection: sqlite3.Connection, compact: _Compact) -> tuple[list[list[int]], int]:
+    """Store the entries and the fleet of one event once each; their references."""
+    refs = []
+    for repo, head, reassessed, findings in compact.entries:
+        digest = hashlib.sha256(_json([repo, head, findings]).encode()).hexdigest()
+        row = connection.execute(
+            "INSERT INTO sweep_entries (digest, repo, head, findings, last_event)"
+            " VALUES (?, ?, ?, ?, 0) ON CONFLICT (digest) DO UPDATE SET repo = repo"
+            " RETURNING id",
+            (digest, repo, head, findings),
+        ).fetchone()
+        refs.append([int(row[0]), int(reassessed)])
+    names = _json(compact.fleet)
+    row = connection.execute(
+        "INSERT INTO repo_lists (digest, names, last_event) VALUES (?, ?, 0)"
+        " ON CONFLICT (digest) DO UPDATE SET digest = digest RETURNING id",
+        (hashlib.sha256(names.encode()).hexdigest(), names),
+    ).fetchone()
+    return refs, int(row[0])
+
+
+def _mark_used(
+    connection: sqlite3.Connection, event_id: int, entry_ids: list[int], fleet: int | None
+) -> None:
+    """Record ``event_id`` as the last event naming these entries and this fleet (pruning
+    drops what no remaining event names)."""
+    for chunk in _chunks(entry_ids):
+        connection.execute(
+            f"UPDATE sweep_entries SET last_event = ? WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608
+            (event_id, *chunk),
+        )
+    connection.execute("UPDATE repo_lists SET last_event = ? WHERE id = ?", (event_id, fleet))
+
+
+SWEEP_KEY = "consistency_sweep_remote_all"  # contract section 8: the sweep's detail
+_LISTED_AS = (
+    ("skipped_clean", "clean"),
+    ("skipped_budget", "budget"),
+    ("skipped_missing", "missing"),
+)
+
+
+def _events(connection: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[ProgressEvent]:
+    """Events from rows ``(id, event_type, created_at, detail, entries, fleet, clean_bits)``,
+    each detail made whole again: what the view progress_events gives, without its cost."""
+    wanted_entries: set[int] = set()
+    wanted_fleets: set[int] = set()
+    parsed = []
+    for row in rows:
+        refs = None if row[4] is None else json.loads(row[4])
+        parsed.append((row, refs))
+        if refs is not None:
+            wanted_entries.update(int(ref[0]) for ref in refs)
+            wanted_fleets.add(int(row[5]))
+    entries: dict[int, tuple[str, str | None, Any]] = {}
+    for chunk in _chunks(sorted(wanted_entries)):
+        for entry_id, repo, head, findings in connection.execute(
+            "SELECT id, repo, head, findings FROM sweep_entries"  # noqa: S608
+            f" WHERE id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ):
+            entries[int(entry_id)] = (repo, head, json.loads(findings))
+    fleets: dict[int, list[str]] = {}
+    for chunk in _chunks(sorted(wanted_fleets)):
+        for fleet_id, names in connection.execute(
+            f"SELECT id, names FROM repo_lists WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608
+            chunk,
+        ):
+            fleets[int(fleet_id)] = json.loads(names)
+    events = []
+    for row, refs in parsed:
+        detail = json.loads(row[3])
+        if refs is not None:
+            processed = []
+            for entry_id, reassessed in refs:
+                repo, head, findings = entries[int(entry_id)]
+                processed.append(
+                    {
+                        "repo": repo,
+                        "head": head,
+                        "reassessed": bool(reassessed),
+                        "findings": findings,
+                    }
+                )
+            bits = str(row[6])
+            detail["repos_processed"] = processed
+            detail["skipped_clean"] = [
+                name
+                for index, name in enumerate(fleets[int(row[5])])
+                if int(bits[index // 4], 16) >> (index % 4) & 1
+            ]
+        events.append(ProgressEvent(id=row[0], event_type=row[1], created_at=row[2], detail=detail))
+    return events
+
+
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+def _sweep_event_of(connection: sqlite3.Connection, context: dict[str, Any]) -> int | None:
+    """The event whose detail ``context`` holds under :data:`SWEEP_KEY`, when it is exactly
+    that event's detail (then the run refers to it instead of copying it)."""
+    event_id = context.get("progress_event_id")
+    detail = context.get(SWEEP_KEY)
+    if not isinstance(event_id, int) or isinstance(event_id, bool) or not isinstance(detail, dict):
+        return None
+    row = connection.execute(
+        "SELECT detail FROM progress_events WHERE id = ?", (event_id,)
+    ).fetchone()
+    return event_id if row is not None and json.loads(row[0]) == detail else None
+
+
 def _statements(script: str) -> list[str]:
-    return [part.strip() for part in script.split(";") if part.strip()]
+    """The statements of a migration script (a trigger's body keeps its own semicolons)."""
+    statements: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements

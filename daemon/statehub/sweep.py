@@ -404,8 +404,9 @@ def _evidence(
 
     A repo with at least one finding needs action, whether it was read again this sweep
     (``"reassessed": true``, its findings marked ``new`` against the last assessment) or its
-    standing assessment was reused (``false``; nothing of it is new). Every other repo
-    reached is clean. Both lists keep the order the repos were handed out in.
+    standing assessment was reused (``false``; nothing of it is new); every other repo
+    reached is clean. ``repos_processed`` keeps the order the repos were handed out in;
+    ``skipped_clean`` is in name order (the store keeps it as the rest of the fleet).
     """
     entries: list[dict[str, Any]] = []
     clean: list[str] = []
@@ -433,7 +434,7 @@ def _evidence(
             )
         else:
             clean.append(name)
-    return entries, clean
+    return entries, sorted(clean)
 
 
 def sweep_counts(detail: dict[str, Any], *, chosen: bool = False) -> str:
