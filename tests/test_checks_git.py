@@ -785,6 +785,14 @@ def _gitdir_nowhere(fleet: Path) -> tuple[Path, str]:
     return root, f".git points to {root}/../nowhere/.git, which does not exist"
 
 
+def _gitdir_fifo(fleet: Path) -> tuple[Path, str]:
+    root = fleet / "piped"
+    root.mkdir()
+    os.mkfifo(fleet / "pipe.git")
+    (root / ".git").write_text("gitdir: ../pipe.git\n")
+    return root, f".git points to {root}/../pipe.git, which is a named pipe, not a git dir"
+
+
 def _corrupt_head(fleet: Path) -> tuple[Path, str]:
     root = demo(fleet)
     (root / ".git" / "HEAD").write_text("garbage\n")
@@ -806,8 +814,14 @@ def _corrupt_config(fleet: Path) -> tuple[Path, str]:
 
 @pytest.mark.parametrize(
     "build",
-    [_gitdir_nowhere, _corrupt_head, _truncated_index, _corrupt_config],
-    ids=["gitdir-file-pointing-nowhere", "corrupt-HEAD", "truncated-index", "corrupt-config"],
+    [_gitdir_nowhere, _gitdir_fifo, _corrupt_head, _truncated_index, _corrupt_config],
+    ids=[
+        "gitdir-file-pointing-nowhere",
+        "gitdir-file-pointing-at-a-fifo",
+        "corrupt-HEAD",
+        "truncated-index",
+        "corrupt-config",
+    ],
 )
 def test_c00_an_unreadable_git_dir(fleet: Path, build: Callable[[Path], tuple[Path, str]]) -> None:
     """A .git that cannot be read is one C-00 with a readable one-line message."""

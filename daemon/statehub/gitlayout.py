@@ -372,8 +372,16 @@ def _find_gitdir(root: Path) -> Path:
     if not text.startswith("gitdir:"):
         raise GitReadError(".git is a file that does not name a git dir ('gitdir: PATH')")
     gitdir = root / text.removeprefix("gitdir:").strip()
-    if not gitdir.is_dir():
-        raise GitReadError(f".git points to {gitdir}, which does not exist")
+    try:
+        target = gitdir.stat()
+    except FileNotFoundError:
+        raise GitReadError(f".git points to {gitdir}, which does not exist") from None
+    except OSError as exc:
+        reason = os_reason(exc)
+        raise GitReadError(f".git points to {gitdir}, which cannot be read: {reason}") from exc
+    if not stat.S_ISDIR(target.st_mode):
+        kind = _not_plain(target) or "a file"
+        raise GitReadError(f".git points to {gitdir}, which is {kind}, not a git dir")
     return gitdir
 
 
