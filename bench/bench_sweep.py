@@ -242,12 +242,12 @@ def main() -> int:
             f"first sweep, median of {args.rounds}",
             f"{first_wall:.2f} s",
             f"{first_wall / floor_wall:.2f} x the floor; "
-            f"{len(first_detail['repos_processed'])} read",
+            f"{first_detail.get('repos_reassessed', len(first_detail['repos_processed']))} read",
         ),
         (
             "re-sweep, nothing changed",
             f"{second_wall:.2f} s",
-            f"{len(second_detail['skipped_clean'])} skipped clean",
+            f"{second_detail.get('repos_reassessed', 0)} read again",
         ),
         ("peak memory of the process tree", f"{peak / 1024:.0f} MB", ""),
         ("statehub --help (median of 10)", f"{help_time():.3f} s", ""),

@@ -65,10 +65,11 @@ def discover(settings: Settings) -> Fleet:
     for root in settings.repos.roots:
         folder = settings.resolve(root)
         try:
-            entries = sorted(folder.iterdir())
+            with os.scandir(folder) as scan:  # the entry's type comes with it: no stat
+                names = sorted(entry.name for entry in scan if _holds_git(entry))
         except OSError:
-            continue  # a missing root has no repos; `config check` says so
-        found.extend(entry for entry in entries if _holds_git(entry))
+            continue  # a missing root has no repos; the sweep's warnings say so
+        found.extend(folder / name for name in names)
     found.extend(settings.resolve(path) for path in settings.repos.paths)
 
     targets: list[Target] = []
@@ -102,7 +103,7 @@ def root_warnings(settings: Settings) -> list[str]:
         folder = settings.resolve(root)
         try:
             with os.scandir(folder) as entries:
-                holds_repo = any(_holds_git(Path(entry.path)) for entry in entries)
+                holds_repo = any(_holds_git(entry) for entry in entries)
         except FileNotFoundError:
             warnings.append(f"repos.roots: {folder} does not exist")
             continue
@@ -121,9 +122,10 @@ def root_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
-def _holds_git(entry: Path) -> bool:
+def _holds_git(entry: os.DirEntry[str]) -> bool:
+    """A folder (or a link to one) with a ``.git`` entry (folder or file) in it."""
     try:
-        return entry.is_dir() and os.path.lexists(entry / ".git")
+        return entry.is_dir() and os.path.lexists(f"{entry.path}/.git")
     except OSError:
         return False
 
