@@ -1086,3 +1086,17 @@ def test_a_sweep_writes_nothing_into_a_repo(
     assert (root / ".git" / "index").read_bytes() == index
     assert snapshot(root) == before  # a lock file made and removed would change a folder mtime
     assert list(root.rglob("*.lock")) == []
+
+
+def test_a_failed_fetch_reports_gits_error_not_its_first_warning() -> None:
+    """git's 'fatal:'/'error:' line is the reason, whatever warnings come before it."""
+    from statehub.gitfetch import _fetch_reason
+
+    stderr = (
+        "warning: redirecting to https://example.invalid/x.git/\n"
+        "warning: templates not found in /nowhere\n"
+        "fatal: repository 'https://example.invalid/x.git/' not found\n"
+    )
+    assert _fetch_reason(stderr, 128) == "repository 'https://example.invalid/x.git/' not found"
+    assert _fetch_reason("warning: only this\n", 1) == "warning: only this"
+    assert _fetch_reason("", 128) == "exit status 128"
