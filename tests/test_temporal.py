@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import hostilekit
 from daemon_support import CONTRACT_QUERY, DaemonProcess, NotifySocket, runs, wait_for
 from gitfleet import HangingServer, git, make_repo, write_config
 from statehub.store import parse_iso, utc_now
@@ -653,3 +654,32 @@ def test_without_the_extra_the_commands_say_so_and_help_loads_no_sdk(
         [sys.executable, "-c", probe], capture_output=True, check=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_sweep_stuck_on_a_repo_keeps_the_workers_watchdog_and_sigterm(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """A Temporal-run sweep stuck on a named pipe: WATCHDOG=1 keeps coming, SIGTERM works."""
+    hostilekit.fifo_object(fleet, tmp_path / "scratch")
+    config, schedule_id = temporal_config(
+        tmp_path, fleet, temporal_server, sweep="repo_timeout_seconds = 300"
+    )
+    sync(config)
+    database = tmp_path / "statehub.db"
+    notify = NotifySocket()
+    worker = start_worker(config, notify)  # WATCHDOG_USEC = 2 s: a ping every second
+    try:
+        temporal_server.trigger(schedule_id)
+        wait_for(lambda: fire_markers(database), 30, "the run's marker", 0.1)
+        since = time.monotonic()
+        time.sleep(3)
+        pings = [moment for moment, _ in notify.fields("WATCHDOG") if moment >= since]
+        assert len(pings) >= 2, worker.lines()
+        exit_status = stop_worker(worker)
+        notify.wait_field("STOPPING", timeout=5)
+    finally:
+        worker.close()
+        notify.close()
+    assert exit_status == 0, worker.lines()
+    [row] = runs(database)
+    assert row["context"]["interrupted"] is True
