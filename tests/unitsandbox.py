@@ -43,6 +43,7 @@ SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The first UID of systemd's DynamicUser= range.
 DYNAMIC_UID = 61184
 INSTALL = "/opt/statehub"
+CHECKOUT = Path(__file__).resolve().parents[1]  # this repository
 FLEET = "/srv/repos"
 PSEUDO_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
@@ -149,6 +150,10 @@ def setup_script(view: UnitView) -> str:
         f"chmod -R a+rX {q(str(scratch / 'etc-upper'))}",
         f"mount -t overlay overlay -o lowerdir=/etc,upperdir={q(str(scratch / 'etc-upper'))},"
         f"workdir={q(str(scratch / 'etc-work'))} /etc",
+        # A handle on this checkout, in case PrivateTmp= hides it below (a clone under
+        # /tmp): its virtualenv's scripts and editable install name it by path.
+        f"mkdir -p {q(str(scratch / 'checkout'))}",
+        f"mount --bind {q(str(CHECKOUT))} {q(str(scratch / 'checkout'))}",
         # ExecStart=/opt/statehub/bin/statehub: this checkout's virtualenv.
         "mount -t tmpfs -o mode=0755 opt /opt",
         f"mkdir -p {INSTALL}",
@@ -193,6 +198,11 @@ def setup_script(view: UnitView) -> str:
             "mount -t tmpfs -o mode=1777 tmp /tmp",
             "mount -t tmpfs -o mode=1777 vartmp /var/tmp",
         ]
+        if str(CHECKOUT).startswith(("/tmp/", "/var/tmp/")):
+            lines += [
+                f"mkdir -p {q(str(CHECKOUT))}",
+                f"mount --bind {q(str(scratch / 'checkout'))} {q(str(CHECKOUT))}",
+            ]
     if view.last("ProtectHome") == "tmpfs":
         for home in ("/home", "/root", "/run/user"):
             lines.append(f"if [ -d {home} ]; then mount -t tmpfs -o mode=0755 home {home}; fi")
