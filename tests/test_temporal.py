@@ -67,6 +67,18 @@ def temporal_config(
     return config, schedule_id
 
 
+def slow_fetch_config(
+    folder: Path, fleet: Path, server: TemporalServer, hanging: HangingServer, *, fetch_timeout: int
+) -> tuple[Path, str]:
+    """One repo whose fetch hangs, and a schedule that fetches: a run that lasts."""
+    repo = make_repo(fleet, "slow", with_origin=False)
+    git(repo, "remote", "add", "origin", hanging.url)
+    return temporal_config(
+        folder, fleet, server, schedule="remote = true",
+        sweep=f"fetch_timeout_seconds = {fetch_timeout}",
+    )  # fmt: skip
+
+
 def sync(config: Path, *extra: str) -> dict[str, Any]:
     done = statehub(config, "temporal", "sync", "--json", *extra)
     assert done.returncode == 0, done.stderr
@@ -389,12 +401,9 @@ def test_a_worker_killed_mid_sweep_is_recorded_as_interrupted_at_the_next_start(
 ) -> None:
     """kill -9 during a run: the next worker start records it as an interrupted error run."""
     with HangingServer() as hanging:
-        repo = make_repo(fleet, "slow", with_origin=False)
-        git(repo, "remote", "add", "origin", hanging.url)
-        config, schedule_id = temporal_config(
-            tmp_path, fleet, temporal_server, schedule="remote = true",
-            sweep="fetch_timeout_seconds = 20",
-        )  # fmt: skip
+        config, schedule_id = slow_fetch_config(
+            tmp_path, fleet, temporal_server, hanging, fetch_timeout=20
+        )
         sync(config)
         database = tmp_path / "statehub.db"
         worker = start_worker(config)
@@ -424,12 +433,9 @@ def test_sigterm_mid_sweep_gives_the_sweep_its_grace_then_records_it_interrupted
 ) -> None:
     """SIGTERM during a long sweep: STOPPING, the run recorded as interrupted, exit 0 in time."""
     with HangingServer() as hanging:
-        repo = make_repo(fleet, "slow", with_origin=False)
-        git(repo, "remote", "add", "origin", hanging.url)
-        config, schedule_id = temporal_config(
-            tmp_path, fleet, temporal_server, schedule="remote = true",
-            sweep="fetch_timeout_seconds = 60",
-        )  # fmt: skip
+        config, schedule_id = slow_fetch_config(
+            tmp_path, fleet, temporal_server, hanging, fetch_timeout=60
+        )
         sync(config)
         database = tmp_path / "statehub.db"
         notify = NotifySocket()
