@@ -6,11 +6,13 @@ other read of a repo (:mod:`statehub.worker`).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 from pathlib import Path
 
+from statehub.deathsig import die_with_parent
 from statehub.errors import FetchError, GitReadError
 from statehub.gitlayout import os_reason
 from statehub.gitstate import PYGIT2_ERRORS, clean_message, open_repo
@@ -116,6 +118,9 @@ def fetch(root: Path, *, timeout: float) -> str | None:
             stderr=subprocess.PIPE,
             env=fetch_env(),
             start_new_session=True,  # so a timeout can kill ssh and helpers with it
+            # Killed with the worker (its bound, a stopped server): no orphan fetch. A hook
+            # between fork and exec is safe here, the worker runs no other thread.
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),  # noqa: PLW1509
         )
     except OSError as exc:
         raise FetchError(f"cannot run git: {os_reason(exc)}") from exc

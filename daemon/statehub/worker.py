@@ -25,24 +25,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import resource
-import signal
 import sys
 from typing import IO, Any
 
-_PR_SET_PDEATHSIG = 1
+from statehub.deathsig import die_with_parent
+
 _NICENESS = 10
-
-
-def _die_with_parent(parent: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
 
 
 def _bound_memory(memory_mb: int) -> None:
@@ -90,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):  # best effort: only the bounds are required
         os.nice(_NICENESS)
     try:
-        _die_with_parent(args.parent)
+        die_with_parent(args.parent)
         _bound_memory(args.memory_mb)
     except (OSError, ValueError) as exc:
         # Under a unit that forbids setrlimit (SystemCallFilter=~@resources) this says so.

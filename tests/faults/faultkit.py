@@ -185,6 +185,11 @@ def rss_kib(pid: int) -> int:
 
 def worker_pids(parent: int) -> list[int]:
     """The live sweep workers (``python -m statehub.worker``) started by ``parent``."""
+    return child_pids(parent, b"statehub.worker")
+
+
+def child_pids(parent: int, word: bytes) -> list[int]:
+    """The live children of ``parent`` with ``word`` in their command line."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -195,7 +200,7 @@ def worker_pids(parent: int) -> list[int]:
         except OSError:
             continue
         state, ppid = stat.rpartition(")")[2].split()[:2]
-        if b"statehub.worker" in command and ppid == str(parent) and state != "Z":
+        if word in command and ppid == str(parent) and state != "Z":
             found.append(int(entry.name))
     return sorted(found)
 

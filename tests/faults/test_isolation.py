@@ -22,12 +22,21 @@ from typing import Any
 
 import httpx
 import pytest
-from faultkit import IN_PROGRESS, LAUNCH, events, hub_state, is_running, statehub, worker_pids
+from faultkit import (
+    IN_PROGRESS,
+    LAUNCH,
+    child_pids,
+    events,
+    hub_state,
+    is_running,
+    statehub,
+    worker_pids,
+)
 
 import hostilekit
 from api_support import client, serve_fleet
 from daemon_support import NotifySocket
-from gitfleet import make_repo, write_config
+from gitfleet import HangingServer, git, make_repo, write_config
 
 REPO_TIMEOUT = 3
 MEMORY_MB = 256
@@ -214,6 +223,40 @@ def test_kill_9_mid_sweep_leaves_no_worker_and_is_recorded(tmp_path: Path, fleet
     assert [e["detail"].get("interrupted", False) for e in recorded] == [True, False]
     assert detail["lock_skipped"] is False
     assert "good" in detail["skipped_clean"] + [e["repo"] for e in detail["repos_processed"]]
+
+
+def test_a_killed_sweep_leaves_no_fetch_behind(tmp_path: Path, fleet: Path) -> None:
+    """kill -9 of a --remote sweep mid-fetch: the worker and its `git fetch` both die."""
+    with HangingServer() as hanging:
+        repo = make_repo(fleet, "silent", with_origin=False)
+        git(repo, "remote", "add", "origin", hanging.url)
+        config = write_config(
+            tmp_path, roots=[fleet], sweep="max_seconds = 300\nfetch_timeout_seconds = 300"
+        )
+        command = ["sweep", "--all", "--remote", "--config", str(config)]
+        sweep = subprocess.Popen(
+            [sys.executable, "-m", "statehub", *command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            worker, fetch = wait_until(
+                lambda: next(
+                    (
+                        (pid, child_pids(pid, b"fetch"))
+                        for pid in worker_pids(sweep.pid)
+                        if child_pids(pid, b"fetch")
+                    ),
+                    None,
+                ),
+                "a worker running git fetch",
+            )
+        finally:
+            sweep.kill()
+            sweep.wait(10)
+        wait_until(lambda: not is_running(worker), "the worker to die")
+        wait_until(lambda: not any(is_running(pid) for pid in fetch), "its git fetch to die")
 
 
 def test_two_configs_reaching_one_database_share_one_lock(tmp_path: Path, fleet: Path) -> None:
