@@ -44,7 +44,8 @@ OutcomeCallback = Callable[[RepoOutcome], None]
 _START_TIMEOUT_SECONDS = 30.0
 # Repos sent to a worker ahead of its answers: an unchanged repo costs well under a
 # millisecond, about what one round trip costs, so a few in the pipe keep a worker busy.
-# A --remote task is sent alone: its fetch timeout is cut to fit the time left when sent.
+# Any other repo is sent alone (see _has_room); a --remote one also because its fetch
+# timeout is cut to fit the time left when it is sent.
 _PIPELINE = 8
 # One answer is one repo's findings; a line longer than this is no answer.
 _MAX_ANSWER_BYTES = 64 << 20
@@ -241,7 +242,11 @@ class WorkerPool:
     def _has_room(worker: _Worker, run: _Run, depth: int) -> bool:
         if not worker.ready or len(worker.queue) >= depth:
             return False
-        return not (worker.queue and (worker.queue[0].remote or run.pending[0].remote))
+        # Only repos that are likely judged unchanged from file stats queue behind another:
+        # a full read or a fetch may be the one that never ends, and a repo queued behind it
+        # would wait for its bound while another worker sits idle. (Nothing but those ever
+        # queues, so the head of a queue tells about the whole queue.)
+        return not worker.queue or (_quick(worker.queue[0]) and _quick(run.pending[0]))
 
     def _as_sent(self, task: RepoTask, deadline: float, now: float) -> RepoTask:
         # A fetch must end before the bounds do (the repo's, or the sweep's budget), so that
@@ -342,6 +347,17 @@ class WorkerPool:
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=5)  # it closed its output: it is exiting
         self._lose(worker, run, f"the assessment's worker died ({_exit_reason(worker.process)})")
+
+
+def _quick(task: RepoTask) -> bool:
+    """True for a repo that has a standing assessment to compare with and no fetch to do."""
+    standing = task.standing
+    return (
+        not task.remote
+        and standing is not None
+        and standing.fingerprint is not None
+        and not standing.errored
+    )
 
 
 def _exit_reason(process: subprocess.Popen[bytes]) -> str:

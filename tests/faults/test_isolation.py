@@ -115,6 +115,24 @@ def test_each_hostile_repo_costs_one_bounded_worker(tmp_path: Path, fleet: Path)
     assert peak_kib < (MEMORY_MB + 64) * 1024  # no process of the tree went past the cap
 
 
+def test_no_repo_waits_behind_a_stuck_one(tmp_path: Path, fleet: Path) -> None:
+    """Repos are not queued behind a full read: while one worker is stuck, the other does all."""
+    hostilekit.fifo_object(fleet, tmp_path / "scratch")  # first in the fleet's order
+    good = [f"good-{n:02d}" for n in range(12)]
+    for name in good:
+        make_repo(fleet, name)
+    # The stuck repo's own bound is past the sweep's budget: only the budget ends it.
+    config = write_config(
+        tmp_path,
+        roots=[fleet],
+        sweep="max_seconds = 4\nworkers = 2\nrepo_timeout_seconds = 60",
+    )
+    detail = sweep_json(config)
+    assert detail["skipped_budget"] == ["fifo-object"]
+    assessed = detail["skipped_clean"] + [e["repo"] for e in detail["repos_processed"]]
+    assert sorted(assessed) == good
+
+
 def test_a_stuck_sweep_leaves_the_api_responsive_and_stoppable(tmp_path: Path, fleet: Path) -> None:
     """During a sweep stuck on a FIFO, /healthz answers, a POST is lock-skipped, SIGTERM stops."""
     hostilekit.fifo_object(fleet, tmp_path / "scratch")
