@@ -524,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--since-hours", type=_positive_float, default=24.0, metavar="H", help="default 24"
     )
 
-    runs = add("runs", cmd_runs, "the daemon's recent fires (activity_runs)", as_json)
+    runs = add(
+        "runs", cmd_runs, "the recent runs of the schedule, by any path (activity_runs)", as_json
+    )
     runs.add_argument(
         "--limit", type=_bounded_int(1, 100000), default=20, metavar="N", help="default 20"
     )
