@@ -99,7 +99,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 
 def test_a_scheduled_post_is_one_run_of_the_definition_for_its_slot(hub: Hub) -> None:
-    """ "scheduled": true records one row: definition id, arrival, its */15 slot, the detail."""
+    """A POST with "scheduled": true is one row: definition id, arrival, */15 slot, detail."""
     before = utc_now()
     answer = hub.http.post(SWEEP, json=SCHEDULED)
     after = utc_now()
