@@ -166,7 +166,7 @@ def test_a_scheduled_post_while_a_sweep_runs_is_a_lock_skipped_run(hub: Hub) -> 
 
 @pytest.mark.parametrize("body", [{"scheduled": True}, {"scheduled": True, "source": "manual"}])
 def test_a_scheduled_post_must_name_its_scheduler(hub: Hub, body: dict[str, Any]) -> None:
-    """ "scheduled" with the source manual (or none) is refused (422): no event, no run."""
+    """A scheduled POST with the source manual (or none) gets 422: no event, no run."""
     events, known = len(event_rows(hub.database)), len(runs(hub.database))
     answer = hub.http.post(SWEEP, json=body)
     assert answer.status_code == 422
@@ -175,7 +175,7 @@ def test_a_scheduled_post_must_name_its_scheduler(hub: Hub, body: dict[str, Any]
 
 
 def test_scheduled_must_be_a_boolean(hub: Hub) -> None:
-    """ "scheduled": 1 is not a boolean (strict values): 422."""
+    """A "scheduled" of 1 is not a boolean (strict values): 422."""
     answer = hub.http.post(SWEEP, json={"source": "activity-core", "scheduled": 1})
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "scheduled"]
