@@ -379,7 +379,7 @@ def test_openapi_lists_every_endpoint(hub: Hub) -> None:
     }
     body = document["paths"]["/consistency/sweep/remote-all"]["post"]["requestBody"]
     schema = body["content"]["application/json"]["schema"]
-    assert set(schema["properties"]) == {"max_seconds", "source", "remote"}
+    assert set(schema["properties"]) == {"max_seconds", "source", "remote", "scheduled"}
     assert schema["additionalProperties"] is False
     progress = document["paths"]["/progress/"]["get"]["parameters"]
     assert {parameter["name"] for parameter in progress} == {"event_type", "limit", "since"}

@@ -210,8 +210,16 @@ def test_units_run_the_contract_commands() -> None:
     assert unit_exec_start(API_UNIT) == [statehub, "serve"]
     assert unit_exec_start(SWEEPD_UNIT) == [statehub, "daemon"]
     assert unit_exec_start(WORKER_UNIT) == [statehub, "temporal", "worker"]
-    # Reads without fetching, like the daemon's default [schedule] remote = false.
-    assert unit_exec_start(SYNC_SERVICE) == [statehub, "sweep", "--all", "--source", "local-timer"]
+    # Reads without fetching, like the daemon's default [schedule] remote = false; each run
+    # is a run of the schedule, recorded in activity_runs (--scheduled).
+    assert unit_exec_start(SYNC_SERVICE) == [
+        statehub,
+        "sweep",
+        "--all",
+        "--scheduled",
+        "--source",
+        "local-timer",
+    ]
     assert unit_value(SYNC_SERVICE, "Service", "Type") == "oneshot"
 
 
@@ -298,7 +306,7 @@ def test_cronjob_validation_rejects_an_unknown_field() -> None:
 
 
 def test_cronjob_schedule_and_request() -> None:
-    """The CronJob fires every 15 min UTC, never overlaps, and POSTs source activity-core."""
+    """The CronJob fires every 15 min UTC, never overlaps, and POSTs a scheduled activity-core."""
     cronjob = _cronjob()
     spec = cronjob["spec"]
     assert cronjob["apiVersion"] == "batch/v1"
@@ -312,7 +320,7 @@ def test_cronjob_schedule_and_request() -> None:
     script = _container_script()
     body = re.search(r"--data '([^']*)'", script)
     assert body, script
-    assert json.loads(body[1]) == {"source": "activity-core"}
+    assert json.loads(body[1]) == {"source": "activity-core", "scheduled": True}
     assert "/consistency/sweep/remote-all" in script
     assert "--fail-with-body" in script
     volumes = job["template"]["spec"]["volumes"]
@@ -394,7 +402,7 @@ def test_cronjob_script_fails_unless_http_200(
     (request,) = _Recorder.requests
     assert request["path"] == f"{prefix}/consistency/sweep/remote-all"
     assert request["auth"] == "Bearer s3cret-token"
-    assert json.loads(request["body"]) == {"source": "activity-core"}
+    assert json.loads(request["body"]) == {"source": "activity-core", "scheduled": True}
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not found on PATH")

@@ -166,6 +166,13 @@ def test_archived_timer_sweeps_clean_on_a_default_install(tmp_path: Path) -> Non
     assert (detail["source"], detail["remote"], detail["exit_code"]) == ("local-timer", False, 0)
     assert detail["automation_errors"] == []
     assert detail["repos_total"] == len(REPO_NAMES)
+    # --scheduled: the run is a row of the schedule's activity_runs, with this detail.
+    with sqlite3.connect(view.state / "statehub.db") as connection:
+        [(outcome, origin, recorded)] = connection.execute(
+            "SELECT outcome, context_snapshot->>'origin',"
+            " context_snapshot->>'$.consistency_sweep_remote_all.source' FROM activity_runs"
+        ).fetchall()
+    assert (outcome, origin, recorded) == ("swept", "cli", "local-timer")
     # The unit's view really is read-only: the sweep wrote nothing into the repos.
     for name in REPO_NAMES:
         assert not (view.fleet / name / ".git" / "FETCH_HEAD").exists()

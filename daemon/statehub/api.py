@@ -14,6 +14,12 @@ Decisions where the contract is silent:
   gives running requests :data:`SHUTDOWN_GRACE_SECONDS`, then answers 503 to a sweep still
   running and exits without waiting for it, instead of holding the stop for up to its
   whole budget: the next sweep records it as interrupted (the path of a killed holder).
+- **A scheduler that POSTs says so** with ``"scheduled": true`` (the CronJob does): the
+  sweep is then also a run of the ``[schedule]`` definition, one ``activity_runs`` row
+  (:mod:`statehub.runrecord`: ``scheduled_for`` is the newest slot at or before the
+  request's arrival), so the contract's query of section 8 shows the cluster's runs
+  beside the daemon's. Without it (a person, a script) no row is written. The daemon's own
+  ``trigger_via = "http"`` never sets it: its fire records the row itself.
 - **Every POST is JSON.** A POST must come with ``Content-Type: application/json``, with a
   body or without (else 415): a web page can send a cross-site POST without a preflight
   only as a form or plain text, so no page can start a sweep. The body is at most
@@ -57,7 +63,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,10 +79,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from statehub import __version__
 from statehub.alerts import observed_sweep
 from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, StoreError
+from statehub.fire import record_interrupted_fires
 from statehub.live import LiveSettings
 from statehub.lock import is_locked
 from statehub.logs import setup_logging
 from statehub.page import PageLogin, add_page_routes
+from statehub.runrecord import scheduled_sweep
 from statehub.serving import (
     ConnectionGuard,
     guarded_protocol,
@@ -118,6 +134,19 @@ class SweepRequest(BaseModel):
         default="manual", pattern=SOURCE_PATTERN, description="who asks: recorded as detail.source"
     )
     remote: bool = Field(default=False, description="git fetch each repo first")
+    scheduled: bool = Field(
+        default=False,
+        description="a run of the [schedule] definition by another scheduler (a CronJob): "
+        "also recorded as an activity_runs row; needs a source other than manual",
+    )
+
+    @model_validator(mode="after")
+    def _scheduled_names_its_scheduler(self) -> SweepRequest:
+        # A scheduled run is counted, pinged and compared by its source: "manual" (the
+        # default) would hide it among the sweeps people start by hand.
+        if self.scheduled and self.source == "manual":
+            raise ValueError("a scheduled sweep needs a source naming its scheduler, not manual")
+        return self
 
 
 class EventOut(BaseModel):
@@ -520,8 +549,10 @@ def create_app(settings: Settings | LiveSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            with pool.store():
-                pass  # create and migrate the database now, not at the first request
+            # Create and migrate the database now, not at the first request; and record
+            # the scheduled runs of a server killed mid-sweep (before any request of ours).
+            with pool.store() as db:
+                record_interrupted_fires(db)
         except StoreError as exc:
             log.error("the database cannot be used (C-00): %s", exc)
         yield
@@ -572,11 +603,12 @@ def _add_sweep_route(app: FastAPI, live: LiveSettings) -> None:
     async def sweep_all(request: Request) -> JSONResponse:
         """Run a sweep of every repo and answer its event, or at once a lock-skipped event
         when another sweep runs. The body (optional) is ``{"max_seconds", "source",
-        "remote"}``."""
+        "remote", "scheduled"}``; ``scheduled`` also records an ``activity_runs`` row."""
+        arrived = utc_now()  # a scheduled run's fired_at, whatever the wait for a thread
         options = await _sweep_options(request)
         settings = live.settings  # as of this request: a reload applies to the next one
 
-        def sweep() -> ProgressEvent:
+        def observed() -> ProgressEvent:
             return observed_sweep(  # [notify] pings and posts around it (statehub.alerts)
                 settings,
                 source=options.source,
@@ -588,6 +620,15 @@ def _add_sweep_route(app: FastAPI, live: LiveSettings) -> None:
                     max_seconds=options.max_seconds,
                     source=options.source,
                 ),
+            )
+
+        def sweep() -> ProgressEvent:
+            if not options.scheduled:
+                return observed()
+            # A run of the schedule (the CronJob's): its row in activity_runs, its marker
+            # while it runs (statehub.runrecord).
+            return scheduled_sweep(
+                settings, origin="http", source=options.source, run=observed, fired=arrived
             )
 
         async with sweep_slots:

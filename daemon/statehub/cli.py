@@ -91,8 +91,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from statehub import alerts
     from statehub.sweep import ProgressCallback, run_sweep
 
-    settings = load(args)
     repos = None if args.all or not args.repo else list(args.repo)
+    if args.scheduled and repos is not None:
+        raise_usage("--scheduled records a run of the schedule: it sweeps all repos, not --repo")
+    if args.scheduled and args.source == "manual":
+        raise_usage("--scheduled needs --source naming the scheduler (not manual)")
+    settings = load(args)
     progress_bar = None
     if not args.json and sys.stderr.isatty():
         from rich.markup import escape
@@ -101,19 +105,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         progress_bar = Progress(transient=True, console=_stderr_console())
 
     def sweep(progress: ProgressCallback | None = None) -> Any:
-        return alerts.observed_sweep(
-            settings,
-            source=args.source,
-            whole_fleet=repos is None,
-            run=lambda: run_sweep(
+        def observed() -> Any:
+            return alerts.observed_sweep(
                 settings,
-                repos=repos,
-                remote=args.remote,
-                max_seconds=args.max_seconds,
                 source=args.source,
-                progress=progress,
-            ),
-        )
+                whole_fleet=repos is None,
+                run=lambda: run_sweep(
+                    settings,
+                    repos=repos,
+                    remote=args.remote,
+                    max_seconds=args.max_seconds,
+                    source=args.source,
+                    progress=progress,
+                ),
+            )
+
+        if not args.scheduled:
+            return observed()
+        from statehub.runrecord import record_interrupted, scheduled_sweep
+
+        # A run of the schedule (the archived timer's): first the runs of processes that
+        # died mid-sweep, then this one's row in activity_runs (statehub.runrecord).
+        record_interrupted(settings)
+        return scheduled_sweep(settings, origin="cli", source=args.source, run=observed)
 
     try:
         if progress_bar is None:
@@ -480,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="who asks: recorded as detail.source (default: manual)",
     )
+    sweep.add_argument(
+        "--scheduled",
+        action="store_true",
+        help="a run of the [schedule] definition by another scheduler (a timer): also "
+        "record it in activity_runs, for its slot (all repos; a --source other than manual)",
+    )
 
     check = add("check", cmd_check, "assess one folder; no registry, no event written", as_json)
     check.add_argument("path", metavar="PATH", help="the repo's folder")
@@ -504,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--since-hours", type=_positive_float, default=24.0, metavar="H", help="default 24"
     )
 
-    runs = add("runs", cmd_runs, "the daemon's recent fires (activity_runs)", as_json)
+    runs = add(
+        "runs", cmd_runs, "the recent runs of the schedule, by any path (activity_runs)", as_json
+    )
     runs.add_argument(
         "--limit", type=_bounded_int(1, 100000), default=20, metavar="N", help="default 20"
     )

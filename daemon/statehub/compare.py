@@ -27,8 +27,9 @@ schedule's slots were covered. Its definitions (issue 6):
 - A slot is *doubled* when completed whole-fleet sweeps of two or more DIFFERENT sources
   started in it: the sign of two live schedulers. Two sweeps of one source are not doubled.
 - ``retired_sources_seen``: the ``hub.retired_sources`` with any event in the window.
-- ``trigger_errors`` (per source): fires of the daemon (``activity_runs``, ``fired_at`` in
-  the window) that chose the source but failed before any sweep was recorded, as a
+- ``trigger_errors`` (per source): runs of the schedule (``activity_runs``, ``fired_at`` in
+  the window: the daemon's fires, and the scheduled sweeps of the API and the command
+  line) that chose the source but failed before any sweep was recorded, as a
   ``trigger_via = "http"`` call to an API that is down or refuses. Each is also counted in
   the source's ``automation_errors`` and calls for attention (issue 14): not only a
   missed slot.

@@ -11,7 +11,7 @@ the fires cron would make.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,9 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# How far back previous_fire_time looks: 4**k hours for k = 0..9, the last about 30 years,
+# past the longest gap a cron can have (29 February of a leap year that skips a century).
+_LOOKBACK_HOURS = tuple(4**power for power in range(10))
 
 
 def _day(text: str) -> int:
@@ -94,6 +97,26 @@ def next_fire_times(trigger: Any, count: int, *, now: datetime | None = None) ->
         times.append(upcoming)
         previous = moment = upcoming
     return times
+
+
+def previous_fire_time(trigger: Any, moment: datetime) -> datetime | None:
+    """The newest fire time of ``trigger`` at or before ``moment`` (aware), or None.
+
+    APScheduler 3 only looks forward, so this looks forward from ever earlier starts (one
+    hour back, then four, sixteen, ...) and keeps the last fire that is not after
+    ``moment``: a few dozen steps for any usual cron. In the trigger's zone.
+    """
+    for hours in _LOOKBACK_HOURS:
+        start = moment - timedelta(hours=hours)
+        fire: datetime | None = trigger.get_next_fire_time(None, start)
+        if fire is None or fire > moment:
+            continue
+        while True:
+            following: datetime | None = trigger.get_next_fire_time(fire, fire)
+            if following is None or following > moment:
+                return fire
+            fire = following
+    return None
 
 
 def and_crons(expression: str) -> list[str]:

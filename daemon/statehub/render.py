@@ -135,7 +135,8 @@ def runs_table(out: Console, runs: Sequence[ActivityRun]) -> None:
     for column in ("fired_at", "scheduled_for", "outcome", "origin", "run_id"):
         table.add_column(column, overflow="fold")
     for run in runs:
-        # schedule (the daemon), run-now, or temporal (the worker of docs/temporal.md)
+        # schedule (the daemon), run-now, temporal (the worker of docs/temporal.md), http
+        # (a POST with "scheduled": true) or cli (statehub sweep --scheduled)
         origin = str(run.context_snapshot.get("origin") or "-")
         cells = (run.fired_at, run.scheduled_for, run.outcome, origin, run.run_id)
         table.add_row(*(plain(cell) for cell in cells))

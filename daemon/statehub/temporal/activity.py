@@ -8,7 +8,9 @@ at most ``[sweep] max_seconds`` plus a margin. Each run appends one ``activity_r
 ``context_snapshot`` holds the sweep's detail under ``consistency_sweep_remote_all``
 (contract section 8), so the runbook's SQL lists the cluster's runs beside the daemon's.
 While it runs it keeps the daemon's ``scheduler_fire:`` marker, so a worker killed
-mid-sweep is recorded as an interrupted ``error`` run at the next daemon or worker start.
+mid-sweep is recorded as an interrupted ``error`` run at the next daemon or worker start
+(the recorder is :class:`statehub.runrecord.RunRecorder`, shared with the API and the
+command line).
 
 The result is the progress event. A sweep with an automation error (exit code 1) raises a
 non-retryable ``ApplicationError`` of type ``AutomationError``, so the workflow fails;
@@ -17,23 +19,22 @@ assessment failures succeed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 import threading
 import time
-from datetime import datetime
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from statehub import alerts
-from statehub.errors import StatehubError, StoreError
-from statehub.fire import HARD_TIMEOUT_MARGIN_SECONDS, MARKER_PREFIX, SWEEP_KEY
+from statehub.errors import StatehubError
+from statehub.fire import HARD_TIMEOUT_MARGIN_SECONDS, SWEEP_KEY
+from statehub.runrecord import RunRecorder, sweep_outcome
 from statehub.settings import Settings
-from statehub.store import ActivityRun, Store, iso, parse_iso, utc_now
+from statehub.store import parse_iso, utc_now
 from statehub.sweep import run_sweep
 from statehub.temporal.workflow import ACTIVITY_NAME, AUTOMATION_ERROR_TYPE, SweepTask
 
@@ -74,7 +75,7 @@ class SweepActivity:
             "scheduled": task.scheduled_for is not None,
             "pid": os.getpid(),
         }
-        run = _Recorder(
+        run = RunRecorder(
             self.settings,
             run_id=info.workflow_run_id or info.activity_id,
             definition_id=task.definition_id,
@@ -94,8 +95,7 @@ class SweepActivity:
         detail = event["detail"]
         context[SWEEP_KEY] = detail
         context["progress_event_id"] = event.get("id")
-        outcome = "lock_skipped" if detail.get("lock_skipped") else "swept"
-        run.finish(outcome, started)
+        run.finish(sweep_outcome(detail), started)
         if detail.get("automation_error") or detail.get("exit_code") == 1:
             errors = detail.get("automation_errors") or []
             first = errors[0] if errors else {}
@@ -173,68 +173,3 @@ class _TimedOut(Exception):
 
 class _Stopped(Exception):
     """The worker is stopping, or Temporal cancelled the run."""
-
-
-class _Recorder:
-    """The ``activity_runs`` row of one run, and its marker while it runs."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        run_id: str,
-        definition_id: str,
-        fired: datetime,
-        scheduled_for: datetime,
-        context: dict[str, Any],
-    ) -> None:
-        self.settings = settings
-        self.run_id = run_id
-        self.definition_id = definition_id
-        self.fired = fired
-        self.scheduled_for = scheduled_for
-        self.context = context
-        self.marker = MARKER_PREFIX + run_id
-        marker = {
-            "run_id": run_id,
-            "definition_id": definition_id,
-            "fired_at": iso(fired),
-            "scheduled_for": iso(scheduled_for),
-            "pid": os.getpid(),
-            "origin": "temporal",
-            "mode": None,
-        }
-        try:
-            with Store.open(settings.database_path) as store:
-                store.set_state(self.marker, json.dumps(marker))
-        except StoreError as exc:
-            log.error("run %s: the marker could not be written: %s", run_id, exc)
-
-    def finish(self, outcome: str, started: float, **extra: Any) -> ActivityRun:
-        """Record the run (never raises: a database failure is logged and kept in the row)."""
-        self.context.update(extra)
-        self.context["duration_seconds"] = round(time.monotonic() - started, 3)
-        run = ActivityRun(
-            run_id=self.run_id,
-            definition_id=self.definition_id,
-            fired_at=iso(self.fired),
-            scheduled_for=iso(self.scheduled_for),
-            outcome=outcome,
-            context_snapshot=self.context,
-        )
-        try:
-            with Store.open(self.settings.database_path) as store:
-                store.record_run(run)
-                store.delete_state(self.marker)
-        except StoreError as exc:
-            self.context["record_error"] = str(exc)
-            log.error("run %s (%s) could not be recorded: %s", self.run_id, outcome, exc)
-        else:
-            log.info(
-                "run %s for %s: %s as %s",
-                self.run_id,
-                run.scheduled_for,
-                outcome,
-                self.context.get("source"),
-            )
-        return run
