@@ -288,9 +288,20 @@ def test_overlapping_fire_is_skipped_and_recorded(make_settings: Callable[..., S
 
 
 def test_start_line_names_the_last_recorded_run(make_settings: Callable[..., Settings]) -> None:
-    """A daemon started over runs already recorded says "last: <outcome>", not "none"."""
+    """A daemon started over its runs says "last: <outcome>" (its own, not the cluster's)."""
     settings = make_settings(schedule='mode = "active"\nenabled = false')
     Runner(settings).fire(scheduled_for=T0)  # a run of an earlier daemon
+    with Store.open(settings.database_path) as store:  # a newer one, of the cluster's CronJob
+        store.record_run(
+            ActivityRun(
+                run_id="cronjob-run",
+                definition_id=settings.schedule.id,
+                fired_at=iso(T0 + timedelta(minutes=15)),
+                scheduled_for=iso(T0 + timedelta(minutes=15)),
+                outcome="swept",
+                context_snapshot={"origin": "http", "source": "activity-core"},
+            )
+        )
     recorder = Recorder()
     daemon = Daemon(
         settings,

@@ -36,6 +36,9 @@ Outcome = Literal[
 ]
 SWEEP_KEY = EVENT_ALL  # context_snapshot key holding the sweep's detail (contract section 8)
 MARKER_PREFIX = "scheduler_fire:"
+# The origins of the daemon's own rows (a fire, `schedule run-now`); other schedulers' runs
+# of the same definition say "temporal", "http" or "cli" (statehub.runrecord).
+DAEMON_ORIGINS = frozenset({"schedule", "run-now"})
 HARD_TIMEOUT_MARGIN_SECONDS = 60  # a fire waits max_seconds + this for its sweep
 HTTP_CONNECT_ATTEMPTS = 3
 

@@ -56,6 +56,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from statehub.cron import cron_trigger, next_fire_times
 from statehub.errors import ConfigError, StoreError
 from statehub.fire import (
+    DAEMON_ORIGINS,
     Backend,
     Cancel,
     Clock,
@@ -208,8 +209,13 @@ class Daemon:
         """Record interrupted fires, schedule the job, start, then READY=1."""
         with Store.open(self.settings.database_path) as store:
             record_interrupted_fires(store, clock=self._clock)
-            # The start line's "last:" is the last recorded run, not "none" after a restart.
-            recorded = store.runs(definition_id=self.settings.schedule.id, limit=1)
+            # The start line's "last:" is the daemon's last recorded fire, not "none" after
+            # a restart, nor a run of the cluster's or the archived timer's.
+            recorded = [
+                run
+                for run in store.runs(definition_id=self.settings.schedule.id, limit=200)
+                if run.context_snapshot.get("origin") in DAEMON_ORIGINS
+            ]
         with self._lock:
             if self._last is None and recorded:
                 self._last = recorded[0]
