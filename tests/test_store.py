@@ -127,7 +127,7 @@ def test_saved_assessments_replace_earlier_ones_and_read_back_alike(tmp_path: Pa
 
 
 def test_a_run_recorded_twice_is_one_row_with_the_later_outcome(tmp_path: Path) -> None:
-    """record_run upserts on run_id; runs() filters by definition, newest fire first."""
+    """record_run replaces a run of the same run_id; runs() filters by definition, newest first."""
 
     def run(run_id: str, definition: str, fired_at: str, outcome: str) -> ActivityRun:
         return ActivityRun(

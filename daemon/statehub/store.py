@@ -478,7 +478,11 @@ class Store:
             findings.delete_where(
                 "repo IN (SELECT value FROM json_each(?))", [_json([a.repo for a in assessments])]
             )
-            self.db.table("repo_assessments").upsert_all(
+            # replace=True: the INSERT OR REPLACE the store has always written. upsert_all
+            # would first probe SQLite for upsert support by creating and dropping a table
+            # in the store's own database (in this transaction, but other connections see
+            # the schema change).
+            self.db.table("repo_assessments").insert_all(
                 (
                     {
                         "repo": item.repo,
@@ -492,6 +496,7 @@ class Store:
                     for item in assessments
                 ),
                 pk="repo",
+                replace=True,
             )
             findings.insert_all(
                 {
@@ -553,7 +558,8 @@ class Store:
             event_id = _sweep_event_of(connection, context)
             if event_id is not None:  # the view puts the event's detail back in its place
                 context = {**context, SWEEP_KEY: None}
-            self.db.table("fire_runs").upsert(
+            # A run recorded again (same run_id) replaces its row (see save_assessments).
+            self.db.table("fire_runs").insert(
                 {
                     "run_id": run.run_id,
                     "definition_id": run.definition_id,
@@ -564,6 +570,7 @@ class Store:
                     "sweep_event": event_id,
                 },
                 pk="run_id",
+                replace=True,
             )
 
     def runs(self, *, definition_id: str | None = None, limit: int = 20) -> list[ActivityRun]:
