@@ -11,7 +11,8 @@ from typing import Any
 from gitfleet import make_repo, write, write_config
 from statehub.retention import prune
 from statehub.settings import load_settings
-from statehub.store import MIGRATIONS, Store, utc_now
+from statehub.store import Store, utc_now
+from statehub.storeschema import MIGRATIONS
 from statehub.sweep import run_sweep
 
 

@@ -296,11 +296,13 @@ _toml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_to
 class _TomlSource(PydanticBaseSettingsSource):
     """Feeds the already-parsed TOML file to pydantic-settings, below the environment.
 
-    Not the library's ``TomlConfigSettingsSource``: that one opens and parses the file
-    itself, so it would block on a named pipe, read a file of any size and report a byte
-    that is not UTF-8 without its line and column. :mod:`statehub.configread` reads the
-    file once with those guards (each mistake one line naming the file and the key), and
-    this source only hands its result to pydantic.
+    Not the library's ``TomlConfigSettingsSource`` (as of pydantic-settings 2.16), which
+    reads the file itself: a path that is not a regular file (a FIFO, a folder) gives it an
+    empty document, so every setting would silently keep its default; it reads a file of any
+    size whole; and a byte that is not UTF-8 escapes as a bare ``UnicodeDecodeError`` giving
+    a byte offset, not the file, line or column. :mod:`statehub.configread` reads the file
+    once with those guards (each mistake one line naming the file and the key), and this
+    source only hands its result to pydantic.
     """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:

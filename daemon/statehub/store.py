@@ -1,9 +1,18 @@
-"""SQLite: schema, migrations and queries. The only module that writes SQL.
+"""SQLite: the store's queries. With :mod:`statehub.storeschema` (the schema and its
+migrations), the only modules that write SQL.
 
 The store runs in WAL mode with a busy timeout, so readers (the CLI, the API, plain
 ``sqlite3``) never block the writer and a second writer waits a bounded time. Every write is
 its own short transaction: an event, once committed, survives a crash of a later sweep.
 Errors of ``sqlite3`` are mapped to :class:`StoreError` here.
+
+Inserts, upserts and simple reads go through sqlite-utils (:attr:`Store.db`), except on the
+path of an unchanged re-sweep, which stays raw ``sqlite3``: reading the standing assessments,
+``mark_assessed``, ``forget_repos``, appending the event and ``hub_state`` (the in-progress
+marker, the daily prune's stamp). Importing sqlite-utils there would cost about 30 ms of that
+command's 0.5 s target (README, Performance), and ``tests/test_store.py`` checks that such a
+sweep does not load it. Joins, ``json_extract`` and aggregates, which sqlite-utils has no
+form for, are SQL too.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from statehub import storeschema
 from statehub.errors import StoreError
 
 if TYPE_CHECKING:
@@ -119,150 +129,6 @@ class ActivityRun:
             "context_snapshot": self.context_snapshot,
         }
 
-
-# Numbered migrations, applied in order, each in one transaction, recorded in
-# schema_migrations. Never edit a released one: add the next.
-MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (
-        1,
-        """
-        CREATE TABLE progress_events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            event_type TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            detail TEXT NOT NULL CHECK (json_valid(detail))
-        );
-        CREATE INDEX progress_events_type_id ON progress_events (event_type, id);
-        CREATE INDEX progress_events_created_at ON progress_events (created_at);
-
-        CREATE TABLE repo_assessments (
-            repo TEXT PRIMARY KEY,
-            path TEXT NOT NULL,
-            head TEXT,
-            fingerprint TEXT,
-            assessed_at TEXT NOT NULL,
-            status TEXT NOT NULL
-        );
-
-        CREATE TABLE findings (
-            repo TEXT NOT NULL REFERENCES repo_assessments (repo) ON DELETE CASCADE,
-            seq INTEGER NOT NULL,
-            check_id TEXT NOT NULL,
-            message TEXT NOT NULL,
-            path TEXT,
-            PRIMARY KEY (repo, seq)
-        );
-        CREATE INDEX findings_check ON findings (check_id);
-
-        CREATE TABLE activity_runs (
-            run_id TEXT PRIMARY KEY,
-            definition_id TEXT NOT NULL,
-            fired_at TEXT NOT NULL,
-            scheduled_for TEXT NOT NULL,
-            outcome TEXT NOT NULL,
-            context_snapshot TEXT NOT NULL CHECK (json_valid(context_snapshot))
-        );
-        CREATE INDEX activity_runs_definition_fired ON activity_runs (definition_id, fired_at);
-
-        CREATE TABLE hub_state (
-            key TEXT PRIMARY KEY,
-            value TEXT NOT NULL
-        );
-        """,
-    ),
-    (
-        2,
-        """
-        ALTER TABLE repo_assessments ADD COLUMN watch TEXT NOT NULL DEFAULT '[]'
-            CHECK (json_valid(watch));
-        """,
-    ),
-    (
-        3,
-        # Issue 15: when a finding first appeared, and whether it was new (absent from the
-        # repo's previous assessment) in the assessment that holds it.
-        """
-        ALTER TABLE findings ADD COLUMN first_seen TEXT;
-        ALTER TABLE findings ADD COLUMN new INTEGER NOT NULL DEFAULT 0;
-        """,
-    ),
-    (
-        # Issue 14: a sweep's event lists every repo with findings and every clean repo, so
-        # a year of them would fill hundreds of MB. The rows now live in sweep_events, where
-        # each distinct repo entry {repo, head, findings} is stored once (sweep_entries) and
-        # skipped_clean is a bit set over the fleet (repo_lists: every repo it names);
-        # progress_events is a view that gives back every event's whole detail, so plain
-        # sqlite3 queries and every reader see the same JSON as before. Likewise a fire's
-        # context_snapshot refers to its sweep's event instead of holding a copy of its
-        # detail (fire_runs.sweep_event); the view activity_runs puts the detail back.
-        4,
-        """
-        ALTER TABLE progress_events RENAME TO sweep_events;
-        ALTER TABLE sweep_events ADD COLUMN entries TEXT
-            CHECK (entries IS NULL OR json_valid(entries));
-        ALTER TABLE sweep_events ADD COLUMN fleet INTEGER;
-        ALTER TABLE sweep_events ADD COLUMN clean_bits TEXT;
-        CREATE TABLE sweep_entries (
-            id INTEGER PRIMARY KEY,
-            digest TEXT NOT NULL UNIQUE,
-            repo TEXT NOT NULL,
-            head TEXT,
-            findings TEXT NOT NULL CHECK (json_valid(findings)),
-            last_event INTEGER NOT NULL
-        );
-        CREATE INDEX sweep_entries_last_event ON sweep_entries (last_event);
-        CREATE TABLE repo_lists (
-            id INTEGER PRIMARY KEY,
-            digest TEXT NOT NULL UNIQUE,
-            names TEXT NOT NULL CHECK (json_valid(names)),
-            last_event INTEGER NOT NULL
-        );
-        CREATE VIEW progress_events AS SELECT e.id AS id, e.event_type AS event_type,
-            e.created_at AS created_at,
-            CASE WHEN e.entries IS NULL THEN e.detail ELSE json_set(e.detail,
-                '$.repos_processed', json((SELECT json_group_array(json(x.entry)) FROM (
-                    SELECT json_object('repo', s.repo, 'head', s.head, 'reassessed',
-                        json(CASE WHEN r.value ->> 1 THEN 'true' ELSE 'false' END),
-                        'findings', json(s.findings)) AS entry
-                    FROM json_each(e.entries) r JOIN sweep_entries s ON s.id = r.value ->> 0
-                    ORDER BY r.key) x)),
-                '$.skipped_clean', json((SELECT json_group_array(c.value) FROM (
-                    SELECT n.value AS value FROM repo_lists l, json_each(l.names) n
-                    WHERE l.id = e.fleet AND ((instr('0123456789abcdef',
-                        substr(e.clean_bits, n.key / 4 + 1, 1)) - 1) >> (n.key % 4)) & 1
-                    ORDER BY n.key) c))
-            ) END AS detail
-            FROM sweep_events e;
-        CREATE TRIGGER progress_events_insert INSTEAD OF INSERT ON progress_events BEGIN
-            INSERT INTO sweep_events (id, event_type, created_at, detail)
-            VALUES (NEW.id, NEW.event_type, NEW.created_at, NEW.detail);
-        END;
-        CREATE TRIGGER progress_events_delete INSTEAD OF DELETE ON progress_events BEGIN
-            DELETE FROM sweep_events WHERE id = OLD.id;
-        END;
-
-        ALTER TABLE activity_runs RENAME TO fire_runs;
-        ALTER TABLE fire_runs ADD COLUMN sweep_event INTEGER;
-        CREATE VIEW activity_runs AS SELECT r.run_id AS run_id,
-            r.definition_id AS definition_id, r.fired_at AS fired_at,
-            r.scheduled_for AS scheduled_for, r.outcome AS outcome,
-            CASE WHEN r.sweep_event IS NULL THEN r.context_snapshot
-            ELSE json_set(r.context_snapshot, '$.consistency_sweep_remote_all',
-                json((SELECT p.detail FROM progress_events p WHERE p.id = r.sweep_event)))
-            END AS context_snapshot
-            FROM fire_runs r;
-        CREATE TRIGGER activity_runs_insert INSTEAD OF INSERT ON activity_runs BEGIN
-            INSERT OR REPLACE INTO fire_runs
-                (run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot)
-            VALUES (NEW.run_id, NEW.definition_id, NEW.fired_at, NEW.scheduled_for,
-                NEW.outcome, NEW.context_snapshot);
-        END;
-        CREATE TRIGGER activity_runs_delete INSTEAD OF DELETE ON activity_runs BEGIN
-            DELETE FROM fire_runs WHERE run_id = OLD.run_id;
-        END;
-        """,
-    ),
-)
 
 # The columns of sweep_events from which _details() rebuilds whole details in Python (the
 # view progress_events does the same in SQL, for outside tools, much more slowly).
@@ -378,11 +244,9 @@ class Store:
     @cached_property
     def db(self) -> sqlite_utils.Database:
         """The same connection as a sqlite-utils ``Database``, loaded on first use: importing
-        sqlite-utils costs 30 ms, a tenth of an unchanged re-sweep, and the hot paths do not
-        need it."""
-        import sqlite_utils
-
-        return sqlite_utils.Database(self._connection)
+        sqlite-utils costs about 30 ms, and an unchanged re-sweep never needs it. Its writes
+        join the transaction open on the connection (:meth:`transaction`)."""
+        return storeschema.database(self._connection)
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Store:
@@ -451,32 +315,18 @@ class Store:
 
     def schema_version(self) -> int:
         with self._guard() as connection:
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations"
-                " (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
-            )
-            row = connection.execute("SELECT max(version) FROM schema_migrations").fetchone()
-        return int(row[0] or 0)
+            return storeschema.schema_version(connection)
 
-    def migrate(self) -> None:
-        """Apply every migration not yet applied, each in its own transaction."""
-        current = self.schema_version()
-        for version, script in MIGRATIONS:
-            if version <= current:
-                continue
-            with self.transaction() as connection:
-                # Re-check inside the write lock: another process may have just migrated.
-                done = connection.execute(
-                    "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
-                ).fetchone()
-                if done:
-                    continue
-                for statement in _statements(script):
-                    connection.execute(statement)
-                connection.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                    (version, iso(utc_now())),
-                )
+    def migrate(self, migrations: Sequence[tuple[int, storeschema.Step]] | None = None) -> None:
+        """Apply every migration (of :data:`storeschema.MIGRATIONS` unless given) not yet
+        applied, each in its own transaction."""
+        with self._guard() as connection:
+            storeschema.migrate(
+                connection,
+                self.transaction,
+                now=lambda: iso(utc_now()),
+                migrations=storeschema.MIGRATIONS if migrations is None else migrations,
+            )
 
     # -- progress events ------------------------------------------------------------------
 
@@ -493,6 +343,8 @@ class Store:
         ``clear_state`` names a hub_state key deleted in the same transaction (a sweep's
         in-progress marker), so a crash cannot keep the marker of a recorded sweep.
         """
+        # Raw SQL: every sweep appends one (module docstring), and the lists' upserts need
+        # RETURNING, which sqlite-utils does not give.
         created = iso(created_at or utc_now())
         compact = _compact(detail)
         head = detail if compact is None else compact.head
@@ -575,6 +427,7 @@ class Store:
 
     def assessments(self) -> dict[str, Assessment]:
         """Every repo's standing assessment, by repo name."""
+        # Raw SQL: every sweep reads these, the unchanged re-sweep too (module docstring).
         with self._guard() as connection:
             rows = connection.execute(
                 "SELECT repo, path, head, fingerprint, assessed_at, watch FROM repo_assessments"
@@ -585,75 +438,89 @@ class Store:
                 " ORDER BY repo, seq"
             ):
                 found.setdefault(repo, []).append(
-                    {
-                        "check": check_id,
-                        "message": message,
-                        "path": path,
-                        "new": bool(new),
-                        "first_seen": first_seen,
-                    }
+                    _finding(check_id, message, path, first_seen, new)
                 )
         return {
-            row[0]: Assessment(
-                repo=row[0],
-                path=row[1],
-                head=row[2],
-                fingerprint=row[3],
-                assessed_at=row[4],
-                findings=found.get(row[0], []),
-                watch=tuple(json.loads(row[5])),
-            )
+            row[0]: _assessment(*row[:5], watch=row[5], findings=found.get(row[0], []))
             for row in rows
         }
 
     def assessment(self, repo: str) -> Assessment | None:
-        return self.assessments().get(repo)
+        """One repo's standing assessment, None when it has none."""
+        from sqlite_utils.db import NotFoundError
+
+        with self._guard():
+            try:
+                row = self.db.table("repo_assessments").get(repo)
+            except NotFoundError:
+                return None
+            findings = [
+                _finding(f["check_id"], f["message"], f["path"], f["first_seen"], f["new"])
+                for f in self.db.table("findings").rows_where("repo = ?", [repo], order_by="seq")
+            ]
+        return _assessment(
+            row["repo"],
+            row["path"],
+            row["head"],
+            row["fingerprint"],
+            row["assessed_at"],
+            watch=row["watch"],
+            findings=findings,
+        )
 
     def save_assessments(self, assessments: Sequence[Assessment]) -> None:
         """Replace the standing assessments of these repos, in one transaction."""
         if not assessments:
             return
-        with self.transaction() as connection:
-            for item in assessments:
-                connection.execute("DELETE FROM findings WHERE repo = ?", (item.repo,))
-                connection.execute(
-                    "INSERT OR REPLACE INTO repo_assessments"
-                    " (repo, path, head, fingerprint, assessed_at, status, watch)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        item.repo,
-                        item.path,
-                        item.head,
-                        item.fingerprint,
-                        item.assessed_at,
-                        item.status,
-                        json.dumps(list(item.watch)),
-                    ),
-                )
-                connection.executemany(
-                    "INSERT INTO findings (repo, seq, check_id, message, path, first_seen, new)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            item.repo,
-                            seq,
-                            finding["check"],
-                            finding["message"],
-                            finding["path"],
-                            finding.get("first_seen"),
-                            int(bool(finding.get("new"))),
-                        )
-                        for seq, finding in enumerate(item.findings)
-                    ],
-                )
+        with self.transaction():
+            findings = self.db.table("findings")
+            # One statement for all the repos (a delete_where per repo took 2 ms of 200).
+            findings.delete_where(
+                "repo IN (SELECT value FROM json_each(?))", [_json([a.repo for a in assessments])]
+            )
+            # replace=True: the INSERT OR REPLACE the store has always written. upsert_all
+            # would first probe SQLite for upsert support by creating and dropping a table
+            # in the store's own database (in this transaction, but other connections see
+            # the schema change).
+            self.db.table("repo_assessments").insert_all(
+                (
+                    {
+                        "repo": item.repo,
+                        "path": item.path,
+                        "head": item.head,
+                        "fingerprint": item.fingerprint,
+                        "assessed_at": item.assessed_at,
+                        "status": item.status,
+                        "watch": json.dumps(list(item.watch)),
+                    }
+                    for item in assessments
+                ),
+                pk="repo",
+                replace=True,
+            )
+            findings.insert_all(
+                {
+                    "repo": item.repo,
+                    "seq": seq,
+                    "check_id": finding["check"],
+                    "message": finding["message"],
+                    "path": finding["path"],
+                    "first_seen": finding.get("first_seen"),
+                    "new": int(bool(finding.get("new"))),
+                }
+                for item in assessments
+                for seq, finding in enumerate(item.findings)
+            )
 
     def assessed_repos(self) -> set[str]:
         """The names of every repo with a standing assessment."""
+        # Raw SQL: the sweep's selection reads this every time (module docstring).
         with self._guard() as connection:
             return {row[0] for row in connection.execute("SELECT repo FROM repo_assessments")}
 
     def count_failing_repos(self) -> int:
         """Repos whose standing assessment has at least one C-01..C-23 finding."""
+        # Raw SQL: every sweep's event counts them (module docstring).
         with self._guard() as connection:
             row = connection.execute(
                 "SELECT count(DISTINCT repo) FROM findings WHERE check_id != 'C-00'"
@@ -662,6 +529,7 @@ class Store:
 
     def mark_assessed(self, repos: Sequence[str], assessed_at: str) -> None:
         """Move the assessed_at of unchanged (clean-skipped) repos to now."""
+        # Raw SQL: this is the one write of an unchanged re-sweep's repos (module docstring).
         if not repos:
             return
         with self.transaction() as connection:
@@ -671,7 +539,9 @@ class Store:
             )
 
     def forget_repos(self, repos: Sequence[str]) -> None:
-        """Drop the standing assessments of repos that are gone."""
+        """Drop the standing assessments of repos that are gone (their findings with them)."""
+        # Raw SQL: a repo named in the configuration but missing on disk is forgotten again
+        # by every sweep, the unchanged re-sweep too (module docstring).
         if not repos:
             return
         with self.transaction() as connection:
@@ -688,49 +558,46 @@ class Store:
             event_id = _sweep_event_of(connection, context)
             if event_id is not None:  # the view puts the event's detail back in its place
                 context = {**context, SWEEP_KEY: None}
-            connection.execute(
-                "INSERT OR REPLACE INTO fire_runs (run_id, definition_id, fired_at,"
-                " scheduled_for, outcome, context_snapshot, sweep_event)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run.run_id,
-                    run.definition_id,
-                    run.fired_at,
-                    run.scheduled_for,
-                    run.outcome,
-                    _json(context),
-                    event_id,
-                ),
+            # A run recorded again (same run_id) replaces its row (see save_assessments).
+            self.db.table("fire_runs").insert(
+                {
+                    "run_id": run.run_id,
+                    "definition_id": run.definition_id,
+                    "fired_at": run.fired_at,
+                    "scheduled_for": run.scheduled_for,
+                    "outcome": run.outcome,
+                    "context_snapshot": _json(context),
+                    "sweep_event": event_id,
+                },
+                pk="run_id",
+                replace=True,
             )
 
     def runs(self, *, definition_id: str | None = None, limit: int = 20) -> list[ActivityRun]:
         """Activity runs, newest fire first."""
-        sql = (
-            "SELECT run_id, definition_id, fired_at, scheduled_for, outcome, context_snapshot,"
-            " sweep_event FROM fire_runs"
+        where, params = (
+            (None, None) if definition_id is None else ("definition_id = ?", [definition_id])
         )
-        params: list[Any] = []
-        if definition_id is not None:
-            sql += " WHERE definition_id = ?"
-            params.append(definition_id)
-        sql += " ORDER BY fired_at DESC LIMIT ?"
-        params.append(limit)
         with self._guard() as connection:
-            rows = connection.execute(sql, params).fetchall()
-            referred = [row[6] for row in rows if row[6] is not None]
+            rows = list(
+                self.db.table("fire_runs").rows_where(
+                    where, params, order_by="fired_at DESC", limit=limit
+                )
+            )
+            referred = [row["sweep_event"] for row in rows if row["sweep_event"] is not None]
             details = {event.id: event.detail for event in self._events_by_id(connection, referred)}
         runs = []
         for row in rows:
-            context = json.loads(row[5])
-            if row[6] is not None:
-                context[SWEEP_KEY] = details.get(row[6])
+            context = json.loads(row["context_snapshot"])
+            if row["sweep_event"] is not None:
+                context[SWEEP_KEY] = details.get(row["sweep_event"])
             runs.append(
                 ActivityRun(
-                    run_id=row[0],
-                    definition_id=row[1],
-                    fired_at=row[2],
-                    scheduled_for=row[3],
-                    outcome=row[4],
+                    run_id=row["run_id"],
+                    definition_id=row["definition_id"],
+                    fired_at=row["fired_at"],
+                    scheduled_for=row["scheduled_for"],
+                    outcome=row["outcome"],
                     context_snapshot=context,
                 )
             )
@@ -808,8 +675,8 @@ class Store:
             return connection.execute(sql, params).fetchall()
 
     def count_events(self) -> int:
-        with self._guard() as connection:
-            return int(connection.execute("SELECT count(*) FROM sweep_events").fetchone()[0])
+        with self._guard():
+            return self.db.table("sweep_events").count
 
     def delete_events_before(self, cutoff: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` of the oldest events created before ``cutoff``.
@@ -846,12 +713,11 @@ class Store:
 
     def state_items(self, prefix: str) -> dict[str, str]:
         """Every hub_state entry whose key starts with ``prefix`` (no LIKE wildcards)."""
-        with self._guard() as connection:
-            rows = connection.execute(
-                "SELECT key, value FROM hub_state WHERE substr(key, 1, ?) = ? ORDER BY key",
-                (len(prefix), prefix),
-            ).fetchall()
-        return {str(row[0]): str(row[1]) for row in rows}
+        with self._guard():
+            rows = self.db.table("hub_state").rows_where(
+                "substr(key, 1, ?) = ?", [len(prefix), prefix], order_by="key"
+            )
+            return {str(row["key"]): str(row["value"]) for row in rows}
 
     # -- HTTP API: metrics and health (api.py) --------------------------------------------
 
@@ -915,11 +781,9 @@ class Store:
 
     def created_at(self) -> str | None:
         """When this database was created (its first migration was applied), or None."""
-        with self._guard() as connection:
-            row = connection.execute(
-                "SELECT min(applied_at) FROM schema_migrations WHERE version = 1"
-            ).fetchone()
-        return None if row is None or row[0] is None else str(row[0])
+        with self._guard():
+            rows = self.db.table("schema_migrations").rows_where("version = 1", select="applied_at")
+            return next((str(row["applied_at"]) for row in rows), None)
 
     def first_record_at(self) -> str | None:
         """When this store's record begins: its creation, or its oldest event if older.
@@ -984,11 +848,11 @@ class Store:
 
     def event_created_at(self, event_id: int) -> str | None:
         """``created_at`` of one event, None when there is no such event."""
-        with self._guard() as connection:
-            row = connection.execute(
-                "SELECT created_at FROM sweep_events WHERE id = ?", (event_id,)
-            ).fetchone()
-        return None if row is None else str(row[0])
+        with self._guard():
+            rows = self.db.table("sweep_events").rows_where(
+                "id = ?", [event_id], select="created_at"
+            )
+            return next((str(row["created_at"]) for row in rows), None)
 
     def completed_sweeps(self, event_type: str, *, limit: int) -> list[ProgressEvent]:
         """The newest sweeps of ``event_type`` that ran (not lock-skipped, not interrupted).
@@ -1046,26 +910,23 @@ class Store:
         return history
 
     # -- small key/value state ------------------------------------------------------------
+    # Raw SQL: every sweep reads and writes its in-progress marker and the prune's stamp here
+    # (module docstring), and the other keys share the two statements.
 
     def get_state(self, key: str) -> str | None:
         with self._guard() as connection:
-            row = connection.execute("SELECT value FROM hub_state WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+            return _get_state(connection, key)
 
     def set_state(self, key: str, value: str) -> None:
         with self.transaction() as connection:
-            connection.execute(
-                "INSERT OR REPLACE INTO hub_state (key, value) VALUES (?, ?)", (key, value)
-            )
+            _put_state(connection, key, value)
 
     def swap_state(self, key: str, value: str) -> str | None:
         """Set ``key`` to ``value`` and return what it held (None), in one transaction."""
         with self.transaction() as connection:
-            row = connection.execute("SELECT value FROM hub_state WHERE key = ?", (key,)).fetchone()
-            connection.execute(
-                "INSERT OR REPLACE INTO hub_state (key, value) VALUES (?, ?)", (key, value)
-            )
-        return None if row is None else str(row[0])
+            held = _get_state(connection, key)
+            _put_state(connection, key, value)
+        return held
 
     def delete_state(self, key: str) -> None:
         with self.transaction() as connection:
@@ -1085,10 +946,7 @@ class Store:
         system has less than :data:`MIN_FREE_BYTES` free.
         """
         with self.transaction() as connection:
-            connection.execute(
-                "INSERT OR REPLACE INTO hub_state (key, value) VALUES ('health_probe', ?)",
-                (iso(utc_now()),),
-            )
+            _put_state(connection, "health_probe", iso(utc_now()))
         free = free_bytes(self.path.parent)
         if free is not None and free < MIN_FREE_BYTES:
             raise StoreError(f"{self.path}: its file system is full ({free} bytes free)")
@@ -1118,6 +976,50 @@ def _event_filter(
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def _get_state(connection: sqlite3.Connection, key: str) -> str | None:
+    row = connection.execute("SELECT value FROM hub_state WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _put_state(connection: sqlite3.Connection, key: str, value: str) -> None:
+    connection.execute("INSERT OR REPLACE INTO hub_state (key, value) VALUES (?, ?)", (key, value))
+
+
+def _finding(
+    check_id: str, message: str, path: str | None, first_seen: str | None, new: int
+) -> dict[str, Any]:
+    """A finding of a standing assessment, from its row of ``findings``."""
+    return {
+        "check": check_id,
+        "message": message,
+        "path": path,
+        "new": bool(new),
+        "first_seen": first_seen,
+    }
+
+
+def _assessment(
+    repo: str,
+    path: str,
+    head: str | None,
+    fingerprint: str | None,
+    assessed_at: str,
+    *,
+    watch: str,
+    findings: list[dict[str, Any]],
+) -> Assessment:
+    """A standing assessment, from its row of ``repo_assessments`` and its findings."""
+    return Assessment(
+        repo=repo,
+        path=path,
+        head=head,
+        fingerprint=fingerprint,
+        assessed_at=assessed_at,
+        findings=findings,
+        watch=tuple(json.loads(watch)),
+    )
 
 
 _ENTRY_KEYS = ["repo", "head", "reassessed", "findings"]
@@ -1298,16 +1200,3 @@ def _sweep_event_of(connection: sqlite3.Connection, context: dict[str, Any]) -> 
         "SELECT detail FROM progress_events WHERE id = ?", (event_id,)
     ).fetchone()
     return event_id if row is not None and json.loads(row[0]) == detail else None
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of a migration script (a trigger's body keeps its own semicolons)."""
-    statements: list[str] = []
-    pending = ""
-    for part in script.split(";"):
-        pending += part + ";"
-        if sqlite3.complete_statement(pending):
-            if pending.strip(" \n;"):
-                statements.append(pending.strip())
-            pending = ""
-    return statements
