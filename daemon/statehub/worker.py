@@ -14,9 +14,9 @@ reading anything it
 - asks the kernel to kill it when the process that started it dies (``PR_SET_PDEATHSIG``),
   so a stopped server or daemon never leaves a worker stuck in libgit2 behind;
 - moves the protocol off file descriptor 1, so a stray print cannot corrupt it;
-- lowers its own CPU priority (nice 10), so that the process that serves HTTP or keeps the
-  daemon's watchdog goes first while every core reads repos (best effort: the shipped units
-  allow ``setpriority`` for it; a host that refuses it only sees more tail latency).
+- lowers its own CPU priority (nice 10) where allowed, so that the process that serves
+  HTTP or keeps the daemon's watchdog goes first while every core reads repos (the shipped
+  units' ``SystemCallFilter=~@resources`` refuses it, which costs only some tail latency).
 
 The time bound is the pool's: it kills a worker that takes too long.
 """
