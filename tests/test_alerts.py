@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from api_support import server_env
+from clirun import statehub
 from gitfleet import git, make_repo, write_config
 from statehub import alerts
 from statehub.fire import InProcessBackend, Runner
@@ -97,19 +96,8 @@ def notify_config(tmp_path: Path, fleet: Path, receiver: Receiver, extra: str = 
     return write_config(tmp_path, roots=[fleet], notify=lines + extra)
 
 
-def statehub(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args, "--config", str(config)],
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def sweep(config: Path, source: str = "local-timer") -> subprocess.CompletedProcess[str]:
-    return statehub(config, "sweep", "--all", "--source", source, "--json")
+    return statehub("sweep", "--all", "--source", source, "--json", config=config)
 
 
 def broken_repo(fleet: Path, name: str = "broken") -> Path:
@@ -262,7 +250,7 @@ def test_daemon_fallback_and_handback_are_posted_once_each(
 
 def test_notify_test_sends_one_of_each(tmp_path: Path, fleet: Path, receiver: Receiver) -> None:
     """statehub notify test: start, success and fail pings, one webhook post; exit 0."""
-    done = statehub(notify_config(tmp_path, fleet, receiver), "notify", "test")
+    done = statehub("notify", "test", config=notify_config(tmp_path, fleet, receiver))
     assert done.returncode == 0, done.stderr
     assert receiver.paths() == ["/ping/abc/start", "/ping/abc", "/ping/abc/fail", "/hook"]
     assert receiver.hooks()[0]["kind"] == "test"
@@ -273,7 +261,7 @@ def test_notify_test_reports_a_failed_delivery(tmp_path: Path, fleet: Path) -> N
     """A receiver answering 500: notify test says so and exits 1."""
     failing = Receiver(status=500)
     try:
-        done = statehub(notify_config(tmp_path, fleet, failing), "notify", "test")
+        done = statehub("notify", "test", config=notify_config(tmp_path, fleet, failing))
     finally:
         failing.close()
     assert done.returncode == 1
@@ -282,7 +270,7 @@ def test_notify_test_reports_a_failed_delivery(tmp_path: Path, fleet: Path) -> N
 
 def test_notify_test_without_urls_is_a_config_error(tmp_path: Path, fleet: Path) -> None:
     """With neither URL configured there is nothing to test: one line, exit 78."""
-    done = statehub(write_config(tmp_path, roots=[fleet]), "notify", "test")
+    done = statehub("notify", "test", config=write_config(tmp_path, roots=[fleet]))
     assert done.returncode == 78
     assert done.stderr.count("\n") == 1
     assert "notify: neither ping_url nor webhook_url is set" in done.stderr
@@ -299,7 +287,7 @@ def test_notify_test_without_urls_is_a_config_error(tmp_path: Path, fleet: Path)
 def test_bad_notify_settings_are_refused(tmp_path: Path, fleet: Path, line: str, key: str) -> None:
     """A bad [notify] value is a configuration error naming the key (exit 78)."""
     config = write_config(tmp_path, roots=[fleet], notify=line)
-    done = statehub(config, "config", "check")
+    done = statehub("config", "check", config=config)
     assert done.returncode == 78
     assert key in done.stderr
 
@@ -328,7 +316,7 @@ def test_run_now_delivers_its_pings_before_it_exits(
     """schedule run-now (the daemon's fire, once): start and success arrive before exit."""
     make_repo(fleet, "alpha")
     config = notify_config(tmp_path, fleet, receiver)
-    done = statehub(config, "schedule", "run-now", "--json")
+    done = statehub("schedule", "run-now", "--json", config=config)
     assert done.returncode == 0, done.stderr
     assert [path for path in receiver.paths() if path.startswith("/ping/")] == [
         "/ping/abc/start",
@@ -342,7 +330,7 @@ def test_unknown_repo_is_a_usage_error_not_an_alert(
 ) -> None:
     """`sweep --repo nope` exits 2 and posts nothing: a typo is not an automation error."""
     make_repo(fleet, "alpha")
-    done = statehub(notify_config(tmp_path, fleet, receiver), "sweep", "--repo", "nope")
+    done = statehub("sweep", "--repo", "nope", config=notify_config(tmp_path, fleet, receiver))
     assert done.returncode == 2
     assert receiver.requests == []
 

@@ -30,6 +30,7 @@ from api_support import (
     server_env,
     wait_for,
 )
+from clirun import statehub
 from contract_keys import DETAIL_KEYS, EVENT_KEYS
 from gitfleet import make_repo, write_config
 from statehub.api import SHUTDOWN_GRACE_SECONDS
@@ -279,14 +280,7 @@ def test_bad_progress_query_is_422(hub: Hub, query: dict[str, str]) -> None:
 def test_progress_lists_newest_first_with_filters(hub: Hub) -> None:
     """/progress/ honours event_type, limit and since; /progress answers without redirect."""
     hub.http.post(SWEEP, json={"source": "listing"})
-    command = ["sweep", "--repo", "alpha", "--json", "--config", str(hub.server.config)]
-    done = subprocess.run(
-        [sys.executable, "-m", "statehub", *command],
-        capture_output=True,
-        env=server_env(),
-        timeout=60,
-        check=False,
-    )
+    done = statehub("sweep", "--repo", "alpha", "--json", config=hub.server.config)
     assert done.returncode == 0, done.stderr
     everything = hub.http.get("/progress/", params={"limit": 1000}).json()
     ids = [event["id"] for event in everything]
@@ -668,14 +662,7 @@ def test_sigterm_during_a_sweep_stops_promptly(tmp_path: Path, fleet: Path) -> N
     assert answer.status_code == 503
     assert "interrupted" in answer.json()["detail"]
     assert "Traceback" not in server.log_text()
-    command = ["sweep", "--all", "--json", "--config", str(server.config)]
-    done = subprocess.run(
-        [sys.executable, "-m", "statehub", *command],
-        capture_output=True,
-        env=server_env(),
-        timeout=60,
-        check=False,
-    )
+    done = statehub("sweep", "--all", "--json", config=server.config)
     assert done.returncode == 0, done.stderr
     interrupted = [
         row["detail"]

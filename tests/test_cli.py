@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+import clirun
 from gitfleet import make_repo, write, write_config
 from statehub.cli import build_parser
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def statehub(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+# Every run has a terminal 200 columns wide, so that no table wraps a line under test.
+statehub = partial(clirun.statehub, env={"COLUMNS": "200"})
 
 
 def event_count(database: Path) -> int:
@@ -66,9 +57,7 @@ def test_sweep_json_prints_the_whole_event_and_nothing_else(tmp_path: Path, flee
     make_repo(fleet, "alpha")
     config = write_config(tmp_path, roots=[fleet])
 
-    result = statehub(
-        "sweep", "--all", "--json", "--source", "local-timer", "--config", str(config)
-    )
+    result = statehub("sweep", "--all", "--json", "--source", "local-timer", config=config)
 
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
@@ -83,12 +72,12 @@ def test_sweep_exit_status_is_1_on_automation_error(tmp_path: Path, fleet: Path)
     """An unreadable repo makes exit status 1; findings alone keep it 0."""
     write(make_repo(fleet, "dirty"), {"scratch.txt": "x"})
     config = write_config(tmp_path, roots=[fleet])
-    assert statehub("sweep", "--config", str(config)).returncode == 0
+    assert statehub("sweep", config=config).returncode == 0
 
     broken = fleet / "broken"
     broken.mkdir()
     (broken / ".git").write_text("gitdir: /nowhere\n")
-    result = statehub("sweep", "--config", str(config))
+    result = statehub("sweep", config=config)
 
     assert result.returncode == 1
     assert "C-00" in result.stdout
@@ -112,7 +101,7 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     """Bad arguments exit 2 with a usage message and write nothing."""
     config = write_config(tmp_path, roots=[tmp_path])
 
-    result = statehub(*args, "--config", str(config)) if args else statehub()
+    result = statehub(*args, config=config) if args else statehub()
 
     assert result.returncode == 2
     assert "usage:" in result.stderr
@@ -124,7 +113,7 @@ def test_unknown_repo_exits_2(tmp_path: Path, fleet: Path) -> None:
     make_repo(fleet, "alpha")
     config = write_config(tmp_path, roots=[fleet])
 
-    result = statehub("sweep", "--repo", "beta", "--config", str(config))
+    result = statehub("sweep", "--repo", "beta", config=config)
 
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -138,7 +127,7 @@ def test_check_assesses_one_folder_and_records_nothing(tmp_path: Path, fleet: Pa
     (repo / "AGENTS.md").unlink()
     config = write_config(tmp_path, roots=[tmp_path / "elsewhere"])
 
-    result = statehub("check", str(repo), "--json", "--config", str(config))
+    result = statehub("check", str(repo), "--json", config=config)
 
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
@@ -153,7 +142,7 @@ def test_check_of_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
     """check PATH on nothing exits 2."""
     config = write_config(tmp_path, roots=[tmp_path])
 
-    result = statehub("check", str(tmp_path / "nope"), "--config", str(config))
+    result = statehub("check", str(tmp_path / "nope"), config=config)
 
     assert result.returncode == 2
     assert "no such folder" in result.stderr
@@ -164,9 +153,9 @@ def test_events_lists_newest_first_and_filters(tmp_path: Path, fleet: Path) -> N
     make_repo(fleet, "alpha")
     config = write_config(tmp_path, roots=[fleet])
     for args in (["--all"], ["--repo", "alpha"], ["--all"]):
-        statehub("sweep", *args, "--config", str(config))
+        statehub("sweep", *args, config=config)
 
-    everything = json.loads(statehub("events", "--json", "--config", str(config)).stdout)
+    everything = json.loads(statehub("events", "--json", config=config).stdout)
     only_all = json.loads(
         statehub(
             "events",
@@ -175,8 +164,7 @@ def test_events_lists_newest_first_and_filters(tmp_path: Path, fleet: Path) -> N
             "consistency_sweep_remote_all",
             "--limit",
             "1",
-            "--config",
-            str(config),
+            config=config,
         ).stdout
     )
 
@@ -188,8 +176,8 @@ def test_read_commands_on_a_fresh_install_print_nothing_found(tmp_path: Path) ->
     """events and runs before any sweep print empty lists and create no database."""
     config = write_config(tmp_path, roots=[tmp_path])
 
-    events = statehub("events", "--json", "--config", str(config))
-    runs = statehub("runs", "--json", "--config", str(config))
+    events = statehub("events", "--json", config=config)
+    runs = statehub("runs", "--json", config=config)
 
     assert (events.returncode, json.loads(events.stdout)) == (0, [])
     assert (runs.returncode, json.loads(runs.stdout)) == (0, [])
@@ -201,7 +189,7 @@ def test_sweep_table_is_readable(tmp_path: Path, fleet: Path) -> None:
     write(make_repo(fleet, "dirty"), {"scratch.txt": "x"})
     config = write_config(tmp_path, roots=[fleet])
 
-    result = statehub("sweep", "--config", str(config))
+    result = statehub("sweep", config=config)
 
     assert "C-15" in result.stdout
     assert "1 re-read, 0 reused, 0 missing, 0 over budget" in result.stdout

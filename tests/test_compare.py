@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from clirun import statehub
 from statehub.cli import main
 from statehub.compare import compare, compare_command
 from statehub.settings import Settings, load_settings
@@ -419,13 +420,7 @@ def test_cli_subprocess(hub: Hub) -> None:
     hub.sweep("activity-core", utc_now() - timedelta(minutes=50))
     hub.store.close()
 
-    done = subprocess.run(
-        [sys.executable, "-m", "statehub", "--config", str(hub.config), "compare", "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = statehub("--config", str(hub.config), "compare", "--json")
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["sources"]["activity-core"]["sweeps"] == 1

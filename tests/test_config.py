@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from clirun import statehub
 from statehub.errors import ConfigError
 from statehub.settings import CHECKOUT_CONFIG, find_config_file, load_settings, read_token
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_shipped_config_is_valid_and_has_every_key() -> None:
@@ -111,7 +96,7 @@ def test_bad_config_exits_78_with_one_line_and_writes_nothing(tmp_path: Path) ->
     config = tmp_path / "bad.toml"
     config.write_text('[hub]\ndatabase = "db.sqlite"\n[sweep]\nmax_seconds = -1\n')
 
-    result = run_cli("sweep", "--all", "--config", str(config))
+    result = statehub("sweep", "--all", config=config)
 
     assert result.returncode == 78
     assert result.stdout == ""
@@ -126,9 +111,7 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("")
 
-    result = run_cli(
-        "config", "check", "--config", str(config), env={"STATEHUB_SWEEP__MAX_SECONDS": "x"}
-    )
+    result = statehub("config", "check", config=config, env={"STATEHUB_SWEEP__MAX_SECONDS": "x"})
 
     assert result.returncode == 78
     assert "$STATEHUB_SWEEP__MAX_SECONDS" in result.stderr
@@ -136,7 +119,7 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
 
 def test_missing_config_file_is_exit_78(tmp_path: Path) -> None:
     """--config naming no file is a configuration error, not a traceback."""
-    result = run_cli("config", "check", "--config", str(tmp_path / "nope.toml"))
+    result = statehub("config", "check", config=tmp_path / "nope.toml")
 
     assert result.returncode == 78
     assert "file not found" in result.stderr
@@ -183,7 +166,7 @@ def test_config_show_prints_effective_values(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[sweep]\nmax_seconds = 42\n[repos.overrides."x"]\ndisable = ["C-02"]\n')
 
-    result = run_cli("config", "show", "--config", str(config))
+    result = statehub("config", "show", config=config)
 
     assert result.returncode == 0, result.stderr
     shown = tomllib.loads(result.stdout)

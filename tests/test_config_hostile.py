@@ -11,28 +11,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from clirun import statehub
 from statehub.settings import MAX_LIST_ITEMS
 
 ROOTS = 'roots = ["fleet"]\n'
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-        check=False,
-    )
 
 
 def config_with(folder: Path, body: bytes) -> Path:
@@ -162,7 +149,7 @@ def test_bad_file_is_one_line_exit_78_and_nothing_written(
 ) -> None:
     """`statehub sweep` refuses the file in one line naming file, key and reason."""
     config = config_with(tmp_path, body)
-    result = run_cli("sweep", "--all", "--config", str(config), env=fleet_env(tmp_path))
+    result = statehub("sweep", "--all", config=config, env=fleet_env(tmp_path))
     line = assert_refused(result, str(config), reason)
     if key:
         assert f": {key}: " in line
@@ -175,7 +162,7 @@ def test_large_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
     config = config_with(tmp_path, f"[repos]\n{ROOTS}exclude = [{patterns}]\n".encode())
     assert config.stat().st_size > 16_000_000
     started = time.monotonic()
-    result = run_cli("config", "check", "--config", str(config))
+    result = statehub("config", "check", config=config)
     assert time.monotonic() - started < 10
     assert_refused(result, str(config), "is larger than 4194304 bytes")
 
@@ -193,7 +180,7 @@ def test_config_that_is_not_a_regular_file_is_refused_without_hanging(
         os.mkfifo(path)
     elif special == "dir":
         path.mkdir()
-    result = run_cli("config", "check", "--config", str(path), timeout=30)
+    result = statehub("config", "check", config=path, timeout=30)
     assert_refused(result, str(path), f"is {kind}, not a regular file")
 
 
@@ -201,7 +188,7 @@ def test_token_file_that_is_a_fifo_is_refused_without_hanging(tmp_path: Path) ->
     """`statehub serve` with a FIFO as its token file exits 78 at once instead of hanging."""
     os.mkfifo(tmp_path / "token")
     config = config_with(tmp_path, f'[repos]\n{ROOTS}[api]\ntoken_file = "token"\n'.encode())
-    result = run_cli("serve", "--config", str(config), timeout=30)
+    result = statehub("serve", config=config, timeout=30)
     assert result.returncode == 78
     assert "api.token_file" in result.stderr
     assert "is a FIFO (named pipe), not a regular file" in result.stderr
@@ -211,22 +198,20 @@ def test_token_file_that_is_a_fifo_is_refused_without_hanging(tmp_path: Path) ->
 def test_plain_path_is_taken_for_a_list_of_paths(tmp_path: Path) -> None:
     """STATEHUB_REPOS__ROOTS=/srv/git means the one root /srv/git; JSON still works."""
     config = config_with(tmp_path, f"[repos]\n{ROOTS}".encode())
-    plain = run_cli(
+    plain = statehub(
         "config",
         "show",
         "--json",
-        "--config",
-        str(config),
+        config=config,
         env={"STATEHUB_REPOS__ROOTS": "/srv/git"},
     )
     assert plain.returncode == 0, plain.stderr
     assert json.loads(plain.stdout)["repos"]["roots"] == ["/srv/git"]
-    listed = run_cli(
+    listed = statehub(
         "config",
         "show",
         "--json",
-        "--config",
-        str(config),
+        config=config,
         env={"STATEHUB_REPOS__PATHS": '["/a", "/b"]'},
     )
     assert json.loads(listed.stdout)["repos"]["paths"] == ["/a", "/b"]
@@ -247,7 +232,7 @@ def test_environment_value_that_is_not_json_names_the_variable(
     """A list or table override that is not JSON is one line naming the variable and how."""
     config = config_with(tmp_path, f"[repos]\n{ROOTS}".encode())
     env = {**fleet_env(tmp_path), variable: value}
-    result = run_cli("sweep", "--all", "--config", str(config), env=env)
+    result = statehub("sweep", "--all", config=config, env=env)
     assert_refused(result, f"${variable}: {key}: not valid JSON")
     assert not (tmp_path / "db").exists()
 
@@ -255,12 +240,11 @@ def test_environment_value_that_is_not_json_names_the_variable(
 def test_environment_keeps_text_conversions(tmp_path: Path) -> None:
     """The environment is text: `60` is a number and `false` a boolean there."""
     config = config_with(tmp_path, f"[repos]\n{ROOTS}".encode())
-    result = run_cli(
+    result = statehub(
         "config",
         "show",
         "--json",
-        "--config",
-        str(config),
+        config=config,
         env={"STATEHUB_SWEEP__MAX_SECONDS": "60", "STATEHUB_SCHEDULE__ENABLED": "false"},
     )
     document = json.loads(result.stdout)
@@ -270,9 +254,7 @@ def test_environment_keeps_text_conversions(tmp_path: Path) -> None:
 def test_environment_unknown_key_says_what_was_meant(tmp_path: Path) -> None:
     """An override for a key that does not exist names the variable and the likely key."""
     config = config_with(tmp_path, f"[repos]\n{ROOTS}".encode())
-    result = run_cli(
-        "config", "check", "--config", str(config), env={"STATEHUB_REPOS__ROOT": "/srv"}
-    )
+    result = statehub("config", "check", config=config, env={"STATEHUB_REPOS__ROOT": "/srv"})
     assert_refused(
         result, "repos.root: unknown key; did you mean repos.roots?", "$STATEHUB_REPOS__ROOT"
     )
@@ -282,7 +264,7 @@ def test_database_folder_that_is_a_file_says_so(tmp_path: Path) -> None:
     """A database path under a file is one line saying which file is in the way (exit 1)."""
     (tmp_path / "afile").write_text("")
     config = config_with(tmp_path, f'[hub]\ndatabase = "afile/x.db"\n[repos]\n{ROOTS}'.encode())
-    result = run_cli("sweep", "--all", "--config", str(config))
+    result = statehub("sweep", "--all", config=config)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"statehub: database error (C-00): {tmp_path}/afile/x.db: "
@@ -293,6 +275,6 @@ def test_database_folder_that_is_a_file_says_so(tmp_path: Path) -> None:
 def test_error_line_shows_control_characters_escaped(tmp_path: Path) -> None:
     """An unknown key holding an escape sequence is shown written out, not sent raw."""
     config = config_with(tmp_path, b'[sweep]\n"x\\u001b]0;pwned\\u0007" = 1\n')
-    result = run_cli("config", "check", "--config", str(config))
+    result = statehub("config", "check", config=config)
     line = assert_refused(result, "sweep.x\\x1b]0;pwned\\x07: unknown key")
     assert "\x1b" not in line and "\x07" not in line

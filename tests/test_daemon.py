@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from api_support import ApiServer, HangingRemote, free_port
+from clirun import start_statehub, statehub
 from daemon_support import (
     DaemonProcess,
     NotifySocket,
@@ -72,16 +71,6 @@ def append_primary_sweep(config: Path, created_at: datetime, source: str = "acti
     detail = {"source": source, "lock_skipped": False, "exit_code": 0, "run_id": "primary"}
     with Store.open(settings.database_path) as store:
         store.append_event(EVENT_ALL, detail, created_at=created_at)
-
-
-def statehub(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_real_fires_in_each_mode(
@@ -242,11 +231,7 @@ def test_killed_fire_is_recorded_at_next_start(
             f'api_url = "http://127.0.0.1:{hanging.port}"',
         )
         database = load_settings(config).database_path
-        firing = subprocess.Popen(
-            [sys.executable, "-m", "statehub", "schedule", "run-now", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        firing = start_statehub("schedule", "run-now", config=config)
 
         def markers() -> dict[str, str]:
             if not database.exists():
@@ -301,7 +286,7 @@ def test_run_now_sweeps_without_a_daemon(tmp_path: Path, small_fleet: Path) -> N
     [(run_id, _, _, sweep_result)] = contract_runs(load_settings(config).database_path)
     assert run_id == run["run_id"] and json.loads(sweep_result)["repos_total"] == 2
 
-    human = statehub("schedule", "run-now", "--config", str(config))
+    human = statehub("schedule", "run-now", config=config)
     assert human.returncode == 0
     assert re.search(r"^run [0-9a-f-]{36}: swept$", human.stdout, re.MULTILINE)
     assert re.search(r"^  sweep          \d+ assessed, \d+ unchanged", human.stdout, re.MULTILINE)
@@ -390,7 +375,7 @@ def test_schedule_show_json_in_a_non_utc_zone(tmp_path: Path, small_fleet: Path)
         roots=[small_fleet],
         schedule='trigger = "30 9 * * 1-5"\ntimezone = "Europe/Berlin"',
     )
-    done = statehub("schedule", "show", "--json", "--config", str(config))
+    done = statehub("schedule", "show", "--json", config=config)
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert document["definition"]["timezone"] == "Europe/Berlin"
@@ -400,7 +385,7 @@ def test_schedule_show_json_in_a_non_utc_zone(tmp_path: Path, small_fleet: Path)
     assert document["next_fire_times"] == [iso(moment.astimezone(UTC)) for moment in expected]
     assert document["next_fire_times_local"] == [moment.isoformat() for moment in expected]
 
-    text = statehub("schedule", "show", "--config", str(config))
+    text = statehub("schedule", "show", config=config)
     assert text.returncode == 0
     assert "Europe/Berlin" in text.stdout
     first_utc = expected[0].astimezone(UTC).strftime("%Y-%m-%d %H:%M") + "Z"

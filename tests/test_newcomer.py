@@ -6,31 +6,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tomllib
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+import clirun
 from gitfleet import make_repo, write_config
 from statehub.checks import catalogue
 from statehub.settings import CHECK_IDS, load_settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-
-def statehub(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a subprocess, its stdout a pipe (not a terminal), no COLUMNS set."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "STATEHUB_CONFIG")}
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-        env=env,
-    )
+# A newcomer's first runs: stdout a pipe (not a terminal) and no COLUMNS set.
+statehub = partial(clirun.statehub, unset=("COLUMNS",))
 
 
 def test_catalogue_covers_every_check() -> None:
@@ -69,7 +59,7 @@ def test_init_writes_a_starter_that_sweeps(tmp_path: Path, fleet: Path) -> None:
     single = make_repo(tmp_path / "elsewhere", "solo")
     target = tmp_path / "mine.toml"
 
-    result = statehub("init", str(fleet), str(single), "--config", str(target))
+    result = statehub("init", str(fleet), str(single), config=target)
 
     assert result.returncode == 0, result.stderr
     written = tomllib.loads(target.read_text(encoding="utf-8"))
@@ -78,7 +68,7 @@ def test_init_writes_a_starter_that_sweeps(tmp_path: Path, fleet: Path) -> None:
     settings = load_settings(target)
     assert settings.database_path == tmp_path / "var" / "statehub.db"
     assert result.stdout.splitlines()[-1].startswith(f"next: statehub sweep --config {target}")
-    sweep = statehub("sweep", "--json", "--config", str(target))
+    sweep = statehub("sweep", "--json", config=target)
     assert sweep.returncode == 0, sweep.stderr
     assert json.loads(sweep.stdout)["detail"]["repos_total"] == 2
 
@@ -87,7 +77,7 @@ def test_init_never_overwrites(tmp_path: Path) -> None:
     """An existing file is refused with exit 2 and left as it was."""
     target = tmp_path / "statehub.toml"
     target.write_text("# mine\n", encoding="utf-8")
-    result = statehub("init", str(tmp_path), "--config", str(target))
+    result = statehub("init", str(tmp_path), config=target)
     assert result.returncode == 2
     assert "never overwrites" in result.stderr
     assert target.read_text(encoding="utf-8") == "# mine\n"
@@ -107,7 +97,7 @@ def test_sweep_of_nothing_says_so_on_stderr(tmp_path: Path) -> None:
     gone = tmp_path / "src"
     config = write_config(tmp_path, roots=[gone])
     for args in ((), ("--json",)):
-        result = statehub("sweep", *args, "--config", str(config))
+        result = statehub("sweep", *args, config=config)
         assert result.returncode == 0
         assert result.stderr == f"statehub: warning: repos.roots: {gone} does not exist\n"
     assert json.loads(result.stdout)["detail"]["warnings"] == [
@@ -119,10 +109,10 @@ def test_status_shows_the_last_sweeps_warnings(tmp_path: Path) -> None:
     """`status` repeats the warnings of the newest sweep, as text and in --json."""
     gone = tmp_path / "src"
     config = write_config(tmp_path, roots=[gone])
-    assert statehub("sweep", "--config", str(config)).returncode == 0
-    text = statehub("status", "--config", str(config))
+    assert statehub("sweep", config=config).returncode == 0
+    text = statehub("status", config=config)
     assert f"warning: repos.roots: {gone} does not exist" in text.stdout
-    document = json.loads(statehub("status", "--json", "--config", str(config)).stdout)
+    document = json.loads(statehub("status", "--json", config=config).stdout)
     assert document["warnings"] == [f"repos.roots: {gone} does not exist"]
 
 
@@ -133,8 +123,8 @@ def test_piped_tables_are_never_cut(tmp_path: Path, fleet: Path, command: tuple[
     root = make_repo(fleet, long_name)
     (root / ("an-untracked-file-with-a-long-name-" + "y" * 40 + ".txt")).write_text("x\n")
     config = write_config(tmp_path, roots=[fleet])
-    first = statehub("sweep", "--config", str(config))
-    result = first if command == ("sweep",) else statehub(*command, "--config", str(config))
+    first = statehub("sweep", config=config)
+    result = first if command == ("sweep",) else statehub(*command, config=config)
     assert result.returncode == 0, result.stderr
     assert "…" not in result.stdout
     if command == ("sweep",):
@@ -180,13 +170,13 @@ def test_sweep_of_chosen_repos_counts_those_repos(tmp_path: Path, fleet: Path) -
     dirty = make_repo(fleet, "dirty")
     (dirty / "stray.txt").write_text("x\n", encoding="utf-8")
     config = write_config(tmp_path, roots=[fleet])
-    assert statehub("sweep", "--config", str(config)).returncode == 0
+    assert statehub("sweep", config=config).returncode == 0
 
-    chosen = statehub("sweep", "--repo", "clean", "--config", str(config))
+    chosen = statehub("sweep", "--repo", "clean", config=config)
 
     assert chosen.returncode == 0, chosen.stderr
     assert "; 0 repo(s) with findings," in chosen.stdout.splitlines()[-1]
-    whole = statehub("sweep", "--config", str(config))
+    whole = statehub("sweep", config=config)
     assert "; 1 repo(s) with findings," in whole.stdout.splitlines()[-1]
 
 
@@ -216,9 +206,9 @@ def test_unchanged_resweep_shows_the_standing_findings(tmp_path: Path, fleet: Pa
     dirty = make_repo(fleet, "dirty")
     (dirty / "stray.txt").write_text("x\n", encoding="utf-8")
     config = write_config(tmp_path, roots=[fleet])
-    assert statehub("sweep", "--config", str(config)).returncode == 0
+    assert statehub("sweep", config=config).returncode == 0
 
-    again = statehub("sweep", "--config", str(config))
+    again = statehub("sweep", config=config)
 
     assert again.returncode == 0
     assert "stray.txt" in again.stdout
@@ -228,7 +218,7 @@ def test_unchanged_resweep_shows_the_standing_findings(tmp_path: Path, fleet: Pa
 def test_unknown_event_type_is_a_usage_error(tmp_path: Path) -> None:
     """`events --event-type bogus` exits 2 naming the choices, instead of "no events"."""
     config = write_config(tmp_path, roots=[tmp_path])
-    result = statehub("events", "--event-type", "bogus", "--config", str(config))
+    result = statehub("events", "--event-type", "bogus", config=config)
     assert result.returncode == 2
     assert "consistency_sweep_remote_all" in result.stderr
 
@@ -237,7 +227,7 @@ def test_json_error_is_a_json_document_too(tmp_path: Path) -> None:
     """With --json, an expected failure is also {"error", "exit_code"} on stdout."""
     bad = tmp_path / "bad.toml"
     bad.write_text("[sweep]\nmax_seconds = 0\n", encoding="utf-8")
-    result = statehub("sweep", "--json", "--config", str(bad))
+    result = statehub("sweep", "--json", config=bad)
     assert result.returncode == 78
     document = json.loads(result.stdout)
     assert document["exit_code"] == 78
@@ -249,11 +239,11 @@ def test_install_units_takes_config(tmp_path: Path) -> None:
     """`install-units --config PATH` is accepted like every command's, and validated."""
     good = write_config(tmp_path, roots=[tmp_path])
     prefix = tmp_path / "root"
-    result = statehub("install-units", "--dry-run", "--prefix", str(prefix), "--config", str(good))
+    result = statehub("install-units", "--dry-run", "--prefix", str(prefix), config=good)
     assert result.returncode == 0, result.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text("[sweep]\nmax_seconds = 0\n", encoding="utf-8")
-    refused = statehub("install-units", "--dry-run", "--prefix", str(prefix), "--config", str(bad))
+    refused = statehub("install-units", "--dry-run", "--prefix", str(prefix), config=bad)
     assert refused.returncode == 78
     assert "sweep.max_seconds" in refused.stderr
 
@@ -261,7 +251,7 @@ def test_install_units_takes_config(tmp_path: Path) -> None:
 def test_schedule_show_in_utc_prints_each_time_once(tmp_path: Path) -> None:
     """In UTC, `schedule show` lists each fire time once (no 'UTC | UTC' columns)."""
     config = write_config(tmp_path, roots=[tmp_path])
-    result = statehub("schedule", "show", "--config", str(config))
+    result = statehub("schedule", "show", config=config)
     assert result.returncode == 0, result.stderr
     assert "next fire times (UTC):" in result.stdout
     times = result.stdout.split("next fire times (UTC):\n")[1].splitlines()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,9 +29,9 @@ from api_support import (
     event_rows,
     make_slow_repo,
     serve_fleet,
-    server_env,
     wait_for,
 )
+from clirun import start_statehub, statehub
 from daemon_support import CONTRACT_QUERY, runs
 from gitfleet import make_repo, write_config
 from statehub.compare import compare
@@ -61,17 +59,6 @@ def markers(database: Path) -> list[str]:
             "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
         ).fetchall()
     return [row[0] for row in rows]
-
-
-def statehub(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=server_env(),
-    )
 
 
 # -- the API ------------------------------------------------------------------------------
@@ -129,7 +116,7 @@ def test_a_scheduled_post_is_one_run_of_the_definition_for_its_slot(hub: Hub) ->
     # The contract's query (section 8) lists it with the sweep's detail.
     [listed] = [item for item in contract if item[0] == row["run_id"]]
     assert json.loads(listed[3]) == event["detail"]
-    shown = statehub(hub.config, "runs", "--json")
+    shown = statehub("runs", "--json", config=hub.config)
     assert shown.returncode == 0, shown.stderr
     [printed] = [run for run in json.loads(shown.stdout) if run["run_id"] == row["run_id"]]
     assert (printed["outcome"], printed["context_snapshot"]["origin"]) == ("swept", "http")
@@ -159,7 +146,9 @@ def test_a_scheduled_post_while_a_sweep_runs_is_a_lock_skipped_run(hub: Hub) -> 
     assert row["scheduled_for"] == quarter_hour_slot(row["fired_at"])
     assert row["context"]["consistency_sweep_remote_all"] == event["detail"]
     assert row["context"]["progress_event_id"] == event["id"]
-    report = json.loads(statehub(hub.config, "compare", "--since-hours", "1", "--json").stdout)
+    report = json.loads(
+        statehub("compare", "--since-hours", "1", "--json", config=hub.config).stdout
+    )
     probe = report["sources"]["cron-probe"]
     assert (probe["sweeps"], probe["lock_skipped"], probe["trigger_errors"]) == (0, 1, 0)
 
@@ -230,7 +219,9 @@ def test_sweep_scheduled_records_a_run_for_its_slot(tmp_path: Path, fleet: Path)
     make_repo(fleet, "alpha")
     config = write_config(tmp_path, roots=[fleet])
     before = utc_now()
-    done = statehub(config, "sweep", "--all", "--scheduled", "--source", "local-timer", "--json")
+    done = statehub(
+        "sweep", "--all", "--scheduled", "--source", "local-timer", "--json", config=config
+    )
     after = utc_now()
     assert done.returncode == 0, done.stderr
     event = json.loads(done.stdout)  # --json prints the event, as without --scheduled
@@ -250,7 +241,7 @@ def test_sweep_without_scheduled_records_no_run(tmp_path: Path, fleet: Path) -> 
     """A timer-sourced sweep without --scheduled records its event only."""
     make_repo(fleet, "alpha")
     config = write_config(tmp_path, roots=[fleet])
-    done = statehub(config, "sweep", "--all", "--source", "local-timer")
+    done = statehub("sweep", "--all", "--source", "local-timer", config=config)
     assert done.returncode == 0, done.stderr
     assert len(event_rows(tmp_path / "statehub.db")) == 1
     assert runs(tmp_path / "statehub.db") == []
@@ -265,12 +256,12 @@ def test_a_scheduled_sweep_with_an_automation_error_is_a_failed_run(
     broken.mkdir()
     (broken / ".git").write_text("gitdir: /nowhere\n", encoding="utf-8")
     config = write_config(tmp_path, roots=[fleet])
-    done = statehub(config, "sweep", "--scheduled", "--source", "local-timer")
+    done = statehub("sweep", "--scheduled", "--source", "local-timer", config=config)
     assert done.returncode == 1, done.stderr
     [row] = runs(tmp_path / "statehub.db")
     assert row["outcome"] == "swept"
     assert row["context"]["consistency_sweep_remote_all"]["exit_code"] == 1
-    shown = statehub(config, "status", "--json")
+    shown = statehub("status", "--json", config=config)
     assert [run["outcome"] for run in json.loads(shown.stdout)["runs"]] == ["swept"]
 
 
@@ -290,7 +281,7 @@ def test_sweep_scheduled_usage_errors(
     """--scheduled without a named source, or with --repo: exit 2, one line, nothing written."""
     make_repo(fleet, "alpha")
     config = write_config(tmp_path, roots=[fleet])
-    done = statehub(config, "sweep", *args)
+    done = statehub("sweep", *args, config=config)
     assert done.returncode == 2
     assert done.stderr == f"statehub: {message}\n"
     assert not (tmp_path / "statehub.db").exists()
@@ -304,19 +295,14 @@ def test_a_killed_scheduled_sweep_is_recorded_by_the_next(tmp_path: Path, fleet:
     config = write_config(tmp_path, roots=[fleet], sweep="fetch_timeout_seconds = 60")
     database = tmp_path / "statehub.db"
     argv = ["sweep", "--all", "--scheduled", "--source", "local-timer"]
-    killed = subprocess.Popen(
-        [sys.executable, "-m", "statehub", *argv, "--remote", "--config", str(config)],
-        env=server_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    killed = start_statehub(*argv, "--remote", config=config)
     try:
         assert wait_for(lambda: database.exists() and markers(database), timeout=30)
     finally:
         killed.send_signal(signal.SIGKILL)
         killed.wait(20)
         remote.close()
-    done = statehub(config, *argv)
+    done = statehub(*argv, config=config)
     assert done.returncode == 0, done.stderr
     interrupted, swept = runs(database)
     assert (interrupted["outcome"], interrupted["context"]["interrupted"]) == ("error", True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from clirun import start_statehub
 from contract_keys import DETAIL_KEYS
 from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
 from statehub.errors import UsageError
@@ -296,11 +297,7 @@ def test_kill_minus_nine_keeps_events_and_frees_the_lock(tmp_path: Path, fleet: 
     earlier = run_sweep(settings)
     with HangingServer() as server:
         git(hanging, "remote", "set-url", "origin", server.url)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "statehub", "sweep", "--remote", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = start_statehub("sweep", "--remote", config=config)
         deadline = time.monotonic() + 20
         while not is_locked(settings.database_path) and time.monotonic() < deadline:
             time.sleep(0.05)

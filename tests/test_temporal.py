@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import hostilekit
+from clirun import statehub
 from daemon_support import CONTRACT_QUERY, DaemonProcess, NotifySocket, runs, wait_for
 from gitfleet import HangingServer, git, make_repo, write_config
 from statehub.store import parse_iso, utc_now
@@ -29,18 +30,6 @@ from test_alerts import Receiver
 
 SCHEDULE_ID_LINE = 'schedule_id = "{}"'
 FAR_TRIGGER = "30 4 1 1 *"  # once a year: the schedule never fires by itself during a test
-
-
-def statehub(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``statehub ARGS --config CONFIG`` as a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args, "--config", str(config)],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def temporal_config(
@@ -80,7 +69,7 @@ def slow_fetch_config(
 
 
 def sync(config: Path, *extra: str) -> dict[str, Any]:
-    done = statehub(config, "temporal", "sync", "--json", *extra)
+    done = statehub("temporal", "sync", "--json", *extra, config=config)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
@@ -178,7 +167,7 @@ def test_sync_creates_is_idempotent_updates_and_pauses(
     assert temporal_server.describe_schedule(schedule_id)["conflictToken"] == conflict
 
     set_trigger(config, "*/5 9-17 * * 1-5")
-    shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+    shown = json.loads(statehub("temporal", "show", "--json", config=config).stdout)
     assert any(item.startswith("trigger:") for item in shown["drift"])
     planned = sync(config, "--dry-run")
     assert planned["action"] == "update"
@@ -190,7 +179,7 @@ def test_sync_creates_is_idempotent_updates_and_pauses(
     assert calendar["minute"] == [{"end": 59, "step": 5}]
     assert [day["start"] for day in calendar["dayOfWeek"]] == [1, 2, 3, 4, 5]
     assert calendar["hour"] == [{"start": 9, "end": 17, "step": 1}]
-    shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+    shown = json.loads(statehub("temporal", "show", "--json", config=config).stdout)
     assert shown["drift"] == []
     assert shown["temporal"]["next_fire_times"] == shown["local"]["next_fire_times"]
 
@@ -208,7 +197,7 @@ def test_cron_with_both_day_fields_fires_when_cron_would(
     config, _ = temporal_config(tmp_path, fleet, temporal_server)
     set_trigger(config, "0 6 13 * 7")
     assert sync(config)["action"] == "create"
-    shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+    shown = json.loads(statehub("temporal", "show", "--json", config=config).stdout)
     assert shown["temporal"]["next_fire_times"] == shown["local"]["next_fire_times"]
     assert shown["drift"] == []
 
@@ -218,7 +207,7 @@ def test_show_without_a_schedule_and_without_a_server(
 ) -> None:
     """show flags a missing schedule; an unreachable server is one line and exit status 1."""
     config, _ = temporal_config(tmp_path, fleet, temporal_server)
-    shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+    shown = json.loads(statehub("temporal", "show", "--json", config=config).stdout)
     assert shown["temporal"] is None
     assert shown["drift"] == ["the schedule does not exist in Temporal: run statehub temporal sync"]
 
@@ -229,7 +218,7 @@ def test_show_without_a_schedule_and_without_a_server(
     config.write_text(
         config.read_text().replace(temporal_server.address, f"127.0.0.1:{port}"), encoding="utf-8"
     )
-    done = statehub(config, "temporal", "sync")
+    done = statehub("temporal", "sync", config=config)
     assert done.returncode == 1
     assert done.stderr.startswith(
         f"statehub: error: cannot connect to Temporal at 127.0.0.1:{port}"
@@ -295,11 +284,11 @@ def test_a_triggered_schedule_sweeps_through_the_worker_and_records_one_run(
     assert contract_row[0] == row["run_id"]
     assert heartbeat is not None and parse_iso(heartbeat[0]) <= utc_now()  # the status page's
     assert json.loads(contract_row[3])["source"] == "activity-core"
-    shown = statehub(config, "temporal", "show")
+    shown = statehub("temporal", "show", config=config)
     assert shown.returncode == 0
     assert "completed" in shown.stdout
     assert "no drift" in shown.stdout
-    table = statehub(config, "runs").stdout
+    table = statehub("runs", config=config).stdout
     [line] = [line for line in table.splitlines() if "swept" in line]
     assert "temporal" in line
 
@@ -370,7 +359,7 @@ def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
             )
             temporal_server.trigger(schedule_id)
             [run] = temporal_server.closed_workflows(schedule_id, 1, timeout=60)
-            shown = json.loads(statehub(config, "temporal", "show", "--json").stdout)
+            shown = json.loads(statehub("temporal", "show", "--json", config=config).stdout)
 
             from statehub.lock import SweepLock
 
@@ -475,7 +464,7 @@ def fire_markers(database: Path) -> list[str]:
 
 def run_now(config: Path) -> dict[str, Any]:
     """One fire of the standby daemon's path (``schedule run-now``): the recorded run."""
-    done = statehub(config, "schedule", "run-now", "--json")
+    done = statehub("schedule", "run-now", "--json", config=config)
     assert done.returncode == 0, done.stderr
     run: dict[str, Any] = json.loads(done.stdout)
     return run
@@ -505,7 +494,7 @@ def test_failover_standby_follows_a_temporal_primary_and_takes_over_while_it_is_
         assert healthy["context_snapshot"]["primary_last_source"] == "activity-core"
 
         server.stop()
-        down = statehub(config, "temporal", "show")
+        down = statehub("temporal", "show", config=config)
         assert down.returncode == 1
         assert "cannot connect to Temporal" in down.stderr
         primary_at = healthy["context_snapshot"]["primary_last_sweep_at"]

@@ -11,13 +11,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import clirun
 from gitfleet import good_files, make_repo, workplan, write, write_config
 from statehub.logs import OneLineFormatter
 
@@ -40,17 +39,12 @@ def hostile(fleet: Path) -> Path:
     return root
 
 
-def statehub(*args: str, colour: bool) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "COLUMNS": "250"}
-    env.pop("NO_COLOR", None)
-    if colour:
-        env["FORCE_COLOR"] = "1"  # rich writes styles as on a terminal
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args],
-        capture_output=True,
-        timeout=120,
-        check=False,
-        env=env,
+def statehub(*args: str, config: Path, colour: bool) -> subprocess.CompletedProcess[bytes]:
+    """The CLI 250 columns wide, its output as bytes; ``colour`` makes rich write its styles
+    as on a terminal, whatever NO_COLOR the caller has."""
+    styles = {"FORCE_COLOR": "1"} if colour else {}
+    return clirun.statehub(
+        *args, config=config, env={"COLUMNS": "250", **styles}, unset=("NO_COLOR",), text=False
     )
 
 
@@ -70,7 +64,7 @@ def test_check_prints_names_as_text_with_escapes_written_out(
 ) -> None:
     """`statehub check` shows markup-like names as they are and control characters escaped."""
     config = write_config(tmp_path, roots=[hostile.parent])
-    result = statehub("check", str(hostile), "--config", str(config), colour=colour)
+    result = statehub("check", str(hostile), config=config, colour=colour)
     assert result.returncode == 0, result.stderr.decode()
     assert b"Traceback" not in result.stderr
     _assert_shown_escaped(result.stdout)
@@ -83,7 +77,7 @@ def test_sweep_prints_names_as_text_with_escapes_written_out(
 ) -> None:
     """`statehub sweep` (table and summary) survives the same repo and escapes it."""
     config = write_config(tmp_path, roots=[hostile.parent])
-    result = statehub("sweep", "--all", "--config", str(config), colour=colour)
+    result = statehub("sweep", "--all", config=config, colour=colour)
     assert result.returncode == 0, result.stderr.decode()
     assert b"Traceback" not in result.stderr
     _assert_shown_escaped(result.stdout)
@@ -92,7 +86,7 @@ def test_sweep_prints_names_as_text_with_escapes_written_out(
 def test_json_output_carries_no_raw_control_character(hostile: Path, tmp_path: Path) -> None:
     """`--json` escapes control characters itself and keeps the names exact."""
     config = write_config(tmp_path, roots=[hostile.parent])
-    result = statehub("check", str(hostile), "--json", "--config", str(config), colour=False)
+    result = statehub("check", str(hostile), "--json", config=config, colour=False)
     assert result.returncode == 0
     assert b"\x1b" not in result.stdout and b"\x07" not in result.stdout
     paths = {finding["path"] for finding in json.loads(result.stdout)["findings"]}

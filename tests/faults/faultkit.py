@@ -25,35 +25,6 @@ IN_PROGRESS = "sweep_in_progress"  # statehub.sweep's hub_state key of a running
 FIRE_MARKER = "scheduler_fire:"  # statehub.fire's hub_state prefix of a running fire
 
 
-def statehub(
-    config: Path,
-    *args: str,
-    timeout: float = 60.0,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """``python -m statehub ARGS --config CONFIG`` to its end (bounded); output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "statehub", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        env=None if env is None else {**os.environ, **env},
-    )
-
-
-def popen_statehub(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
-    """``python -m statehub ARGS --config CONFIG`` started, stdout and stderr to ``log``."""
-    with log.open("ab") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "statehub", *args, "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def popen_launch(*args: str, log: Path) -> subprocess.Popen[bytes]:
     """``launch.py ARGS`` (a real program with a fault switched in), output to ``log``."""
     with log.open("ab") as sink:

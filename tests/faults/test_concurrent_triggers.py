@@ -19,9 +19,10 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from faultkit import activity_runs, copy_fleet, events, integrity, statehub
+from faultkit import activity_runs, copy_fleet, events, integrity
 
 from api_support import ApiServer, client, free_port
+from clirun import statehub
 from gitfleet import HangingServer, git, make_repo, write_config
 from statehub.lock import is_locked
 from statehub.settings import load_settings
@@ -66,11 +67,13 @@ def test_two_hundred_concurrent_triggers_one_sweep_at_a_time(tmp_path: Path, fle
                 return answer.status_code, answer.json()
 
             def sweep(n: int) -> tuple[int, str, str]:
-                done = statehub(config, "sweep", "--remote", "--json", "--source", "burst-cli")
+                done = statehub(
+                    "sweep", "--remote", "--json", "--source", "burst-cli", config=config
+                )
                 return done.returncode, done.stdout, done.stderr
 
             def fire(n: int) -> tuple[int, str, str]:
-                done = statehub(config, "schedule", "run-now", "--json")
+                done = statehub("schedule", "run-now", "--json", config=config)
                 return done.returncode, done.stdout, done.stderr
 
             groups = {

@@ -25,14 +25,14 @@ from typing import Any
 
 import httpx
 import pytest
-from faultkit import IN_PROGRESS, events, hub_state, integrity, statehub
+from faultkit import IN_PROGRESS, events, hub_state, integrity
 
 from api_support import ApiServer, client, free_port
+from clirun import STATEHUB, statehub
 from daemon_support import wait_for
 from gitfleet import HangingServer, git, make_repo, write_config
 
 SWEEP = "/consistency/sweep/remote-all"
-STATEHUB = (sys.executable, "-m", "statehub")
 BUSY_SECONDS = 5  # statehub.store.BUSY_TIMEOUT_MS: how long a writer waits for the lock
 HOLD_SECONDS = 3 * BUSY_SECONDS  # longer than any wait below; the holder is killed sooner
 
@@ -74,7 +74,7 @@ def make_scene(tmp_path: Path, fleet: Path, hanging: HangingServer, database: Pa
     )
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace('"statehub.db"', f'"{database}"'), encoding="utf-8")
-    first = statehub(config, "sweep", "--json")
+    first = statehub("sweep", "--json", config=config)
     assert first.returncode == 0, first.stderr
     assert len(events(database)) == 1
     return Scene(config=config, database=database, port=port)
@@ -106,7 +106,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], pattern: str
 
 def assert_next_sweep_succeeds(scene: Scene, before: list[dict[str, Any]]) -> None:
     """The next sweep exits 0; the events are those before plus exactly this one."""
-    result = statehub(scene.config, "sweep", "--json")
+    result = statehub("sweep", "--json", config=scene.config)
     assert result.returncode == 0, result.stderr
     after = events(scene.database)
     assert after[: len(before)] == before
@@ -220,7 +220,7 @@ def test_locked_database_is_one_c00_line(scene: Scene) -> None:
     """Another writer holds the database past the 5 s busy timeout: exit 1, one line, no event."""
     before = events(scene.database)
     with exclusive_writer(scene.database):
-        result = statehub(scene.config, "sweep", "--json", timeout=30)
+        result = statehub("sweep", "--json", config=scene.config, timeout=30)
         assert events(scene.database) == before
     assert_one_error_line(result, re.escape(error_line(scene, "database is locked")))
     assert IN_PROGRESS not in hub_state(scene.database)
@@ -231,7 +231,7 @@ def test_read_only_database_is_one_c00_line(scene: Scene) -> None:
     """A database file that cannot be written: exit 1, one line, no event; then it works."""
     before = events(scene.database)
     with read_only(scene.database):
-        result = statehub(scene.config, "sweep", "--json")
+        result = statehub("sweep", "--json", config=scene.config)
         assert events(scene.database) == before
     reason = "attempt to write a readonly database"
     assert_one_error_line(result, re.escape(error_line(scene, reason)))
@@ -278,7 +278,7 @@ def test_full_disk_is_one_c00_line(tmp_path: Path, fleet: Path, hanging: Hanging
         scene = make_scene(tmp_path, fleet, hanging, disk / "statehub.db")
         before = events(scene.database)
         filler = fill(disk)
-        result = statehub(scene.config, "sweep", "--json")
+        result = statehub("sweep", "--json", config=scene.config)
         assert_one_error_line(result, re.escape(error_line(scene, "")) + FULL)
         filler.unlink()
         assert events(scene.database) == before
@@ -297,7 +297,7 @@ def test_file_size_limit_is_one_c00_line(scene: Scene) -> None:
 
     before = events(scene.database)
     result = subprocess.run(
-        [sys.executable, "-m", "statehub", "sweep", "--json", "--config", str(scene.config)],
+        [*STATEHUB, "sweep", "--json", "--config", str(scene.config)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -310,7 +310,7 @@ def test_file_size_limit_is_one_c00_line(scene: Scene) -> None:
     # next one: one complete event for it, never a partial one.
     stuck = IN_PROGRESS in hub_state(scene.database)
     print("the failed sweep left its marker:", stuck)
-    result = statehub(scene.config, "sweep", "--json")
+    result = statehub("sweep", "--json", config=scene.config)
     assert result.returncode == 0, result.stderr
     after = events(scene.database)
     assert after[: len(before)] == before

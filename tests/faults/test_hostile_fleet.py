@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from faultkit import statehub, tree_snapshot
+from faultkit import tree_snapshot
 
+from clirun import statehub
 from gitfleet import HangingServer, commit_all, git, good_files, make_repo, write_config
 
 MAX_SECONDS = 20
@@ -106,7 +107,7 @@ def outcomes(detail: dict[str, Any]) -> dict[str, list[tuple[str, str, str | Non
 
 def sweep(config: Path, *args: str) -> tuple[dict[str, Any], float]:
     started = time.monotonic()
-    result = statehub(config, "sweep", "--json", *args, timeout=MAX_SECONDS + MARGIN)
+    result = statehub("sweep", "--json", *args, config=config, timeout=MAX_SECONDS + MARGIN)
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stderr  # the C-00s below
     assert result.stderr == ""

@@ -29,12 +29,12 @@ from faultkit import (
     events,
     hub_state,
     is_running,
-    statehub,
     worker_pids,
 )
 
 import hostilekit
 from api_support import client, serve_fleet
+from clirun import start_statehub, statehub
 from daemon_support import NotifySocket
 from gitfleet import HangingServer, git, make_repo, write_config
 
@@ -65,7 +65,7 @@ def sweeping(database: Path) -> bool:
 
 
 def sweep_json(config: Path, *args: str, timeout: float = 120) -> dict[str, Any]:
-    done = statehub(config, "sweep", "--all", "--json", *args, timeout=timeout)
+    done = statehub("sweep", "--all", "--json", *args, config=config, timeout=timeout)
     assert done.returncode in (0, 1), done.stderr
     assert "Traceback" not in done.stderr
     detail: dict[str, Any] = json.loads(done.stdout)["detail"]
@@ -221,12 +221,7 @@ def test_kill_9_mid_sweep_leaves_no_worker_and_is_recorded(tmp_path: Path, fleet
     hostilekit.fifo_object(fleet, tmp_path / "scratch")
     make_repo(fleet, "good")
     config = write_config(tmp_path, roots=[fleet], sweep="max_seconds = 300\nworkers = 2")
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "statehub", "sweep", "--all", "--config", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sweep = start_statehub("sweep", "--all", config=config)
     try:
         workers = wait_until(
             lambda: len(worker_pids(sweep.pid)) == 2 and worker_pids(sweep.pid), "two workers"
@@ -251,13 +246,7 @@ def test_a_killed_sweep_leaves_no_fetch_behind(tmp_path: Path, fleet: Path) -> N
         config = write_config(
             tmp_path, roots=[fleet], sweep="max_seconds = 300\nfetch_timeout_seconds = 300"
         )
-        command = ["sweep", "--all", "--remote", "--config", str(config)]
-        sweep = subprocess.Popen(
-            [sys.executable, "-m", "statehub", *command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        sweep = start_statehub("sweep", "--all", "--remote", config=config)
         try:
             worker, fetch = wait_until(
                 lambda: next(
@@ -292,12 +281,7 @@ def test_two_configs_reaching_one_database_share_one_lock(tmp_path: Path, fleet:
             'database = "statehub.db"', f'database = "{tmp_path}/linked/statehub.db"'
         )
     )
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "statehub", "sweep", "--all", "--config", str(direct)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    holder = start_statehub("sweep", "--all", config=direct)
     try:
         wait_until(lambda: sweeping(real / "statehub.db"), "the first sweep")
         detail = sweep_json(through_link)
@@ -339,7 +323,7 @@ def test_check_of_a_stuck_repo_ends_at_its_bound(tmp_path: Path, fleet: Path) ->
     stuck = hostilekit.fifo_object(fleet, tmp_path / "scratch")
     config = write_config(tmp_path, roots=[fleet], sweep="repo_timeout_seconds = 2")
     started = time.monotonic()
-    done = statehub(config, "check", str(stuck), "--json", timeout=60)
+    done = statehub("check", str(stuck), "--json", config=config, timeout=60)
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stderr
     findings = json.loads(done.stdout)["findings"]

@@ -32,12 +32,11 @@ from faultkit import (
     integrity,
     kill9,
     popen_launch,
-    popen_statehub,
-    statehub,
     touch_indexes,
 )
 
 from api_support import ApiServer, client, free_port
+from clirun import start_statehub, statehub
 from daemon_support import wait_for
 from gitfleet import HangingServer, git, make_repo, write_config
 from statehub.lock import is_locked
@@ -89,7 +88,7 @@ def scene(tmp_path: Path, fleet: Path) -> Iterator[Scene]:
         )
         logs = tmp_path / "logs"
         logs.mkdir()
-        first = statehub(config, "sweep", "--json")
+        first = statehub("sweep", "--json", config=config)
         assert first.returncode == 0, first.stderr
         yield Scene(
             config=config,
@@ -109,8 +108,8 @@ class Victim:
         self.poster: threading.Thread | None = None
         log = scene.logs / f"{n:02d}-{entry}.log"
         if entry == "cli":
-            self.process = popen_statehub(
-                scene.config, "sweep", "--remote", "--json", "--source", "kill-cli", log=log
+            self.process = start_statehub(
+                "sweep", "--remote", "--json", "--source", "kill-cli", config=scene.config, log=log
             )
         elif entry == "api":
             self.server = ApiServer(scene.config, scene.port, log=log).start()
@@ -175,11 +174,11 @@ def test_twenty_random_kills_lose_nothing(scene: Scene) -> None:
 
         # The next sweep runs, completes, and records the killed one as interrupted.
         if entry == "daemon":
-            answer = statehub(scene.config, "schedule", "run-now", "--json", env=LOCAL_FIRE)
+            answer = statehub("schedule", "run-now", "--json", config=scene.config, env=LOCAL_FIRE)
             assert answer.returncode == 0, answer.stderr
             event_id = json.loads(answer.stdout)["context_snapshot"]["progress_event_id"]
         else:
-            answer = statehub(scene.config, "sweep", "--json", "--source", f"next-{n}")
+            answer = statehub("sweep", "--json", "--source", f"next-{n}", config=scene.config)
             assert answer.returncode == 0, answer.stderr
             event_id = json.loads(answer.stdout)["id"]
         after = events(database)
