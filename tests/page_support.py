@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from api_support import ApiServer, free_port
+from contract_keys import sweep_detail
 from gitfleet import write_config
 from statehub.store import ActivityRun, Assessment, Store, iso, utc_now
 
@@ -48,30 +49,18 @@ def slot_label(start: datetime) -> str:
     return start.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
+# What every planted sweep saw unless it says otherwise: four repos, one of them reassessed.
+FLEET: dict[str, Any] = {
+    "repos_total": 4,
+    "repos_processed": [{"repo": "alpha-svc", "head": "1a2b3c4", "findings": [{"check": "C-09"}]}],
+    "skipped_clean": ["gamma-docs"],
+    "assessment_failures": 2,
+}
+
+
 def detail(source: str, started: datetime, **changes: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "source": source,
-        "run_id": f"{source}-{started.timestamp():.0f}",
-        "lock_skipped": False,
-        "started_at": iso(started),
-        "finished_at": iso(started + timedelta(seconds=3)),
-        "duration_seconds": 3.0,
-        "max_seconds": 300,
-        "remote": False,
-        "repos_total": 4,
-        "repos_processed": [
-            {"repo": "alpha-svc", "head": "1a2b3c4", "findings": [{"check": "C-09"}]}
-        ],
-        "skipped_clean": ["gamma-docs"],
-        "skipped_missing": [],
-        "skipped_budget": [],
-        "exit_code": 0,
-        "automation_error": False,
-        "automation_errors": [],
-        "assessment_failures": 2,
-    }
-    record.update(changes)
-    return record
+    """A planted sweep's detail: :data:`FLEET`'s, with ``changes``."""
+    return sweep_detail(source, started, **(FLEET | changes))
 
 
 def plant(database: Path, now: datetime | None = None) -> Planted:

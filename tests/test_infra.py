@@ -24,6 +24,7 @@ import yaml
 from gitfleet import loopback_http
 from statehub.errors import UsageError
 from statehub.install import DEFAULT_SOURCE_DIR, install_units, main
+from unitfile import unit_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMD = REPO / "infra" / "systemd"
@@ -49,29 +50,6 @@ needs_systemd_analyze = pytest.mark.skipif(
 
 
 # -- reading unit files --------------------------------------------------------------
-
-
-def unit_settings(unit_path: Path) -> dict[tuple[str, str], list[str]]:
-    """Every assignment of a unit file as ``(section, key) -> values`` in file order.
-
-    An empty assignment resets the list, as systemd does.
-    """
-    settings: dict[tuple[str, str], list[str]] = {}
-    section = ""
-    for raw in unit_path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        key, _, value = line.partition("=")
-        values = settings.setdefault((section, key.strip()), [])
-        if value.strip():
-            values.append(value.strip())
-        else:
-            values.clear()
-    return settings
 
 
 def unit_value(unit_path: Path, section: str, key: str) -> str:

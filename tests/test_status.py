@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from contract_keys import sweep_detail
 from statehub.cli import main
 from statehub.compare import status_command, status_report
 from statehub.settings import Settings, load_settings
@@ -30,29 +31,18 @@ def settings_in(tmp_path: Path, *, timezone: str = "UTC") -> tuple[Path, Setting
     return config, load_settings(config)
 
 
+# What every planted sweep saw unless it says otherwise: two clean repos, fetched.
+FLEET: dict[str, Any] = {
+    "remote": True,
+    "repos_total": 2,
+    "skipped_clean": ["alpha", "beta"],
+    "assessment_failures": 1,
+}
+
+
 def detail(source: str, started: datetime, **changes: Any) -> dict[str, Any]:
-    """A detail with every key of contract section 5."""
-    record: dict[str, Any] = {
-        "source": source,
-        "run_id": f"{source}-{started.timestamp():.0f}",
-        "lock_skipped": False,
-        "started_at": iso(started),
-        "finished_at": iso(started + timedelta(seconds=3)),
-        "duration_seconds": 3.0,
-        "max_seconds": 300,
-        "remote": True,
-        "repos_total": 2,
-        "repos_processed": [],
-        "skipped_clean": ["alpha", "beta"],
-        "skipped_missing": [],
-        "skipped_budget": [],
-        "exit_code": 0,
-        "automation_error": False,
-        "automation_errors": [],
-        "assessment_failures": 1,
-    }
-    record.update(changes)
-    return record
+    """A planted sweep's detail: :data:`FLEET`'s, with ``changes``."""
+    return sweep_detail(source, started, **(FLEET | changes))
 
 
 def populate(store: Store) -> None:

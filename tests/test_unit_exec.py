@@ -25,13 +25,13 @@ import pytest
 from api_support import client, free_port
 from daemon_support import NotifySocket, wait_for
 from gitfleet import git, make_repo, write_config
-from test_infra import API_UNIT, SWEEPD_UNIT, SYNC_SERVICE, SYSTEMD, unit_exec_start, unit_settings
+from test_infra import API_UNIT, SWEEPD_UNIT, SYNC_SERVICE, SYSTEMD, unit_exec_start
+from unitfile import unit_settings
 from unitsandbox import (
     DYNAMIC_UID,
     FLEET,
     UnitView,
     can_emulate,
-    read_view,
     run_in_unit,
     sandboxed,
     stop_unit,
@@ -112,7 +112,7 @@ def _sandbox_fleet(tmp_path: Path, *, extra: str = "", **sections: str) -> UnitV
 
 
 def _with_unit(view: UnitView, unit: Path, *dropins: Path) -> UnitView:
-    view.settings = read_view(unit, dropins=dropins)
+    view.settings = unit_settings(unit, *dropins)
     return view
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from test_infra import ALL_UNITS, SYSTEMD_ANALYZE, unit_settings
+from test_infra import ALL_UNITS, SYSTEMD_ANALYZE
 from test_unit_exec import exec_lines, fetching_view
+from unitfile import unit_settings
 from unitsandbox import can_emulate, run_in_unit
 
 STRACE = shutil.which("strace")

@@ -34,8 +34,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from test_infra import unit_settings
-
 UNSHARE = shutil.which("unshare")
 SETPRIV = shutil.which("setpriv")
 # systemd's environment for a system service (before the unit's Environment=).
@@ -86,34 +84,6 @@ class UnitView:
         return self.service("IPAddressDeny")[-1:] == ["any"] and set(
             self.service("IPAddressAllow")
         ) <= {"localhost", "127.0.0.0/8", "::1/128"}
-
-
-def read_view(unit: Path, *, dropins: tuple[Path, ...] = ()) -> dict[tuple[str, str], list[str]]:
-    """The unit's settings with its drop-ins applied in order (an empty value resets)."""
-    settings = unit_settings(unit)
-    for dropin in dropins:
-        for key, values in _raw_assignments(dropin):
-            merged = settings.setdefault(key, [])
-            if values is None:
-                merged.clear()
-            else:
-                merged.append(values)
-    return settings
-
-
-def _raw_assignments(path: Path) -> list[tuple[tuple[str, str], str | None]]:
-    out: list[tuple[tuple[str, str], str | None]] = []
-    section = ""
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        key, _, value = line.partition("=")
-        out.append(((section, key.strip()), value.strip() or None))
-    return out
 
 
 def _path_entries(view: UnitView, key: str) -> list[str]:
