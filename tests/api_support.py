@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from gitfleet import git, make_repo, write_config
+from gitfleet import make_repo, write_config
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -141,9 +141,7 @@ class HangingRemote:
 
 def make_slow_repo(parent: Path, name: str, remote: HangingRemote) -> Path:
     """A good repo whose only remote hangs: its ``--remote`` fetch waits for the timeout."""
-    root = make_repo(parent, name, with_origin=False)
-    git(root, "remote", "add", "origin", remote.url(name))
-    return root
+    return make_repo(parent, name, origin_url=remote.url(name))
 
 
 def event_rows(database: Path) -> list[dict[str, Any]]:

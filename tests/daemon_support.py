@@ -5,6 +5,7 @@ Every wait here is bounded; a helper that times out raises AssertionError with w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,14 +46,15 @@ def contract_runs(database: Path) -> list[tuple[Any, ...]]:
         return connection.execute(CONTRACT_QUERY).fetchall()
 
 
-def runs(database: Path) -> list[dict[str, Any]]:
-    """Every activity run, oldest fire first, context parsed."""
+def runs(database: Path, *, order: str = "fired_at") -> list[dict[str, Any]]:
+    """Every activity run, context parsed, ordered by the column ``order``: ``fired_at``
+    (oldest fire first) or ``rowid`` (as recorded). None before the database exists."""
     if not database.exists():
         return []
-    with sqlite3.connect(database) as connection:
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
         rows = connection.execute(
             "SELECT run_id, fired_at, scheduled_for, outcome, context_snapshot"
-            " FROM activity_runs ORDER BY fired_at"
+            f" FROM activity_runs ORDER BY {order}"
         ).fetchall()
     return [
         {

@@ -79,11 +79,14 @@ def make_repo(
     *,
     branch: str = "main",
     with_origin: bool = True,
+    origin_url: str | None = None,
 ) -> Path:
     """A work tree at ``parent/name`` with one commit of ``files`` (default: a good repo).
 
     With ``with_origin`` a bare origin is made beside it (``parent/.origins/name.git``),
     pushed to, its HEAD set, and the branch tracks ``origin/<branch>``: C-14..C-20 clean.
+    ``origin_url`` names the origin instead (nothing pushed): a server that never answers
+    makes a ``--remote`` fetch of the repo last its whole timeout.
     """
     root = parent / name
     root.mkdir(parents=True)
@@ -91,7 +94,9 @@ def make_repo(
     write(root, good_files(name) if files is None else files)
     git(root, "add", "-A")
     git(root, "commit", "-q", "--allow-empty", "-m", "initial")
-    if with_origin:
+    if origin_url is not None:
+        git(root, "remote", "add", "origin", origin_url)
+    elif with_origin:
         origin = parent / ".origins" / f"{name}.git"
         origin.parent.mkdir(parents=True, exist_ok=True)
         git(parent, "init", "-q", "--bare", "-b", branch, str(origin))

@@ -23,7 +23,7 @@ import pytest
 import hostilekit
 from clirun import statehub
 from daemon_support import CONTRACT_QUERY, DaemonProcess, NotifySocket, runs, wait_for
-from gitfleet import HangingServer, git, make_repo, write_config
+from gitfleet import HangingServer, make_repo, write_config
 from statehub.store import parse_iso, utc_now
 from temporal_support import TemporalServer, free_port, status
 from test_alerts import Receiver
@@ -60,8 +60,7 @@ def slow_fetch_config(
     folder: Path, fleet: Path, server: TemporalServer, hanging: HangingServer, *, fetch_timeout: int
 ) -> tuple[Path, str]:
     """One repo whose fetch hangs, and a schedule that fetches: a run that lasts."""
-    repo = make_repo(fleet, "slow", with_origin=False)
-    git(repo, "remote", "add", "origin", hanging.url)
+    make_repo(fleet, "slow", origin_url=hanging.url)
     return temporal_config(
         folder, fleet, server, schedule="remote = true",
         sweep=f"fetch_timeout_seconds = {fetch_timeout}",
@@ -334,8 +333,7 @@ def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
     """A trigger during a run is skipped (overlap SKIP); a lock held elsewhere: lock_skipped."""
     make_repo(fleet, "aaa")  # swept first (by name): its heartbeat comes before the slow fetch
     with HangingServer() as hanging:
-        repo = make_repo(fleet, "slow", with_origin=False)
-        git(repo, "remote", "add", "origin", hanging.url)  # each fetch hangs to its timeout
+        make_repo(fleet, "slow", origin_url=hanging.url)  # each fetch hangs to its timeout
         config, schedule_id = temporal_config(
             tmp_path,
             fleet,

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from daemon_support import runs
 from gitfleet import good_files, make_repo
 
 HERE = Path(__file__).resolve().parent
@@ -100,22 +101,8 @@ def events(database: Path) -> list[dict[str, Any]]:
 
 
 def activity_runs(database: Path) -> list[dict[str, Any]]:
-    """Every activity run in insertion order, context parsed."""
-    rows = _read(
-        database,
-        "SELECT run_id, fired_at, scheduled_for, outcome, context_snapshot"
-        " FROM activity_runs ORDER BY rowid",
-    )
-    return [
-        {
-            "run_id": row[0],
-            "fired_at": row[1],
-            "scheduled_for": row[2],
-            "outcome": row[3],
-            "context": json.loads(row[4]),
-        }
-        for row in rows
-    ]
+    """Every activity run in the order recorded, context parsed."""
+    return runs(database, order="rowid")
 
 
 def hub_state(database: Path) -> dict[str, str]:

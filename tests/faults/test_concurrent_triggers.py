@@ -23,7 +23,7 @@ from faultkit import activity_runs, copy_fleet, events, integrity
 
 from api_support import ApiServer, client, free_port
 from clirun import statehub
-from gitfleet import HangingServer, git, make_repo, write_config
+from gitfleet import HangingServer, make_repo, write_config
 from statehub.lock import is_locked
 from statehub.settings import load_settings
 from statehub.store import parse_iso
@@ -45,8 +45,7 @@ def test_two_hundred_concurrent_triggers_one_sweep_at_a_time(tmp_path: Path, fle
     """200 mixed triggers: 200 events, 0 errors, no two sweeps overlap, all runs recorded."""
     copy_fleet(fleet, 20)
     with HangingServer() as hanging:
-        root = make_repo(fleet, "zz-hang", with_origin=False)
-        git(root, "remote", "add", "origin", hanging.url)
+        make_repo(fleet, "zz-hang", origin_url=hanging.url)
         port = free_port()
         config = write_config(
             tmp_path,

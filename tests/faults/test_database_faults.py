@@ -30,7 +30,7 @@ from faultkit import IN_PROGRESS, events, hub_state, integrity
 from api_support import ApiServer, client, free_port
 from clirun import STATEHUB, statehub
 from daemon_support import wait_for
-from gitfleet import HangingServer, git, make_repo, write_config
+from gitfleet import HangingServer, make_repo, write_config
 
 SWEEP = "/consistency/sweep/remote-all"
 BUSY_SECONDS = 5  # statehub.store.BUSY_TIMEOUT_MS: how long a writer waits for the lock
@@ -62,8 +62,7 @@ def make_scene(tmp_path: Path, fleet: Path, hanging: HangingServer, database: Pa
     """Two good repos and one whose fetch hangs for 2 s (its C-00 disabled): one sweep done."""
     make_repo(fleet, "alpha")
     make_repo(fleet, "beta")
-    slow = make_repo(fleet, "zz-slow", with_origin=False)
-    git(slow, "remote", "add", "origin", hanging.url)
+    make_repo(fleet, "zz-slow", origin_url=hanging.url)
     port = free_port()
     config = write_config(
         tmp_path,

@@ -81,8 +81,7 @@ def build(fleet: Path, outside: Path, hanging: HangingServer) -> dict[str, Path]
         files[f"src/d{n % 50:02d}/f{n:04d}.txt"] = f"line {n}\n"
     trees["many"] = make_repo(fleet, "many", files)
 
-    hang = make_repo(fleet, "hang", with_origin=False)
-    git(hang, "remote", "add", "origin", hanging.url)
+    hang = make_repo(fleet, "hang", origin_url=hanging.url)
     trees["hang"] = hang
     return trees
 

@@ -36,7 +36,7 @@ import hostilekit
 from api_support import client, serve_fleet
 from clirun import start_statehub, statehub
 from daemon_support import NotifySocket
-from gitfleet import HangingServer, git, make_repo, write_config
+from gitfleet import HangingServer, make_repo, write_config
 
 REPO_TIMEOUT = 3
 MEMORY_MB = 256
@@ -241,8 +241,7 @@ def test_kill_9_mid_sweep_leaves_no_worker_and_is_recorded(tmp_path: Path, fleet
 def test_a_killed_sweep_leaves_no_fetch_behind(tmp_path: Path, fleet: Path) -> None:
     """kill -9 of a --remote sweep mid-fetch: the worker and its `git fetch` both die."""
     with HangingServer() as hanging:
-        repo = make_repo(fleet, "silent", with_origin=False)
-        git(repo, "remote", "add", "origin", hanging.url)
+        make_repo(fleet, "silent", origin_url=hanging.url)
         config = write_config(
             tmp_path, roots=[fleet], sweep="max_seconds = 300\nfetch_timeout_seconds = 300"
         )

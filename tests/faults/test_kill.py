@@ -38,7 +38,7 @@ from faultkit import (
 from api_support import ApiServer, client, free_port
 from clirun import start_statehub, statehub
 from daemon_support import wait_for
-from gitfleet import HangingServer, git, make_repo, write_config
+from gitfleet import HangingServer, make_repo, write_config
 from statehub.lock import is_locked
 from statehub.settings import load_settings
 from statehub.sweep import run_sweep
@@ -76,8 +76,7 @@ def scene(tmp_path: Path, fleet: Path) -> Iterator[Scene]:
     copies = copy_fleet(fleet, COPIES)
     with HangingServer() as hanging:
         for name in HANGING:
-            root = make_repo(fleet, name, with_origin=False)
-            git(root, "remote", "add", "origin", hanging.url)
+            make_repo(fleet, name, origin_url=hanging.url)
         port = free_port()
         config = write_config(
             tmp_path,
