@@ -187,12 +187,19 @@ def plant(database: Path, now: datetime | None = None) -> Planted:
 
 
 @contextlib.contextmanager
-def planted_server(folder: Path) -> Iterator[tuple[ApiServer, Planted]]:
-    """``statehub serve`` on a free loopback port over a freshly planted store."""
+def planted_server(
+    folder: Path, *, token: str | None = None
+) -> Iterator[tuple[ApiServer, Planted]]:
+    """``statehub serve`` on a free loopback port over a freshly planted store; with
+    ``token``, a token file holding it (the page then asks for a login)."""
     fleet = folder / "fleet"
     fleet.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config = write_config(folder, roots=[fleet], api=f"port = {port}")
+    api = f"port = {port}"
+    if token is not None:
+        (folder / "token").write_text(f"{token}\n", encoding="utf-8")
+        api += '\ntoken_file = "token"'
+    config = write_config(folder, roots=[fleet], api=api)
     planted = plant(folder / "statehub.db")
     with ApiServer(config, port) as server:
         yield server, planted

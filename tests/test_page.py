@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from api_support import ApiServer, client, free_port
+from api_support import ApiServer, client
 from gitfleet import write_config
-from page_support import HOSTILE, Planted, plant, slot_label
+from page_support import HOSTILE, Planted, planted_server, slot_label
 
 
 def cell_state(page: str, row: str, start: Any) -> str | None:
@@ -180,14 +180,7 @@ def test_schedule_and_runs_are_shown(served: tuple[str, Planted]) -> None:
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     folder = tmp_path_factory.mktemp("page-token")
-    (folder / "fleet").mkdir()
-    (folder / "token").write_text("s3cret-token\n", encoding="utf-8")
-    port = free_port()
-    config = write_config(
-        folder, roots=[folder / "fleet"], api=f'port = {port}\ntoken_file = "token"'
-    )
-    plant(folder / "statehub.db")
-    with ApiServer(config, port) as server:
+    with planted_server(folder, token="s3cret-token") as (server, _):
         yield server
 
 

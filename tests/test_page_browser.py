@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from api_support import ApiServer
-from page_support import Planted, slot_label
+from page_support import Planted, planted_server, slot_label
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -214,19 +214,8 @@ def test_screenshots_at_laptop_and_phone_size(
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """A server with a token file, over a planted store."""
-    from api_support import free_port
-    from gitfleet import write_config
-    from page_support import plant
-
     folder = tmp_path_factory.mktemp("browser-token")
-    (folder / "fleet").mkdir()
-    (folder / "token").write_text("browser-s3cret\n", encoding="utf-8")
-    port = free_port()
-    config = write_config(
-        folder, roots=[folder / "fleet"], api=f'port = {port}\ntoken_file = "token"'
-    )
-    plant(folder / "statehub.db")
-    with ApiServer(config, port) as server:
+    with planted_server(folder, token="browser-s3cret") as (server, _):
         yield server
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from contract_keys import sweep_detail
 from statehub.retention import LAST_PRUNE_KEY, maybe_prune, prune
 from statehub.settings import load_settings
 from statehub.store import ActivityRun, Store, iso
@@ -26,25 +27,16 @@ def add_event(store: Store, created: datetime) -> None:
     started = created - timedelta(seconds=2)
     store.append_event(
         "consistency_sweep_remote_all",
-        {
-            "source": "activity-core",
-            "run_id": iso(created),
-            "lock_skipped": False,
-            "started_at": iso(started),
-            "finished_at": iso(created),
-            "duration_seconds": 2.0,
-            "max_seconds": 300,
-            "remote": True,
-            "repos_total": 1,
-            "repos_processed": [],
-            "skipped_clean": ["alpha"],
-            "skipped_missing": [],
-            "skipped_budget": [],
-            "exit_code": 0,
-            "automation_error": False,
-            "automation_errors": [],
-            "assessment_failures": 0,
-        },
+        sweep_detail(
+            "activity-core",
+            started,
+            run_id=iso(created),
+            finished_at=iso(created),
+            duration_seconds=2.0,
+            remote=True,
+            repos_total=1,
+            skipped_clean=["alpha"],
+        ),
         created_at=created,
     )
 

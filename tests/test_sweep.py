@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from api_support import event_rows
 from clirun import start_statehub
 from contract_keys import DETAIL_KEYS
 from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
@@ -34,17 +34,6 @@ def processed(detail: dict[str, object]) -> dict[str, list[str]]:
     return {item["repo"]: sorted(f["check"] for f in item["findings"]) for item in items}
 
 
-def stored_events(settings: Settings) -> list[dict[str, object]]:
-    with sqlite3.connect(settings.database_path) as connection:
-        rows = connection.execute(
-            "SELECT id, event_type, created_at, detail FROM progress_events ORDER BY id"
-        ).fetchall()
-    return [
-        {"id": r[0], "event_type": r[1], "created_at": r[2], "detail": json.loads(r[3])}
-        for r in rows
-    ]
-
-
 def test_event_has_every_contract_key(tmp_path: Path, fleet: Path) -> None:
     """A sweep of all repos records one event with every key of contract section 5."""
     write(make_repo(fleet, "alpha"), {"scratch.txt": "x"})
@@ -64,7 +53,7 @@ def test_event_has_every_contract_key(tmp_path: Path, fleet: Path) -> None:
     )
     assert event.detail["started_at"] <= event.detail["finished_at"] == event.created_at
     assert event.created_at.endswith("Z")
-    assert stored_events(settings) == [event.as_dict()]
+    assert event_rows(settings.database_path) == [event.as_dict()]
 
 
 def test_chosen_repos_make_a_consistency_sweep_event(tmp_path: Path, fleet: Path) -> None:
@@ -87,7 +76,7 @@ def test_unknown_repo_name_is_a_usage_error(tmp_path: Path, fleet: Path) -> None
 
     with pytest.raises(UsageError, match="nope"):
         run_sweep(settings, repos=["nope"])
-    assert stored_events(settings) == []
+    assert event_rows(settings.database_path) == []
 
 
 def test_unchanged_repos_are_skipped_clean_and_keep_their_findings(
@@ -309,10 +298,10 @@ def test_kill_minus_nine_keeps_events_and_frees_the_lock(tmp_path: Path, fleet: 
     with sqlite3.connect(settings.database_path) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert not is_locked(settings.database_path)
-    assert stored_events(settings)[0] == earlier.as_dict()
+    assert event_rows(settings.database_path)[0] == earlier.as_dict()
 
     after = run_sweep(settings)
-    events = stored_events(settings)
+    events = event_rows(settings.database_path)
     assert [e["id"] for e in events] == [earlier.id, earlier.id + 1, after.id]
     interrupted = events[1]["detail"]
     assert interrupted["interrupted"] is True
