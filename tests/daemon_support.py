@@ -68,6 +68,17 @@ def runs(database: Path, *, order: str = "fired_at") -> list[dict[str, Any]]:
     ]
 
 
+def fire_markers(database: Path) -> list[str]:
+    """The ``hub_state`` keys of the fires in progress; none before the database exists."""
+    if not database.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
+        rows = connection.execute(
+            "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
 def clear_of_minute_boundary(seconds_needed: float) -> None:
     """Sleep past the next full minute if fewer than ``seconds_needed`` s are left before it."""
     left = 60 - time.time() % 60

@@ -32,7 +32,7 @@ from api_support import (
     wait_for,
 )
 from clirun import start_statehub, statehub
-from daemon_support import CONTRACT_QUERY, runs
+from daemon_support import CONTRACT_QUERY, fire_markers, runs
 from gitfleet import make_repo, write_config
 from statehub.compare import compare
 from statehub.cron import cron_trigger, previous_fire_time
@@ -51,14 +51,6 @@ def quarter_hour_slot(fired_at: str) -> str:
     """The ``*/15 * * * *`` slot (UTC) at or before ``fired_at``, as activity_runs writes it."""
     moment = parse_iso(fired_at)
     return iso(moment.replace(minute=moment.minute // 15 * 15, second=0, microsecond=0))
-
-
-def markers(database: Path) -> list[str]:
-    with sqlite3.connect(database) as connection:
-        rows = connection.execute(
-            "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
-        ).fetchall()
-    return [row[0] for row in rows]
 
 
 # -- the API ------------------------------------------------------------------------------
@@ -106,7 +98,7 @@ def test_a_scheduled_post_is_one_run_of_the_definition_for_its_slot(hub: Hub) ->
     )
     assert context["consistency_sweep_remote_all"] == event["detail"]
     assert event["detail"]["assessment_failures"] == 1
-    assert markers(hub.database) == []  # dropped once the row is written
+    assert fire_markers(hub.database) == []  # dropped once the row is written
     with sqlite3.connect(hub.database) as connection:
         definitions = connection.execute(
             "SELECT definition_id FROM activity_runs WHERE run_id = ?", (row["run_id"],)
@@ -190,8 +182,8 @@ def test_an_api_killed_mid_sweep_leaves_an_interrupted_run(tmp_path: Path, fleet
         server.start()
         poster = threading.Thread(target=post, daemon=True)
         poster.start()
-        assert wait_for(lambda: database.exists() and markers(database), timeout=30)
-        [marker] = markers(database)
+        assert wait_for(lambda: fire_markers(database), timeout=30)
+        [marker] = fire_markers(database)
         assert server.process is not None
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(20)
@@ -208,7 +200,7 @@ def test_an_api_killed_mid_sweep_leaves_an_interrupted_run(tmp_path: Path, fleet
     assert row["scheduled_for"] == quarter_hour_slot(row["fired_at"])
     assert row["context"]["interrupted"] is True
     assert row["context"]["origin"] == "http"
-    assert markers(database) == []
+    assert fire_markers(database) == []
 
 
 # -- the command line ---------------------------------------------------------------------
@@ -297,7 +289,7 @@ def test_a_killed_scheduled_sweep_is_recorded_by_the_next(tmp_path: Path, fleet:
     argv = ["sweep", "--all", "--scheduled", "--source", "local-timer"]
     killed = start_statehub(*argv, "--remote", config=config)
     try:
-        assert wait_for(lambda: database.exists() and markers(database), timeout=30)
+        assert wait_for(lambda: fire_markers(database), timeout=30)
     finally:
         killed.send_signal(signal.SIGKILL)
         killed.wait(20)
@@ -308,7 +300,7 @@ def test_a_killed_scheduled_sweep_is_recorded_by_the_next(tmp_path: Path, fleet:
     assert (interrupted["outcome"], interrupted["context"]["interrupted"]) == ("error", True)
     assert interrupted["context"]["origin"] == "cli"
     assert swept["outcome"] == "swept"
-    assert markers(database) == []
+    assert fire_markers(database) == []
 
 
 # -- the recorder and the slot ------------------------------------------------------------
@@ -330,7 +322,7 @@ def test_a_scheduled_sweep_that_raises_is_an_error_row_compare_counts(tmp_path: 
     report = compare(settings, since_hours=1)
     summary = report.sources["activity-core"]
     assert (summary.trigger_errors, summary.automation_errors) == (1, 1)
-    assert markers(tmp_path / "statehub.db") == []
+    assert fire_markers(tmp_path / "statehub.db") == []
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,13 @@ from gitfleet import make_repo, write_config
 from statehub import scheduler
 from statehub.cron import cron_trigger, next_fire_times
 from statehub.errors import ConfigError
-from statehub.fire import MARKER_PREFIX, InProcessBackend, Runner, record_interrupted_fires
+from statehub.fire import (
+    MARKER_PREFIX,
+    Backend,
+    InProcessBackend,
+    Runner,
+    record_interrupted_fires,
+)
 from statehub.lock import SweepLock
 from statehub.logs import OneLineFormatter, setup_logging
 from statehub.notify import Notifier, ascii_status, watchdog_interval
@@ -251,6 +257,20 @@ def test_hung_sweep_times_out_then_fires_are_lock_skipped(
 # -- the daemon in process ------------------------------------------------------------
 
 
+def every_second(
+    settings: Settings, backend: Callable[[Settings], Backend]
+) -> tuple[Daemon, Recorder]:
+    """A daemon that fires every second through ``backend``; what it notifies is recorded."""
+    recorder = Recorder()
+    daemon = Daemon(
+        settings,
+        notifier=Notifier(recorder),
+        trigger=IntervalTrigger(seconds=1, timezone=UTC),
+        backend=backend,
+    )
+    return daemon, recorder
+
+
 def run_daemon_briefly(daemon: Daemon, until: Callable[[], bool], timeout: float) -> None:
     daemon.start()
     try:
@@ -262,13 +282,7 @@ def run_daemon_briefly(daemon: Daemon, until: Callable[[], bool], timeout: float
 def test_overlapping_fire_is_skipped_and_recorded(make_settings: Callable[..., Settings]) -> None:
     """A fire while the last one still sweeps is recorded as overlap_skipped, not queued."""
     settings = make_settings(schedule='mode = "active"')
-    recorder = Recorder()
-    daemon = Daemon(
-        settings,
-        notifier=Notifier(recorder),
-        trigger=IntervalTrigger(seconds=1, timezone=UTC),
-        backend=SlowBackend,
-    )
+    daemon, recorder = every_second(settings, SlowBackend)
 
     def both_seen() -> bool:
         outcomes = [run.outcome for run in stored_runs(settings)]
@@ -323,13 +337,7 @@ def test_stop_abandons_a_hung_sweep_quickly(
     """Stopping during a hung sweep waits a short grace, then records it as interrupted."""
     monkeypatch.setattr(scheduler, "STOP_GRACE_SECONDS", 0.5)
     settings = make_settings(schedule='mode = "active"')
-    recorder = Recorder()
-    daemon = Daemon(
-        settings,
-        notifier=Notifier(recorder),
-        trigger=IntervalTrigger(seconds=1, timezone=UTC),
-        backend=hung,
-    )
+    daemon, recorder = every_second(settings, hung)
     daemon.start()
     try:
         assert hung.entered.wait(10)

@@ -22,7 +22,14 @@ import pytest
 
 import hostilekit
 from clirun import statehub
-from daemon_support import CONTRACT_QUERY, DaemonProcess, NotifySocket, runs, wait_for
+from daemon_support import (
+    CONTRACT_QUERY,
+    DaemonProcess,
+    NotifySocket,
+    fire_markers,
+    runs,
+    wait_for,
+)
 from gitfleet import HangingServer, make_repo, write_config
 from statehub.store import parse_iso, utc_now
 from temporal_support import TemporalServer, free_port, status
@@ -445,16 +452,6 @@ def test_sigterm_mid_sweep_gives_the_sweep_its_grace_then_records_it_interrupted
     assert row["context"]["interrupted"] is True
     assert "stopped" in row["context"]["error"]
     assert fire_markers(database) == []
-
-
-def fire_markers(database: Path) -> list[str]:
-    if not database.exists():
-        return []
-    with sqlite3.connect(database) as connection:
-        rows = connection.execute(
-            "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
-        ).fetchall()
-    return [row[0] for row in rows]
 
 
 # -- failover -----------------------------------------------------------------------------
