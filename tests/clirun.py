@@ -8,6 +8,7 @@ a terminal). Every run is bounded by ``timeout``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -93,15 +94,7 @@ def start_statehub(
 ) -> subprocess.Popen[bytes]:
     """``statehub ARGS [--config CONFIG]`` started; stdout and stderr appended to ``log``,
     or discarded when there is none. The caller stops and reaps it."""
-    if log is None:
-        return subprocess.Popen(
-            command(args, config),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=environment(env, ()),
-        )
-    with log.open("ab") as sink:
+    with (log or Path(os.devnull)).open("ab") as sink:
         return subprocess.Popen(
             command(args, config),
             stdin=subprocess.DEVNULL,
