@@ -484,6 +484,23 @@ def http_settings(make_settings: Callable[..., Settings], port: int, mode: str) 
     )
 
 
+def fire_over_http(
+    make_settings: Callable[..., Settings],
+    mode: str,
+    reply: Callable[[bytes], bytes | None],
+    scheduled_for: datetime,
+) -> tuple[ActivityRun, list[bytes]]:
+    """One fire of a daemon in ``mode`` with trigger_via = http, against a server that
+    answers with ``reply``: the run recorded and the requests the server read."""
+    server = OneShotServer(reply)
+    try:
+        settings = http_settings(make_settings, server.port, mode)
+        run = Runner(settings).fire(scheduled_for=scheduled_for)
+    finally:
+        server.close()
+    return run, server.requests
+
+
 def json_reply(document: Any) -> bytes:
     body = json.dumps(document).encode()
     return (
@@ -503,15 +520,10 @@ def test_http_trigger_posts_once_and_records_the_answer(
         "created_at": iso(T0),
         "detail": {"source": "local-daemon", "lock_skipped": True, "exit_code": 0},
     }
-    server = OneShotServer(lambda _request: json_reply(event))
-    try:
-        settings = http_settings(make_settings, server.port, "active")
-        run = Runner(settings).fire(scheduled_for=T0)
-    finally:
-        server.close()
+    run, requests = fire_over_http(make_settings, "active", lambda _: json_reply(event), T0)
     assert run.outcome == "lock_skipped"
     assert run.context_snapshot["progress_event_id"] == 7
-    [request] = server.requests
+    [request] = requests
     assert request.startswith(b"POST /consistency/sweep/remote-all ")
     body = json.loads(request.partition(b"\r\n\r\n")[2])
     assert body == {"source": "local-daemon", "max_seconds": 300, "remote": False}
@@ -521,14 +533,10 @@ def test_http_trigger_never_resends_a_request_the_server_got(
     make_settings: Callable[..., Settings],
 ) -> None:
     """A connection dropped after the request was sent is an error, not a second POST."""
-    server = OneShotServer(lambda _request: None)  # reads the request, closes, no answer
-    try:
-        settings = http_settings(make_settings, server.port, "active")
-        run = Runner(settings).fire(scheduled_for=T0)
-    finally:
-        server.close()
+    # The server reads the request and closes the connection without an answer.
+    run, requests = fire_over_http(make_settings, "active", lambda _: None, T0)
     assert run.outcome == "error"
-    assert len(server.requests) == 1
+    assert len(requests) == 1
 
 
 def test_http_trigger_retries_only_when_nothing_was_sent(
@@ -565,15 +573,10 @@ def test_http_standby_reads_the_primary_from_progress(
     ]
     for event in events:
         event["event_type"] = EVENT_ALL
-    server = OneShotServer(lambda _request: json_reply(events))
-    try:
-        settings = http_settings(make_settings, server.port, "standby")
-        run = Runner(settings).fire(scheduled_for=now)
-    finally:
-        server.close()
+    run, requests = fire_over_http(make_settings, "standby", lambda _: json_reply(events), now)
     assert run.outcome == "primary_healthy"
     assert run.context_snapshot["primary_last_sweep_at"] == events[2]["created_at"]
-    [request] = server.requests
+    [request] = requests
     assert request.startswith(b"GET /progress/?event_type=consistency_sweep_remote_all&limit=50 ")
 
 
