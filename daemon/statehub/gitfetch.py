@@ -124,6 +124,8 @@ def fetch(root: Path, *, timeout: float) -> str | None:
         )
     except OSError as exc:
         raise FetchError(f"cannot run git: {os_reason(exc)}") from exc
+    except subprocess.SubprocessError as exc:  # the hook above failed in the child
+        raise FetchError(f"cannot run git: {exc}") from exc
     try:
         _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
