@@ -152,6 +152,40 @@ def test_a_run_recorded_twice_is_one_row_with_the_later_outcome(tmp_path: Path) 
         assert [r.run_id for r in store.runs(limit=2)] == ["r3", "r2"]
 
 
+def test_runs_filtered_by_origin_skip_the_other_schedulers_runs(tmp_path: Path) -> None:
+    """runs(origins=...) keeps only the runs of those origins, newest first, within the limit."""
+    origins = [("d1", "schedule"), ("c1", "http"), ("t1", "temporal"), ("d2", "run-now")]
+    with Store.open(tmp_path / "hub.db") as store:
+        for minute, (run_id, origin) in enumerate(origins):
+            fired_at = f"2026-01-01T00:{minute:02d}:00.000Z"
+            store.record_run(
+                ActivityRun(
+                    run_id=run_id,
+                    definition_id="d",
+                    fired_at=fired_at,
+                    scheduled_for=fired_at,
+                    outcome="swept",
+                    context_snapshot={"origin": origin},
+                )
+            )
+        store.record_run(  # another definition's run of a wanted origin
+            ActivityRun(
+                run_id="x1",
+                definition_id="other",
+                fired_at="2026-01-01T01:00:00.000Z",
+                scheduled_for="2026-01-01T01:00:00.000Z",
+                outcome="swept",
+                context_snapshot={"origin": "schedule"},
+            )
+        )
+
+        daemon = store.runs(definition_id="d", origins=("schedule", "run-now"), limit=5)
+        assert [r.run_id for r in daemon] == ["d2", "d1"]
+        assert [r.run_id for r in store.runs(definition_id="d", origins=("http",))] == ["c1"]
+        assert [r.run_id for r in store.runs(origins=("schedule",), limit=1)] == ["x1"]
+        assert store.runs(definition_id="d", origins=("cli",)) == []
+
+
 def _sweep_importing(config: Path) -> tuple[dict[str, Any], set[str]]:
     """Run ``statehub sweep --all`` as its own process: its event and the modules it loaded."""
     command = ["sweep", "--all", "--json", "--config", str(config)]

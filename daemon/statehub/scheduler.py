@@ -211,11 +211,9 @@ class Daemon:
             record_interrupted_fires(store, clock=self._clock)
             # The start line's "last:" is the daemon's last recorded fire, not "none" after
             # a restart, nor a run of the cluster's or the archived timer's.
-            recorded = [
-                run
-                for run in store.runs(definition_id=self.settings.schedule.id, limit=200)
-                if run.context_snapshot.get("origin") in DAEMON_ORIGINS
-            ]
+            recorded = store.runs(
+                definition_id=self.settings.schedule.id, origins=DAEMON_ORIGINS, limit=1
+            )
         with self._lock:
             if self._last is None and recorded:
                 self._last = recorded[0]

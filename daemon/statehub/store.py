@@ -22,7 +22,7 @@ import json
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -573,15 +573,32 @@ class Store:
                 replace=True,
             )
 
-    def runs(self, *, definition_id: str | None = None, limit: int = 20) -> list[ActivityRun]:
-        """Activity runs, newest fire first."""
-        where, params = (
-            (None, None) if definition_id is None else ("definition_id = ?", [definition_id])
-        )
+    def runs(
+        self,
+        *,
+        definition_id: str | None = None,
+        origins: Collection[str] | None = None,
+        limit: int = 20,
+    ) -> list[ActivityRun]:
+        """Activity runs, newest fire first; with ``origins``, only the runs whose
+        ``context_snapshot.origin`` is one of them (filtered here, so that the sweep details
+        of the other runs are never read)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if definition_id is not None:
+            clauses.append("definition_id = ?")
+            params.append(definition_id)
+        if origins is not None:
+            marks = ", ".join("?" * len(origins))
+            clauses.append(f"json_extract(context_snapshot, '$.origin') IN ({marks})")
+            params.extend(origins)
         with self._guard() as connection:
             rows = list(
                 self.db.table("fire_runs").rows_where(
-                    where, params, order_by="fired_at DESC", limit=limit
+                    " AND ".join(clauses) or None,
+                    params,
+                    order_by="fired_at DESC",
+                    limit=limit,
                 )
             )
             referred = [row["sweep_event"] for row in rows if row["sweep_event"] is not None]

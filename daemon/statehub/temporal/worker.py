@@ -132,10 +132,9 @@ def _heartbeat(settings: Settings) -> None:
 def _last_run(settings: Settings) -> str:
     try:
         with Store.open(settings.database_path) as store:
-            runs = store.runs(definition_id=settings.schedule.id, limit=20)
+            runs = store.runs(definition_id=settings.schedule.id, origins=("temporal",), limit=1)
     except Exception:  # the status line must never stop the pings
         return "last run unknown"
-    for run in runs:
-        if run.context_snapshot.get("origin") == "temporal":
-            return f"last run {run.scheduled_for}: {run.outcome}"
-    return "no run yet"
+    if not runs:
+        return "no run yet"
+    return f"last run {runs[0].scheduled_for}: {runs[0].outcome}"
