@@ -32,7 +32,8 @@ from typing import Any
 
 from statehub.compare import compare
 from statehub.settings import load_settings
-from statehub.store import Store, iso, utc_now
+from statehub.store import Store
+from statehub.timefmt import iso, utc_now
 
 SLOT = timedelta(minutes=15)
 EVENTS = 365 * 96

@@ -37,7 +37,8 @@ from bench_api import WireClient, build_store, percentile, stored_events
 from gitfleet import write_config
 from statehub.page import WindowRows, render, status_view
 from statehub.settings import load_settings
-from statehub.store import ActivityRun, Assessment, Store, iso, utc_now
+from statehub.store import ActivityRun, Assessment, Store
+from statehub.timefmt import iso, utc_now
 
 CHECKS = ["C-09", "C-13", "C-15", "C-18", "C-21"]
 

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from statehub.retention import prune
-from statehub.store import ActivityRun, Store, iso
+from statehub.store import ActivityRun, Store
+from statehub.timefmt import iso
 
 SLOTS_PER_DAY = 96
 SLOT = timedelta(minutes=15)

@@ -7,7 +7,7 @@ import copy
 from datetime import datetime, timedelta
 from typing import Any
 
-from statehub.store import iso
+from statehub.timefmt import iso
 
 EVENT_KEYS = {"id", "event_type", "created_at", "detail"}
 DETAIL_KEYS = {

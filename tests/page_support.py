@@ -22,7 +22,8 @@ from typing import Any
 from api_support import ApiServer, free_port
 from contract_keys import sweep_detail
 from gitfleet import write_config
-from statehub.store import ActivityRun, Assessment, Store, iso, utc_now
+from statehub.store import ActivityRun, Assessment, Store
+from statehub.timefmt import iso, utc_now
 
 SLOT = timedelta(minutes=15)
 DEFINITION = "7c4e9a12-8f3b-4d5e-9c6a-1b2d3e4f5a6b"

@@ -24,7 +24,8 @@ from gitfleet import git, make_repo, write_config
 from statehub import alerts
 from statehub.fire import InProcessBackend, Runner
 from statehub.settings import load_settings
-from statehub.store import Store, utc_now
+from statehub.store import Store
+from statehub.timefmt import utc_now
 
 WAIT = 15.0
 

@@ -35,7 +35,7 @@ from contract_keys import DETAIL_KEYS, EVENT_KEYS
 from gitfleet import make_repo, write_config
 from statehub.api import SHUTDOWN_GRACE_SECONDS
 from statehub.lock import SweepLock
-from statehub.store import parse_iso
+from statehub.timefmt import parse_iso
 
 SWEEP = "/consistency/sweep/remote-all"
 SLOW_FETCH = 4  # seconds a remote sweep of the hub's fleet lasts (its 'slow' repo hangs)

@@ -18,7 +18,8 @@ from clirun import statehub
 from statehub.cli import main
 from statehub.compare import compare, compare_command
 from statehub.settings import Settings, load_settings
-from statehub.store import Store, iso, parse_iso, utc_now
+from statehub.store import Store
+from statehub.timefmt import iso, parse_iso, utc_now
 
 WHOLE = "consistency_sweep_remote_all"
 CHOSEN = "consistency_sweep"

@@ -27,8 +27,9 @@ from gitfleet import make_repo, write, write_config
 from statehub.fire import MARKER_PREFIX
 from statehub.lock import SweepLock
 from statehub.settings import load_settings
-from statehub.store import Store, iso, utc_now
+from statehub.store import Store
 from statehub.sweep import EVENT_ALL
+from statehub.timefmt import iso, utc_now
 
 ACTIVE_EVERY_MINUTE = 'mode = "active"\ntrigger = "* * * * *"'
 NEVER_SOON = 'trigger = "0 0 1 1 *"'  # once a year: no fire during a test

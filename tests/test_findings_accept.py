@@ -230,7 +230,8 @@ def test_a_new_exclude_takes_effect_at_the_next_sweep(tmp_path: Path, fleet: Pat
 
 def test_mark_new_tells_findings_apart_by_message_and_place() -> None:
     """A second broken link in one file is new; a count in a message changing is not."""
-    from statehub.store import Assessment, mark_new
+    from statehub.findings import mark_new
+    from statehub.store import Assessment
 
     def finding(check: str, message: str, path: str | None) -> dict[str, object]:
         return {"check": check, "message": message, "path": path}

@@ -235,7 +235,8 @@ def test_window_rows_read_only_new_events_and_match_a_fresh_read(tmp_path: Path)
     from datetime import timedelta
 
     from statehub.page import WindowRows
-    from statehub.store import Store, utc_now
+    from statehub.store import Store
+    from statehub.timefmt import utc_now
 
     now = utc_now()
     since = now - timedelta(hours=26)

@@ -12,7 +12,8 @@ import pytest
 from contract_keys import sweep_detail
 from statehub.retention import LAST_PRUNE_KEY, maybe_prune, prune
 from statehub.settings import load_settings
-from statehub.store import ActivityRun, Store, iso
+from statehub.store import ActivityRun, Store
+from statehub.timefmt import iso
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -40,7 +40,8 @@ from statehub.errors import StoreError
 from statehub.lock import SweepLock
 from statehub.runrecord import scheduled_sweep
 from statehub.settings import load_settings
-from statehub.store import ProgressEvent, iso, parse_iso, utc_now
+from statehub.store import ProgressEvent
+from statehub.timefmt import iso, parse_iso, utc_now
 
 SWEEP = "/consistency/sweep/remote-all"
 DEFINITION_ID = "7c4e9a12-8f3b-4d5e-9c6a-1b2d3e4f5a6b"  # the default [schedule] id

@@ -39,8 +39,9 @@ from statehub.logs import OneLineFormatter, setup_logging
 from statehub.notify import Notifier, ascii_status, watchdog_interval
 from statehub.scheduler import Daemon, misfire_grace, validate_for_daemon
 from statehub.settings import Settings, load_settings
-from statehub.store import ActivityRun, Store, iso, utc_now
+from statehub.store import ActivityRun, Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN
+from statehub.timefmt import iso, utc_now
 
 T0 = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 

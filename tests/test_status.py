@@ -15,7 +15,8 @@ from contract_keys import sweep_detail
 from statehub.cli import main
 from statehub.compare import status_command, status_report
 from statehub.settings import Settings, load_settings
-from statehub.store import ActivityRun, Assessment, Store, iso
+from statehub.store import ActivityRun, Assessment, Store
+from statehub.timefmt import iso
 
 NOW = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
 DEFINITION = "7c4e9a12-8f3b-4d5e-9c6a-1b2d3e4f5a6b"

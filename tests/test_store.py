@@ -16,7 +16,7 @@ import sqlite_utils
 from gitfleet import make_repo, write, write_config
 from statehub.errors import StoreError
 from statehub.store import ActivityRun, Assessment, Store
-from statehub.storeschema import MIGRATIONS
+from statehub.store.schema import MIGRATIONS
 
 
 def _schema(database: Path) -> list[tuple[str, str, str, str | None]]:

@@ -11,9 +11,10 @@ from typing import Any
 from gitfleet import make_repo, write, write_config
 from statehub.retention import prune
 from statehub.settings import load_settings
-from statehub.store import Store, utc_now
-from statehub.storeschema import MIGRATIONS
+from statehub.store import Store
+from statehub.store.schema import MIGRATIONS
 from statehub.sweep import run_sweep
+from statehub.timefmt import utc_now
 
 
 def _rows(database: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -31,7 +31,7 @@ from daemon_support import (
     wait_for,
 )
 from gitfleet import HangingServer, make_repo, write_config
-from statehub.store import parse_iso, utc_now
+from statehub.timefmt import parse_iso, utc_now
 from temporal_support import TemporalServer, free_port, status
 from test_alerts import Receiver
 

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 from statehub import __version__
 from statehub.errors import UsageError
 from statehub.settings import Settings
-from statehub.store import ProgressEvent, Store, iso, utc_now
+from statehub.store import ProgressEvent, Store
+from statehub.timefmt import iso, utc_now
 
 if TYPE_CHECKING:  # httpx is imported when a message is sent: the idle daemon stays small
     import httpx

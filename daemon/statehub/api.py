@@ -92,8 +92,9 @@ from statehub.serving import (
     raise_open_files_limit,
 )
 from statehub.settings import CHECK_IDS, SOURCE_PATTERN, Settings, is_loopback
-from statehub.store import ProgressEvent, Store, parse_iso, utc_now
+from statehub.store import ProgressEvent, Store
 from statehub.sweep import EVENT_TYPES, run_sweep
+from statehub.timefmt import parse_iso, utc_now
 
 log = logging.getLogger("statehub.api")
 

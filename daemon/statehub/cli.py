@@ -213,7 +213,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from statehub.render import events_table
-    from statehub.store import utc_now
+    from statehub.timefmt import utc_now
 
     since = utc_now() - timedelta(hours=args.since_hours) if args.since_hours else None
     events = read_store(

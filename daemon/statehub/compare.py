@@ -62,8 +62,9 @@ from rich.text import Text
 from statehub.cron import cron_trigger
 from statehub.safetext import visible
 from statehub.settings import Settings
-from statehub.store import Store, parse_iso, utc_now
+from statehub.store import Store
 from statehub.sweep import EVENT_ALL
+from statehub.timefmt import parse_iso, utc_now
 
 WHOLE_FLEET_EVENT = EVENT_ALL  # contract section 5
 

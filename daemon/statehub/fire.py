@@ -26,8 +26,9 @@ from typing import Any, Literal, Protocol
 from statehub.alerts import fallback_state, observed_sweep
 from statehub.errors import StatehubError, StoreError, TriggerError
 from statehub.settings import Settings, read_token
-from statehub.store import ActivityRun, Store, iso, parse_iso, utc_now
+from statehub.store import ActivityRun, Store
 from statehub.sweep import EVENT_ALL, run_sweep, sweep_counts
+from statehub.timefmt import iso, parse_iso, utc_now
 
 log = logging.getLogger("statehub.fire")
 

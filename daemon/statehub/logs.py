@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from statehub.safetext import visible
-from statehub.store import iso
+from statehub.timefmt import iso
 
 _PRIORITY = {
     logging.CRITICAL: 2,

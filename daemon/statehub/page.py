@@ -46,7 +46,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from statehub.compare import WHOLE_FLEET_EVENT, SweepRow, slot_bounds, utc_z
 from statehub.cron import cron_trigger
 from statehub.settings import CHECK_IDS, Settings
-from statehub.store import ProgressEvent, Store, iso, parse_iso, utc_now
+from statehub.store import ProgressEvent, Store
+from statehub.timefmt import iso, parse_iso, utc_now
 
 REFRESH_SECONDS = 60
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 
 from statehub.errors import StoreError
 from statehub.settings import Settings
-from statehub.store import Store, iso, parse_iso, utc_now
+from statehub.store import Store
+from statehub.timefmt import iso, parse_iso, utc_now
 
 LAST_PRUNE_KEY = "retention_last_prune"
 PRUNE_INTERVAL = timedelta(days=1)

@@ -31,7 +31,8 @@ from statehub.cron import cron_trigger, previous_fire_time
 from statehub.errors import StatehubError, StoreError
 from statehub.fire import MARKER_PREFIX, SWEEP_KEY, record_interrupted_fires
 from statehub.settings import Settings
-from statehub.store import ActivityRun, ProgressEvent, Store, iso, utc_now
+from statehub.store import ActivityRun, ProgressEvent, Store
+from statehub.timefmt import iso, utc_now
 
 log = logging.getLogger("statehub.runs")
 

@@ -20,12 +20,14 @@ from typing import Any
 
 from statehub.checks import AUTOMATION_ERROR, printable
 from statehub.errors import UsageError, WorkerError
+from statehub.findings import mark_new
 from statehub.lock import SweepLock
 from statehub.outcome import RepoOutcome, RepoTask, Standing, Target
 from statehub.pool import WorkerPool, usable_cores
 from statehub.retention import maybe_prune
 from statehub.settings import Settings
-from statehub.store import Assessment, ProgressEvent, Store, iso, mark_new, utc_now
+from statehub.store import Assessment, ProgressEvent, Store
+from statehub.timefmt import iso, utc_now
 
 EVENT_ALL = "consistency_sweep_remote_all"
 EVENT_CHOSEN = "consistency_sweep"

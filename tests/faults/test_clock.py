@@ -29,7 +29,7 @@ from gitfleet import make_repo, write_config
 from statehub.notify import Notifier
 from statehub.scheduler import Daemon
 from statehub.settings import Settings, load_settings
-from statehub.store import iso
+from statehub.timefmt import iso
 
 START = datetime(2026, 11, 27, 10, 0, 58, tzinfo=UTC)  # 2 s before the 10:01 slot
 SETTLE = 0.5  # seconds given to a wake-up that must fire nothing, before looking

@@ -26,7 +26,7 @@ from clirun import statehub
 from gitfleet import HangingServer, make_repo, write_config
 from statehub.lock import is_locked
 from statehub.settings import load_settings
-from statehub.store import parse_iso
+from statehub.timefmt import parse_iso
 
 HTTP, CLI, FIRES = 140, 40, 20
 SWEEP = "/consistency/sweep/remote-all"

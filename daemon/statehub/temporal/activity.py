@@ -34,9 +34,9 @@ from statehub.errors import StatehubError
 from statehub.fire import HARD_TIMEOUT_MARGIN_SECONDS, SWEEP_KEY
 from statehub.runrecord import RunRecorder, sweep_outcome
 from statehub.settings import Settings
-from statehub.store import parse_iso, utc_now
 from statehub.sweep import run_sweep
 from statehub.temporal.workflow import ACTIVITY_NAME, AUTOMATION_ERROR_TYPE, SweepTask
+from statehub.timefmt import parse_iso, utc_now
 
 log = logging.getLogger("statehub.temporal")
 

@@ -56,8 +56,8 @@ from statehub.cron import and_crons, next_fire_times
 from statehub.errors import ClusterError, ConfigError
 from statehub.fire import HARD_TIMEOUT_MARGIN_SECONDS
 from statehub.settings import Settings
-from statehub.store import iso
 from statehub.temporal.workflow import WORKFLOW_NAME, SweepInput, SweepWorkflow
+from statehub.timefmt import iso
 
 MEMO_KEY = "statehub"
 MIN_CATCHUP_SECONDS = 10  # Temporal's floor for a Schedule's catch-up window

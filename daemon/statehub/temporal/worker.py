@@ -25,10 +25,11 @@ from statehub.fire import record_interrupted_fires
 from statehub.logs import setup_logging
 from statehub.notify import Notifier, watchdog_interval
 from statehub.settings import Settings
-from statehub.store import Store, iso, utc_now
+from statehub.store import Store
 from statehub.temporal.activity import SweepActivity
 from statehub.temporal.schedule import connect
 from statehub.temporal.workflow import SweepWorkflow
+from statehub.timefmt import iso, utc_now
 
 log = logging.getLogger("statehub.temporal")
 

@@ -1,0 +1,224 @@
+"""Standing assessments: each repo's findings of its last completed assessment.
+
+Read and written by every sweep; the unchanged re-sweep's reads and writes are raw SQL
+(:mod:`statehub.store`), the rest sqlite-utils.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from statehub.store.compact import to_json
+from statehub.store.connection import StoreBase
+from statehub.store.records import Assessment
+
+
+class Assessments(StoreBase):
+    """The queries of ``repo_assessments`` and ``findings``."""
+
+    def assessments(self) -> dict[str, Assessment]:
+        """Every repo's standing assessment, by repo name."""
+        # Raw SQL: every sweep reads these, the unchanged re-sweep too (module docstring).
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT repo, path, head, fingerprint, assessed_at, watch FROM repo_assessments"
+            ).fetchall()
+            found: dict[str, list[dict[str, Any]]] = {}
+            for repo, check_id, message, path, first_seen, new in connection.execute(
+                "SELECT repo, check_id, message, path, first_seen, new FROM findings"
+                " ORDER BY repo, seq"
+            ):
+                found.setdefault(repo, []).append(
+                    finding_of_row(check_id, message, path, first_seen, new)
+                )
+        return {
+            row[0]: assessment_of_row(*row[:5], watch=row[5], findings=found.get(row[0], []))
+            for row in rows
+        }
+
+    def assessment(self, repo: str) -> Assessment | None:
+        """One repo's standing assessment, None when it has none."""
+        from sqlite_utils.db import NotFoundError
+
+        with self._guard():
+            try:
+                row = self.db.table("repo_assessments").get(repo)
+            except NotFoundError:
+                return None
+            findings = [
+                finding_of_row(f["check_id"], f["message"], f["path"], f["first_seen"], f["new"])
+                for f in self.db.table("findings").rows_where("repo = ?", [repo], order_by="seq")
+            ]
+        return assessment_of_row(
+            row["repo"],
+            row["path"],
+            row["head"],
+            row["fingerprint"],
+            row["assessed_at"],
+            watch=row["watch"],
+            findings=findings,
+        )
+
+    def save_assessments(self, assessments: Sequence[Assessment]) -> None:
+        """Replace the standing assessments of these repos, in one transaction."""
+        if not assessments:
+            return
+        with self.transaction():
+            findings = self.db.table("findings")
+            # One statement for all the repos (a delete_where per repo took 2 ms of 200).
+            findings.delete_where(
+                "repo IN (SELECT value FROM json_each(?))", [to_json([a.repo for a in assessments])]
+            )
+            # replace=True: the INSERT OR REPLACE the store has always written. upsert_all
+            # would first probe SQLite for upsert support by creating and dropping a table
+            # in the store's own database (in this transaction, but other connections see
+            # the schema change).
+            self.db.table("repo_assessments").insert_all(
+                (
+                    {
+                        "repo": item.repo,
+                        "path": item.path,
+                        "head": item.head,
+                        "fingerprint": item.fingerprint,
+                        "assessed_at": item.assessed_at,
+                        "status": item.status,
+                        "watch": json.dumps(list(item.watch)),
+                    }
+                    for item in assessments
+                ),
+                pk="repo",
+                replace=True,
+            )
+            findings.insert_all(
+                {
+                    "repo": item.repo,
+                    "seq": seq,
+                    "check_id": finding["check"],
+                    "message": finding["message"],
+                    "path": finding["path"],
+                    "first_seen": finding.get("first_seen"),
+                    "new": int(bool(finding.get("new"))),
+                }
+                for item in assessments
+                for seq, finding in enumerate(item.findings)
+            )
+
+    def assessed_repos(self) -> set[str]:
+        """The names of every repo with a standing assessment."""
+        # Raw SQL: the sweep's selection reads this every time (module docstring).
+        with self._guard() as connection:
+            return {row[0] for row in connection.execute("SELECT repo FROM repo_assessments")}
+
+    def count_failing_repos(self) -> int:
+        """Repos whose standing assessment has at least one C-01..C-23 finding."""
+        # Raw SQL: every sweep's event counts them (module docstring).
+        with self._guard() as connection:
+            row = connection.execute(
+                "SELECT count(DISTINCT repo) FROM findings WHERE check_id != 'C-00'"
+            ).fetchone()
+        return int(row[0])
+
+    def mark_assessed(self, repos: Sequence[str], assessed_at: str) -> None:
+        """Move the assessed_at of unchanged (clean-skipped) repos to now."""
+        # Raw SQL: this is the one write of an unchanged re-sweep's repos (module docstring).
+        if not repos:
+            return
+        with self.transaction() as connection:
+            connection.executemany(
+                "UPDATE repo_assessments SET assessed_at = ? WHERE repo = ?",
+                [(assessed_at, repo) for repo in repos],
+            )
+
+    def forget_repos(self, repos: Sequence[str]) -> None:
+        """Drop the standing assessments of repos that are gone (their findings with them)."""
+        # Raw SQL: a repo named in the configuration but missing on disk is forgotten again
+        # by every sweep, the unchanged re-sweep too (module docstring).
+        if not repos:
+            return
+        with self.transaction() as connection:
+            connection.executemany(
+                "DELETE FROM repo_assessments WHERE repo = ?", [(repo,) for repo in repos]
+            )
+
+    def repo_status_counts(self) -> dict[str, int]:
+        """How many standing assessments have each status (``ok``, ``findings``, ``error``)."""
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT status, count(*) FROM repo_assessments GROUP BY status"
+            ).fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    def finding_counts(self) -> dict[str, int]:
+        """How many findings of the standing assessments each check id has."""
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT check_id, count(*) FROM findings GROUP BY check_id"
+            ).fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    def open_findings(
+        self, *, check: str | None = None, repo: str | None = None, limit: int = 5000
+    ) -> list[tuple[str, str, str, str, str | None]]:
+        """Findings of the standing assessments, the newest assessed repo first.
+
+        A row is ``(repo, assessed_at, check_id, message, path)``. ``check`` keeps one check
+        id; ``repo`` keeps repos whose name contains it (case-insensitive, no wildcards).
+        """
+        sql = (
+            "SELECT f.repo, a.assessed_at, f.check_id, f.message, f.path FROM findings f"
+            " JOIN repo_assessments a ON a.repo = f.repo"
+        )
+        clauses: list[str] = []
+        params: list[Any] = []
+        if check:
+            clauses.append("f.check_id = ?")
+            params.append(check)
+        if repo:
+            clauses.append("instr(lower(f.repo), lower(?)) > 0")
+            params.append(repo)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY a.assessed_at DESC, f.repo, f.seq LIMIT ?"
+        params.append(limit)
+        with self._guard() as connection:
+            return [
+                (str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4])
+                for r in connection.execute(sql, params).fetchall()
+            ]
+
+
+def finding_of_row(
+    check_id: str, message: str, path: str | None, first_seen: str | None, new: int
+) -> dict[str, Any]:
+    """A finding of a standing assessment, from its row of ``findings``."""
+    return {
+        "check": check_id,
+        "message": message,
+        "path": path,
+        "new": bool(new),
+        "first_seen": first_seen,
+    }
+
+
+def assessment_of_row(
+    repo: str,
+    path: str,
+    head: str | None,
+    fingerprint: str | None,
+    assessed_at: str,
+    *,
+    watch: str,
+    findings: list[dict[str, Any]],
+) -> Assessment:
+    """A standing assessment, from its row of ``repo_assessments`` and its findings."""
+    return Assessment(
+        repo=repo,
+        path=path,
+        head=head,
+        fingerprint=fingerprint,
+        assessed_at=assessed_at,
+        findings=findings,
+        watch=tuple(json.loads(watch)),
+    )

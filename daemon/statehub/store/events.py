@@ -1,0 +1,186 @@
+"""Progress events: append one, read them back, and drop the oldest.
+
+Raw SQL on every path of a sweep (an unchanged re-sweep must not load sqlite-utils, see
+:mod:`statehub.store`); the detail's long lists go through :mod:`statehub.store.compact`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from statehub.store.compact import (
+    STORED_DETAIL,
+    compact_detail,
+    mark_used,
+    read_events,
+    store_lists,
+    to_json,
+)
+from statehub.store.connection import StoreBase
+from statehub.store.records import ProgressEvent
+from statehub.timefmt import iso, utc_now
+
+
+class Events(StoreBase):
+    """The queries of ``sweep_events`` (``progress_events`` to readers)."""
+
+    def append_event(
+        self,
+        event_type: str,
+        detail: dict[str, Any],
+        created_at: datetime | None = None,
+        *,
+        clear_state: str | None = None,
+    ) -> ProgressEvent:
+        """Append one progress event and commit it; returns it with its id.
+
+        ``clear_state`` names a hub_state key deleted in the same transaction (a sweep's
+        in-progress marker), so a crash cannot keep the marker of a recorded sweep.
+        """
+        # Raw SQL: every sweep appends one (module docstring), and the lists' upserts need
+        # RETURNING, which sqlite-utils does not give.
+        created = iso(created_at or utc_now())
+        compact = compact_detail(detail)
+        head = detail if compact is None else compact.head
+        with self.transaction() as connection:
+            # The lists first, so that the event's row is written once at its full size (a
+            # row that grows later splits pages and the file creeps up over the months).
+            refs, fleet = (None, None) if compact is None else store_lists(connection, compact)
+            cursor = connection.execute(
+                "INSERT INTO sweep_events (event_type, created_at, detail, entries, fleet,"
+                " clean_bits) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event_type,
+                    created,
+                    to_json(head),
+                    None if refs is None else to_json(refs),
+                    fleet,
+                    None if compact is None else compact.clean_bits,
+                ),
+            )
+            event_id = int(cursor.lastrowid or 0)
+            if refs is not None:
+                mark_used(connection, event_id, [ref[0] for ref in refs], fleet)
+            if clear_state is not None:
+                connection.execute("DELETE FROM hub_state WHERE key = ?", (clear_state,))
+        return ProgressEvent(id=event_id, event_type=event_type, created_at=created, detail=detail)
+
+    def events(
+        self,
+        *,
+        event_type: str | None = None,
+        limit: int = 50,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        oldest_first: bool = False,
+    ) -> list[ProgressEvent]:
+        """Events, newest first unless ``oldest_first``; ``since``/``until`` bound created_at."""
+        clauses, params = event_filter(event_type, since, until)
+        order = "ASC" if oldest_first else "DESC"
+        sql = (
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events{clauses}"  # noqa: S608
+            f" ORDER BY id {order} LIMIT ?"
+        )
+        with self._guard() as connection:
+            rows = connection.execute(sql, (*params, limit)).fetchall()
+            return read_events(connection, rows)
+
+    def last_completed_sweep(
+        self,
+        sources: Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        event_type: str | None = None,
+    ) -> ProgressEvent | None:
+        """The newest sweep that ran to its end, optionally of one type and given sources.
+
+        A lock-skipped sweep did not run, and an ``interrupted`` one did not finish: neither
+        counts (the standby daemon's test of a healthy primary, docs/temporal.md).
+        """
+        sql = (
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
+            " WHERE json_extract(detail, '$.lock_skipped') = 0"
+            " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
+        )
+        params: list[Any] = []
+        if event_type is not None:
+            sql += " AND event_type = ?"
+            params.append(event_type)
+        if sources is not None:
+            sql += f" AND json_extract(detail, '$.source') IN ({','.join('?' * len(sources))})"
+            params.extend(sources)
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(iso(since))
+        sql += " ORDER BY id DESC LIMIT 1"
+        with self._guard() as connection:
+            row = connection.execute(sql, params).fetchone()
+            return None if row is None else read_events(connection, [row])[0]
+
+    def completed_sweeps(self, event_type: str, *, limit: int) -> list[ProgressEvent]:
+        """The newest sweeps of ``event_type`` that ran (not lock-skipped, not interrupted).
+
+        Walks the ``(event_type, id)`` index backwards: the cost is that of the few newest
+        events, not of the table.
+        """
+        sql = (
+            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
+            " WHERE event_type = ? AND json_extract(detail, '$.lock_skipped') = 0"
+            " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
+            " ORDER BY id DESC LIMIT ?"
+        )
+        with self._guard() as connection:
+            rows = connection.execute(sql, (event_type, limit)).fetchall()
+            return read_events(connection, rows)
+
+    def event_created_at(self, event_id: int) -> str | None:
+        """``created_at`` of one event, None when there is no such event."""
+        with self._guard():
+            rows = self.db.table("sweep_events").rows_where(
+                "id = ?", [event_id], select="created_at"
+            )
+            return next((str(row["created_at"]) for row in rows), None)
+
+    def count_events(self) -> int:
+        with self._guard():
+            return self.db.table("sweep_events").count
+
+    def delete_events_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events created before ``cutoff``.
+
+        One short transaction, so a concurrent sweep waits for at most one batch.
+        Returns how many rows were deleted.
+        """
+        with self.transaction() as connection:
+            cursor = connection.execute(
+                "DELETE FROM sweep_events WHERE id IN (SELECT id FROM sweep_events"
+                " WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+                (iso(cutoff), limit),
+            )
+            deleted = cursor.rowcount
+            # Entries and fleets no event still refers to (each remembers its last event).
+            for table in ("sweep_entries", "repo_lists"):
+                connection.execute(
+                    f"DELETE FROM {table} WHERE last_event <"  # noqa: S608
+                    " coalesce((SELECT min(id) FROM sweep_events), 1 << 62)"
+                )
+            return deleted
+
+
+def event_filter(
+    event_type: str | None, since: datetime | None, until: datetime | None
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if event_type is not None:
+        clauses.append("event_type = ?")
+        params.append(event_type)
+    if since is not None:
+        clauses.append("created_at >= ?")
+        params.append(iso(since))
+    if until is not None:
+        clauses.append("created_at < ?")
+        params.append(iso(until))
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

@@ -1,0 +1,82 @@
+"""The store's record types: a progress event, a standing assessment, an activity run.
+
+Frozen, keyword-only data classes, each with the plain-dict form that the API and
+``--json`` print; each maps one-to-one onto what a reader of the database sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressEvent:
+    """One row of ``progress_events``: a sweep, lock-skipped ones too."""
+
+    id: int
+    event_type: str
+    created_at: str
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event_type": self.event_type,
+            "created_at": self.created_at,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assessment:
+    """A repo's standing assessment: the findings of its last completed assessment."""
+
+    repo: str
+    path: str
+    head: str | None
+    fingerprint: str | None
+    assessed_at: str
+    findings: list[dict[str, Any]]
+    # The untracked files when it was assessed: their stats are part of the fingerprint.
+    watch: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """``error`` (a C-00), ``findings`` (C-01..C-23) or ``ok``."""
+        checks = {finding["check"] for finding in self.findings}
+        if "C-00" in checks:
+            return "error"
+        return "findings" if checks else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "path": self.path,
+            "head": self.head,
+            "status": self.status,
+            "assessed_at": self.assessed_at,
+            "findings": self.findings,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivityRun:
+    """One row of ``activity_runs``: a fire of the daemon's schedule definition."""
+
+    run_id: str
+    definition_id: str
+    fired_at: str
+    scheduled_for: str
+    outcome: str
+    context_snapshot: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "definition_id": self.definition_id,
+            "fired_at": self.fired_at,
+            "scheduled_for": self.scheduled_for,
+            "outcome": self.outcome,
+            "context_snapshot": self.context_snapshot,
+        }
