@@ -112,14 +112,15 @@ def broken_repo(fleet: Path, name: str = "broken") -> Path:
 def test_scheduled_sweep_pings_start_then_success(
     tmp_path: Path, fleet: Path, receiver: Receiver
 ) -> None:
-    """A timer's sweep pings <url>/start, then <url> with a summary, in that order."""
+    """A timer's sweep pings <url>/start, then <url> with the sweep in the terminal's words."""
     make_repo(fleet, "alpha")
     done = sweep(notify_config(tmp_path, fleet, receiver))
     assert done.returncode == 0, done.stderr
     pings = [r for r in receiver.requests if r.path.startswith("/ping/")]
     assert [r.path for r in pings] == ["/ping/abc/start", "/ping/abc"]
     event_id = json.loads(done.stdout)["id"]
-    assert pings[1].body.decode().startswith(f"event {event_id} local-timer: 1 repos")
+    words = f"event {event_id} local-timer: 1 re-read, 0 reused, 0 missing, 0 over budget in "
+    assert pings[1].body.decode().startswith(words)
 
 
 def test_automation_error_pings_fail_with_the_reason(

@@ -290,7 +290,12 @@ def test_run_now_sweeps_without_a_daemon(tmp_path: Path, small_fleet: Path) -> N
     human = statehub("schedule", "run-now", config=config)
     assert human.returncode == 0
     assert re.search(r"^run [0-9a-f-]{36}: swept$", human.stdout, re.MULTILINE)
-    assert re.search(r"^  sweep          \d+ assessed, \d+ unchanged", human.stdout, re.MULTILINE)
+    # The second sweep re-read nothing: its words say so (not "2 assessed, 0 unchanged").
+    assert re.search(
+        r"^  sweep          0 re-read, 2 reused, 0 missing, 0 over budget in [\d.]+ s; ",
+        human.stdout,
+        re.MULTILINE,
+    )
     assert "{" not in human.stdout  # the summary a person wants, not the raw JSON (issue 15)
 
 

@@ -376,3 +376,52 @@ def test_exclude_patterns_leave_repos_out(tmp_path: Path, fleet: Path) -> None:
     settings = settings_for(tmp_path, fleet, repos='exclude = ["*-archive"]')
 
     assert [t.name for t in discover(settings).targets] == ["keep"]
+
+
+def test_a_repo_left_out_by_exclude_is_never_missing(tmp_path: Path, fleet: Path) -> None:
+    """A repo swept once and then excluded is not skipped_missing: it left the fleet."""
+    make_repo(fleet, "keep", with_origin=False)
+    make_repo(fleet, "old-archive", with_origin=False)
+    run_sweep(settings_for(tmp_path, fleet))
+    settings = settings_for(tmp_path, fleet, repos='exclude = ["*-archive"]')
+
+    first, second = run_sweep(settings), run_sweep(settings)
+
+    assert first.detail["skipped_missing"] == second.detail["skipped_missing"] == []
+    assert first.detail["repos_total"] == 1
+    with Store.open(settings.database_path) as store:
+        assert store.assessed_repos() == {"keep"}
+
+
+def test_a_fetch_cut_by_the_sweeps_deadline_is_over_budget(tmp_path: Path, fleet: Path) -> None:
+    """--remote: a fetch that hangs until the sweep's budget ends is skipped_budget, exit 0."""
+    make_repo(fleet, "fine", with_origin=False)
+    with HangingServer() as server:
+        make_repo(fleet, "slow", origin_url=server.url)
+        settings = settings_for(
+            tmp_path,
+            fleet,
+            sweep="max_seconds = 4\nfetch_timeout_seconds = 60\nrepo_timeout_seconds = 60",
+        )
+        event = run_sweep(settings, remote=True)
+
+    assert event.detail["skipped_budget"] == ["slow"]
+    assert event.detail["automation_errors"] == []
+    assert (event.detail["exit_code"], event.detail["automation_error"]) == (0, False)
+    assert [*processed(event.detail), *event.detail["skipped_clean"]] == ["fine"]
+
+
+def test_a_fetch_past_its_own_timeout_is_a_c00(tmp_path: Path, fleet: Path) -> None:
+    """--remote: a fetch that outlasts fetch_timeout_seconds well within the budget is a C-00."""
+    with HangingServer() as server:
+        make_repo(fleet, "slow", origin_url=server.url)
+        settings = settings_for(
+            tmp_path, fleet, sweep="max_seconds = 60\nfetch_timeout_seconds = 1"
+        )
+        event = run_sweep(settings, remote=True)
+
+    assert event.detail["skipped_budget"] == []
+    assert [e["message"] for e in event.detail["automation_errors"]] == [
+        "git fetch origin timed out after 1 s"
+    ]
+    assert event.detail["exit_code"] == 1

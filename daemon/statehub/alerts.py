@@ -38,9 +38,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from statehub import __version__
+from statehub.contract import AUTOMATION_ERROR, SOURCE_MANUAL, Detail
 from statehub.errors import UsageError
 from statehub.settings import Settings
 from statehub.store import ProgressEvent, Store
+from statehub.sweepsummary import SweepSummary
 from statehub.timefmt import iso, utc_now
 
 if TYPE_CHECKING:  # httpx is imported when a message is sent: the idle daemon stays small
@@ -68,7 +70,7 @@ STATE_AUTOMATION = "notify:automation_error"
 STATE_FALLBACK = "notify:fallback"
 SWEEP_ITSELF = "(sweep)"
 """The name under which an automation error of the sweep itself (no repo) is reported."""
-SILENT_SOURCES = frozenset({"manual"})
+SILENT_SOURCES = frozenset({SOURCE_MANUAL})
 """Sweeps of these sources are not scheduled: they send no ping."""
 
 
@@ -231,18 +233,14 @@ def ping(settings: Settings, suffix: str, body: str) -> None:
 
 
 def sweep_summary(event: ProgressEvent) -> str:
-    """One line of a sweep for a ping's body."""
+    """A ping's body: the sweep in words (:mod:`statehub.sweepsummary`), then its first
+    automation errors, one a line."""
     detail = event.detail
-    source = detail.get("source")
-    if detail.get("lock_skipped"):
-        return f"event {event.id} {source}: lock-skipped, another sweep was running"
-    errors = detail.get("automation_errors") or []
-    line = (
-        f"event {event.id} {source}: {detail.get('repos_total', 0)} repos, "
-        f"{detail.get('assessment_failures', 0)} failing, {len(errors)} automation error(s), "
-        f"{detail.get('duration_seconds', 0)} s"
-    )
-    for error in errors[:5]:
+    summary = SweepSummary.of(detail, event_type=event.event_type)
+    line = f"event {event.id} {summary.source}: {summary.words()}"
+    if summary.lock_skipped:
+        return line
+    for error in (detail.get(Detail.AUTOMATION_ERRORS) or [])[:5]:
         if isinstance(error, dict):
             line += f"\n{error.get('repo') or '(sweep)'}: {error.get('message')}"
     return line
@@ -272,9 +270,9 @@ def observed_sweep(
         _quietly(_post_failure, settings, source, exc)
         raise
     if pinged:
-        failed = bool(event.detail.get("automation_error"))
+        failed = bool(event.detail.get(Detail.AUTOMATION_ERROR))
         _quietly(ping, settings, "/fail" if failed else "", sweep_summary(event))
-    if not event.detail.get("lock_skipped"):
+    if not event.detail.get(Detail.LOCK_SKIPPED):
         _quietly(after_sweep, settings, event)
     return event
 
@@ -346,7 +344,7 @@ def after_sweep(settings: Settings, event: ProgressEvent) -> None:
     errors = [e for e in detail.get("automation_errors") or [] if isinstance(e, dict)]
     with Store.open(settings.database_path) as store:
         standing = store.open_findings()
-        broken = {row[0] for row in standing if row[2] == "C-00"}
+        broken = {row[0] for row in standing if row[2] == AUTOMATION_ERROR}
         if any(error.get("repo") is None for error in errors):
             broken.add(SWEEP_ITSELF)
         was_broken = set(
@@ -361,7 +359,7 @@ def after_sweep(settings: Settings, event: ProgressEvent) -> None:
     common = {"source": source, "event_id": event.id}
     newly_broken = sorted(broken - was_broken)
     if newly_broken:
-        reasons = {row[0]: row[3] for row in standing if row[2] == "C-00"}
+        reasons = {row[0]: row[3] for row in standing if row[2] == AUTOMATION_ERROR}
         own = [str(e.get("message")) for e in errors if e.get("repo") is None]
         if own:
             reasons[SWEEP_ITSELF] = own[0]

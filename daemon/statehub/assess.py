@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 
 from statehub import gitlayout
-from statehub.checks import AUTOMATION_ERROR, EffectiveChecks, Finding, RepoContext, assess
-from statehub.errors import FetchError, RepoError
+from statehub.checks import EffectiveChecks, Finding, RepoContext, assess
+from statehub.contract import AUTOMATION_ERROR, RepoKind
+from statehub.errors import FetchError, FetchTimeout, RepoError
 from statehub.outcome import RepoOutcome, RepoTask, Standing, Target, errored
 
 
@@ -26,6 +27,7 @@ def assess_task(task: RepoTask) -> RepoOutcome:
         task.checks,
         remote=task.remote,
         fetch_timeout=task.fetch_timeout,
+        fetch_cut_by_budget=task.fetch_cut_by_budget,
         standing=task.standing,
     )
 
@@ -36,32 +38,60 @@ def assess_target(
     *,
     remote: bool,
     fetch_timeout: float,
+    fetch_cut_by_budget: bool = False,
     standing: Standing | None = None,
 ) -> RepoOutcome:
-    """Assess one repo in this process. Never raises; a failure is a C-00 of the outcome."""
+    """Assess one repo in this process. Never raises; a failure is a C-00 of the outcome.
+
+    A fetch that runs out of a timeout the sweep's budget cut short
+    (``fetch_cut_by_budget``) makes the repo over budget, not a C-00 (contract section 4).
+    """
     try:
         probe = gitlayout.probe(target.path)
     except RepoError as exc:
         return errored(target, checks, str(exc))
     if probe.kind is gitlayout.Kind.MISSING:
-        return RepoOutcome(target=target, kind="missing")
+        return RepoOutcome(target=target, kind=RepoKind.MISSING)
     if probe.kind is gitlayout.Kind.NOT_WORKTREE:
         return _not_worktree(target, checks, probe.reason, standing)
 
     errors: list[Finding] = []
     if remote:
-        from statehub import gitfetch
-
-        try:
-            gitfetch.fetch(target.path, timeout=fetch_timeout)
-        except FetchError as exc:
-            if checks.enabled(AUTOMATION_ERROR):
-                errors.append(Finding(check=AUTOMATION_ERROR, message=str(exc)))
-        except RepoError as exc:
-            return errored(target, checks, str(exc))
+        fetched = _fetch(target, checks, fetch_timeout, cut_by_budget=fetch_cut_by_budget)
+        if isinstance(fetched, RepoOutcome):
+            return fetched
+        errors = fetched
     if not errors and _unchanged(target, checks, standing):
-        return RepoOutcome(target=target, kind="clean")
+        return RepoOutcome(target=target, kind=RepoKind.UNCHANGED)
     return _read_and_assess(target, checks, errors)
+
+
+def _fetch(
+    target: Target, checks: EffectiveChecks, timeout: float, *, cut_by_budget: bool
+) -> RepoOutcome | list[Finding]:
+    """``--remote``: fetch; the C-00 of a failed fetch, or the repo's outcome when it ends here.
+
+    A fetch that runs out of a timeout the sweep's budget cut short is over budget.
+    """
+    from statehub import gitfetch
+
+    try:
+        gitfetch.fetch(target.path, timeout=timeout)
+    except FetchTimeout as exc:
+        if cut_by_budget:
+            return RepoOutcome(target=target, kind=RepoKind.OVER_BUDGET)
+        return _fetch_error(checks, exc)
+    except FetchError as exc:
+        return _fetch_error(checks, exc)
+    except RepoError as exc:
+        return errored(target, checks, str(exc))
+    return []
+
+
+def _fetch_error(checks: EffectiveChecks, exc: FetchError) -> list[Finding]:
+    if not checks.enabled(AUTOMATION_ERROR):
+        return []
+    return [Finding(check=AUTOMATION_ERROR, message=str(exc))]
 
 
 def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Finding]) -> RepoOutcome:
@@ -83,7 +113,7 @@ def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Findi
         return errored(target, checks, f"a check failed: {exc!r}")
     return RepoOutcome(
         target=target,
-        kind="assessed",
+        kind=RepoKind.ASSESSED,
         head=state.short_head,
         fingerprint=state.fingerprint,
         watch=state.untracked,
@@ -101,9 +131,11 @@ def _not_worktree(
     digest = hashlib.sha256(f"{reason}\0{checks.digest()}".encode()).hexdigest()
     fingerprint = f"not-worktree:{digest[:32]}"
     if standing is not None and not standing.errored and standing.fingerprint == fingerprint:
-        return RepoOutcome(target=target, kind="clean")
+        return RepoOutcome(target=target, kind=RepoKind.UNCHANGED)
     findings = [Finding(check="C-12", message=reason)] if checks.enabled("C-12") else []
-    return RepoOutcome(target=target, kind="assessed", fingerprint=fingerprint, findings=findings)
+    return RepoOutcome(
+        target=target, kind=RepoKind.ASSESSED, fingerprint=fingerprint, findings=findings
+    )
 
 
 def _libgit2_index(target: Target) -> list[tuple[str, int]]:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from statehub.contract import AUTOMATION_ERROR, EVENT_TYPES, RepoKind
 from statehub.errors import EXIT_USAGE, StatehubError
 from statehub.safetext import visible
 
@@ -26,8 +27,7 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
 
-# statehub.sweep.EVENT_TYPES, spelled here: importing sweep would load the pool and more.
-EVENT_TYPE_NAMES = ("consistency_sweep_remote_all", "consistency_sweep")
+EVENT_TYPE_NAMES = EVENT_TYPES  # from contract.py: importing sweep would load the pool
 
 STOP_FLUSH_SECONDS = 3.0
 """A stopping service waits this long at most for its queued [notify] messages."""
@@ -167,7 +167,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from statehub.checks import AUTOMATION_ERROR, printable
+    from statehub.checks import printable
     from statehub.outcome import RepoTask, Target
     from statehub.render import check_table
     from statehub.sweep import worker_pool
@@ -185,7 +185,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + settings.sweep.repo_timeout_seconds + 1
     with worker_pool(settings) as pool:
         (outcome,) = pool.run([task], deadline=deadline).outcomes
-    if outcome.kind == "missing":
+    if outcome.kind == RepoKind.MISSING:
         raise_usage(f"{path}: no such folder")
     document = {
         "repo": printable(path.name),

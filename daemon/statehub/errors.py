@@ -7,6 +7,7 @@
     +-- RepoError                 one repository cannot be assessed (becomes C-00)
     |   +-- GitReadError          git data cannot be read (corrupt, dubious ownership, ...)
     |   +-- FetchError            a --remote fetch failed or timed out
+    |       +-- FetchTimeout      the fetch did not end within its timeout
     +-- WorkerError               the sweep's worker processes cannot be started (C-00)
     +-- TriggerError              a sweep could not be triggered (daemon via HTTP)
     +-- ClusterError              the cluster scheduler (Temporal) cannot be reached or refused
@@ -62,6 +63,14 @@ class GitReadError(RepoError):
 
 class FetchError(RepoError):
     """A ``--remote`` fetch failed or timed out."""
+
+
+class FetchTimeout(FetchError):
+    """A ``--remote`` fetch did not end within its timeout (and was killed).
+
+    Whose bound that was decides what it means: the repo's own (``fetch_timeout_seconds``)
+    is a C-00, the sweep's budget cutting it short is ``skipped_budget`` (contract section 4).
+    """
 
 
 class WorkerError(StatehubError):

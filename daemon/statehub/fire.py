@@ -27,7 +27,8 @@ from statehub.alerts import fallback_state, observed_sweep
 from statehub.errors import StatehubError, StoreError, TriggerError
 from statehub.settings import Settings, read_token
 from statehub.store import ActivityRun, Store
-from statehub.sweep import EVENT_ALL, run_sweep, sweep_counts
+from statehub.sweep import EVENT_ALL, run_sweep
+from statehub.sweepsummary import sweep_words
 from statehub.timefmt import iso, parse_iso, utc_now
 
 log = logging.getLogger("statehub.fire")
@@ -500,7 +501,7 @@ def _log_run(run: ActivityRun) -> None:
             what,
             context.get("source"),
             context.get("progress_event_id"),
-            sweep_counts(detail),
+            sweep_words(detail),
         )
     else:
         log.info("%s", what)

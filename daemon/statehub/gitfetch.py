@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from statehub.deathsig import die_with_parent
-from statehub.errors import FetchError, GitReadError
+from statehub.errors import FetchError, FetchTimeout, GitReadError
 from statehub.gitlayout import os_reason
 from statehub.gitstate import PYGIT2_ERRORS, clean_message, open_repo
 
@@ -131,7 +131,7 @@ def fetch(root: Path, *, timeout: float) -> str | None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        raise FetchError(f"git fetch {remote} timed out after {timeout:g} s") from None
+        raise FetchTimeout(f"git fetch {remote} timed out after {timeout:g} s") from None
     if process.returncode != 0:
         reason = _fetch_reason(stderr.decode("utf-8", "replace"), process.returncode)
         raise FetchError(f"git fetch {remote} failed: {reason}")

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from statehub.checks import AUTOMATION_ERROR, EffectiveChecks, Finding
+from statehub.checks import EffectiveChecks, Finding
+from statehub.contract import AUTOMATION_ERROR, REPO_KINDS, RepoKind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +41,9 @@ class RepoTask:
     checks: EffectiveChecks
     remote: bool = False
     fetch_timeout: float = 20.0
+    # The fetch timeout was cut short to end within the sweep's budget: a fetch that runs
+    # out of it is over budget, not an error of the repo's (contract section 4).
+    fetch_cut_by_budget: bool = False
     standing: Standing | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -50,6 +54,7 @@ class RepoTask:
             "checks": self.checks.as_dict(),
             "remote": self.remote,
             "fetch_timeout": self.fetch_timeout,
+            "fetch_cut_by_budget": self.fetch_cut_by_budget,
             "standing": None
             if standing is None
             else {
@@ -67,6 +72,7 @@ class RepoTask:
             checks=EffectiveChecks.from_dict(data["checks"]),
             remote=bool(data["remote"]),
             fetch_timeout=float(data["fetch_timeout"]),
+            fetch_cut_by_budget=bool(data.get("fetch_cut_by_budget", False)),
             standing=None
             if standing is None
             else Standing(
@@ -82,7 +88,7 @@ class RepoOutcome:
     """What assessing one repo gave."""
 
     target: Target
-    kind: str  # 'assessed', 'clean' (unchanged: standing findings reused), 'missing'
+    kind: str  # a RepoKind: assessed, unchanged (findings reused), missing, over_budget
     head: str | None = None
     fingerprint: str | None = None
     watch: tuple[str, ...] = ()  # the untracked files, part of the fingerprint
@@ -105,7 +111,7 @@ class RepoOutcome:
     @classmethod
     def from_dict(cls, target: Target, data: dict[str, Any]) -> RepoOutcome:
         kind = data["kind"]
-        if kind not in ("assessed", "clean", "missing"):
+        if kind not in REPO_KINDS:
             raise ValueError(f"unknown outcome kind {kind!r}")
         return cls(
             target=target,
@@ -127,4 +133,4 @@ def errored(target: Target, checks: EffectiveChecks, message: str) -> RepoOutcom
         if checks.enabled(AUTOMATION_ERROR)
         else []
     )
-    return RepoOutcome(target=target, kind="assessed", findings=findings)
+    return RepoOutcome(target=target, kind=RepoKind.ASSESSED, findings=findings)

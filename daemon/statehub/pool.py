@@ -11,7 +11,9 @@ which repo a worker is on and since when:
 - a worker that runs out of memory answers so (or dies) and is replaced; its repo gets a
   C-00 naming the bound ("assessment needed over 1024 MB");
 - at the sweep's deadline every busy worker is killed and its repo, like every repo not
-  handed out, is reported not reached (``skipped_budget``).
+  handed out, is reported not reached (``skipped_budget``); a ``--remote`` fetch whose
+  timeout the deadline cut short ends a little before it, and its repo is over budget too
+  (not a C-00: only the repo's own bounds make one).
 
 The process that runs the pool never reads a repo itself, so a server or a daemon stays
 responsive while its sweep waits here in ``select``.
@@ -250,10 +252,13 @@ class WorkerPool:
 
     def _as_sent(self, task: RepoTask, deadline: float, now: float) -> RepoTask:
         # A fetch must end before the bounds do (the repo's, or the sweep's budget), so that
-        # the finding names the fetch's timeout and the worker lives on.
-        bound = min(self.repo_timeout, deadline - now)
-        fetch_timeout = min(task.fetch_timeout, max(0.1, bound - min(1.0, bound / 2)))
-        return dataclasses.replace(task, fetch_timeout=round(fetch_timeout, 2))
+        # the worker lives on to say so. When the budget is what cut it short, running out
+        # of it is the sweep's deadline (skipped_budget), not a failure of the repo's own.
+        own = _fetch_within(task.fetch_timeout, self.repo_timeout)
+        fetch_timeout = _fetch_within(task.fetch_timeout, min(self.repo_timeout, deadline - now))
+        return dataclasses.replace(
+            task, fetch_timeout=round(fetch_timeout, 2), fetch_cut_by_budget=fetch_timeout < own
+        )
 
     def _retire(self, worker: _Worker) -> None:
         """Kill a worker (its whole process group) and reap it."""
@@ -347,6 +352,11 @@ class WorkerPool:
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=5)  # it closed its output: it is exiting
         self._lose(worker, run, f"the assessment's worker died ({_exit_reason(worker.process)})")
+
+
+def _fetch_within(fetch_timeout: float, bound: float) -> float:
+    """The fetch timeout that ends before ``bound`` seconds, with a margin to answer."""
+    return min(fetch_timeout, max(0.1, bound - min(1.0, bound / 2)))
 
 
 def _quick(task: RepoTask) -> bool:

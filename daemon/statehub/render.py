@@ -19,7 +19,7 @@ from rich.text import Text
 from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import ActivityRun, ProgressEvent
-from statehub.sweep import sweep_counts
+from statehub.sweepsummary import SweepSummary
 
 PIPE_WIDTH = 100_000
 """The width of output that is not a terminal: piped output is never cut (issue 15)."""
@@ -42,13 +42,9 @@ def plain(text: object, *, style: str = "") -> Text:
 def sweep_table(out: Console, event: ProgressEvent) -> None:
     """The findings of one sweep (every repo that needs action, re-read or not), a summary."""
     detail = event.detail
-    if detail.get("lock_skipped"):
-        out.print(
-            plain(
-                f"lock-skipped: another sweep is running (event {event.id}, "
-                f"source {detail['source']})"
-            )
-        )
+    summary = SweepSummary.of(detail, event_type=event.event_type)
+    if summary.lock_skipped:
+        out.print(plain(f"{summary.words()} (event {event.id}, source {summary.source})"))
         return
     processed = detail["repos_processed"]
     if processed:
@@ -57,8 +53,7 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
             [(item["repo"], finding) for item in processed for finding in item["findings"]],
             title=f"sweep {event.id}",
         )
-    counts = sweep_counts(detail, chosen=event.event_type == "consistency_sweep")
-    out.print(plain(f"event {event.id} ({event.event_type}): {counts}"))
+    out.print(plain(f"event {event.id} ({event.event_type}): {summary.words()}"))
 
 
 def findings_table(

@@ -71,6 +71,7 @@ from statehub.logs import setup_logging
 from statehub.notify import Notifier, watchdog_interval
 from statehub.settings import Settings, load_settings, public_dict, read_token
 from statehub.store import ActivityRun, Store
+from statehub.sweepsummary import sweep_words
 from statehub.timefmt import iso, parse_iso, utc_now
 
 log = logging.getLogger("statehub.scheduler")
@@ -543,14 +544,7 @@ def _describe_run(run: ActivityRun) -> str:
         lines.append(f"  error          {context['error']}")
     sweep = context.get("consistency_sweep_remote_all")
     if isinstance(sweep, dict):
-        lines.append(
-            f"  sweep          {len(sweep.get('repos_processed', []))} assessed, "
-            f"{len(sweep.get('skipped_clean', []))} unchanged, "
-            f"{len(sweep.get('skipped_budget', []))} over budget in "
-            f"{sweep.get('duration_seconds', 0):.1f} s; "
-            f"{sweep.get('assessment_failures', 0)} repo(s) with findings, "
-            f"{len(sweep.get('automation_errors', []))} automation error(s)"
-        )
+        lines.append(f"  sweep          {sweep_words(sweep)}")
     # The whole context is for scripts: --json prints it (issue 15).
     lines.append("the whole record: statehub schedule run-now --json, or statehub runs --json")
     return "\n".join(lines) + "\n"

@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from statehub.checks import AUTOMATION_ERROR, printable
+from statehub.checks import printable
+from statehub.contract import AUTOMATION_ERROR, EVENT_ALL, EVENT_CHOSEN, EVENT_TYPES, RepoKind
 from statehub.errors import UsageError, WorkerError
 from statehub.findings import mark_new
 from statehub.lock import SweepLock
@@ -29,9 +30,7 @@ from statehub.settings import Settings
 from statehub.store import Assessment, ProgressEvent, Store
 from statehub.timefmt import iso, utc_now
 
-EVENT_ALL = "consistency_sweep_remote_all"
-EVENT_CHOSEN = "consistency_sweep"
-EVENT_TYPES = (EVENT_ALL, EVENT_CHOSEN)
+__all__ = ["EVENT_ALL", "EVENT_CHOSEN", "EVENT_TYPES", "discover", "run_sweep", "select"]
 
 # hub_state key holding the sweep in progress; found at the next start, it means the
 # holder died (kill -9, power loss) and an "interrupted" event is written for it.
@@ -42,8 +41,9 @@ ProgressCallback = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepRequest:
-    """What was asked of one sweep, as recorded in its event."""
+class SweepParams:
+    """What was asked of one sweep, as recorded in its event (not the HTTP body of
+    :class:`statehub.api.SweepRequest`, which becomes one of these)."""
 
     event_type: str
     source: str
@@ -55,6 +55,11 @@ class SweepRequest:
 class Fleet:
     targets: tuple[Target, ...]
     warnings: tuple[str, ...] = ()
+
+
+def excluded(settings: Settings, name: str) -> bool:
+    """True for a repo name that ``repos.exclude`` leaves out of the fleet."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in settings.repos.exclude)
 
 
 def discover(settings: Settings) -> Fleet:
@@ -83,7 +88,7 @@ def discover(settings: Settings) -> Fleet:
             continue
         seen_paths.add(path)
         name = printable(path.name)  # a folder name that is not UTF-8 gets \xNN escapes
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in settings.repos.exclude):
+        if excluded(settings, name):
             continue
         count = taken.get(name, 0) + 1
         taken[name] = count
@@ -172,7 +177,7 @@ def run_sweep(
     own_store = store is None
     db = store if store is not None else Store.open(settings.database_path)
     try:
-        request = SweepRequest(
+        request = SweepParams(
             event_type=event_type, source=source, max_seconds=budget, remote=remote
         )
         # Named repos are checked before the lock: a typo is a usage error even while
@@ -187,6 +192,8 @@ def run_sweep(
             # The workers load while the fleet is listed and the store read.
             pool.start(pool.size if chosen is None else len(chosen[0]))
             targets, gone = chosen if chosen is not None else _targets(settings, db, None)
+            if chosen is None and settings.repos.exclude:
+                _forget_excluded(settings, db, targets)
             _record_interrupted(db)
             event = _sweep_locked(
                 settings,
@@ -218,10 +225,21 @@ def _targets(
         missing = ", ".join(name for name in not_found if name not in known)
         raise UsageError(f"unknown repo: {missing} (not configured, never assessed)")
     # Named repos known only from earlier sweeps are gone; for the whole fleet, so is
-    # every repo of an earlier sweep that is no longer configured or found.
+    # every repo of an earlier sweep that is no longer configured or found. A repo left
+    # out by `exclude` is not gone, it is no part of the fleet (contract section 4): its
+    # assessment is dropped in silence (_forget_excluded).
     if repos is not None:
         return targets, not_found
-    return targets, sorted(known - {target.name for target in targets})
+    names = {target.name for target in targets}
+    return targets, sorted(name for name in known - names if not excluded(settings, name))
+
+
+def _forget_excluded(settings: Settings, db: Store, swept: Sequence[Target]) -> None:
+    """Drop the standing assessments of repos that ``exclude`` now leaves out."""
+    names = {target.name for target in swept}
+    db.forget_repos(
+        sorted(name for name in db.assessed_repos() - names if excluded(settings, name))
+    )
 
 
 def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
@@ -252,7 +270,7 @@ def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
     }
 
 
-def _record_lock_skipped(db: Store, request: SweepRequest) -> ProgressEvent:
+def _record_lock_skipped(db: Store, request: SweepParams) -> ProgressEvent:
     now = utc_now()
     detail = _base_detail(request.source, request.max_seconds, request.remote)
     detail.update(
@@ -292,7 +310,7 @@ def _record_interrupted(db: Store) -> None:
 def _sweep_locked(
     settings: Settings,
     db: Store,
-    request: SweepRequest,
+    request: SweepParams,
     targets: list[Target],
     gone: list[str],
     *,
@@ -333,14 +351,16 @@ def _sweep_locked(
     reassessed: list[RepoOutcome] = []  # read again this sweep
     reused: list[str] = []  # unchanged: the standing assessment stands
     missing_names: list[str] = list(gone)
+    over_budget = [target.name for target in not_reached]
     for outcome in outcomes:
-        if outcome.kind == "missing":
+        if outcome.kind == RepoKind.MISSING:
             missing_names.append(outcome.target.name)
-        elif outcome.kind == "clean":
+        elif outcome.kind == RepoKind.UNCHANGED:
             reused.append(outcome.target.name)
+        elif outcome.kind == RepoKind.OVER_BUDGET:  # its fetch cut by the deadline
+            over_budget.append(outcome.target.name)
         else:
             reassessed.append(outcome)
-    over_budget = [target.name for target in not_reached]
 
     assessed_at = iso(utc_now())
     # Each finding marked new or not against the repo's previous standing assessment.
@@ -416,13 +436,13 @@ def _evidence(
     clean: list[str] = []
     for outcome in outcomes:
         name = outcome.target.name
-        if outcome.kind == "assessed":
+        if outcome.kind == RepoKind.ASSESSED:
             head, found = outcome.head, marked[name]
-        elif outcome.kind == "clean" and name in standing:
+        elif outcome.kind == RepoKind.UNCHANGED and name in standing:
             head = standing[name].head
             found = [{**finding, "new": False} for finding in standing[name].findings]
         else:
-            continue  # missing
+            continue  # missing or over budget
         if found:
             findings = [
                 {key: finding[key] for key in ("check", "message", "path", "new")}
@@ -432,42 +452,13 @@ def _evidence(
                 {
                     "repo": name,
                     "head": head,
-                    "reassessed": outcome.kind == "assessed",
+                    "reassessed": outcome.kind == RepoKind.ASSESSED,
                     "findings": findings,
                 }
             )
         else:
             clean.append(name)
     return entries, sorted(clean)
-
-
-def sweep_counts(detail: dict[str, Any], *, chosen: bool = False) -> str:
-    """One line of a sweep's counts: what was read again or reused, and what needs action.
-
-    ``repos_processed`` holds every repo with a finding (read again or reused) and
-    ``skipped_clean`` every other repo reached (contract section 4); events written before
-    ``repos_reassessed`` existed count their ``repos_processed`` as read again. A sweep of
-    ``chosen`` repos counts the repos with findings among those, not the fleet's.
-    """
-    processed = detail.get("repos_processed") or []
-    reached = len(processed) + len(detail.get("skipped_clean") or [])
-    reread = detail.get("repos_reassessed", len(processed))
-    if chosen:
-        failing = sum(
-            1 for item in processed if any(f["check"] != AUTOMATION_ERROR for f in item["findings"])
-        )
-    else:
-        failing = detail.get("assessment_failures", 0)
-    new = detail.get("new_findings", 0)
-    return (
-        f"{reread} re-read, {max(reached - reread, 0)} reused, "
-        f"{len(detail.get('skipped_missing') or [])} missing, "
-        f"{len(detail.get('skipped_budget') or [])} over budget in "
-        f"{detail.get('duration_seconds', 0.0):.1f} s; {len(processed)} need action, "
-        f"{reached - len(processed)} clean; {failing} repo(s) with findings"
-        f"{f' ({new} new)' if new else ''}, "
-        f"{len(detail.get('automation_errors') or [])} automation error(s)"
-    )
 
 
 def worker_pool(settings: Settings) -> WorkerPool:

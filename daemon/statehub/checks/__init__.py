@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from statehub.contract import AUTOMATION_ERROR as AUTOMATION_ERROR  # re-exported: checks use it
+
 if TYPE_CHECKING:
     from statehub.gitstate import GitState
 
-AUTOMATION_ERROR = "C-00"
 DEFAULT_README_NAMES = ("README.md",)
 RULES_VERSION = 2
 """Bumped when what a check finds changes (2: C-21 looks for blocks, C-23 honours the allow

@@ -1,0 +1,105 @@
+"""One sweep in words: the counts of its event, in the contract's meanings (section 4).
+
+Every surface that tells what a sweep did reads it here: ``statehub sweep`` on a terminal,
+``schedule run-now``, the daemon's log line, the pings of ``[notify]`` and the status page.
+
+- **re-read**: repos read again this sweep; **reused**: unchanged repos whose standing
+  assessment was reused, nothing read;
+- **need action**: repos with at least one finding (``repos_processed``, re-read or reused);
+  **clean**: repos with none (``skipped_clean``);
+- **missing**: configured repos that are gone; **over budget**: repos not reached, or whose
+  read or fetch the sweep's deadline cut (``skipped_budget``: not an error);
+- **with findings**: the fleet's repos whose assessment has a C-01..C-23 finding (of the
+  chosen repos, for a sweep of chosen repos), and how many findings are **new** since
+  their repo's previous assessment; **automation errors**: the C-00s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from statehub.contract import AUTOMATION_ERROR, EVENT_CHOSEN, Detail
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSummary:
+    """The counts of one sweep's detail."""
+
+    source: str
+    lock_skipped: bool
+    interrupted: bool
+    chosen: bool  # a sweep of chosen repos, not the whole fleet
+    reread: int
+    reused: int
+    need_action: int
+    clean: int
+    missing: int
+    over_budget: int
+    with_findings: int
+    new_findings: int
+    automation_errors: int
+    duration_seconds: float
+
+    @classmethod
+    def of(cls, detail: Mapping[str, Any], *, event_type: str = "") -> SweepSummary:
+        """The summary of a sweep's ``detail``; ``event_type`` tells a sweep of chosen repos.
+
+        Events written before ``repos_reassessed`` existed count every repo that needs
+        action as re-read.
+        """
+        processed = detail.get(Detail.REPOS_PROCESSED) or []
+        clean = len(detail.get(Detail.SKIPPED_CLEAN) or [])
+        reached = len(processed) + clean
+        reread = int(detail.get(Detail.REPOS_REASSESSED, len(processed)))
+        chosen = event_type == EVENT_CHOSEN
+        if chosen:
+            failing = sum(
+                1
+                for item in processed
+                if any(f.get("check") != AUTOMATION_ERROR for f in item.get("findings") or [])
+            )
+        else:
+            failing = int(detail.get(Detail.ASSESSMENT_FAILURES) or 0)
+        return cls(
+            source=str(detail.get(Detail.SOURCE) or "(none)"),
+            lock_skipped=bool(detail.get(Detail.LOCK_SKIPPED)),
+            interrupted=bool(detail.get(Detail.INTERRUPTED)),
+            chosen=chosen,
+            reread=reread,
+            reused=max(reached - reread, 0),
+            need_action=len(processed),
+            clean=clean,
+            missing=len(detail.get(Detail.SKIPPED_MISSING) or []),
+            over_budget=len(detail.get(Detail.SKIPPED_BUDGET) or []),
+            with_findings=failing,
+            new_findings=int(detail.get(Detail.NEW_FINDINGS) or 0),
+            automation_errors=len(detail.get(Detail.AUTOMATION_ERRORS) or []),
+            duration_seconds=float(detail.get(Detail.DURATION_SECONDS) or 0.0),
+        )
+
+    def words(self) -> str:
+        """The sweep in one line: ``3 re-read, 15 reused, 0 missing, 0 over budget in 1.2 s;
+        2 need action, 16 clean; 2 repo(s) with findings (1 new), 0 automation error(s)``."""
+        if self.lock_skipped:
+            return "lock-skipped: another sweep was running"
+        if self.interrupted:
+            return "interrupted: its process died before it finished (C-00)"
+        new = f" ({self.new_findings} new)" if self.new_findings else ""
+        return (
+            f"{self.reread} re-read, {self.reused} reused, {self.missing} missing, "
+            f"{self.over_budget} over budget in {self.duration_seconds:.1f} s; "
+            f"{self.need_action} need action, {self.clean} clean; "
+            f"{self.with_findings} repo(s) with findings{new}, "
+            f"{self.automation_errors} automation error(s)"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts for ``--json`` documents, with :meth:`words` as ``text``."""
+        return {**asdict(self), "text": self.words()}
+
+
+def sweep_words(detail: Mapping[str, Any], *, event_type: str = "") -> str:
+    """:meth:`SweepSummary.words` of one sweep's detail."""
+    return SweepSummary.of(detail, event_type=event_type).words()
