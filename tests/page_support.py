@@ -136,8 +136,14 @@ def plant(database: Path, now: datetime | None = None) -> Planted:
                     head="5d6e7f8",
                     fingerprint=None,
                     assessed_at=iso(moment - timedelta(minutes=5)),
+                    # C-13 is new since beta-lib's previous assessment; C-15 is not.
                     findings=[
-                        {"check": "C-13", "message": "core.fsmonitor is set", "path": None},
+                        {
+                            "check": "C-13",
+                            "message": "core.fsmonitor is set",
+                            "path": None,
+                            "new": True,
+                        },
                         {"check": "C-15", "message": "2 untracked files", "path": None},
                     ],
                 ),

@@ -6,6 +6,7 @@ The page in a real browser (console, requests, screenshot) is tests/test_page_br
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from api_support import ApiServer, client
+from clirun import statehub
 from gitfleet import write_config
 from page_support import HOSTILE, Planted, planted_server, slot_label
 
@@ -110,13 +112,14 @@ def test_findings_show_c00_and_escape_markup(served: tuple[str, Planted]) -> Non
 
 
 def test_new_findings_are_marked(served: tuple[str, Planted]) -> None:
-    """C-13 and C-15 of beta-lib, first reported by the newest sweep, are marked new."""
+    """C-13 of beta-lib, new since its previous assessment, is marked new; C-15 is not."""
     url, _ = served
     page = get(url, "/status").text
     row = re.search(r'<tr data-repo="beta-lib">(.*?)</tr>', page, re.S)
     assert row is not None
     assert 'class="pill new"' in row.group(1)
     assert "C-13*" in re.sub(r"<[^>]+>", "", row.group(1))
+    assert "C-15*" not in re.sub(r"<[^>]+>", "", row.group(1))
     alpha = re.search(r'<tr data-repo="alpha-svc">(.*?)</tr>', page, re.S)
     assert alpha is not None and "new" not in alpha.group(1)
 
@@ -171,7 +174,7 @@ def test_schedule_and_runs_are_shown(served: tuple[str, Planted]) -> None:
     assert "*/15 * * * *" in text
     assert "standby" in text
     assert "daemon alive heartbeat" in text
-    runs = text[text.index("The daemon's last runs") :]
+    runs = text[text.index("The last runs of the schedule") :]
     assert runs.count("primary_healthy") == 2
     assert runs.count("lock_skipped") == 1
     assert "activity-core (scheduled)" in text
@@ -275,3 +278,33 @@ def test_page_of_an_empty_store(tmp_path: Path) -> None:
     assert view["strip"].counts["missed"] == 0
     assert "No open findings." in page
     assert "No run of this definition recorded yet." in page
+
+
+def _without_the_clock(document: dict[str, Any]) -> dict[str, Any]:
+    """A status document less what moves between two reads: the time, the file sizes."""
+    document.pop("at")
+    document.pop("last_sweeps_since")  # now less the retention
+    for key in ("size_bytes", "wal_bytes"):
+        document["database"].pop(key)
+    for key in ("next_fire", "next_fire_local"):
+        document["schedule"].pop(key)
+    return document
+
+
+def test_the_pages_json_is_the_document_of_statehub_status(
+    page_server: tuple[ApiServer, Planted],
+) -> None:
+    """GET /status.json and `statehub status --json` are one model; "new" is the API's."""
+    server, _ = page_server
+    served = get(server.url, "/status.json").json()
+    printed = statehub("status", "--json", config=server.config)
+    assert printed.returncode == 0, printed.stderr
+
+    assert _without_the_clock(served) == _without_the_clock(json.loads(printed.stdout))
+    [beta] = [repo for repo in served["findings"] if repo["repo"] == "beta-lib"]
+    marked = {check["check"]: check["new"] for check in beta["checks"]}
+    api = get(server.url, "/repos/beta-lib").json()
+    assert marked == {finding["check"]: finding["new"] for finding in api["findings"]}
+    assert marked == {"C-13": True, "C-15": False}
+    assert served["new_findings"] == 1
+    assert served["processes"]["daemon"]["state"] == "alive"

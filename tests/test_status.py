@@ -1,4 +1,4 @@
-"""statehub status: schedule, the daemon's last runs, last sweep per source, open findings."""
+"""statehub status: schedule, the last runs of the schedule, last sweep per source, findings."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from rich.console import Console
 
 from contract_keys import sweep_detail
 from statehub.cli import main
-from statehub.compare import status_command, status_report
+from statehub.render import render_status
 from statehub.settings import Settings, load_settings
+from statehub.statusmodel import read_status
 from statehub.store import ActivityRun, Assessment, Store
 from statehub.timefmt import iso
 
@@ -154,26 +155,29 @@ def test_next_fire_in_the_schedule_zone(tmp_path: Path) -> None:
     """The next fire is computed in the schedule's zone: 09:00 Berlin is 07:00Z after DST."""
     _, settings = settings_in(tmp_path, timezone="Europe/Berlin")
 
-    document = status_report(settings, now=NOW)  # Saturday 28 March, 13:00 CET
+    document = read_status(settings, now=NOW).as_dict()  # Saturday 28 March, 13:00 CET
 
     assert document["schedule"]["next_fire"] == "2026-03-29T07:00:00Z"
     assert document["schedule"]["next_fire_local"] == "2026-03-29T09:00:00+02:00"
 
 
 def test_populated_json(tmp_path: Path) -> None:
-    """Last 5 runs of the definition, last event per source, findings by check C-00 first."""
+    """The runs of the definition, last event per source, findings by check C-00 first."""
     _, settings = settings_in(tmp_path)
     with Store.open(settings.database_path) as store:
         populate(store)
 
-    document = status_report(settings, now=NOW)
+    document = read_status(settings, now=NOW).as_dict()
 
-    assert [run["run_id"] for run in document["runs"]] == [f"run-{n}" for n in (6, 5, 4, 3, 2)]
+    assert [run["run_id"] for run in document["runs"]] == [f"run-{n}" for n in range(6, -1, -1)]
     assert document["database"]["events"] == 4
     assert document["database"]["size_bytes"] > 0
     sweeps = document["last_sweeps"]
-    assert list(sweeps) == ["activity-core", "local-daemon", "manual"]
+    # The sources of the schedule are listed even without an event (local-fallback).
+    assert list(sweeps) == ["activity-core", "local-daemon", "local-fallback", "manual"]
+    assert sweeps["local-fallback"]["at"] is None
     assert sweeps["activity-core"] == {
+        "expected": True,
         "at": iso(NOW - timedelta(hours=1) + timedelta(seconds=8)),
         "event_type": "consistency_sweep_remote_all",
         "outcome": "completed",
@@ -195,16 +199,48 @@ def test_populated_text(tmp_path: Path) -> None:
         populate(store)
     buffer = io.StringIO()
 
-    status = status_command(
-        settings, as_json=False, now=NOW, console=Console(file=buffer, width=120)
-    )
+    render_status(Console(file=buffer, width=120), read_status(settings, now=NOW))
 
     out = buffer.getvalue()
-    assert status == 0
     assert "next fire 2026-03-29T09:00:00Z" in out
     assert "run-6" not in out  # run ids are for --json; the screen shows times and outcomes
-    assert out.count("primary_healthy") == 2  # runs 5 and 3 of the last five
+    assert out.count("primary_healthy") == 3  # runs 5, 3 and 1 of the seven
     assert "lock skipped" in out
     assert "automation error" in out
     assert out.index("C-00") < out.index("C-02")
     assert "2 of 3 assessed repo(s) with open findings" in out
+
+
+def test_runs_are_named_by_origin_and_a_stopped_daemon_says_so(tmp_path: Path) -> None:
+    """The screen shows runs of every origin as such; a daemon that recorded its stop is
+    stopped (with the trigger it really fired on), a silent worker is gone."""
+    _, settings = settings_in(tmp_path)
+    with Store.open(settings.database_path) as store:
+        for hour, origin in enumerate(("schedule", "temporal", "http")):
+            fired = iso(NOW - timedelta(hours=3 - hour))
+            store.record_run(
+                ActivityRun(
+                    run_id=f"run-{origin}",
+                    definition_id=DEFINITION,
+                    fired_at=fired,
+                    scheduled_for=fired,
+                    outcome="swept",
+                    context_snapshot={"origin": origin, "source": "activity-core"},
+                )
+            )
+        record = {"at": iso(NOW), "state": "stopped", "pid": 4242, "trigger": "*/5 * * * *"}
+        store.set_state("heartbeat:daemon", json.dumps(record))
+        store.set_state("heartbeat:worker", iso(NOW - timedelta(minutes=10)))
+    model = read_status(settings, now=NOW)
+    buffer = io.StringIO()
+
+    render_status(Console(file=buffer, width=160), model)
+
+    out = buffer.getvalue()
+    assert "daemon's" not in out
+    assert "the last 3 run(s) of the schedule, from any origin" in out
+    assert [run["origin"] for run in model.as_dict()["runs"]] == ["http", "temporal", "schedule"]
+    processes = model.as_dict()["processes"]
+    assert (processes["daemon"]["state"], processes["daemon"]["pid"]) == ("stopped", 4242)
+    assert processes["worker"]["state"] == "gone"
+    assert "fires on '*/5 * * * *', not the file's '0 9 * * *'" in out

@@ -248,9 +248,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from statehub.compare import status_command
+    """One screen (or ``--json``) of the status model the page shows too; 0 without a
+    database."""
+    from statehub.render import output_console, render_status
+    from statehub.statusmodel import read_status
 
-    return status_command(load(args), as_json=args.json)
+    model = read_status(load(args))
+    if args.json:
+        print_json(model.as_dict())
+    else:
+        render_status(output_console(soft_wrap=False), model)
+    return 0
 
 
 # -- long-running services ------------------------------------------------------------

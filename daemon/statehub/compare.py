@@ -1,4 +1,5 @@
-"""Reports over the recorded history: ``statehub compare`` and ``statehub status``.
+"""The report over the recorded history: ``statehub compare`` (``statehub status`` is
+:mod:`statehub.statusmodel`).
 
 ``compare`` sums the sweeps of a window by ``detail.source`` and measures how well the
 schedule's slots were covered. Its definitions (issue 6):
@@ -36,10 +37,6 @@ schedule's slots were covered. Its definitions (issue 6):
 
 The exit status is 0 whatever the coverage: compare is a report, not a check; a monitor
 reads ``--json``. Slot times in JSON are UTC with a ``Z``.
-
-``status`` is one screen: the schedule and its next fire, the daemon's last runs, the last
-event of each source, the open findings by check, the database. It never creates the
-database and answers (exit 0) when there is none yet.
 """
 
 from __future__ import annotations
@@ -54,16 +51,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from statehub.contract import EVENT_ALL
 from statehub.cron import cron_trigger
+from statehub.render import compact_table, or_dash, say, seconds, short_time
 from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import Store
-from statehub.sweep import EVENT_ALL
 from statehub.timefmt import parse_iso, utc_now
 
 WHOLE_FLEET_EVENT = EVENT_ALL  # contract section 5
@@ -79,9 +75,7 @@ STRIP_MARKS = {
     NO_DATA: (" ", "dim"),
 }
 ASCII_MARKS = {COVERED: "#", MISSED: ".", DOUBLED: "2", NO_DATA: " "}
-STATUS_RUNS = 5
 LISTED_SLOTS = 12  # missed/doubled slot times printed before "and N more"
-LISTED_REPOS = 8  # repo names per check in the status screen before "+N more"
 
 
 def utc_z(moment: datetime) -> str:
@@ -415,10 +409,10 @@ def compare_command(
 def render_comparison(out: Console, report: Comparison) -> None:
     """The table by source, the slot summary, on a terminal the slot strip, the verdict."""
     if not report.database_found:
-        _say(out, f"no database yet at {report.database} (no sweep recorded)")
+        say(out, f"no database yet at {report.database} (no sweep recorded)")
     window = f"{utc_z(report.since)} .. {utc_z(report.until)} ({report.since_hours:g} h)"
     if report.sources:
-        table = _compact_table(
+        table = compact_table(
             title=f"sweeps by source, {window}",
             title_justify="left",
             caption="skipped: lock-skipped; C-00: with automation errors, failed triggers "
@@ -439,17 +433,17 @@ def render_comparison(out: Console, report: Comparison) -> None:
                 Text(
                     str(summary.automation_errors), style="red" if summary.automation_errors else ""
                 ),
-                _or_dash(summary.assessment_failures_last),
-                _seconds(summary.mean_duration_seconds),
-                _seconds(summary.max_duration_seconds),
-                _short(summary.first_at),
-                _short(summary.last_at),
+                or_dash(summary.assessment_failures_last),
+                seconds(summary.mean_duration_seconds),
+                seconds(summary.max_duration_seconds),
+                short_time(summary.first_at),
+                short_time(summary.last_at),
             )
         out.print(table)
     else:
-        _say(out, f"no events in {window}")
+        say(out, f"no events in {window}")
     slots = report.slots
-    _say(
+    say(
         out,
         f"slots of '{report.trigger}' ({report.timezone}): {slots.expected} expected, "
         f"{slots.covered} covered, {len(slots.missed)} missed, {len(slots.doubled)} doubled"
@@ -459,7 +453,7 @@ def render_comparison(out: Console, report: Comparison) -> None:
     _list_slots(out, "doubled", slots.doubled)
     if out.is_terminal and slots.expected:
         render_strip(out, slots)
-    _say(out, report.verdict(), style="bold yellow" if report.attention else "bold green")
+    say(out, report.verdict(), style="bold yellow" if report.attention else "bold green")
 
 
 def render_strip(out: Console, slots: SlotCoverage) -> None:
@@ -471,7 +465,7 @@ def render_strip(out: Console, slots: SlotCoverage) -> None:
     }
     shown = (COVERED, MISSED, DOUBLED, *((NO_DATA,) if slots.no_data else ()))
     legend = "  ".join(f"{marks[state][0] or ' '} {state}" for state in shown)
-    _say(out, f"{utc_z(slots.starts[0])} onwards, one slot a character: {legend}")
+    say(out, f"{utc_z(slots.starts[0])} onwards, one slot a character: {legend}")
     width = max(out.width, 8)
     for offset in range(0, len(slots.states), width):
         line = Text(no_wrap=True)
@@ -486,209 +480,10 @@ def _list_slots(out: Console, label: str, starts: Sequence[datetime]) -> None:
         return
     shown = ", ".join(utc_z(start) for start in starts[:LISTED_SLOTS])
     more = f" and {len(starts) - LISTED_SLOTS} more" if len(starts) > LISTED_SLOTS else ""
-    _say(out, f"{label}: {shown}{more}")
-
-
-# -- status ---------------------------------------------------------------------------
-
-
-def status_report(settings: Settings, *, now: datetime | None = None) -> dict[str, Any]:
-    """The document of ``statehub status --json``; reads, never creates, the database."""
-    moment = now or utc_now()
-    schedule = settings.schedule
-    cron = cron_trigger(schedule.trigger, schedule.zone)
-    next_fire: datetime | None = cron.get_next_fire_time(None, moment.astimezone(schedule.zone))
-    path = settings.database_path
-    document: dict[str, Any] = {
-        "at": utc_z(moment),
-        "schedule": {
-            "id": schedule.id,
-            "name": schedule.name,
-            "trigger": schedule.trigger,
-            "timezone": schedule.timezone,
-            "enabled": schedule.enabled,
-            "mode": schedule.mode,
-            "source": schedule.source,
-            "primary_sources": list(schedule.primary_sources),
-            "next_fire": None if next_fire is None else utc_z(next_fire),
-            "next_fire_local": None if next_fire is None else next_fire.isoformat(),
-        },
-        "database": {
-            "path": str(path),
-            "exists": path.exists(),
-            "size_bytes": _size(path),
-            "wal_bytes": _size(path.with_name(path.name + "-wal")),
-            "events": 0,
-        },
-        "runs": [],
-        "last_sweeps": {},
-        "open_findings": [],
-        "repos_assessed": 0,
-        "repos_with_findings": 0,
-        "warnings": [],  # of the newest sweep: a missing or empty root, say (issue 15)
-    }
-    if not path.exists():
-        return document
-    with Store.open(path, create=False) as store:
-        document["database"]["events"] = store.count_events()
-        newest = store.events(limit=1)
-        if newest:
-            document["warnings"] = list(newest[0].detail.get("warnings", []))
-        document["runs"] = [
-            {
-                "run_id": run.run_id,
-                "fired_at": run.fired_at,
-                "scheduled_for": run.scheduled_for,
-                "outcome": run.outcome,
-            }
-            for run in store.runs(definition_id=schedule.id, limit=STATUS_RUNS)
-        ]
-        recent = moment - timedelta(days=settings.hub.retention_days)
-        for raw in store.last_event_per_source(since=recent):
-            row = SweepRow.from_row(raw)
-            document["last_sweeps"][row.source] = {
-                "at": row.created_at,
-                "event_type": row.event_type,
-                "outcome": row.outcome,
-                "duration_seconds": row.duration_seconds,
-                "assessment_failures": row.assessment_failures,
-            }
-        assessments = store.assessments()
-    by_check: dict[str, list[dict[str, Any]]] = {}
-    for name in sorted(assessments):
-        for finding in assessments[name].findings:
-            by_check.setdefault(finding["check"], []).append(
-                {"repo": name, "path": finding["path"], "message": finding["message"]}
-            )
-    # Check ids sort as C-00 (automation errors) first, then C-01..C-23.
-    document["open_findings"] = [
-        {
-            "check": check,
-            "repos": list(dict.fromkeys(item["repo"] for item in findings)),
-            "findings": findings,
-        }
-        for check, findings in sorted(by_check.items())
-    ]
-    document["repos_assessed"] = len(assessments)
-    document["repos_with_findings"] = sum(1 for item in assessments.values() if item.findings)
-    return document
-
-
-def status_command(
-    settings: Settings,
-    *,
-    as_json: bool,
-    now: datetime | None = None,
-    console: Console | None = None,
-) -> int:
-    """``statehub status``: one screen; 0 also without a database."""
-    document = status_report(settings, now=now)
-    if as_json:
-        _print_json(document)
-    else:
-        render_status(console or _console(), document)
-    return 0
-
-
-def render_status(out: Console, document: dict[str, Any]) -> None:
-    """The status document as one screen of text and tables."""
-    schedule = document["schedule"]
-    state = "enabled" if schedule["enabled"] else "DISABLED (the daemon idles)"
-    _say(out, f"schedule  {schedule['name']} ({schedule['id']})", style="bold")
-    _say(
-        out,
-        f"          '{schedule['trigger']}' in {schedule['timezone']}, "
-        f"{schedule['mode']} mode, {state}; next fire {_fire(schedule)}",
-    )
-    database = document["database"]
-    if not database["exists"]:
-        _say(out, f"database  {database['path']}: no database yet (run a sweep first)")
-        return
-    wal = f" + {_mib(database['wal_bytes'])} WAL" if database["wal_bytes"] else ""
-    _say(
-        out,
-        f"database  {database['path']}: {_mib(database['size_bytes'])}{wal}, "
-        f"{database['events']} event(s)",
-    )
-    if not database["events"] and not document["runs"]:
-        _say(out, "no sweeps recorded yet")
-        return
-    for warning in document["warnings"]:
-        _say(out, f"warning: {warning} (the newest sweep)", style="yellow")
-    _status_runs(out, document["runs"])
-    _status_sweeps(out, document["last_sweeps"])
-    _status_findings(out, document)
-
-
-def _status_runs(out: Console, runs: Sequence[dict[str, Any]]) -> None:
-    if not runs:
-        _say(out, "daemon: no runs recorded for this definition")
-        return
-    _say(out, f"the daemon's last {len(runs)} run(s), times in UTC", style="bold")
-    table = _compact_table()
-    for column in ("fired", "scheduled for", "outcome"):
-        table.add_column(column, overflow="fold")
-    for run in runs:
-        table.add_row(_short(run["fired_at"]), _short(run["scheduled_for"]), Text(run["outcome"]))
-    out.print(table)
-
-
-def _status_sweeps(out: Console, sweeps: dict[str, dict[str, Any]]) -> None:
-    if not sweeps:
-        _say(out, "no sweeps within the retention window")
-        return
-    _say(out, "last event per source, times in UTC", style="bold")
-    table = _compact_table()
-    for column in ("source", "at", "sweep of", "outcome"):
-        table.add_column(column, overflow="fold")
-    for column in ("duration s", "failures"):
-        table.add_column(column, justify="right", overflow="fold")
-    styles = {"automation_error": "red", "interrupted": "red", "lock_skipped": "yellow"}
-    for source, sweep in sweeps.items():
-        table.add_row(
-            Text(visible(source)),
-            _short(sweep["at"]),
-            "all repos" if sweep["event_type"] == WHOLE_FLEET_EVENT else "chosen repos",
-            Text(sweep["outcome"].replace("_", " "), style=styles.get(sweep["outcome"], "")),
-            _seconds(sweep["duration_seconds"]),
-            _or_dash(sweep["assessment_failures"]),
-        )
-    out.print(table)
-
-
-def _status_findings(out: Console, document: dict[str, Any]) -> None:
-    groups = document["open_findings"]
-    summary = (
-        f"{document['repos_with_findings']} of {document['repos_assessed']} assessed repo(s) "
-        "with open findings"
-    )
-    _say(out, summary, style="bold")
-    if not groups:
-        return
-    table = _compact_table()
-    for column in ("check", "repos", "names"):
-        table.add_column(column, overflow="fold")
-    for group in groups:
-        repos = group["repos"]
-        names = ", ".join(repos[:LISTED_REPOS])
-        if len(repos) > LISTED_REPOS:
-            names += f" +{len(repos) - LISTED_REPOS} more"
-        style = "red" if group["check"] == "C-00" else ""
-        table.add_row(Text(group["check"], style=style), str(len(repos)), Text(visible(names)))
-    out.print(table)
+    say(out, f"{label}: {shown}{more}")
 
 
 # -- small helpers --------------------------------------------------------------------
-
-
-def _say(out: Console, line: str, *, style: str = "") -> None:
-    """One line of plain text (never markup), left for the terminal to wrap."""
-    out.print(Text(visible(line), style=style), soft_wrap=True)
-
-
-def _compact_table(**options: Any) -> Table:
-    """A table without vertical rules, one space between columns: more fits in 80 columns."""
-    return Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0), show_edge=False, **options)
 
 
 def _console() -> Console:
@@ -699,36 +494,3 @@ def _console() -> Console:
 
 def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
-def _mib(size: int | None) -> str:
-    return "?" if size is None else f"{size / 1_048_576:.1f} MiB"
-
-
-def _fire(schedule: dict[str, Any]) -> str:
-    if schedule["next_fire"] is None:
-        return "never"
-    local = schedule["next_fire_local"]
-    if schedule["timezone"] == "UTC":
-        return str(schedule["next_fire"])
-    return f"{schedule['next_fire']} ({local} local)"
-
-
-def _or_dash(value: object) -> str:
-    return "-" if value is None else str(value)
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _short(created_at: str) -> str:
-    """``2026-11-27T10:15:00.041Z`` as ``11-27 10:15``."""
-    return created_at[5:16].replace("T", " ") if len(created_at) >= 16 else created_at

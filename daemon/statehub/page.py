@@ -1,17 +1,19 @@
 """The status page: HTML rendered on the server with Jinja2, for a person with a browser.
 
 ``statehub serve`` answers ``GET /`` and ``GET /status`` with one page (the schedule, the
-slot strip by source, the open findings, the daemon's last runs), ``/status/repos/{name}``
+slot strip by source, the open findings, the last runs of the schedule), ``/status.json``
+with its model as JSON (the document of ``statehub status --json``), ``/status/repos/{name}``
 with one repo's standing assessment and history, and ``/status/events`` with the events of
 a slot. Nothing is fetched from outside: the CSS is inline, there is no script and no
 image, and a ``Content-Security-Policy`` forbids the browser to load anything else. The
 page refreshes itself every :data:`REFRESH_SECONDS` (``<meta http-equiv="refresh">``).
 
-The figures are those of ``statehub compare`` and ``statehub status``
-(:mod:`statehub.compare`): slots are the fire times of the schedule's trigger, a slot is
-covered by a completed whole-fleet sweep started in it, missed without one, doubled with
-sweeps of two sources. Every query is bounded by the window shown (24 hours, or 7 days)
-or by a row limit, so the page costs the same on a store of a million events.
+The figures are those of ``statehub status`` (:mod:`statehub.statusmodel`, one model for
+both) and ``statehub compare`` (:mod:`statehub.compare`): slots are the fire times of the
+schedule's trigger, a slot is covered by a completed whole-fleet sweep started in it,
+missed without one, doubled with sweeps of two sources. The page's queries are bounded by
+the window shown (24 hours, or 7 days) or by a row limit, so the page costs the same on a
+store of a million events; its last event per source is the window's.
 
 **Access.** The page is behind the same rules as the API: the loopback ``Host`` check,
 and with ``[api] token_file`` the token. A browser cannot send a bearer header, so
@@ -37,7 +39,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.datastructures import Headers
 from starlette.responses import RedirectResponse, Response
@@ -46,7 +48,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from statehub.compare import WHOLE_FLEET_EVENT, SweepRow, slot_bounds, utc_z
 from statehub.cron import cron_trigger
 from statehub.settings import CHECK_IDS, Settings
-from statehub.store import ProgressEvent, Store
+from statehub.statusmodel import RepoFindings, RunView, build_status
+from statehub.store import Store
 from statehub.timefmt import iso, parse_iso, utc_now
 
 REFRESH_SECONDS = 60
@@ -55,15 +58,11 @@ MAX_CELLS = 2016
 """At most this many slots in a strip (7 days of 5-minute slots); the newest are kept."""
 TITLE_EVENTS = 4
 """Events named in a cell's title; the rest are counted (the link lists them all)."""
-RUNS_SHOWN = 10
 REPOS_SHOWN = 200
 """Repos with findings listed before "N more: narrow the filter"."""
 HISTORY_SCAN = 200
 """A repo's history looks at this many of the newest sweeps that ran."""
 EVENTS_SHOWN = 200
-HEARTBEAT_PREFIX = "heartbeat:"
-HEARTBEAT_ALIVE_SECONDS = 180
-"""A heartbeat newer than this counts as alive (the daemon writes one a minute)."""
 COOKIE = "statehub_page"
 LOGIN_MAX_BODY = 4096
 PAGE_PREFIXES = ("/status",)
@@ -195,7 +194,6 @@ class Strip:
     rows: list[StripRow]
     ticks: list[tuple[int, str]]  # (column, label): where a time label starts
     counts: dict[str, int] = field(default_factory=dict)
-    first_slot: datetime | None = None
 
 
 def _events_href(start: str, end: str, source: str | None = None) -> str:
@@ -297,7 +295,6 @@ def build_strip(
         rows=strip_rows,
         ticks=_ticks(starts, window),
         counts=counts,
-        first_slot=starts[0] if starts else None,
     )
 
 
@@ -431,148 +428,100 @@ def status_view(
     repo: str = "",
     window_rows: WindowRows | None = None,
 ) -> dict[str, Any]:
-    """Everything ``status.html`` shows, read from ``store``; bounded by the window.
+    """Everything ``status.html`` shows: the status model (:mod:`statehub.statusmodel`)
+    with the slot strip of the window, and times as ages; bounded by the window.
 
     ``window_rows`` keeps the window's events between calls (a new one reads them all).
     """
     moment = now or utc_now()
-    schedule = settings.schedule
-    cron = cron_trigger(schedule.trigger, schedule.zone)
-    next_fire: datetime | None = cron.get_next_fire_time(None, moment.astimezone(schedule.zone))
     since = moment - WINDOWS[window]
     # A sweep is recorded when it ends, after it started: the sweeps that started in the
     # window's slots are among the events recorded since the window began.
     cache = window_rows or WindowRows()
     rows = cache.rows(store, since=since, now=moment)
-    expected = [*schedule.primary_sources, schedule.source, schedule.fallback_source]
-    last_by_source = cache.newest(since=since)
-    sources = list(last_by_source)
-    created = _moment(store.first_record_at())  # the rule of compare (issue 15)
-    strip = build_strip(
-        settings, rows, now=moment, window=window, store_created=created, sources=sources
+    newest = cache.newest(since=since)
+    model = build_status(
+        settings, store, now=moment, newest=newest, since=since, check=check, repo=repo
     )
-    runs = store.runs(definition_id=schedule.id, limit=RUNS_SHOWN)
-    last_fire = _moment(runs[0].fired_at) if runs else None
-    heartbeats = []
-    for key, value in store.state_items(HEARTBEAT_PREFIX).items():
-        beat = _moment(value)
-        heartbeats.append(
-            {
-                "name": key[len(HEARTBEAT_PREFIX) :],
-                "at": value,
-                "age": age(beat, moment),
-                "alive": beat is not None
-                and (moment - beat).total_seconds() <= HEARTBEAT_ALIVE_SECONDS,
-            }
-        )
-    last_sweeps = []
-    for name in sorted(set(last_by_source) | set(expected)):
-        last = last_by_source.get(name)
-        last_sweeps.append(
-            {
-                "source": name,
-                "expected": name in expected,
-                "at": None if last is None else last.created_at,
-                "age": "none in the window"
-                if last is None
-                else age(_moment(last.created_at), moment),
-                "state": None if last is None else row_state(last),
-                "label": None if last is None else describe_row(last),
-            }
-        )
-    findings, total_repos, new_count = _findings(store, check=check, repo=repo)
+    created = _moment(model.database.first_record_at)  # the rule of compare (issue 15)
+    strip = build_strip(
+        settings, rows, now=moment, window=window, store_created=created, sources=list(newest)
+    )
+    schedule = model.schedule
+    next_fire = schedule.next_fire
+    last = model.runs[0] if model.runs else None
+    last_fire = _moment(last.fired_at) if last is not None else None
     return {
         "now": moment,
         "now_text": day_hm(moment) + " UTC",
         "refresh": REFRESH_SECONDS,
         "window": window,
         "schedule": {
-            "id": schedule.id,
-            "name": schedule.name,
-            "trigger": schedule.trigger,
-            "timezone": schedule.timezone,
-            "mode": schedule.mode,
-            "enabled": schedule.enabled,
-            "primary_sources": list(schedule.primary_sources),
+            **schedule.as_dict(),
             "next_fire": None if next_fire is None else day_hm(next_fire) + " UTC",
             "next_fire_age": age(next_fire, moment),
             "last_fire": None if last_fire is None else day_hm(last_fire) + " UTC",
             "last_fire_age": age(last_fire, moment),
-            "last_fire_outcome": runs[0].outcome if runs else None,
+            "last_fire_outcome": None if last is None else last.outcome,
         },
-        "heartbeats": heartbeats,
-        "last_sweeps": last_sweeps,
+        "processes": [
+            {**process.as_dict(), "age": age(process.at, moment)} for process in model.processes
+        ],
+        "last_sweeps": [
+            {
+                "source": item.source,
+                "expected": item.expected,
+                "at": None if item.row is None else item.row.created_at,
+                "age": "none in the window"
+                if item.row is None
+                else age(_moment(item.row.created_at), moment),
+                "state": None if item.row is None else row_state(item.row),
+                "label": None if item.row is None else describe_row(item.row),
+            }
+            for item in model.last_sweeps
+        ],
         "strip": strip,
         "labels": CELL_LABELS,
-        "findings": findings[:REPOS_SHOWN],
-        "findings_more": max(0, len(findings) - REPOS_SHOWN),
-        "findings_total": total_repos,
-        "findings_new": new_count,
-        "check_counts": sorted(store.finding_counts().items()),
+        "findings": [_repo_findings(entry) for entry in model.findings[:REPOS_SHOWN]],
+        "findings_more": max(0, len(model.findings) - REPOS_SHOWN),
+        "findings_total": len(model.findings),
+        "findings_new": model.repos_with_new,
+        "check_counts": sorted(model.check_counts.items()),
         "check_ids": CHECK_IDS,
         "filter": {"check": check, "repo": repo},
-        "runs": [_run_view(run.as_dict(), moment) for run in runs],
+        "runs": [_run_view(run, moment) for run in model.runs],
         "store_created": None if created is None else day_hm(created) + " UTC",
     }
 
 
-def _run_view(run: dict[str, Any], now: datetime) -> dict[str, Any]:
-    context = run["context_snapshot"]
-    detail = context.get(WHOLE_FLEET_EVENT)
-    failed = run["outcome"] == "error" or (
-        isinstance(detail, dict) and bool(detail.get("automation_error"))
-    )
+def _repo_findings(entry: RepoFindings) -> dict[str, Any]:
     return {
-        "fired_day": parse_iso(run["fired_at"]).astimezone(UTC).strftime("%Y-%m-%d"),
-        "fired_hm": hm(parse_iso(run["fired_at"])),
-        "age": age(_moment(run["fired_at"]), now),
-        "scheduled_for": hm(parse_iso(run["scheduled_for"])),
-        "outcome": run["outcome"],
-        "failed": failed,
-        "source": context.get("source") or "",
-        "duration": context.get("duration_seconds"),
-        "error": context.get("error") or "",
-        "event_id": context.get("progress_event_id"),
+        "repo": entry.repo,
+        "new": entry.new,
+        "assessed": day_hm(parse_iso(entry.assessed_at)) + " UTC",
+        "checks": [
+            {"check": check, "new": any(item["new"] for item in items), "items": items}
+            for check, items in entry.checks.items()
+        ],
     }
 
 
-def _pairs(event: ProgressEvent) -> set[tuple[str, str]]:
-    pairs: set[tuple[str, str]] = set()
-    for entry in event.detail.get("repos_processed") or []:
-        if isinstance(entry, dict):
-            for finding in entry.get("findings") or []:
-                if isinstance(finding, dict):
-                    pairs.add((str(entry.get("repo")), str(finding.get("check"))))
-    return pairs
-
-
-def _findings(store: Store, *, check: str, repo: str) -> tuple[list[dict[str, Any]], int, int]:
-    """Repos with open findings, newest assessment first; the total; how many are new.
-
-    A finding is *new* when the newest whole-fleet sweep reported it and the one before
-    did not.
-    """
-    latest = store.completed_sweeps(WHOLE_FLEET_EVENT, limit=2)
-    fresh: set[tuple[str, str]] = set()
-    if len(latest) == 2:
-        fresh = _pairs(latest[0]) - _pairs(latest[1])
-    grouped: dict[str, dict[str, Any]] = {}
-    for name, assessed_at, check_id, message, path in store.open_findings(
-        check=check or None, repo=repo or None
-    ):
-        entry = grouped.setdefault(
-            name,
-            {"repo": name, "assessed_at": assessed_at, "checks": {}, "new": False},
-        )
-        new = (name, check_id) in fresh
-        entry["new"] = entry["new"] or new
-        item = entry["checks"].setdefault(check_id, {"check": check_id, "new": new, "items": []})
-        item["items"].append({"message": message, "path": path})
-    found = list(grouped.values())
-    for entry in found:
-        entry["checks"] = list(entry["checks"].values())
-        entry["assessed"] = day_hm(parse_iso(entry["assessed_at"])) + " UTC"
-    return found, len(found), sum(1 for entry in found if entry["new"])
+def _run_view(run: RunView, now: datetime) -> dict[str, Any]:
+    fired = parse_iso(run.fired_at)
+    return {
+        "fired_day": fired.astimezone(UTC).strftime("%Y-%m-%d"),
+        "fired_hm": hm(fired),
+        "age": age(fired, now),
+        "scheduled_for": hm(parse_iso(run.scheduled_for)),
+        "outcome": run.outcome,
+        "origin": run.origin,
+        "failed": run.failed,
+        "source": run.source,
+        "duration": run.duration_seconds,
+        "error": run.error,
+        "sweep": "" if run.sweep is None else run.sweep.words(),
+        "event_id": run.event_id,
+    }
 
 
 def repo_view(store: Store, name: str, *, now: datetime | None = None) -> dict[str, Any] | None:
@@ -712,6 +661,18 @@ def add_page_routes(app: FastAPI, settings: Callable[[], Settings], pool: Any) -
             summary="The status page (HTML)",
             include_in_schema=False,  # /openapi.json describes the JSON API only
         )
+
+    @app.get("/status.json", include_in_schema=False)
+    def status_json(
+        check: Annotated[str, Query(max_length=8, description="only this check id")] = "",
+        repo: Annotated[str, Query(max_length=200, description="repo name contains")] = "",
+    ) -> JSONResponse:
+        """The page's model as JSON: the document of ``statehub status --json``."""
+        if check and check not in CHECK_IDS:
+            raise HTTPException(422, detail=f"check: {check!r} is not a check id (C-00..C-23)")
+        with pool.store() as db:
+            model = build_status(settings(), db, now=utc_now(), check=check, repo=repo.strip())
+        return JSONResponse(model.as_dict(), headers={"Cache-Control": "no-store"})
 
     @app.get("/status/repos/{name}", response_class=HTMLResponse, include_in_schema=False)
     def repo_page(name: str) -> HTMLResponse:

@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from statehub.contract import AUTOMATION_ERROR, EVENT_ALL
 from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import ActivityRun, ProgressEvent
 from statehub.sweepsummary import SweepSummary
 
+if TYPE_CHECKING:
+    from statehub.statusmodel import StatusModel
+
+LISTED_REPOS = 8
+"""Repo names per check on the status screen before "+N more"."""
 PIPE_WIDTH = 100_000
 """The width of output that is not a terminal: piped output is never cut (issue 15)."""
 
@@ -37,6 +44,29 @@ def output_console(*, soft_wrap: bool = True) -> Console:
 def plain(text: object, *, style: str = "") -> Text:
     """A rich Text of ``text`` as it is: no markup read, control characters escaped."""
     return Text(visible(str(text)), style=style)
+
+
+def say(out: Console, line: str, *, style: str = "") -> None:
+    """One line of plain text (never markup), left for the terminal to wrap."""
+    out.print(Text(visible(line), style=style), soft_wrap=True)
+
+
+def compact_table(**options: Any) -> Table:
+    """A table without vertical rules, one space between columns: more fits in 80 columns."""
+    return Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0), show_edge=False, **options)
+
+
+def or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def short_time(created_at: str) -> str:
+    """``2026-11-27T10:15:00.041Z`` as ``11-27 10:15``."""
+    return created_at[5:16].replace("T", " ") if len(created_at) >= 16 else created_at
 
 
 def sweep_table(out: Console, event: ProgressEvent) -> None:
@@ -178,3 +208,133 @@ def _toml_table(lines: list[str], prefix: list[str], table: Mapping[str, Any]) -
 def _toml_key(key: str) -> str:
     bare = key.replace("_", "").replace("-", "").isalnum()
     return key if bare else json.dumps(key)
+
+
+# -- statehub status --------------------------------------------------------------------
+
+
+def render_status(out: Console, model: StatusModel) -> None:
+    """The status model (:mod:`statehub.statusmodel`) as one screen of text and tables."""
+    schedule = model.schedule.as_dict()
+    state = "enabled" if schedule["enabled"] else "DISABLED (the daemon idles)"
+    say(out, f"schedule  {schedule['name']} ({schedule['id']})", style="bold")
+    say(
+        out,
+        f"          '{schedule['trigger']}' in {schedule['timezone']}, "
+        f"{schedule['mode']} mode, {state}; next fire {_fire(schedule)}",
+    )
+    for process in model.processes:
+        say(out, _process_line(process.as_dict(), schedule["trigger"]))
+    database = model.database
+    if not database.exists:
+        say(out, f"database  {database.path}: no database yet (run a sweep first)")
+        return
+    wal = f" + {_mib(database.wal_bytes)} WAL" if database.wal_bytes else ""
+    say(
+        out,
+        f"database  {database.path}: {_mib(database.size_bytes)}{wal}, {database.events} event(s)",
+    )
+    if not database.events and not model.runs:
+        say(out, "no sweeps recorded yet")
+        return
+    for warning in model.warnings:
+        say(out, f"warning: {warning} (the newest sweep)", style="yellow")
+    _status_runs(out, model)
+    _status_sweeps(out, model)
+    _status_findings(out, model)
+
+
+def _process_line(process: dict[str, Any], configured: str) -> str:
+    at = process["at"] or "never"
+    line = f"{process['name']:<9} {process['state']} (last recorded {at})"
+    if process["pid"] is not None:
+        line += f", pid {process['pid']}"
+    trigger = process["trigger"]
+    if trigger is not None and trigger != configured:
+        line += f"; fires on '{trigger}', not the file's '{configured}'"
+    return line
+
+
+def _status_runs(out: Console, model: StatusModel) -> None:
+    if not model.runs:
+        say(out, "runs: none recorded for this definition")
+        return
+    say(
+        out,
+        f"the last {len(model.runs)} run(s) of the schedule, from any origin "
+        "(daemon, run-now, temporal, http, cli), times in UTC",
+        style="bold",
+    )
+    table = compact_table()
+    for column in ("fired", "scheduled for", "origin", "outcome", "sweep"):
+        table.add_column(column, overflow="fold")
+    for run in model.runs:
+        table.add_row(
+            short_time(run.fired_at),
+            short_time(run.scheduled_for),
+            plain(run.origin),
+            plain(run.outcome, style="red" if run.failed else ""),
+            plain(run.error or (run.sweep.words() if run.sweep is not None else "")),
+        )
+    out.print(table)
+
+
+def _status_sweeps(out: Console, model: StatusModel) -> None:
+    seen = [item for item in model.last_sweeps if item.row is not None]
+    if not seen:
+        say(out, "no sweeps within the retention window")
+        return
+    say(out, "last event per source, times in UTC", style="bold")
+    table = compact_table()
+    for column in ("source", "at", "sweep of", "outcome"):
+        table.add_column(column, overflow="fold")
+    for column in ("duration s", "failures"):
+        table.add_column(column, justify="right", overflow="fold")
+    styles = {"automation_error": "red", "interrupted": "red", "lock_skipped": "yellow"}
+    for item in seen:
+        row = item.row
+        assert row is not None
+        table.add_row(
+            plain(item.source),
+            short_time(row.created_at),
+            "all repos" if row.event_type == EVENT_ALL else "chosen repos",
+            plain(row.outcome.replace("_", " "), style=styles.get(row.outcome, "")),
+            seconds(row.duration_seconds),
+            or_dash(row.assessment_failures),
+        )
+    out.print(table)
+
+
+def _status_findings(out: Console, model: StatusModel) -> None:
+    summary = (
+        f"{model.repos_with_findings} of {model.repos_assessed} assessed repo(s) with open findings"
+    )
+    if model.new_findings:
+        summary += f"; {model.new_findings} finding(s) new since their repo's previous assessment"
+    say(out, summary, style="bold")
+    groups = model.by_check()
+    if not groups:
+        return
+    table = compact_table()
+    for column in ("check", "repos", "names"):
+        table.add_column(column, overflow="fold")
+    for group in groups:
+        repos = group["repos"]
+        names = ", ".join(repos[:LISTED_REPOS])
+        if len(repos) > LISTED_REPOS:
+            names += f" +{len(repos) - LISTED_REPOS} more"
+        style = "red" if group["check"] == AUTOMATION_ERROR else ""
+        table.add_row(plain(group["check"], style=style), str(len(repos)), plain(names))
+    out.print(table)
+
+
+def _mib(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1_048_576:.1f} MiB"
+
+
+def _fire(schedule: Mapping[str, Any]) -> str:
+    if schedule["next_fire"] is None:
+        return "never"
+    if schedule["timezone"] == "UTC":
+        return str(schedule["next_fire"])
+    return f"{schedule['next_fire']} ({schedule['next_fire_local']} local)"

@@ -160,14 +160,15 @@ class Assessments(StoreBase):
 
     def open_findings(
         self, *, check: str | None = None, repo: str | None = None, limit: int = 5000
-    ) -> list[tuple[str, str, str, str, str | None]]:
+    ) -> list[tuple[str, str, str, str, str | None, bool]]:
         """Findings of the standing assessments, the newest assessed repo first.
 
-        A row is ``(repo, assessed_at, check_id, message, path)``. ``check`` keeps one check
+        A row is ``(repo, assessed_at, check_id, message, path, new)``, ``new`` meaning new
+        since the repo's previous assessment (:mod:`statehub.findings`). ``check`` keeps one check
         id; ``repo`` keeps repos whose name contains it (case-insensitive, no wildcards).
         """
         sql = (
-            "SELECT f.repo, a.assessed_at, f.check_id, f.message, f.path FROM findings f"
+            "SELECT f.repo, a.assessed_at, f.check_id, f.message, f.path, f.new FROM findings f"
             " JOIN repo_assessments a ON a.repo = f.repo"
         )
         clauses: list[str] = []
@@ -184,7 +185,7 @@ class Assessments(StoreBase):
         params.append(limit)
         with self._guard() as connection:
             return [
-                (str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4])
+                (str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4], bool(r[5]))
                 for r in connection.execute(sql, params).fetchall()
             ]
 

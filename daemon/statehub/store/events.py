@@ -119,22 +119,6 @@ class Events(StoreBase):
             row = connection.execute(sql, params).fetchone()
             return None if row is None else read_events(connection, [row])[0]
 
-    def completed_sweeps(self, event_type: str, *, limit: int) -> list[ProgressEvent]:
-        """The newest sweeps of ``event_type`` that ran (not lock-skipped, not interrupted).
-
-        Walks the ``(event_type, id)`` index backwards: the cost is that of the few newest
-        events, not of the table.
-        """
-        sql = (
-            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
-            " WHERE event_type = ? AND json_extract(detail, '$.lock_skipped') = 0"
-            " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
-            " ORDER BY id DESC LIMIT ?"
-        )
-        with self._guard() as connection:
-            rows = connection.execute(sql, (event_type, limit)).fetchall()
-            return read_events(connection, rows)
-
     def event_created_at(self, event_id: int) -> str | None:
         """``created_at`` of one event, None when there is no such event."""
         with self._guard():

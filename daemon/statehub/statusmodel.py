@@ -1,0 +1,463 @@
+"""The one status model: what ``statehub status``, ``status --json``, the status page and
+its JSON (``GET /status.json``) show, computed here once.
+
+It holds the schedule and its next fire; the state of the processes that run it (the
+daemon, the Temporal worker: alive, stopped or gone, and the trigger they really fire on);
+the last runs of the schedule, whatever started them (the daemon, ``run-now``, Temporal, a
+scheduled POST, ``sweep --scheduled``); the last event of each source; the open findings;
+the database. Each fact has one meaning on every surface:
+
+- a finding is **new** when its repo's previous assessment did not have it (the meaning of
+  the API, of ``statehub findings --new`` and of a sweep's ``new_findings``);
+- a run **failed** when its outcome is ``error`` or ``failed``, or its sweep had an
+  automation error;
+- a source's last event has one **outcome**: ``completed``, ``automation_error``,
+  ``interrupted`` or ``lock_skipped``, and its sweep is told in the words of
+  :mod:`statehub.sweepsummary`.
+
+The surfaces differ only in what they draw around it (the page adds the slot strip and
+ages; the terminal fits a screen). Reads only; never creates the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from statehub.compare import SweepRow, utc_z
+from statehub.contract import AUTOMATION_ERROR, SWEEP_RESULT_KEY, RunOutcome
+from statehub.cron import cron_trigger
+from statehub.settings import Settings
+from statehub.store import ActivityRun, Store
+from statehub.sweepsummary import SweepSummary
+from statehub.timefmt import parse_iso, utc_now
+
+RUNS_SHOWN = 10
+"""The newest runs of the schedule shown, on the terminal and on the page."""
+FINDINGS_READ = 5000
+"""Findings read at most (the newest assessed repos first): a screen, not an export."""
+HEARTBEAT_PREFIX = "heartbeat:"
+"""hub_state keys ``heartbeat:<process>`` (``daemon``, ``worker``): its last beat."""
+HEARTBEAT_ALIVE_SECONDS = 180
+"""A heartbeat newer than this counts as alive (the processes beat once a minute)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleView:
+    """The ``[schedule]`` definition as configured, and its next fire."""
+
+    id: str
+    name: str
+    trigger: str
+    timezone: str
+    enabled: bool
+    mode: str
+    source: str
+    fallback_source: str
+    primary_sources: tuple[str, ...]
+    next_fire: datetime | None  # in the schedule's zone
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "trigger": self.trigger,
+            "timezone": self.timezone,
+            "enabled": self.enabled,
+            "mode": self.mode,
+            "source": self.source,
+            "fallback_source": self.fallback_source,
+            "primary_sources": list(self.primary_sources),
+            "next_fire": None if self.next_fire is None else utc_z(self.next_fire),
+            "next_fire_local": None if self.next_fire is None else self.next_fire.isoformat(),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessState:
+    """A process that runs the schedule (``daemon``, ``worker``) as it last recorded itself.
+
+    ``state`` is ``alive`` (a heartbeat within :data:`HEARTBEAT_ALIVE_SECONDS`),
+    ``stopped`` (it said so when it stopped) or ``gone`` (silent: it died without a word).
+    ``trigger`` and ``mode`` are those it really runs with, when it recorded them.
+    """
+
+    name: str
+    state: str
+    at: datetime | None
+    pid: int | None = None
+    trigger: str | None = None
+    mode: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "at": None if self.at is None else utc_z(self.at),
+            "pid": self.pid,
+            "trigger": self.trigger,
+            "mode": self.mode,
+        }
+
+
+def process_states(store: Store, now: datetime) -> list[ProcessState]:
+    """The recorded state of each process that runs the schedule, by name.
+
+    The one reader of what the daemon and the worker record of themselves in hub_state:
+    a plain time (a heartbeat), or a JSON record ``{"at", "state", "pid", "trigger",
+    "mode"}``.
+    """
+    states: list[ProcessState] = []
+    for key, value in store.state_items(HEARTBEAT_PREFIX).items():
+        record: dict[str, Any] = {"at": value}
+        if value.startswith("{"):
+            try:
+                loaded = json.loads(value)
+            except ValueError:
+                loaded = None
+            if isinstance(loaded, dict):
+                record = loaded
+        at = _moment(record.get("at"))
+        if record.get("state") == "stopped":
+            state = "stopped"
+        elif at is not None and (now - at).total_seconds() <= HEARTBEAT_ALIVE_SECONDS:
+            state = "alive"
+        else:
+            state = "gone"
+        pid = record.get("pid")
+        states.append(
+            ProcessState(
+                name=key[len(HEARTBEAT_PREFIX) :],
+                state=state,
+                at=at,
+                pid=pid if isinstance(pid, int) else None,
+                trigger=_text(record.get("trigger")),
+                mode=_text(record.get("mode")),
+            )
+        )
+    return states
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunView:
+    """One run of the schedule (a row of ``activity_runs``), from any origin."""
+
+    run_id: str
+    fired_at: str
+    scheduled_for: str
+    outcome: str
+    origin: str  # schedule (the daemon), run-now, temporal, http, cli
+    source: str
+    failed: bool
+    duration_seconds: float | None
+    error: str
+    event_id: int | None
+    sweep: SweepSummary | None
+
+    @classmethod
+    def of(cls, run: ActivityRun) -> RunView:
+        context = run.context_snapshot
+        detail = context.get(SWEEP_RESULT_KEY)
+        swept = SweepSummary.of(detail) if isinstance(detail, dict) else None
+        failed = run.outcome in (RunOutcome.ERROR, RunOutcome.FAILED) or (
+            isinstance(detail, dict) and bool(detail.get("automation_error"))
+        )
+        duration = context.get("duration_seconds")
+        event_id = context.get("progress_event_id")
+        return cls(
+            run_id=run.run_id,
+            fired_at=run.fired_at,
+            scheduled_for=run.scheduled_for,
+            outcome=run.outcome,
+            origin=str(context.get("origin") or "-"),
+            source=str(context.get("source") or ""),
+            failed=failed,
+            duration_seconds=float(duration) if isinstance(duration, int | float) else None,
+            error=str(context.get("error") or ""),
+            event_id=event_id if isinstance(event_id, int) else None,
+            sweep=swept,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "fired_at": self.fired_at,
+            "scheduled_for": self.scheduled_for,
+            "outcome": self.outcome,
+            "origin": self.origin,
+            "source": self.source,
+            "failed": self.failed,
+            "duration_seconds": self.duration_seconds,
+            "error": self.error,
+            "event_id": self.event_id,
+            "sweep": None if self.sweep is None else self.sweep.words(),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceLast:
+    """The newest event of one source (or none, for a source the schedule expects)."""
+
+    source: str
+    expected: bool  # a source of the schedule: a primary, the daemon's own, the fallback
+    row: SweepRow | None
+
+    def as_dict(self) -> dict[str, Any]:
+        row = self.row
+        return {
+            "expected": self.expected,
+            "at": None if row is None else row.created_at,
+            "event_type": None if row is None else row.event_type,
+            "outcome": None if row is None else row.outcome,
+            "duration_seconds": None if row is None else row.duration_seconds,
+            "assessment_failures": None if row is None else row.assessment_failures,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepoFindings:
+    """One repo's open findings, grouped by check, each marked new or not."""
+
+    repo: str
+    assessed_at: str
+    checks: dict[str, list[dict[str, Any]]]  # check -> [{message, path, new}]
+
+    @property
+    def new(self) -> bool:
+        return any(item["new"] for items in self.checks.values() for item in items)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "assessed_at": self.assessed_at,
+            "new": self.new,
+            "checks": [
+                {"check": check, "new": any(i["new"] for i in items), "findings": items}
+                for check, items in self.checks.items()
+            ],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Database:
+    path: Path
+    exists: bool
+    size_bytes: int | None
+    wal_bytes: int | None
+    events: int = 0
+    first_record_at: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "exists": self.exists,
+            "size_bytes": self.size_bytes,
+            "wal_bytes": self.wal_bytes,
+            "events": self.events,
+            "first_record_at": self.first_record_at,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusModel:
+    """Everything every status surface shows (see the module docstring)."""
+
+    at: datetime
+    schedule: ScheduleView
+    database: Database
+    processes: list[ProcessState] = field(default_factory=list)
+    runs: list[RunView] = field(default_factory=list)
+    last_sweeps: list[SourceLast] = field(default_factory=list)
+    last_sweeps_since: datetime | None = None
+    findings: list[RepoFindings] = field(default_factory=list)
+    findings_truncated: bool = False
+    check_counts: dict[str, int] = field(default_factory=dict)
+    repos_assessed: int = 0
+    repos_with_findings: int = 0
+    warnings: list[str] = field(default_factory=list)  # of the newest sweep (issue 15)
+
+    @property
+    def new_findings(self) -> int:
+        """Open findings new since their repo's previous assessment."""
+        return sum(
+            item["new"]
+            for repo in self.findings
+            for items in repo.checks.values()
+            for item in items
+        )
+
+    @property
+    def repos_with_new(self) -> int:
+        return sum(1 for repo in self.findings if repo.new)
+
+    def by_check(self) -> list[dict[str, Any]]:
+        """The open findings grouped by check id, C-00 first, with their repos."""
+        groups: dict[str, list[str]] = {}
+        for repo in sorted(self.findings, key=lambda item: item.repo):
+            for check in repo.checks:
+                groups.setdefault(check, []).append(repo.repo)
+        return [
+            {"check": check, "repos": groups[check]}
+            for check in sorted(groups, key=lambda c: (c != AUTOMATION_ERROR, c))
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The document of ``statehub status --json`` and ``GET /status.json``."""
+        return {
+            "at": utc_z(self.at),
+            "schedule": self.schedule.as_dict(),
+            "database": self.database.as_dict(),
+            "processes": {state.name: state.as_dict() for state in self.processes},
+            "runs": [run.as_dict() for run in self.runs],
+            "last_sweeps_since": None
+            if self.last_sweeps_since is None
+            else utc_z(self.last_sweeps_since),
+            "last_sweeps": {item.source: item.as_dict() for item in self.last_sweeps},
+            "open_findings": self.by_check(),
+            "findings": [repo.as_dict() for repo in self.findings],
+            "findings_truncated": self.findings_truncated,
+            "new_findings": self.new_findings,
+            "repos_with_new_findings": self.repos_with_new,
+            "repos_assessed": self.repos_assessed,
+            "repos_with_findings": self.repos_with_findings,
+            "warnings": self.warnings,
+        }
+
+
+def read_status(settings: Settings, *, now: datetime | None = None) -> StatusModel:
+    """The status model of ``settings``' database; never creates it.
+
+    Raises StoreError when the database exists but cannot be read.
+    """
+    moment = now or utc_now()
+    if not settings.database_path.exists():
+        return build_status(settings, None, now=moment)
+    with Store.open(settings.database_path, create=False) as store:
+        return build_status(settings, store, now=moment)
+
+
+def build_status(
+    settings: Settings,
+    store: Store | None,
+    *,
+    now: datetime,
+    newest: Mapping[str, SweepRow] | None = None,
+    since: datetime | None = None,
+    check: str = "",
+    repo: str = "",
+) -> StatusModel:
+    """The status model read from ``store`` (None: there is no database yet).
+
+    ``newest`` gives the newest event of each source created since ``since`` when the
+    caller keeps it already (the page's window); otherwise it is read from the store, over
+    the retention window. ``check`` and ``repo`` narrow the findings (as the page's filter).
+    """
+    schedule = settings.schedule
+    cron = cron_trigger(schedule.trigger, schedule.zone)
+    next_fire: datetime | None = cron.get_next_fire_time(None, now.astimezone(schedule.zone))
+    view = ScheduleView(
+        id=schedule.id,
+        name=schedule.name,
+        trigger=schedule.trigger,
+        timezone=schedule.timezone,
+        enabled=schedule.enabled,
+        mode=schedule.mode,
+        source=schedule.source,
+        fallback_source=schedule.fallback_source,
+        primary_sources=tuple(schedule.primary_sources),
+        next_fire=next_fire,
+    )
+    path = settings.database_path
+    database = Database(
+        path=path,
+        exists=store is not None,
+        size_bytes=_size(path),
+        wal_bytes=_size(path.with_name(path.name + "-wal")),
+    )
+    if store is None:
+        return StatusModel(at=now, schedule=view, database=database)
+    database = Database(
+        path=path,
+        exists=True,
+        size_bytes=database.size_bytes,
+        wal_bytes=database.wal_bytes,
+        events=store.count_events(),
+        first_record_at=store.first_record_at(),
+    )
+    if newest is None:
+        since = now - timedelta(days=settings.hub.retention_days)
+        rows = [SweepRow.from_row(raw) for raw in store.last_event_per_source(since=since)]
+        newest = {row.source: row for row in rows}
+    expected = {*schedule.primary_sources, schedule.source, schedule.fallback_source}
+    last_sweeps = [
+        SourceLast(source=name, expected=name in expected, row=newest.get(name))
+        for name in sorted(set(newest) | expected)
+    ]
+    newest_event = store.events(limit=1)
+    statuses = store.repo_status_counts()
+    findings, truncated = _findings(store, check=check, repo=repo)
+    return StatusModel(
+        at=now,
+        schedule=view,
+        database=database,
+        processes=process_states(store, now),
+        runs=[RunView.of(run) for run in store.runs(definition_id=schedule.id, limit=RUNS_SHOWN)],
+        last_sweeps=last_sweeps,
+        last_sweeps_since=since,
+        findings=findings,
+        findings_truncated=truncated,
+        check_counts=store.finding_counts(),
+        repos_assessed=sum(statuses.values()),
+        repos_with_findings=statuses.get("findings", 0) + statuses.get("error", 0),
+        warnings=list(newest_event[0].detail.get("warnings", [])) if newest_event else [],
+    )
+
+
+def _findings(store: Store, *, check: str, repo: str) -> tuple[list[RepoFindings], bool]:
+    """Repos with open findings, the newest assessed first; whether the read was cut."""
+    rows = store.open_findings(check=check or None, repo=repo or None, limit=FINDINGS_READ + 1)
+    truncated = len(rows) > FINDINGS_READ
+    grouped: dict[str, RepoFindings] = {}
+    for name, assessed_at, check_id, message, path, new in rows[:FINDINGS_READ]:
+        entry = grouped.setdefault(
+            name, RepoFindings(repo=name, assessed_at=assessed_at, checks={})
+        )
+        entry.checks.setdefault(check_id, []).append({"message": message, "path": path, "new": new})
+    return list(grouped.values()), truncated
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+__all__ = [
+    "HEARTBEAT_ALIVE_SECONDS",
+    "RUNS_SHOWN",
+    "ProcessState",
+    "RunView",
+    "SourceLast",
+    "StatusModel",
+    "build_status",
+    "process_states",
+    "read_status",
+]
