@@ -79,3 +79,36 @@ def test_sighup_refuses_a_bad_file_and_a_restart_only_change(tmp_path: Path, fle
     assert "sweep.max_seconds" in log
     assert "api.port changed, which takes a restart" in log
     assert "Traceback" not in log
+
+
+def test_sighup_that_adds_a_token_takes_effect_and_removing_it_is_refused(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """A token added by a reload is required at once (API and page); unsetting it needs a
+    restart and keeps the token."""
+    make_repo(fleet, "alpha")
+    port = free_port()
+    config = write_config(tmp_path, roots=[fleet], api=f"port = {port}")
+    token = tmp_path / "token"
+    token.write_text("added-token\n", encoding="utf-8")
+    with ApiServer(config, port) as server, client(server.url, timeout=60) as http:
+        assert server.process is not None
+        assert http.get("/repos").status_code == 200
+        _config(tmp_path, fleet, port, token)
+        server.process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: _reloaded(server, "configuration reloaded", 0), timeout=10)
+
+        assert http.get("/repos").status_code == 401
+        assert http.get("/status", follow_redirects=False).headers["location"] == "/login"
+        auth = {"Authorization": "Bearer added-token"}
+        assert http.get("/repos", headers=auth).status_code == 200
+        assert http.get("/healthz").status_code in (200, 503)  # open, as before
+
+        write_config(tmp_path, roots=[fleet], api=f"port = {port}")
+        server.process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: _reloaded(server, "reload refused", 0), timeout=10)
+        assert http.get("/repos").status_code == 401
+    log = server.log_text()
+    assert "api token: set" in log
+    assert "api.token_file (unset: that would open the API) changed, which takes a restart" in log
+    assert "added-token" not in log

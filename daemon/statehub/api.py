@@ -500,14 +500,20 @@ class JsonPostsOnly:
 
 
 class BearerAuth:
-    """Every request but :data:`OPEN_PATHS` needs ``Authorization: Bearer <token>``."""
+    """Every request but :data:`OPEN_PATHS` needs ``Authorization: Bearer <token>`` while a
+    token is configured (``token()`` is None: none is, every request passes)."""
 
-    def __init__(self, app: ASGIApp, *, token: Callable[[], str]) -> None:
+    def __init__(self, app: ASGIApp, *, token: Callable[[], str | None]) -> None:
         self.app = app
-        self._token = token  # read at each request: a reload may replace it
+        self._token = token  # read at each request: a reload may add or replace it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
+        if (
+            scope["type"] != "http"
+            or scope["path"] in OPEN_PATHS
+            or self._token() is None
+            or self._allowed(scope)
+        ):
             await self.app(scope, receive, send)
             return
         response = JSONResponse(
@@ -521,9 +527,8 @@ class BearerAuth:
         scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
         # Header values arrive decoded as latin-1: encoding them back gives the sent bytes.
         given = credentials.strip().encode("latin-1")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given, self._token().encode("utf-8")
-        )
+        expected = self._token() or ""
+        return scheme.lower() == "bearer" and hmac.compare_digest(given, expected.encode("utf-8"))
 
 
 # -- the app --------------------------------------------------------------------------
@@ -539,11 +544,10 @@ def create_app(settings: Settings | LiveSettings) -> FastAPI:
     """
     live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings, None)
     settings = live.settings
-    token = live.token
     loopback = is_loopback(settings.api.host)
 
-    def current_token() -> str:
-        return live.token or ""  # a reload never sets or unsets the token (statehub.live)
+    def current_token() -> str | None:
+        return live.token  # a reload may add or replace it, never remove it (statehub.live)
 
     pool = StorePool(settings.database_path)
 
@@ -567,10 +571,9 @@ def create_app(settings: Settings | LiveSettings) -> FastAPI:
     )
     # The last added runs first: Host, then the token, then the POST's Content-Type.
     app.add_middleware(JsonPostsOnly)
-    if token is not None:
-        app.add_middleware(BearerAuth, token=current_token)
-        # The status page's cookie, for browsers.
-        app.add_middleware(PageLogin, token=current_token)
+    # Both are installed without a token too: a reload that adds one takes effect at once.
+    app.add_middleware(BearerAuth, token=current_token)
+    app.add_middleware(PageLogin, token=current_token)  # the status page's cookie
     if loopback:
         app.add_middleware(LoopbackHostOnly)
     app.add_middleware(AccessLog)

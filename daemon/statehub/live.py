@@ -3,10 +3,10 @@
 Every request reads the settings (and the API token) of the moment it starts, so a reload
 reaches the next sweep's checks and budget, the status page and the bearer check without
 a restart. A reload re-reads the file (and the token file) like a start: a bad one is
-refused, logged on one line, and the old settings are kept. What the running server has
-already bound cannot change in place: ``api.host``, ``api.port``, the database, and
-whether a token is required at all; a reload that changes one of them is refused and says
-to restart.
+refused, logged on one line, and the old settings are kept. A stricter configuration takes
+effect at once: a token added, or replaced. What would loosen access or move what the
+server has bound needs a restart: ``api.host``, ``api.port``, the database, and removing
+the token; a reload that changes one of them is refused and says to restart.
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ class LiveSettings:
             return False
         self._now = new
         changes = config_changes(public_dict(old.settings), public_dict(new.settings))
-        if old.token != new.token:
+        if old.token is None and new.token is not None:
+            changes.append("api token: set (every request but /healthz needs it from now on)")
+        elif old.token != new.token:
             changes.append("api token: replaced")
         log.info(
             "configuration reloaded from %s: %s",
@@ -95,8 +97,8 @@ def _restart_only_changes(old: Snapshot, new: Snapshot) -> list[str]:
         fixed.append("api.port")
     if old.settings.database_path != new.settings.database_path:
         fixed.append("hub.database")
-    if (old.token is None) != (new.token is None):
-        fixed.append("api.token_file (set or unset)")
+    if old.token is not None and new.token is None:
+        fixed.append("api.token_file (unset: that would open the API)")
     return fixed
 
 

@@ -717,25 +717,26 @@ def page_session(token: str) -> str:
 class PageLogin:
     """``/login`` and ``/logout``, and the session cookie turned into the bearer token.
 
-    Installed only with a token file, inside the Host check and outside the bearer check:
-    a ``GET``/``HEAD`` that carries no ``Authorization`` but a valid cookie is passed on
-    with the token's header; a page requested with neither is sent to ``/login``.
+    Inside the Host check and outside the bearer check, and at work only while a token is
+    configured (``token()`` not None; a reload may add one): a ``GET``/``HEAD`` that
+    carries no ``Authorization`` but a valid cookie is passed on with the token's header;
+    a page requested with neither is sent to ``/login``.
     """
 
-    def __init__(self, app: ASGIApp, *, token: Callable[[], str]) -> None:
+    def __init__(self, app: ASGIApp, *, token: Callable[[], str | None]) -> None:
         self.app = app
-        self._current = token  # read at each request: a reload may replace it
+        self._current = token  # read at each request: a reload may add or replace it
 
     @property
     def _token(self) -> str:
-        return self._current()
+        return self._current() or ""
 
     @property
     def _session(self) -> bytes:
         return page_session(self._token).encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self._current() is None:
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]

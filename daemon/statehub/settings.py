@@ -16,7 +16,6 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -314,11 +313,18 @@ class _TomlSource(PydanticBaseSettingsSource):
 
 class _EnvSource(EnvSettingsSource):
     """The environment, each JSON value checked first: a bad one is a ConfigError naming
-    the variable, and a plain path is taken for a list of paths."""
+    the variable, and a plain path is taken for a list of paths.
 
-    def _load_env_vars(self) -> Mapping[str, str | None]:
+    The checked variables replace the source's public ``env_vars`` (the mapping every
+    field is read from) once it is built, rather than overriding its private loader.
+    ``test_plain_path_is_taken_for_a_list_of_paths`` fails if pydantic-settings stops
+    reading ``env_vars``; its version range is capped below 3 in pyproject.toml.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
         prepared = prepare_environment(Settings, os.environ, prefix=ENV_PREFIX)
-        return {name.lower(): value for name, value in prepared.items()}
+        self.env_vars = {name.lower(): value for name, value in prepared.items()}
 
 
 class Settings(BaseSettings):
