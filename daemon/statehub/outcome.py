@@ -113,10 +113,7 @@ class RepoOutcome:
             head=data["head"],
             fingerprint=data["fingerprint"],
             watch=tuple(str(path) for path in data["watch"]),
-            findings=[
-                Finding(check=str(f["check"]), message=str(f["message"]), path=f["path"])
-                for f in data["findings"]
-            ],
+            findings=[Finding.from_dict(f) for f in data["findings"]],
         )
 
 
