@@ -87,6 +87,8 @@ class RepoOutcome:
     fingerprint: str | None = None
     watch: tuple[str, ...] = ()  # the untracked files, part of the fingerprint
     findings: list[Finding] = field(default_factory=list)
+    # Findings the baseline accepts (statehub.baseline): kept apart, never reported.
+    accepted: list[Finding] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -100,6 +102,7 @@ class RepoOutcome:
             "fingerprint": self.fingerprint,
             "watch": list(self.watch),
             "findings": [finding.as_dict() for finding in self.findings],
+            "accepted": [finding.as_dict() for finding in self.accepted],
         }
 
     @classmethod
@@ -114,6 +117,7 @@ class RepoOutcome:
             fingerprint=data["fingerprint"],
             watch=tuple(str(path) for path in data["watch"]),
             findings=[Finding.from_dict(f) for f in data["findings"]],
+            accepted=[Finding.from_dict(f) for f in data.get("accepted", [])],
         )
 
 

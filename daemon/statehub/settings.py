@@ -38,6 +38,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from statehub.baseline import load as load_baseline
 from statehub.checks import DEFAULT_LOCKFILES, DEFAULT_README_NAMES, EffectiveChecks
 from statehub.configread import (
     MAX_CONFIG_BYTES,
@@ -397,7 +398,8 @@ class Settings(BaseSettings):
         return self.temporal.schedule_id or self.schedule.id
 
     def checks_for(self, repo: str) -> EffectiveChecks:
-        """The effective check settings of one repo: fleet-wide, then its override."""
+        """The effective check settings of one repo: fleet-wide, then its override, and its
+        entries of the baseline file (ConfigError when that file is malformed)."""
         override = self.repos.overrides.get(repo, RepoOverride())
         disabled = set(self.checks.disable) | set(override.disable or ())
         # Excludes add up: the fleet's patterns of a check, then the repo's own.
@@ -419,6 +421,7 @@ class Settings(BaseSettings):
             readme_names=tuple(override.readme_names or self.checks.readme_names),
             exclude_paths=excludes,
             lockfiles=tuple(self.checks.lockfiles),
+            baseline=load_baseline(self.baseline_path).for_repo(repo),
         )
 
 

@@ -101,6 +101,9 @@ class EffectiveChecks:
     exclude_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # C-22: the file names of dependency lock files, exempt from the size limit.
     lockfiles: tuple[str, ...] = DEFAULT_LOCKFILES
+    # The repo's entries of the baseline file (statehub.baseline): (check, path or None,
+    # line hashes, empty for any line). A finding they match is accepted, not reported.
+    baseline: tuple[tuple[str, str | None, tuple[str, ...]], ...] = ()
 
     def enabled(self, check_id: str) -> bool:
         return check_id not in self.disabled
@@ -111,6 +114,31 @@ class EffectiveChecks:
         if not patterns or path is None:
             return False
         return bool(_path_spec(patterns).match_file(path))
+
+    def partition(self, findings: list[Finding]) -> tuple[list[Finding], list[Finding]]:
+        """``findings`` split into those reported and those the baseline accepts.
+
+        A finding is accepted by an entry of its check and path whose line hashes hold its
+        own (an entry without hashes accepts any line). C-00 is never accepted.
+        """
+        if not self.baseline:
+            return findings, []
+        accepted_by: dict[tuple[str, str | None], frozenset[str]] = {
+            (check, path): frozenset(hashes) for check, path, hashes in self.baseline
+        }
+        reported: list[Finding] = []
+        accepted: list[Finding] = []
+        for finding in findings:
+            hashes = accepted_by.get((finding.check, finding.path))
+            if (
+                finding.check != AUTOMATION_ERROR
+                and hashes is not None
+                and (not hashes or finding.line_hash in hashes)
+            ):
+                accepted.append(finding)
+            else:
+                reported.append(finding)
+        return reported, accepted
 
     def lockfile(self, path: str) -> bool:
         """True when ``path``'s file name is one of :attr:`lockfiles` (C-22 exempts it)."""
@@ -130,6 +158,7 @@ class EffectiveChecks:
                 check: list(patterns) for check, patterns in sorted(self.exclude_paths.items())
             },
             "lockfiles": list(self.lockfiles),
+            "baseline": [[check, path, list(hashes)] for check, path, hashes in self.baseline],
         }
 
     @classmethod
@@ -147,6 +176,10 @@ class EffectiveChecks:
                 for check, patterns in data.get("exclude_paths", {}).items()
             },
             lockfiles=tuple(data.get("lockfiles", DEFAULT_LOCKFILES)),
+            baseline=tuple(
+                (str(check), path, tuple(hashes))
+                for check, path, hashes in data.get("baseline", [])
+            ),
         )
 
     def digest(self) -> str:
@@ -163,6 +196,8 @@ class EffectiveChecks:
             del data["exclude_paths"]
         if data["lockfiles"] == list(DEFAULT_LOCKFILES):
             del data["lockfiles"]
+        if not data["baseline"]:  # a repo's entries changing re-reads that repo only
+            del data["baseline"]
         payload = json.dumps(data, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
