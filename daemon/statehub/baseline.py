@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,3 +188,84 @@ def write(path: Path, entries: Iterable[Entry]) -> None:
             str(path), "checks.baseline", f"cannot be written ({exc.strerror})"
         ) from None
     _cache.pop(str(path), None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Accepted:
+    """What one ``statehub accept`` did to the baseline file."""
+
+    path: Path
+    findings: int  # reported findings now accepted
+    repos: int  # repos they are in
+    entries: int  # entries in the file afterwards
+    pruned: int  # entries (or their line hashes) dropped by --prune
+
+
+def accept(
+    path: Path,
+    reported: Mapping[str, list[dict[str, Any]]],
+    accepted: Mapping[str, list[dict[str, Any]]],
+    *,
+    repos: frozenset[str] | None = None,
+    checks: frozenset[str] | None = None,
+    prune: bool = False,
+) -> Accepted:
+    """Add the ``reported`` findings (by repo, as the store holds them) to the baseline.
+
+    ``repos`` and ``checks`` keep some (None: all); C-00 is never accepted. With ``prune``,
+    entries of that selection whose findings are gone (neither reported nor accepted now)
+    are dropped, and so are line hashes no finding has any more.
+    """
+
+    def chosen(repo: str, check: str) -> bool:
+        return (repos is None or repo in repos) and (checks is None or check in checks)
+
+    entries = dict(load(path).entries)
+    count, touched = 0, set()
+    for repo, findings in sorted(reported.items()):
+        for finding in findings:
+            if finding["check"] == "C-00" or not chosen(repo, finding["check"]):
+                continue
+            entry = entry_of(repo, finding)
+            entries[entry.key] = merge(entries.get(entry.key), entry)
+            count += 1
+            touched.add(repo)
+    pruned = _prune(entries, (reported, accepted), chosen) if prune else 0
+    write(path, entries.values())
+    return Accepted(
+        path=path, findings=count, repos=len(touched), entries=len(entries), pruned=pruned
+    )
+
+
+def _prune(
+    entries: dict[tuple[str, str, str], Entry],
+    tables: tuple[Mapping[str, list[dict[str, Any]]], ...],
+    chosen: Callable[[str, str], bool],
+) -> int:
+    """Drop, in place, the chosen entries (or their line hashes) no finding has now.
+
+    Returns how many entries were dropped or narrowed.
+    """
+    standing: dict[tuple[str, str, str], set[str | None]] = {}
+    for table in tables:
+        for repo, findings in table.items():
+            for finding in findings:
+                standing.setdefault(entry_of(repo, finding).key, set()).add(
+                    finding.get("line_hash")
+                )
+    pruned = 0
+    for key, entry in list(entries.items()):
+        if not chosen(entry.repo, entry.check):
+            continue
+        seen = standing.get(key)
+        if seen is not None and (not entry.line_hashes or entry.line_hashes <= seen):
+            continue
+        pruned += 1
+        kept = frozenset(h for h in entry.line_hashes if seen and h in seen)
+        if kept:
+            entries[key] = Entry(
+                repo=entry.repo, check=entry.check, path=entry.path, line_hashes=kept
+            )
+        else:  # gone, or every line it pinned changed: what stands now is not accepted
+            del entries[key]
+    return pruned

@@ -494,6 +494,7 @@ def sweep_counts(detail: dict[str, Any], *, chosen: bool = False) -> str:
     else:
         failing = detail.get("assessment_failures", 0)
     new = detail.get("new_findings", 0)
+    accepted = (detail.get("accepted") or {}).get("total", 0)
     return (
         f"{reread} re-read, {max(reached - reread, 0)} reused, "
         f"{len(detail.get('skipped_missing') or [])} missing, "
@@ -501,6 +502,7 @@ def sweep_counts(detail: dict[str, Any], *, chosen: bool = False) -> str:
         f"{detail.get('duration_seconds', 0.0):.1f} s; {len(processed)} need action, "
         f"{reached - len(processed)} clean; {failing} repo(s) with findings"
         f"{f' ({new} new)' if new else ''}, "
+        f"{f'{accepted} accepted finding(s), ' if accepted else ''}"
         f"{len(detail.get('automation_errors') or [])} automation error(s)"
     )
 
