@@ -11,6 +11,7 @@ from statehub.timefmt import iso
 
 EVENT_KEYS = {"id", "event_type", "created_at", "detail"}
 DETAIL_KEYS = {
+    "accepted",
     "source",
     "run_id",
     "lock_skipped",

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+import keykit
 from checkkit import context
 from gitfleet import commit_all, git, good_files, make_repo
+from keykit import PUTTY, begin, pem
 from statehub.checks import Finding, content
 from statehub.settings import CheckSettings, RepoOverride, RepoSettings, Settings
 
-# Key headers are assembled, never spelled out, so that this file (scanned by statehub
-# itself in tests/test_dogfood.py) holds no private-key marker.
-DASHES = "-----"
-RSA_HEADER = f"{DASHES}BEGIN RSA PRIVATE KEY{DASHES}"
-PUTTY = "PuTTY-User-Key" + "-File-"
-KEY_BODY = "\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
+# Keys are built by keykit at run time, never spelled out, so that this file (scanned by
+# statehub itself in tests/test_dogfood.py) holds no private key.
+RSA_HEADER = begin("RSA PRIVATE KEY")
+RSA_KEY = pem("RSA PRIVATE KEY")
 
 
 def _run(root: Path, settings: Settings | None = None) -> list[Finding]:
@@ -83,7 +84,9 @@ def test_conflict_blocks(tmp_path: Path, text: str, line: int) -> None:
     """An opener, a separator and a closer, in that order, make one conflict block."""
     findings = _run(_repo(tmp_path, {"src/app.py": text}))
     assert findings == [
-        Finding(check="C-21", message=f"conflict block at line {line}", path="src/app.py")
+        Finding(
+            check="C-21", message=f"conflict block at line {line}", path="src/app.py", line=line
+        )
     ]
 
 
@@ -154,7 +157,12 @@ def test_a_real_conflict_in_a_real_page_is_found(tmp_path: Path) -> None:
     )
     line = conflicted.splitlines().index("<<<<<<< HEAD") + 1
     assert _run(_repo(tmp_path, {"docs/changes.rst": conflicted})) == [
-        Finding(check="C-21", message=f"conflict block at line {line}", path="docs/changes.rst")
+        Finding(
+            check="C-21",
+            message=f"conflict block at line {line}",
+            path="docs/changes.rst",
+            line=line,
+        )
     ]
 
 
@@ -162,7 +170,12 @@ def test_many_blocks_in_one_file_are_one_finding(tmp_path: Path) -> None:
     """Two conflict blocks in one file are one finding that counts them."""
     text = "x\n" + BLOCK + "y\n" + BLOCK
     assert _run(_repo(tmp_path, {"a.txt": text})) == [
-        Finding(check="C-21", message="conflict block at line 2 (2 blocks in all)", path="a.txt")
+        Finding(
+            check="C-21",
+            message="conflict block at line 2 (2 blocks in all)",
+            path="a.txt",
+            line=2,
+        )
     ]
 
 
@@ -243,7 +256,7 @@ def test_sparse_50_mb_file_is_read_only_up_to_the_bound(
     root = _repo(tmp_path, {})
     big = root / "big.img"
     with big.open("wb") as handle:
-        handle.write(f"{RSA_HEADER}{KEY_BODY}".encode())
+        handle.write(RSA_KEY.encode())
         handle.seek(40 * 1024 * 1024)
         handle.write(b"\n<<<<<<< HEAD\n")  # far beyond the bound: never read
         handle.truncate(50 * 1024 * 1024)
@@ -253,7 +266,12 @@ def test_sparse_50_mb_file_is_read_only_up_to_the_bound(
     findings = content.run(ctx)
     assert findings == [
         Finding(check="C-22", message="file is 51200 KB, over the 500 KB limit", path="big.img"),
-        Finding(check="C-23", message=f"holds a private key ({RSA_HEADER})", path="big.img"),
+        Finding(
+            check="C-23",
+            message="holds a private key (RSA PRIVATE KEY) at line 1",
+            path="big.img",
+            line=1,
+        ),
     ]
     # One bounded read of big.img, plus the small files of the good repo.
     assert sum(bytes_read) <= content.CONTENT_READ_LIMIT + 10 * 1024
@@ -271,7 +289,7 @@ def test_only_c22_reads_just_the_pointer_line(tmp_path: Path, bytes_read: list[i
 
 def test_all_disabled_reads_nothing(tmp_path: Path, bytes_read: list[int]) -> None:
     """With C-21..C-23 all off, no file is read at all."""
-    root = _repo(tmp_path, {"a.txt": BLOCK, "k.pem": RSA_HEADER})
+    root = _repo(tmp_path, {"a.txt": BLOCK, "k.pem": RSA_KEY})
     settings = Settings(checks=CheckSettings(disable=["C-21", "C-22", "C-23"]))
     ctx = context(root, settings)
     bytes_read.clear()
@@ -282,60 +300,129 @@ def test_all_disabled_reads_nothing(tmp_path: Path, bytes_read: list[int]) -> No
 # -- C-23 -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "header",
-    [
-        RSA_HEADER,
-        f"{DASHES}BEGIN EC PRIVATE KEY{DASHES}",
-        f"{DASHES}BEGIN DSA PRIVATE KEY{DASHES}",
-        f"{DASHES}BEGIN OPENSSH PRIVATE KEY{DASHES}",
-        f"{DASHES}BEGIN ENCRYPTED PRIVATE KEY{DASHES}",
-        f"{DASHES}BEGIN PRIVATE KEY{DASHES}",
-        f"{DASHES}BEGIN PGP PRIVATE KEY BLOCK{DASHES}",
-        PUTTY,
-    ],
-)
-def test_private_keys(tmp_path: Path, header: str) -> None:
-    """Each kind of private-key header is one C-23 naming it."""
-    findings = _run(_repo(tmp_path, {"deploy/id_key": f"{header}{KEY_BODY}"}))
+@pytest.mark.parametrize("kind", keykit.KINDS)
+def test_private_keys(tmp_path: Path, kind: str) -> None:
+    """Each kind of armoured key, header to END with its body, is one C-23 at its line."""
+    findings = _run(_repo(tmp_path, {"deploy/id_key": "# deploy key\n" + pem(kind)}))
     assert findings == [
-        Finding(check="C-23", message=f"holds a private key ({header})", path="deploy/id_key")
+        Finding(
+            check="C-23",
+            message=f"holds a private key ({kind}) at line 2",
+            path="deploy/id_key",
+            line=2,
+        )
     ]
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("text", "kind"),
     [
-        f'{{"private_key": "{DASHES}BEGIN PRIVATE KEY{DASHES}\\nMIIEv..."}}\n'.encode(),
-        f"\x00\x01binary\x00{DASHES}BEGIN OPENSSH PRIVATE KEY{DASHES}\x00".encode(),
-        f"{PUTTY}3: ssh-ed25519\r\nEncryption: none\r\n".encode(),
+        (keykit.encrypted_pem(), "RSA PRIVATE KEY"),
+        (pem("ENCRYPTED PRIVATE KEY"), "ENCRYPTED PRIVATE KEY"),
+        (keykit.putty(version=2), "PuTTY key file"),
+        (keykit.putty(version=3), "PuTTY key file"),
+        (
+            pem("SSH2 ENCRYPTED PRIVATE KEY")
+            .replace("-----", "---- ")
+            .replace(" \n", "\n")
+            .replace("---- \n", "----\n"),
+            "SSH2 ENCRYPTED PRIVATE KEY",
+        ),
     ],
 )
-def test_private_keys_embedded_anywhere(tmp_path: Path, data: bytes) -> None:
-    """A key inside JSON, a binary file or a PuTTY file is found."""
-    assert _ids(_run(_repo(tmp_path, {"secrets.dat": data}))) == ["C-23"]
+def test_encrypted_and_putty_keys(tmp_path: Path, text: str, kind: str) -> None:
+    """Encrypted keys (Proc-Type, PKCS#8, RFC 4716) and PuTTY key files are keys."""
+    findings = _run(_repo(tmp_path, {"keys/k": text}))
+    assert [(f.check, f.message, f.line) for f in findings] == [
+        ("C-23", f"holds a private key ({kind}) at line 1", 1)
+    ]
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("data", "line"),
     [
-        "-----BEGIN PUBLIC KEY-----\nMIIB\n",
-        "-----BEGIN RSA PUBLIC KEY-----\n",
-        "-----BEGIN CERTIFICATE-----\nMIID\n",
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI user@host\n",
-        "a PRIVATE KEY is secret\n",
-        f"{DASHES}BEGIN rsa PRIVATE KEY{DASHES}\n",
+        (keykit.as_json_string(pem("PRIVATE KEY")).encode(), 1),
+        (b"\x00\x01binary\x00\n" + pem("OPENSSH PRIVATE KEY").encode() + b"\x00", 2),
+        (("import x\n\n" + keykit.as_python_literal(pem("EC PRIVATE KEY"))).encode(), 4),
+        (
+            ("class T:\n" + keykit.as_python_literal(pem(), indent="    ")).encode(),
+            3,
+        ),
+        (("config:\n  key: |\n" + "".join(f"    {ln}\n" for ln in pem().splitlines())).encode(), 3),
+        (("".join(f"# {ln}\n" for ln in pem().splitlines())).encode(), 1),
+        (("KEY=" + pem().replace("\n", " ")).encode(), 1),
+        (keykit.putty().replace("\r\n", "\n").encode(), 1),
     ],
 )
+def test_private_keys_embedded_anywhere(tmp_path: Path, data: bytes, line: int) -> None:
+    """A key in JSON, a binary file, a Python literal, YAML, comments or one line is found."""
+    findings = _run(_repo(tmp_path, {"secrets.dat": data}))
+    assert [(f.check, f.line) for f in findings] == [("C-23", line)]
+
+
+def test_real_keys_written_by_ssh_keygen(tmp_path: Path) -> None:
+    """Keys that ssh-keygen writes (PEM, PKCS#8, OpenSSH, encrypted) are each a C-23."""
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen is not installed")
+    folder = tmp_path / "made"
+    folder.mkdir()
+    keys = {
+        "rsa.pem": keykit.ssh_keygen(folder, "rsa", fmt="PEM"),
+        "ec.pem": keykit.ssh_keygen(folder, "ecdsa", fmt="PEM"),
+        "ec.p8": keykit.ssh_keygen(folder, "ecdsa", fmt="PKCS8"),
+        "id_ed25519": keykit.ssh_keygen(folder, "ed25519"),
+        "locked_rsa.pem": keykit.ssh_keygen(folder, "rsa", fmt="PEM", passphrase="secret"),
+        "locked_ed25519": keykit.ssh_keygen(folder, "ed25519", passphrase="secret"),
+    }
+    findings = _run(_repo(tmp_path, {f"certs/{name}": text for name, text in keys.items()}))
+    assert sorted((f.check, f.path) for f in findings) == [
+        ("C-23", f"certs/{name}") for name in sorted(keys)
+    ]
+
+
+HEADER_ONLY = [
+    # a detector's marker list, its tests' header strings, a regex of a header
+    f"MARKERS = [b'{PUTTY}2', b'{RSA_HEADER}']\n",
+    f'assert is_key("{RSA_HEADER}")\n',
+    '{"pgp": "^(?:' + begin("PGP PRIVATE KEY BLOCK") + ')"}\n',
+    f"{begin('PRIVATE KEY')}\nMIIE...\n{keykit.end('PRIVATE KEY')}\n",  # documentation
+    f"{RSA_HEADER}\n",  # a header line alone
+    f"{RSA_HEADER}\n" + "\n".join(keykit.body_lines(5)) + "\n",  # never closed
+    f"if line == '{RSA_HEADER}':\n    start = True\nelif line == 'END':\n    pass\n",
+    f"{PUTTY}3: ssh-ed25519\r\nEncryption: none\r\n",  # a PuTTY header without a key
+    f"{PUTTY}2: ssh-rsa\nPrivate-Lines: 2\nnot base64 at all\n",
+    "-----BEGIN PUBLIC KEY-----\nMIIB\n",
+    "-----BEGIN RSA PUBLIC KEY-----\n",
+    "-----BEGIN CERTIFICATE-----\nMIID\n",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI user@host\n",
+    "a PRIVATE KEY is secret\n",
+    pem().replace("RSA PRIVATE", "rsa PRIVATE"),
+]
+
+
+@pytest.mark.parametrize("text", HEADER_ONLY)
 def test_not_private_keys(tmp_path: Path, text: str) -> None:
-    """Public keys, certificates and prose are not C-23."""
+    """Marker lines without key material, public keys, certificates and prose are not C-23."""
     assert _run(_repo(tmp_path, {"keys.txt": text})) == []
 
 
 def test_one_finding_per_file_per_check(tmp_path: Path) -> None:
-    """Two keys and two conflicts in one file give one C-21 and one C-23."""
-    text = f"{RSA_HEADER}\n{BLOCK}{RSA_HEADER}\n{BLOCK}"
-    assert _ids(_run(_repo(tmp_path, {"k.txt": text}))) == ["C-21", "C-23"]
+    """Two keys and two conflicts in one file give one C-21 and one C-23 counting them."""
+    text = f"{RSA_KEY}{BLOCK}{pem(seed=9)}{BLOCK}"
+    findings = _run(_repo(tmp_path, {"k.txt": text}))
+    assert [(f.check, f.message) for f in findings] == [
+        ("C-21", f"conflict block at line {len(RSA_KEY.splitlines()) + 1} (2 blocks in all)"),
+        ("C-23", "holds a private key (RSA PRIVATE KEY) at line 1 (2 keys in all)"),
+    ]
+
+
+def test_line_hash_follows_the_key(tmp_path: Path) -> None:
+    """The key's hash is the same wherever it sits and changes when its body changes."""
+    moved = _run(_repo(tmp_path / "a", {"k.pem": "x\n\n" + RSA_KEY}))
+    same = _run(_repo(tmp_path / "b", {"k.pem": RSA_KEY}))
+    edited = _run(_repo(tmp_path / "c", {"k.pem": RSA_KEY.replace("\n", "\nAAAA", 1)}))
+    assert moved[0].line_hash == same[0].line_hash
+    assert edited[0].line_hash != same[0].line_hash
 
 
 # -- what is not read --------------------------------------------------------------------
@@ -343,7 +430,7 @@ def test_one_finding_per_file_per_check(tmp_path: Path) -> None:
 
 def test_deleted_tracked_file_is_skipped(tmp_path: Path) -> None:
     """A tracked file deleted from the work tree is not an error and not a finding."""
-    root = _repo(tmp_path, {"k.pem": RSA_HEADER})
+    root = _repo(tmp_path, {"k.pem": RSA_KEY})
     (root / "k.pem").unlink()
     assert _run(root) == []
 
@@ -351,7 +438,7 @@ def test_deleted_tracked_file_is_skipped(tmp_path: Path) -> None:
 def test_tracked_file_replaced_by_symlink_is_not_followed(tmp_path: Path) -> None:
     """A tracked file now a link to a key elsewhere is skipped, never read."""
     outside = tmp_path / "outside.pem"
-    outside.write_text(RSA_HEADER, encoding="utf-8")
+    outside.write_text(RSA_KEY, encoding="utf-8")
     root = _repo(tmp_path, {"k.pem": "fine\n"})
     (root / "k.pem").unlink()
     (root / "k.pem").symlink_to(outside)
@@ -362,7 +449,7 @@ def test_folder_replaced_by_symlink_is_not_followed(tmp_path: Path) -> None:
     """A tracked file under a folder that became a link out of the repo is skipped."""
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    (outside / "k.pem").write_text(RSA_HEADER, encoding="utf-8")
+    (outside / "k.pem").write_text(RSA_KEY, encoding="utf-8")
     root = _repo(tmp_path, {"keys/k.pem": "fine\n"})
     (root / "keys" / "k.pem").unlink()
     (root / "keys").rmdir()
@@ -383,7 +470,7 @@ def test_tracked_file_replaced_by_fifo_or_folder_is_skipped(tmp_path: Path) -> N
 def test_tracked_symlinks_are_not_read(tmp_path: Path) -> None:
     """A committed symlink is not a regular file of the index: never read."""
     outside = tmp_path / "outside.pem"
-    outside.write_text(RSA_HEADER, encoding="utf-8")
+    outside.write_text(RSA_KEY, encoding="utf-8")
     root = _repo(tmp_path, {})
     (root / "link.pem").symlink_to(outside)
     git(root, "add", "link.pem")
@@ -398,7 +485,7 @@ def test_empty_tracked_file(tmp_path: Path) -> None:
 
 def test_disabling_each_check(tmp_path: Path) -> None:
     """checks.disable and a repo override switch C-21..C-23 off."""
-    root = _repo(tmp_path, {"all.txt": f"{RSA_HEADER}\n{BLOCK}" + "x" * 2048})
+    root = _repo(tmp_path, {"all.txt": f"{RSA_KEY}{BLOCK}" + "x" * 2048})
     assert _ids(_run(root, _tiny_limit())) == ["C-21", "C-22", "C-23"]
     fleet = Settings(checks=CheckSettings(max_file_kb=1, disable=["C-21", "C-23"]))
     assert _ids(_run(root, fleet)) == ["C-22"]
@@ -407,3 +494,69 @@ def test_disabling_each_check(tmp_path: Path) -> None:
         repos=RepoSettings(overrides={"r": override}), checks=CheckSettings(max_file_kb=1)
     )
     assert _ids(_run(root, per_repo)) == ["C-21", "C-23"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "package-lock.json",
+        "web/pnpm-lock.yaml",
+        "yarn.lock",
+        "poetry.lock",
+        "uv.lock",
+        "Pipfile.lock",
+        "Cargo.lock",
+        "go.sum",
+        "Gemfile.lock",
+        "composer.lock",
+    ],
+)
+def test_lock_files_are_exempt_by_default(tmp_path: Path, name: str) -> None:
+    """A dependency lock file over the limit is no C-22, wherever it is (issue 21)."""
+    root = _repo(tmp_path, {name: "x" * 3000, "data.json": "x" * 3000})
+    assert [(f.check, f.path) for f in _run(root, _tiny_limit())] == [("C-22", "data.json")]
+
+
+def test_lock_files_are_configurable(tmp_path: Path) -> None:
+    """[checks] lockfiles replaces the list: [] judges lock files like any file."""
+    root = _repo(tmp_path, {"yarn.lock": "x" * 3000, "deps.lock": "x" * 3000})
+    judged = Settings(checks=CheckSettings(max_file_kb=1, lockfiles=["deps.lock"]))
+    assert [f.path for f in _run(root, judged)] == ["yarn.lock"]
+    none = Settings(checks=CheckSettings(max_file_kb=1, lockfiles=[]))
+    assert sorted(f.path or "" for f in _run(root, none)) == ["deps.lock", "yarn.lock"]
+
+
+# -- nothing unread is clean (issue 20) ---------------------------------------------------
+
+
+def _without_dac() -> tuple[str, ...]:
+    """A command prefix under which root may not read a file of mode 000."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv is missing: cannot drop CAP_DAC_OVERRIDE")
+    return (setpriv, "--bounding-set", "-dac_override,-dac_read_search")
+
+
+def test_a_file_that_cannot_be_read_is_a_c00_naming_it(tmp_path: Path) -> None:
+    """A tracked key of mode 000 is a C-00 naming the file, not a silent pass."""
+    from test_checks_git import assess_in_child
+
+    root = _repo(tmp_path, {"deploy/id_rsa": RSA_KEY})
+    key = root / "deploy" / "id_rsa"
+    key.chmod(0)
+    os.utime(key, (key.stat().st_mtime - 60,) * 2)  # not racily clean: git trusts its stat
+    git(root, "update-index", "--refresh")  # as its owner would have committed it: 0600
+    found = assess_in_child(root, prefix=_without_dac())
+    unread = [f for f in found if f["check"] in ("C-00", "C-23")]
+    assert unread == [
+        {
+            "check": "C-00",
+            "message": "deploy/id_rsa: cannot be read for C-21..C-23 (permission denied); "
+            "its content is not judged",
+            "path": "deploy/id_rsa",
+            "line": None,
+            "line_hash": None,
+        }
+    ]

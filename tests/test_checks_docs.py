@@ -35,14 +35,42 @@ def test_good_repo_has_no_findings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("check", "name"), [("C-01", "README.md"), ("C-02", "AGENTS.md")])
 @pytest.mark.parametrize(
     ("content", "word"),
-    [(None, "missing"), ("", "empty"), ("  \n\t\n", "empty"), (b"\xef\xbb\xbf\n", "empty")],
+    [("", "empty"), ("  \n\t\n", "empty"), (b"\xef\xbb\xbf\n", "empty")],
 )
-def test_root_doc_missing_or_empty(
+def test_root_doc_empty(
     tmp_path: Path, check: str, name: str, content: str | bytes | None, word: str
 ) -> None:
-    """A missing file, an empty one, whitespace only or a bare BOM is one finding."""
+    """An empty file, whitespace only or a bare BOM is one finding."""
     findings = _run(repo_with(tmp_path, {name: content}))
     assert findings == [Finding(check=check, message=f"{name} is {word}", path=name)]
+
+
+def test_root_docs_missing(tmp_path: Path) -> None:
+    """No README of any accepted name is one C-01 naming them; no AGENTS.md is one C-02."""
+    findings = _run(repo_with(tmp_path, {"README.md": None, "AGENTS.md": None}))
+    names = "README.md, README.rst, README.txt, README, README.markdown, README.adoc"
+    assert findings == [
+        Finding(check="C-01", message=f"no README at the root (one of {names})", path="README.md"),
+        Finding(check="C-02", message="AGENTS.md is missing", path="AGENTS.md"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["README.rst", "README.txt", "README", "README.markdown", "README.adoc"]
+)
+def test_readme_names_by_default(tmp_path: Path, name: str) -> None:
+    """Any README name projects use passes C-01 by default (issue 21)."""
+    assert _run(repo_with(tmp_path, {"README.md": None, name: "Title\n=====\n"})) == []
+
+
+def test_links_of_a_restructuredtext_readme_are_not_read(tmp_path: Path) -> None:
+    """C-04 reads Markdown READMEs only: a README.rst's links are not judged; .markdown's are."""
+    rst = {"README.md": None, "README.rst": "See `guide <gone.rst>`_ and [a](gone.md).\n"}
+    assert _run(repo_with(tmp_path / "rst", rst)) == []
+    markdown = {"README.md": None, "README.markdown": "[a](gone.md)\n"}
+    assert [(f.check, f.path, f.line) for f in _run(repo_with(tmp_path / "md", markdown))] == [
+        ("C-04", "README.markdown", 1)
+    ]
 
 
 @pytest.mark.parametrize("name", ["README.md", "AGENTS.md"])
@@ -55,7 +83,7 @@ def test_readme_in_another_case_is_missing_but_named(tmp_path: Path) -> None:
     """A readme.md is not README.md; the message names what was found."""
     findings = _run(repo_with(tmp_path, {"README.md": None, "readme.md": "# r\n"}))
     assert ids(findings) == ["C-01"]
-    assert "README.md is missing" in findings[0].message
+    assert "no README at the root" in findings[0].message
     assert "'readme.md'" in findings[0].message
 
 
@@ -228,9 +256,16 @@ def test_links_that_are_fine_or_not_checked(tmp_path: Path, body: str) -> None:
 )
 def test_broken_relative_links(tmp_path: Path, body: str, target: str) -> None:
     """A relative link to nothing is one C-04 finding naming the link."""
-    findings = _readme_links(tmp_path, f"# r\n\n{body}\n")
+    text = f"# r\n\n{body}\n"
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if target in row)
+    findings = _readme_links(tmp_path, text)
     assert findings == [
-        Finding(check="C-04", message=f"link {target!r} points to no file", path="README.md")
+        Finding(
+            check="C-04",
+            message=f"link {target!r} points to no file (line {line})",
+            path="README.md",
+            line=line,
+        )
     ]
 
 
@@ -240,7 +275,12 @@ def test_link_leaving_the_repo(tmp_path: Path, target: str) -> None:
     (tmp_path / "x.md").write_text("x", encoding="utf-8")
     findings = _readme_links(tmp_path, f"[a]({target})\n")
     assert findings == [
-        Finding(check="C-04", message=f"link {target!r} points outside the repo", path="README.md")
+        Finding(
+            check="C-04",
+            message=f"link {target!r} points outside the repo (line 1)",
+            path="README.md",
+            line=1,
+        )
     ]
 
 
@@ -258,7 +298,12 @@ def test_same_broken_link_twice_is_one_finding(tmp_path: Path) -> None:
     """One broken target repeated in a file is one defect."""
     body = "[a](gone.md) and [b](./gone.md#x)\n\n[c]: gone.md\n"
     assert _readme_links(tmp_path, body) == [
-        Finding(check="C-04", message="link 'gone.md' points to no file", path="README.md")
+        Finding(
+            check="C-04",
+            message="link 'gone.md' points to no file (line 1)",
+            path="README.md",
+            line=1,
+        )
     ]
 
 
@@ -271,9 +316,17 @@ def test_links_in_agents_and_index_resolve_from_their_folder(tmp_path: Path) -> 
     }
     findings = _run(repo_with(tmp_path, files))
     assert findings == [
-        Finding(check="C-04", message="link 'missing/dir/' points to no file", path="AGENTS.md"),
         Finding(
-            check="C-04", message="link 'AGENTS.md' points to no file", path="workplans/README.md"
+            check="C-04",
+            message="link 'missing/dir/' points to no file (line 3)",
+            path="AGENTS.md",
+            line=3,
+        ),
+        Finding(
+            check="C-04",
+            message="link 'AGENTS.md' points to no file (line 3)",
+            path="workplans/README.md",
+            line=3,
         ),
     ]
 
@@ -288,7 +341,10 @@ def test_lower_case_index_is_checked_for_links(tmp_path: Path) -> None:
     findings = _run(repo_with(tmp_path, files))
     assert findings == [
         Finding(
-            check="C-04", message="link 'gone.md' points to no file", path="workplans/readme.md"
+            check="C-04",
+            message="link 'gone.md' points to no file (line 1)",
+            path="workplans/readme.md",
+            line=1,
         )
     ]
 
@@ -389,5 +445,10 @@ def test_link_to_a_missing_file_whose_check_is_disabled_is_reported(tmp_path: Pa
     root = make_repo(tmp_path, "r", {"README.md": "[a](AGENTS.md)\n"}, with_origin=False)
     settings = Settings(checks=CheckSettings(disable=["C-02", "C-03"]))
     assert _run(root, settings) == [
-        Finding(check="C-04", message="link 'AGENTS.md' points to no file", path="README.md")
+        Finding(
+            check="C-04",
+            message="link 'AGENTS.md' points to no file (line 1)",
+            path="README.md",
+            line=1,
+        )
     ]

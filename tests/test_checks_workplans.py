@@ -343,12 +343,15 @@ def test_file_name_starts_with_id(tmp_path: Path, file_name: str, fits: bool) ->
 # -- C-11 -------------------------------------------------------------------------------
 
 
+UNNAMED = "not named in workplans/README.md (no link to it, nor its file name or id)"
+
+
 def test_unlinked_workplans_are_one_finding_each(tmp_path: Path) -> None:
     """Each workplan the index does not link is one C-11 on that workplan."""
     findings = _run(repo_with(tmp_path, {"workplans/README.md": "# Workplans\n\nNothing yet.\n"}))
     assert findings == [
-        Finding(check="C-11", message="not linked from workplans/README.md", path=PLAN),
-        Finding(check="C-11", message="not linked from workplans/README.md", path=OTHER),
+        Finding(check="C-11", message=UNNAMED, path=PLAN),
+        Finding(check="C-11", message=UNNAMED, path=OTHER),
     ]
 
 
@@ -376,25 +379,38 @@ def test_index_link_forms(tmp_path: Path, link: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "link",
+    "mention",
     [
         "`[a](DEMO-WP-0001-plan.md)`",
         "```\n[a](DEMO-WP-0001-plan.md)\n```",
-        "    [a](DEMO-WP-0001-plan.md)",
         "<!-- [a](DEMO-WP-0001-plan.md) -->",
         "DEMO-WP-0001-plan.md",
-        "[a](workplans/DEMO-WP-0001-plan.md)",
-        "[a](demo-wp-0001-plan.md)",
-        "[a](https://example.com/workplans/DEMO-WP-0001-plan.md)",
+        "| `DEMO-WP-0001-plan.md` | active |",
+        "| `DEMO-WP-0001-plan` | active |",
+        "| DEMO-WP-0001 | the first plan |",
+        "See plan DEMO-WP-0001.",
     ],
 )
-def test_index_mentions_that_are_not_links(tmp_path: Path, link: str) -> None:
-    """Links in code or comments, bare names and links resolving elsewhere do not count."""
-    index = f"# Workplans\n\n{link}\n\n[b](DEMO-WP-0002-plan.md)\n"
+def test_index_names_count_as_indexed(tmp_path: Path, mention: str) -> None:
+    """A plan the index names by file name (with or without .md) or id is indexed (issue 21)."""
+    index = f"# Workplans\n\n{mention}\n\n[b](DEMO-WP-0002-plan.md)\n"
+    assert _run(repo_with(tmp_path, {"workplans/README.md": index})) == []
+
+
+@pytest.mark.parametrize(
+    "mention",
+    [
+        "[a](demo-wp-0001-plan.md)",
+        "DEMO-WP-00012 and DEMO-WP-0001x",
+        "XDEMO-WP-0001-plan.md",
+        "DEMO-WP-0001-plan-v2.md",
+    ],
+)
+def test_index_mentions_that_name_another_plan(tmp_path: Path, mention: str) -> None:
+    """A name inside a longer name, another case or another id does not index a plan."""
+    index = f"# Workplans\n\n{mention}\n\n[b](DEMO-WP-0002-plan.md)\n"
     findings = _run(repo_with(tmp_path, {"workplans/README.md": index}))
-    assert findings == [
-        Finding(check="C-11", message="not linked from workplans/README.md", path=PLAN)
-    ]
+    assert findings == [Finding(check="C-11", message=UNNAMED, path=PLAN)]
 
 
 def test_no_index_no_c11(tmp_path: Path) -> None:
@@ -409,7 +425,11 @@ def test_lower_case_index_is_read(tmp_path: Path) -> None:
         "workplans/readme.md": _index("DEMO-WP-0001-plan.md"),
     }
     assert _run(repo_with(tmp_path, changes)) == [
-        Finding(check="C-11", message="not linked from workplans/readme.md", path=OTHER)
+        Finding(
+            check="C-11",
+            message="not named in workplans/readme.md (no link to it, nor its file name or id)",
+            path=OTHER,
+        )
     ]
 
 

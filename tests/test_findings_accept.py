@@ -8,6 +8,7 @@ import pytest
 
 from checkkit import context, ids, repo_with
 from gitfleet import good_files, make_repo, write_config
+from keykit import begin, pem
 from statehub.checks import Finding, assess
 from statehub.errors import ConfigError
 from statehub.settings import (
@@ -19,8 +20,9 @@ from statehub.settings import (
 )
 from statehub.sweep import run_sweep
 
-DASHES = "-----"
-RSA_HEADER = f"{DASHES}BEGIN RSA PRIVATE KEY{DASHES}"  # assembled: see test_checks_content
+RSA_HEADER = begin("RSA PRIVATE KEY")  # assembled: see keykit
+RSA_KEY = pem()
+BODY = RSA_KEY.split("\n", 1)[1]  # what follows the header: the key's body and END
 BLOCK = "<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> feature\n"
 ALLOW = "pragma: allowlist" + " secret"  # spelled in two: this file is swept by test_dogfood
 
@@ -34,9 +36,9 @@ def _fixture_repo(tmp_path: Path) -> Path:
     return repo_with(
         tmp_path,
         {
-            "tests/fixtures/key.pem": RSA_HEADER + "\n",
+            "tests/fixtures/key.pem": RSA_KEY,
             "tests/fixtures/merge.txt": BLOCK,
-            "src/leak.pem": RSA_HEADER + "\n",
+            "src/leak.pem": RSA_KEY,
             "docs/big.png": b"\x89PNG" + b"\0" * 3000,
         },
     )
@@ -78,7 +80,7 @@ def test_per_repo_excludes_add_to_the_fleets(tmp_path: Path) -> None:
 
 def test_anchored_pattern_matches_only_at_the_root(tmp_path: Path) -> None:
     """'/name' is anchored as in .gitignore: the same name deeper is still judged."""
-    root = repo_with(tmp_path, {"k.pem": RSA_HEADER, "sub/k.pem": RSA_HEADER})
+    root = repo_with(tmp_path, {"k.pem": RSA_KEY, "sub/k.pem": RSA_KEY})
     settings = Settings(checks=CheckSettings(exclude_paths={"C-23": ["/k.pem"]}))
     assert [(f.check, f.path) for f in _findings(root, settings)] == [("C-23", "sub/k.pem")]
 
@@ -86,9 +88,8 @@ def test_anchored_pattern_matches_only_at_the_root(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        f"{RSA_HEADER}  # {ALLOW}\nMIIE\n",
-        f"# pragma: allowlist nextline secret\n{RSA_HEADER}\nMIIE\n",
-        f'KEY = "{RSA_HEADER}"  # {ALLOW}\n',
+        f"{RSA_HEADER}  # {ALLOW}\n{BODY}",
+        f"# pragma: allowlist nextline secret\n{RSA_KEY}",
     ],
 )
 def test_allow_marker_accepts_one_key(tmp_path: Path, text: str) -> None:
@@ -99,21 +100,27 @@ def test_allow_marker_accepts_one_key(tmp_path: Path, text: str) -> None:
 
 def test_allow_marker_accepts_only_its_own_line(tmp_path: Path) -> None:
     """A second key without the marker in the same file is still C-23."""
-    text = f"{RSA_HEADER}  # {ALLOW}\nbody\n# {ALLOW}\n{RSA_HEADER}\n"
+    text = f"{RSA_HEADER}  # {ALLOW}\n{BODY}# {ALLOW}\n{RSA_KEY}"
     root = repo_with(tmp_path, {"keys.txt": text})
+    line = len(RSA_KEY.splitlines()) + 2
     assert _findings(root, Settings()) == [
-        Finding(check="C-23", message=f"holds a private key ({RSA_HEADER})", path="keys.txt")
+        Finding(
+            check="C-23",
+            message=f"holds a private key (RSA PRIVATE KEY) at line {line}",
+            path="keys.txt",
+            line=line,
+        )
     ]
 
 
 @pytest.mark.parametrize("name", ["README.rst", "README"])
-def test_readme_names_accept_other_readmes(tmp_path: Path, name: str) -> None:
-    """With readme_names configured, a README.rst or README satisfies C-01."""
+def test_readme_names_choose_the_readmes(tmp_path: Path, name: str) -> None:
+    """A README.rst or README satisfies C-01 by default; readme_names can narrow it."""
     files = {k: v for k, v in good_files("r").items() if k != "README.md"}
     root = make_repo(tmp_path, "r", {**files, name: "Title\n=======\n\nText.\n"}, with_origin=False)
-    assert "C-01" in ids(_findings(root, Settings()))
-    accepted = Settings(checks=CheckSettings(readme_names=["README.md", "README.rst", "README"]))
-    assert "C-01" not in ids(_findings(root, accepted))
+    assert "C-01" not in ids(_findings(root, Settings()))
+    narrowed = Settings(checks=CheckSettings(readme_names=["README.md"]))
+    assert "C-01" in ids(_findings(root, narrowed))
 
 
 def test_readme_names_missing_and_empty(tmp_path: Path) -> None:
@@ -211,7 +218,7 @@ def test_sweep_warns_of_a_missing_or_empty_root(tmp_path: Path, fleet: Path) -> 
 
 def test_a_new_exclude_takes_effect_at_the_next_sweep(tmp_path: Path, fleet: Path) -> None:
     """Adding an exclude changes the repo's fingerprint: the next sweep drops the finding."""
-    make_repo(fleet, "alpha", {**good_files("alpha"), "tests/fixtures/key.pem": RSA_HEADER})
+    make_repo(fleet, "alpha", {**good_files("alpha"), "tests/fixtures/key.pem": RSA_KEY})
     config = write_config(tmp_path, roots=[fleet])
     first = run_sweep(load_settings(config))
     [entry] = first.detail["repos_processed"]

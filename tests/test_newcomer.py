@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import clirun
-from gitfleet import make_repo, write_config
+from gitfleet import good_files, make_repo, write_config
 from statehub.checks import catalogue
 from statehub.settings import CHECK_IDS, load_settings
 
@@ -67,10 +67,64 @@ def test_init_writes_a_starter_that_sweeps(tmp_path: Path, fleet: Path) -> None:
     assert written["schedule"]["mode"] == "active"
     settings = load_settings(target)
     assert settings.database_path == tmp_path / "var" / "statehub.db"
-    assert result.stdout.splitlines()[-1].startswith(f"next: statehub sweep --config {target}")
+    assert result.stdout.splitlines()[-1].startswith(f"next: statehub daemon --config {target}")
     sweep = statehub("sweep", "--json", config=target)
     assert sweep.returncode == 0, sweep.stderr
     assert json.loads(sweep.stdout)["detail"]["repos_total"] == 2
+
+
+def test_init_sweeps_once_and_names_the_command_that_accepts(tmp_path: Path, fleet: Path) -> None:
+    """After writing, init sweeps, counts the findings and names `statehub accept`."""
+    make_repo(fleet, "alpha", {**good_files("alpha"), "big.bin": "x" * 600 * 1024})
+    make_repo(fleet, "beta")
+    target = tmp_path / "mine.toml"
+    result = statehub("init", str(fleet), config=target)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert (
+        "first sweep: 1 finding(s) in 1 of 2 repo(s), 0 automation error(s); see them: "
+        f"statehub findings --config {target}"
+    ) in lines
+    assert (
+        "to accept them as they stand (only new ones are reported from then on): "
+        f"statehub accept --config {target}"
+    ) in lines
+    assert statehub("accept", config=target).returncode == 0
+    sweep = json.loads(statehub("sweep", "--json", config=target).stdout)["detail"]
+    assert (sweep["repos_processed"], sweep["accepted"]["total"]) == ([], 1)
+
+
+def test_init_switches_the_conventions_off_where_no_repo_has_them(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """No repo with AGENTS.md or workplans/: C-02 off, require_workplans false, said why."""
+    plain = {"README.md": "# a project\n"}
+    make_repo(fleet, "alpha", plain)
+    make_repo(fleet, "beta", plain)
+    target = tmp_path / "mine.toml"
+    result = statehub("init", str(fleet), config=target)
+    assert result.returncode == 0, result.stderr
+    written = target.read_text(encoding="utf-8")
+    parsed = tomllib.loads(written)
+    assert parsed["checks"]["disable"] == ["C-02"]
+    assert parsed["repos"]["require_workplans"] is False
+    assert "To ask for\n# them, set require_workplans = true" in written
+    assert "C-02..C-11 are off" in result.stdout
+    assert "first sweep: 0 finding(s) in 0 of 2 repo(s)" in result.stdout
+
+
+def test_init_keeps_the_conventions_and_names_who_lacks_them(tmp_path: Path, fleet: Path) -> None:
+    """Some repos follow the conventions: they stay on, and the others are named."""
+    make_repo(fleet, "alpha")
+    make_repo(fleet, "beta", {"README.md": "# beta\n"})
+    target = tmp_path / "mine.toml"
+    result = statehub("init", str(fleet), config=target)
+    assert result.returncode == 0, result.stderr
+    assert "checks" not in tomllib.loads(target.read_text(encoding="utf-8"))
+    assert (
+        "conventions on (C-02..C-11), some repos lack them: 1 without AGENTS.md (beta); "
+        "1 without workplans/ (beta)"
+    ) in result.stdout.splitlines()
 
 
 def test_init_never_overwrites(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def _assessment(repo: str, checks: list[str]) -> Assessment:
         assessed_at="2026-01-01T00:00:00.000Z",
         findings=[
             {"check": check, "message": f"{check} here", "path": None, "new": seq == 0}
-            | {"first_seen": "2026-01-01T00:00:00.000Z"}
+            | {"first_seen": "2026-01-01T00:00:00.000Z", "line": seq or None, "line_hash": None}
             for seq, check in enumerate(checks)
         ],
         watch=("notes.txt",),

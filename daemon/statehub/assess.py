@@ -106,7 +106,7 @@ def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Findi
         return errored(target, checks, str(exc))
     ctx = RepoContext(name=target.name, root=target.path, settings=checks, git=state)
     try:
-        findings = assess(ctx)
+        findings, accepted = checks.partition(assess(ctx))
     except MemoryError:
         raise  # the worker reports the memory bound
     except Exception as exc:  # a bug in one check must not stop the fleet
@@ -118,6 +118,7 @@ def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Findi
         fingerprint=state.fingerprint,
         watch=state.untracked,
         findings=errors + findings,
+        accepted=accepted,
     )
 
 

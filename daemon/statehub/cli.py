@@ -241,6 +241,95 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_findings(args: argparse.Namespace) -> int:
+    """The standing findings from the store (or the accepted ones), no sweep."""
+    settings = load(args)
+    check = _check_id(args.check) if args.check else None
+
+    def query(store: Store) -> list[dict[str, Any]]:
+        if args.accepted:
+            return store.accepted_findings(repo=args.repo, check=check)
+        rows: list[dict[str, Any]] = []
+        for name, assessment in sorted(store.assessments().items()):
+            if args.repo is not None and name != args.repo:
+                continue
+            rows.extend(
+                {"repo": name, **finding}
+                for finding in assessment.findings
+                if (check is None or finding["check"] == check) and (finding["new"] or not args.new)
+            )
+        return rows
+
+    rows = read_store(settings, query)
+    for row in rows:
+        row.pop("line_hash", None)  # the baseline's business, not a reader's
+    if args.json:
+        print_json(rows)
+        return 0
+    out = sys.stdout
+    for row in rows:
+        where = row["path"] or "-"
+        if row.get("line") is not None:
+            where += f":{row['line']}"
+        mark = "  (new)" if row.get("new") else ""
+        out.write(visible(f"{row['repo']}  {row['check']}  {where}  {row['message']}{mark}") + "\n")
+    kind = "accepted finding(s)" if args.accepted else "finding(s)"
+    out.write(f"{len(rows)} {kind}\n")
+    return 0
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    """Record the standing findings in the baseline file: they are reported no more."""
+    from statehub import baseline
+
+    settings = load(args)
+    checks = frozenset(_check_id(check) for check in args.check) if args.check else None
+    store = open_store(settings)
+    if store is None:
+        raise_usage("no sweep is recorded yet: run `statehub sweep` first")
+    assert store is not None
+    with store:
+        standing = store.assessments()
+        accepted: dict[str, list[dict[str, Any]]] = {}
+        for row in store.accepted_findings():
+            accepted.setdefault(row.pop("repo"), []).append(row)
+    repos = frozenset(args.repo) if args.repo else None
+    unknown = sorted((repos or frozenset()) - set(standing))
+    if unknown:
+        raise_usage(f"unknown repo: {', '.join(unknown)} (no standing assessment)")
+    done = baseline.accept(
+        settings.baseline_path,
+        {name: assessment.findings for name, assessment in standing.items()},
+        accepted,
+        repos=repos,
+        checks=checks,
+        prune=args.prune,
+    )
+    pruned = f", {done.pruned} pruned" if args.prune else ""
+    sys.stdout.write(
+        visible(
+            f"accepted {done.findings} finding(s) in {done.repos} repo(s): {done.path} holds "
+            f"{done.entries} entr{'y' if done.entries == 1 else 'ies'}{pruned}"
+        )
+        + "\nthe next sweep counts them as accepted: statehub sweep"
+        + (f" --config {visible(str(args.config))}" if args.config else "")
+        + "\n"
+    )
+    return 0
+
+
+def _check_id(text: str) -> str:
+    """A check id as given (``C-23``, ``c-23``, ``23``), checked; UsageError when unknown."""
+    from statehub.settings import CHECK_IDS
+
+    check_id = text.upper()
+    if check_id.isdigit():
+        check_id = f"C-{int(check_id):02d}"
+    if check_id not in CHECK_IDS:
+        raise_usage(f"unknown check {text!r}: the checks are C-00 .. C-23")
+    return check_id
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from statehub.compare import compare_command
 
@@ -527,8 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--since-hours", type=_positive_float, metavar="H", help="only the last H hours"
     )
 
-    compare = add("compare", cmd_compare, "sweeps summed by source, and slot coverage", as_json)
-    compare.add_argument(
+    _add_baseline(add, as_json)
+
+    add("compare", cmd_compare, "sweeps summed by source, and slot coverage", as_json).add_argument(
         "--since-hours", type=_positive_float, default=24.0, metavar="H", help="default 24"
     )
 
@@ -593,6 +683,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument("install_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def _add_baseline(add: Callable[..., Any], as_json: argparse.ArgumentParser) -> None:
+    """``statehub findings`` and ``statehub accept``: the standing findings and the baseline."""
+    findings = add(
+        "findings", cmd_findings, "the standing findings of the last sweeps (no sweep)", as_json
+    )
+    findings.add_argument("--repo", metavar="NAME", help="only this repo")
+    findings.add_argument("--check", metavar="C-NN", help="only this check")
+    findings.add_argument(
+        "--new", action="store_true", help="only findings new since the repo's previous assessment"
+    )
+    findings.add_argument(
+        "--accepted",
+        action="store_true",
+        help="the findings the baseline accepts instead (statehub accept)",
+    )
+    accept = add(
+        "accept",
+        cmd_accept,
+        "accept the standing findings as they are: record them in the baseline file "
+        "([checks] baseline); later sweeps count them as accepted, not as findings",
+    )
+    accept.add_argument(
+        "--repo", action="append", metavar="NAME", help="only this repo (repeatable)"
+    )
+    accept.add_argument(
+        "--check", action="append", metavar="C-NN", help="only this check (repeatable)"
+    )
+    accept.add_argument(
+        "--prune",
+        action="store_true",
+        help="also drop the entries of accepted findings that are gone",
+    )
 
 
 def _add_starter(add: Callable[..., Any]) -> None:

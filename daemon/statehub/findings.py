@@ -51,6 +51,8 @@ def mark_new(
                 "check": finding["check"],
                 "message": finding["message"],
                 "path": finding["path"],
+                "line": finding.get("line"),
+                "line_hash": finding.get("line_hash"),
                 "new": previous is not None and earlier is None,
                 "first_seen": first_seen or assessed_at,
             }

@@ -93,6 +93,8 @@ class RepoOutcome:
     fingerprint: str | None = None
     watch: tuple[str, ...] = ()  # the untracked files, part of the fingerprint
     findings: list[Finding] = field(default_factory=list)
+    # Findings the baseline accepts (statehub.baseline): kept apart, never reported.
+    accepted: list[Finding] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -106,6 +108,7 @@ class RepoOutcome:
             "fingerprint": self.fingerprint,
             "watch": list(self.watch),
             "findings": [finding.as_dict() for finding in self.findings],
+            "accepted": [finding.as_dict() for finding in self.accepted],
         }
 
     @classmethod
@@ -119,10 +122,8 @@ class RepoOutcome:
             head=data["head"],
             fingerprint=data["fingerprint"],
             watch=tuple(str(path) for path in data["watch"]),
-            findings=[
-                Finding(check=str(f["check"]), message=str(f["message"]), path=f["path"])
-                for f in data["findings"]
-            ],
+            findings=[Finding.from_dict(f) for f in data["findings"]],
+            accepted=[Finding.from_dict(f) for f in data.get("accepted", [])],
         )
 
 

@@ -37,7 +37,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from statehub.checks import DEFAULT_README_NAMES, EffectiveChecks
+from statehub.baseline import load as load_baseline
+from statehub.checks import DEFAULT_LOCKFILES, DEFAULT_README_NAMES, EffectiveChecks
 from statehub.configread import (
     MAX_CONFIG_BYTES,
     MAX_TOKEN_BYTES,
@@ -88,7 +89,7 @@ def _exclude_paths(value: dict[str, list[str]]) -> dict[str, list[str]]:
 
 def _readme_names(value: list[str]) -> list[str]:
     if not value:
-        raise ValueError("name at least one file (the default is ['README.md'])")
+        raise ValueError("name at least one file (the default is README.md, README.rst, ...)")
     for name in value:
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"{name!r} is not a file name at the root of a repo")
@@ -148,6 +149,11 @@ class CheckSettings(_Section):
     max_file_kb: int = Field(500, ge=1, le=1_048_576)  # up to 1 GiB
     readme_names: Annotated[list[str], Capped] = list(DEFAULT_README_NAMES)
     exclude_paths: Annotated[dict[str, Annotated[list[str], Capped]], Capped] = {}
+    # C-22 leaves these file names alone (dependency lock files; [] judges them too).
+    lockfiles: Annotated[list[str], Capped] = list(DEFAULT_LOCKFILES)
+    # The findings accepted by `statehub accept` (statehub.baseline), relative to the
+    # configuration file's folder; a file that does not exist accepts nothing.
+    baseline: Path = Path("statehub-baseline.toml")
 
     _ids = field_validator("disable")(_check_ids)
     _readmes = field_validator("readme_names")(_readme_names)
@@ -372,6 +378,11 @@ class Settings(BaseSettings):
         return self.resolve(self.hub.database)
 
     @property
+    def baseline_path(self) -> Path:
+        """The baseline file of ``statehub accept``: ``[checks] baseline``, resolved."""
+        return self.resolve(self.checks.baseline)
+
+    @property
     def token_path(self) -> Path | None:
         return self.resolve(Path(self.api.token_file)) if self.api.token_file else None
 
@@ -393,7 +404,8 @@ class Settings(BaseSettings):
         return self.temporal.schedule_id or self.schedule.id
 
     def checks_for(self, repo: str) -> EffectiveChecks:
-        """The effective check settings of one repo: fleet-wide, then its override."""
+        """The effective check settings of one repo: fleet-wide, then its override, and its
+        entries of the baseline file (ConfigError when that file is malformed)."""
         override = self.repos.overrides.get(repo, RepoOverride())
         disabled = set(self.checks.disable) | set(override.disable or ())
         # Excludes add up: the fleet's patterns of a check, then the repo's own.
@@ -414,6 +426,8 @@ class Settings(BaseSettings):
             default_branch=self.repos.default_branch,
             readme_names=tuple(override.readme_names or self.checks.readme_names),
             exclude_paths=excludes,
+            lockfiles=tuple(self.checks.lockfiles),
+            baseline=load_baseline(self.baseline_path).for_repo(repo),
         )
 
 

@@ -5,6 +5,12 @@ any other under ``roots``), a database beside the file, and the ``active`` mode,
 fits a machine with no cluster scheduler (``standby`` would wait for a primary that does
 not exist). It never overwrites a file, validates what it wrote, and prints the next
 command. Every other key keeps its default (``config/statehub.toml`` documents them all).
+
+It proposes the fleet's conventions (issue 21): when no repo found has an ``AGENTS.md``
+or a ``workplans/`` folder, the file switches C-02..C-11 off and says how to switch them
+on; when some have them, they stay on and the repos that lack them are named. Then it
+sweeps once and says how many findings there are, and the one command (``statehub
+accept``) that accepts them as they stand.
 """
 
 from __future__ import annotations
@@ -13,9 +19,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from statehub.checks import AUTOMATION_ERROR
 from statehub.errors import UsageError
 from statehub.safetext import visible
+
+if TYPE_CHECKING:
+    from statehub.settings import Settings
 
 DEFAULT_TARGET = Path("statehub.toml")
 
@@ -25,8 +36,19 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(item, ensure_ascii=False) for item in items) + "]"
 
 
-def starter_text(roots: list[str], paths: list[str]) -> str:
-    """The starter file's TOML text."""
+CONVENTIONS_OFF = """
+# No repo under these folders had an AGENTS.md or a workplans/ folder when `statehub init`
+# wrote this file, so the fleet's conventions are not asked for: C-02 (AGENTS.md) is off,
+# and so are C-03..C-11 (workplans) through require_workplans = false above. To ask for
+# them, set require_workplans = true and take "C-02" out of disable.
+[checks]
+disable = ["C-02"]
+"""
+
+
+def starter_text(roots: list[str], paths: list[str], *, conventions: bool = True) -> str:
+    """The starter file's TOML text; ``conventions`` False switches C-02..C-11 off."""
+    workplans = "" if conventions else "require_workplans = false             # see [checks]\n"
     return f"""# A starter configuration written by `statehub init`. Every key and its default:
 # config/statehub.toml in the statehub checkout.
 
@@ -36,10 +58,25 @@ database = "var/statehub.db"          # relative to this file's folder
 [repos]
 roots = {_toml_list(roots)}    # every git work tree directly below a root is a repo
 paths = {_toml_list(paths)}    # single repos
-
+{workplans}
 [schedule]
 mode = "active"                       # sweep at every fire: no cluster scheduler here
-"""
+{"" if conventions else CONVENTIONS_OFF}"""
+
+
+def _conventions(repos: list[Path]) -> tuple[list[str], list[str]]:
+    """The names of the repos without an AGENTS.md, and of those without ``workplans/``.
+
+    Two ``lstat`` calls a repo, as the fleet's discovery makes: no file is read.
+    """
+    no_agents = [repo.name for repo in repos if not os.path.lexists(repo / "AGENTS.md")]
+    no_plans = [repo.name for repo in repos if not (repo / "workplans").is_dir()]
+    return no_agents, no_plans
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(visible(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def init_command(folders: list[str], target: str | os.PathLike[str] | None) -> int:
@@ -59,8 +96,13 @@ def init_command(folders: list[str], target: str | os.PathLike[str] | None) -> i
         if not resolved.is_dir():
             raise UsageError(f"{visible(folder)} is not a folder")
         (paths if os.path.lexists(resolved / ".git") else roots).append(str(resolved))
+    repos = _repos(roots, paths)
+    no_agents, no_plans = _conventions(repos)
+    # Off only when no repo follows them at all: a fleet that half follows them is told
+    # which repos lack them instead.
+    conventions = not repos or len(no_agents) < len(repos) or len(no_plans) < len(repos)
     try:
-        text = starter_text(roots, paths).encode("utf-8")
+        text = starter_text(roots, paths, conventions=conventions).encode("utf-8")
     except UnicodeEncodeError:
         raise UsageError("a folder's name is not UTF-8: a TOML file cannot name it") from None
     try:
@@ -87,7 +129,61 @@ def init_command(folders: list[str], target: str | os.PathLike[str] | None) -> i
     sys.stdout.write(
         f"wrote {shown} ({visible(where)}; database {visible(str(settings.database_path))}, "
         "mode active)\n"
-        f"next: statehub sweep --config {shown}   (then: statehub daemon --config {shown};"
-        f" in a checkout: ./dev run --config {shown})\n"
+    )
+    if not conventions:
+        sys.stdout.write(
+            "no repo has an AGENTS.md or a workplans/ folder: C-02..C-11 are off "
+            "(the file says how to switch them on)\n"
+        )
+    elif repos and (no_agents or no_plans):
+        lacking = [
+            f"{len(no_agents)} without AGENTS.md ({_names(no_agents)})" if no_agents else "",
+            f"{len(no_plans)} without workplans/ ({_names(no_plans)})" if no_plans else "",
+        ]
+        sys.stdout.write(
+            "conventions on (C-02..C-11), some repos lack them: "
+            + "; ".join(part for part in lacking if part)
+            + "\n"
+        )
+    if repos:
+        _first_sweep(settings, shown)
+    sys.stdout.write(
+        f"next: statehub daemon --config {shown}   (in a checkout: ./dev run --config {shown};"
+        f" one sweep now: statehub sweep --config {shown})\n"
     )
     return 0
+
+
+def _repos(roots: list[str], paths: list[str]) -> list[Path]:
+    """The repos a sweep of these roots and paths would find."""
+    from statehub.settings import RepoSettings, Settings
+    from statehub.sweep import discover
+
+    settings = Settings(
+        repos=RepoSettings(roots=[Path(r) for r in roots], paths=[Path(p) for p in paths])
+    )
+    return [target.path for target in discover(settings).targets]
+
+
+def _first_sweep(settings: Settings, shown: str) -> None:
+    """Sweep once and say how many findings there are, and the one command to accept them."""
+    from statehub.sweep import run_sweep
+
+    detail = run_sweep(settings, source="init").detail
+    findings = [
+        finding
+        for entry in detail["repos_processed"]
+        for finding in entry["findings"]
+        if finding["check"] != AUTOMATION_ERROR
+    ]
+    repos = {entry["repo"] for entry in detail["repos_processed"]}
+    errors = len(detail["automation_errors"])
+    sys.stdout.write(
+        f"first sweep: {len(findings)} finding(s) in {len(repos)} of {detail['repos_total']} "
+        f"repo(s), {errors} automation error(s); see them: statehub findings --config {shown}\n"
+    )
+    if findings:
+        sys.stdout.write(
+            "to accept them as they stand (only new ones are reported from then on): "
+            f"statehub accept --config {shown}\n"
+        )

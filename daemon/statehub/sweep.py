@@ -267,6 +267,9 @@ def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
         # repo's previous assessment.
         "warnings": [],
         "new_findings": 0,
+        # Added by issue 21: the findings the baseline accepts (`statehub accept`), which
+        # are not reported, in total and per repo that has any.
+        "accepted": {"total": 0, "repos": {}},
     }
 
 
@@ -364,9 +367,10 @@ def _sweep_locked(
 
     assessed_at = iso(utc_now())
     # Each finding marked new or not against the repo's previous standing assessment.
+    kept = {outcome.target.name: _unread_kept(outcome, standing) for outcome in reassessed}
     marked = {
         outcome.target.name: mark_new(
-            [finding.as_dict() for finding in outcome.findings],
+            [finding.as_dict() for finding in outcome.findings] + kept[outcome.target.name],
             standing.get(outcome.target.name),
             assessed_at,
         )
@@ -382,6 +386,7 @@ def _sweep_locked(
                 assessed_at=assessed_at,
                 findings=marked[outcome.target.name],
                 watch=outcome.watch,
+                accepted=[finding.as_dict() for finding in outcome.accepted],
             )
             for outcome in reassessed
         ]
@@ -405,6 +410,7 @@ def _sweep_locked(
         repos_processed=needs_action,
         repos_reassessed=len(reassessed),
         new_findings=sum(mark["new"] for marks in marked.values() for mark in marks),
+        accepted=_accepted_counts(db, [o.target.name for o in outcomes if o.kind != "missing"]),
         warnings=root_warnings(settings),
         skipped_clean=clean,
         skipped_missing=missing_names,
@@ -417,6 +423,35 @@ def _sweep_locked(
     return db.append_event(
         request.event_type, detail, created_at=finished, clear_state=_IN_PROGRESS
     )
+
+
+def _unread_kept(outcome: RepoOutcome, standing: dict[str, Assessment]) -> list[dict[str, Any]]:
+    """The previous findings of the files this read could not read.
+
+    A file that a content check could not read (a C-00 naming it, issue 20) keeps what
+    the last read that could read it found: a sweep by a user who may not read a 0600 key
+    leaves its C-23 standing instead of dropping it, so two users sweeping one repo do not
+    make the finding new again at every turn.
+    """
+    previous = standing.get(outcome.target.name)
+    unread = {f.path for f in outcome.errors if f.path is not None}
+    if previous is None or not unread:
+        return []
+    return [
+        finding
+        for finding in previous.findings
+        if finding["check"] in _CONTENT_CHECKS and finding.get("path") in unread
+    ]
+
+
+_CONTENT_CHECKS = ("C-21", "C-22", "C-23")
+
+
+def _accepted_counts(db: Store, reached: list[str]) -> dict[str, Any]:
+    """The event's ``accepted``: findings the baseline accepts, in total and per repo."""
+    counts = db.accepted_counts()
+    repos = {name: counts[name] for name in sorted(reached) if counts.get(name)}
+    return {"total": sum(repos.values()), "repos": repos}
 
 
 def _evidence(
@@ -445,7 +480,7 @@ def _evidence(
             continue  # missing or over budget
         if found:
             findings = [
-                {key: finding[key] for key in ("check", "message", "path", "new")}
+                {key: finding.get(key) for key in ("check", "message", "path", "line", "new")}
                 for finding in found
             ]
             entries.append(

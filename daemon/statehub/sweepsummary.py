@@ -39,6 +39,7 @@ class SweepSummary:
     over_budget: int
     with_findings: int
     new_findings: int
+    accepted: int  # findings the baseline file accepts (statehub accept)
     automation_errors: int
     duration_seconds: float
 
@@ -75,6 +76,7 @@ class SweepSummary:
             over_budget=len(detail.get(Detail.SKIPPED_BUDGET) or []),
             with_findings=failing,
             new_findings=int(detail.get(Detail.NEW_FINDINGS) or 0),
+            accepted=int((detail.get("accepted") or {}).get("total") or 0),
             automation_errors=len(detail.get(Detail.AUTOMATION_ERRORS) or []),
             duration_seconds=float(detail.get(Detail.DURATION_SECONDS) or 0.0),
         )
@@ -92,6 +94,7 @@ class SweepSummary:
             f"{self.over_budget} over budget in {self.duration_seconds:.1f} s; "
             f"{self.need_action} need action, {self.clean} clean; "
             f"{self.with_findings} repo(s) with findings{new}, "
+            f"{f'{self.accepted} accepted finding(s), ' if self.accepted else ''}"
             f"{self.automation_errors} automation error(s)"
         )
 

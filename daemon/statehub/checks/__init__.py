@@ -23,11 +23,37 @@ from statehub.contract import AUTOMATION_ERROR as AUTOMATION_ERROR  # re-exporte
 if TYPE_CHECKING:
     from statehub.gitstate import GitState
 
-DEFAULT_README_NAMES = ("README.md",)
-RULES_VERSION = 2
+# C-01: what projects name their README (issue 21); C-04 reads the Markdown ones only.
+DEFAULT_README_NAMES = (
+    "README.md",
+    "README.rst",
+    "README.txt",
+    "README",
+    "README.markdown",
+    "README.adoc",
+)
+# C-22: dependency lock files, committed on purpose and growing with the dependencies
+# (issue 21), matched by file name anywhere in the repo: npm, pnpm, yarn, Poetry, uv,
+# Pipenv, Cargo, Go, Bundler, Composer.
+DEFAULT_LOCKFILES = (
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "pnpm-lock.yaml",
+    "yarn.lock",
+    "poetry.lock",
+    "uv.lock",
+    "Pipfile.lock",
+    "Cargo.lock",
+    "go.sum",
+    "Gemfile.lock",
+    "composer.lock",
+)
+RULES_VERSION = 3
 """Bumped when what a check finds changes (2: C-21 looks for blocks, C-23 honours the allow
-marker; issue 15). It is part of every repo's fingerprint, so an upgrade re-reads each repo
-once instead of keeping findings that the new rules would not give."""
+marker; issue 15. 3: C-23 needs key material, findings carry their line, C-11 counts a
+plan the index names, a file that cannot be read is a C-00; issue 21). It is part of every
+repo's fingerprint, so an upgrade re-reads each repo once instead of keeping findings that
+the new rules would not give."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -74,6 +100,11 @@ class EffectiveChecks:
     readme_names: tuple[str, ...] = DEFAULT_README_NAMES
     # Per check id, gitignore-style patterns of repo paths whose findings are accepted.
     exclude_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # C-22: the file names of dependency lock files, exempt from the size limit.
+    lockfiles: tuple[str, ...] = DEFAULT_LOCKFILES
+    # The repo's entries of the baseline file (statehub.baseline): (check, path or None,
+    # line hashes, empty for any line). A finding they match is accepted, not reported.
+    baseline: tuple[tuple[str, str | None, tuple[str, ...]], ...] = ()
 
     def enabled(self, check_id: str) -> bool:
         return check_id not in self.disabled
@@ -84,6 +115,35 @@ class EffectiveChecks:
         if not patterns or path is None:
             return False
         return bool(_path_spec(patterns).match_file(path))
+
+    def partition(self, findings: list[Finding]) -> tuple[list[Finding], list[Finding]]:
+        """``findings`` split into those reported and those the baseline accepts.
+
+        A finding is accepted by an entry of its check and path whose line hashes hold its
+        own (an entry without hashes accepts any line). C-00 is never accepted.
+        """
+        if not self.baseline:
+            return findings, []
+        accepted_by: dict[tuple[str, str | None], frozenset[str]] = {
+            (check, path): frozenset(hashes) for check, path, hashes in self.baseline
+        }
+        reported: list[Finding] = []
+        accepted: list[Finding] = []
+        for finding in findings:
+            hashes = accepted_by.get((finding.check, finding.path))
+            if (
+                finding.check != AUTOMATION_ERROR
+                and hashes is not None
+                and (not hashes or finding.line_hash in hashes)
+            ):
+                accepted.append(finding)
+            else:
+                reported.append(finding)
+        return reported, accepted
+
+    def lockfile(self, path: str) -> bool:
+        """True when ``path``'s file name is one of :attr:`lockfiles` (C-22 exempts it)."""
+        return path.rpartition("/")[2] in self.lockfiles
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form; :meth:`from_dict` reverses it."""
@@ -98,6 +158,8 @@ class EffectiveChecks:
             "exclude_paths": {
                 check: list(patterns) for check, patterns in sorted(self.exclude_paths.items())
             },
+            "lockfiles": list(self.lockfiles),
+            "baseline": [[check, path, list(hashes)] for check, path, hashes in self.baseline],
         }
 
     @classmethod
@@ -114,6 +176,11 @@ class EffectiveChecks:
                 str(check): tuple(patterns)
                 for check, patterns in data.get("exclude_paths", {}).items()
             },
+            lockfiles=tuple(data.get("lockfiles", DEFAULT_LOCKFILES)),
+            baseline=tuple(
+                (str(check), path, tuple(hashes))
+                for check, path, hashes in data.get("baseline", [])
+            ),
         )
 
     def digest(self) -> str:
@@ -128,6 +195,10 @@ class EffectiveChecks:
             del data["readme_names"]
         if not data["exclude_paths"]:
             del data["exclude_paths"]
+        if data["lockfiles"] == list(DEFAULT_LOCKFILES):
+            del data["lockfiles"]
+        if not data["baseline"]:  # a repo's entries changing re-reads that repo only
+            del data["baseline"]
         payload = json.dumps(data, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -139,6 +210,11 @@ class Finding:
     check: str
     message: str
     path: str | None = None
+    # C-04, C-21, C-23: the 1-based line the finding is about (issue 21).
+    line: int | None = None
+    # A short hash of that line's content (of a key's body for C-23), which a baseline
+    # entry holds so that an edited line is no longer accepted; never shown to people.
+    line_hash: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", printable(self.message))
@@ -146,7 +222,26 @@ class Finding:
             object.__setattr__(self, "path", printable(self.path))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "message": self.message, "path": self.path}
+        return {
+            "check": self.check,
+            "message": self.message,
+            "path": self.path,
+            "line": self.line,
+            "line_hash": self.line_hash,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """The finding :meth:`as_dict` gave (``line`` and ``line_hash`` may be absent)."""
+        line = data.get("line")
+        line_hash = data.get("line_hash")
+        return cls(
+            check=str(data["check"]),
+            message=str(data["message"]),
+            path=data["path"],
+            line=int(line) if line is not None else None,
+            line_hash=str(line_hash) if line_hash is not None else None,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

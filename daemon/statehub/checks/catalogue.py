@@ -38,12 +38,12 @@ CATALOGUE: tuple[CheckText, ...] = (
     ),
     CheckText(
         id="C-01",
-        summary="no README at the root (one of `readme_names`, default `README.md`), or it is "
-        "empty",
+        summary="no README at the root (any of `readme_names`: README.md, .rst, .txt, "
+        ".markdown, .adoc or plain), or it is empty",
         why="a repo without a README cannot be picked up by the next person.",
         fix="add a README.md that says what the repo is and how to run it.",
-        accept="a repo that uses README.rst or README: `[checks] readme_names = "
-        '["README.md", "README.rst", "README"]` (or per repo).',
+        accept="a repo with a README of another name: add it to `[checks] readme_names` "
+        "(or per repo).",
     ),
     CheckText(
         id="C-02",
@@ -63,7 +63,9 @@ CATALOGUE: tuple[CheckText, ...] = (
         id="C-04",
         summary="a relative link in the README, AGENTS.md or the workplans index points to no file",
         why="a broken link sends the reader nowhere, usually after a rename.",
-        fix="point the link at the file's new place, or remove it.",
+        fix="point the link at the file's new place, or remove it (the finding names its "
+        "line). Only Markdown is read: the links of a README.rst or README.adoc are not "
+        "checked.",
     ),
     CheckText(
         id="C-05",
@@ -107,9 +109,11 @@ CATALOGUE: tuple[CheckText, ...] = (
     ),
     CheckText(
         id="C-11",
-        summary="`workplans/README.md` does not link every workplan",
-        why="a plan the index does not link is a plan nobody reads.",
-        fix="add a link to the plan in `workplans/README.md`.",
+        summary="`workplans/README.md` does not name every workplan (a link, its file name or "
+        "its id)",
+        why="a plan the index does not name is a plan nobody reads.",
+        fix="name the plan in `workplans/README.md`: a link to it, or its file name (with or "
+        "without `.md`) or its `id` anywhere in the text (a table row, a code span).",
     ),
     CheckText(
         id="C-12",
@@ -187,17 +191,23 @@ CATALOGUE: tuple[CheckText, ...] = (
     ),
     CheckText(
         id="C-22",
-        summary="a tracked file is larger than `max_file_kb` (Git LFS pointers are exempt)",
+        summary="a tracked file is larger than `max_file_kb` (Git LFS pointers and lock files "
+        "are exempt)",
         why="big files bloat every clone for ever, even after they are deleted.",
-        fix="remove it from history, or track it with Git LFS.",
+        fix="remove it from history, or track it with Git LFS. Dependency lock files (npm, "
+        "pnpm, yarn, Poetry, uv, Pipenv, Cargo, Go, Bundler, Composer) are exempt: "
+        "`[checks] lockfiles` lists their names.",
         accept="big images in documentation, say: " + _BY_PATH.format(id="C-22", glob="docs/**"),
     ),
     CheckText(
         id="C-23",
-        summary="a tracked file holds a private key (`-----BEGIN ... PRIVATE KEY-----`, a "
-        "PuTTY key file)",
+        summary="a tracked file holds a private key: a `BEGIN ... PRIVATE KEY` line with key "
+        "material up to its END line, or a PuTTY key file",
         why="a key in a repo is a key anyone with a clone holds: treat it as leaked.",
-        fix="revoke the key, remove the file, and rewrite history if the repo was shared.",
+        fix="revoke the key, remove the file, and rewrite history if the repo was shared. "
+        "The finding names the key's line. A key is its header followed by base64 key "
+        "material (encrypted keys too); a header line alone (a detector's pattern, a parser, "
+        "documentation) is not one.",
         accept="a test key: `pragma: allowlist secret` on the key's first line (or "
         "`pragma: allowlist nextline secret` on the line above it, the detect-secrets "
         "convention), or " + _BY_PATH.format(id="C-23", glob="tests/fixtures/**"),
@@ -215,9 +225,14 @@ def accept_text(text: CheckText) -> str:
     )
     if text.id == "C-00":
         return text.accept
+    baseline = (
+        f"The findings standing today: `statehub accept --check {text.id}` records them in the "
+        "baseline file (`[checks] baseline`); only new ones are reported."
+    )
     if text.accept:
-        return f"{text.accept} Or switch the check off {generic}"
-    return f"switch the check off {generic} Or, " + _BY_PATH.format(id=text.id, glob="vendor/**")
+        return f"{text.accept} Or switch the check off {generic} {baseline}"
+    by_path = _BY_PATH.format(id=text.id, glob="vendor/**")
+    return f"switch the check off {generic} Or, {by_path} {baseline}"
 
 
 def explain(check_id: str) -> str:

@@ -2,11 +2,13 @@
 
 Decisions where the contract is silent (section 3 of ``CONTRACT.md``):
 
-- C-01 wants one of ``[checks] readme_names`` (default ``README.md``; issue 15), judging
-  the first of them present; C-04 reads it only when it is Markdown (``.md``).
-- C-01/C-02 want the exact names ``README.md`` and ``AGENTS.md`` at the root; a file that
-  holds only whitespace (or only a byte-order mark) is empty. A ``readme.md`` in another
-  case does not count, but the message names it so the fix is obvious.
+- C-01 wants one of ``[checks] readme_names`` (default ``README.md``, ``README.rst``,
+  ``README.txt``, ``README``, ``README.markdown``, ``README.adoc``; issues 15 and 21),
+  judging the first of them present; C-04 reads it only when it is Markdown (``.md``,
+  ``.markdown``): the links of reStructuredText or AsciiDoc are not read.
+- The names are exact (C-02 wants ``AGENTS.md``); a file that holds only whitespace (or
+  only a byte-order mark) is empty. A ``readme.md`` in another case does not count, but
+  the message names it so the fix is obvious.
 - The workplans index is ``workplans/README.md`` in any letter case, because the contract
   calls ``README.md`` "in any case" *the* human index: ``workplans/readme.md`` satisfies
   C-03 and is the file C-04 and C-11 read. When two spellings exist, ``README.md`` wins.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
 import os
 import posixpath
 import re
@@ -41,6 +44,11 @@ WORKPLANS = "workplans"
 INDEX_NAME = "README.md"
 _ROOT_DOCS = (("C-01", "README.md"), ("C-02", "AGENTS.md"))
 README_CHECK = "C-01"
+
+
+def _markdown(name: str) -> bool:
+    """True for a Markdown file name (``.md``, ``.markdown``): the documents C-04 reads."""
+    return name.lower().endswith((".md", ".markdown"))
 
 
 def _readme_name(accepted: tuple[str, ...], root_names: set[str]) -> str:
@@ -425,14 +433,16 @@ def _root_doc(
     """C-01/C-02: none of the accepted names present, not a file, or empty."""
     name = _readme_name(accepted, root_names)
     if name not in root_names:
+        wanted = {n.lower() for n in accepted}
+        others = sorted(n for n in root_names if n.lower() in wanted)
+        found = ", ".join(repr(n) for n in others)
         if len(accepted) > 1:
             message = f"no README at the root (one of {', '.join(accepted)})"
-            return Finding(check=check, message=message, path=name)
-        others = sorted(n for n in root_names if n.lower() == name.lower())
-        hint = f" (found {', '.join(repr(n) for n in others)}; the name must be {name})"
-        return Finding(
-            check=check, message=f"{name} is missing" + (hint if others else ""), path=name
-        )
+            hint = f"; found {found}, in another case" if others else ""
+        else:
+            message = f"{name} is missing"
+            hint = f" (found {found}; the name must be {name})" if others else ""
+        return Finding(check=check, message=message + hint, path=name)
     data = read_inside(ctx.root, name, DOC_READ_LIMIT)
     if data is None:
         return Finding(check=check, message=f"{name} is not a readable file", path=name)
@@ -480,7 +490,8 @@ def _broken_links(ctx: RepoContext, doc: str, root_real: str, covered: set[str])
     base = posixpath.dirname(doc)
     findings: list[Finding] = []
     seen: set[str] = set()  # resolved paths: 'x.md' and './x.md' are one broken link
-    for target in markdown_links(decode_doc(data)):
+    text = decode_doc(data)
+    for target in markdown_links(text):
         path = link_path(target, base)
         if path is None or path in seen:
             continue
@@ -491,8 +502,34 @@ def _broken_links(ctx: RepoContext, doc: str, root_real: str, covered: set[str])
             message = f"link {target!r} points to no file"
         else:
             continue
-        findings.append(Finding(check="C-04", message=message, path=doc))
+        line, line_hash = _line_of(text, target)
+        where = f" (line {line})" if line is not None else ""
+        findings.append(
+            Finding(check="C-04", message=message + where, path=doc, line=line, line_hash=line_hash)
+        )
     return findings
+
+
+def _line_of(text: str, target: str) -> tuple[int | None, str | None]:
+    """The 1-based line where ``target`` first appears in ``text``, and a hash of that line.
+
+    The target is searched as written after ``](`` or ``]:`` first, then anywhere; a target
+    spelled with escapes that were undone is not found (None).
+    """
+    at = -1
+    for lead in ("](", "]: ", "]:", "](<", "]: <"):
+        at = text.find(lead + target)
+        if at >= 0:
+            break
+    if at < 0:
+        at = text.find(target)
+    if at < 0:
+        return None, None
+    start = text.rfind("\n", 0, at) + 1
+    end = text.find("\n", at)
+    line = text[start : end if end >= 0 else len(text)].strip()
+    digest = hashlib.sha256(line.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return text.count("\n", 0, at) + 1, digest
 
 
 def run(ctx: RepoContext) -> list[Finding]:
@@ -523,7 +560,7 @@ def run(ctx: RepoContext) -> list[Finding]:
     if enabled("C-04"):
         # C-04 reads Markdown: a README.rst or a plain README holds no Markdown links.
         root_docs = (readme, *(name for _, name in _ROOT_DOCS[1:]))
-        docs = [name for name in root_docs if name in root_names and name.lower().endswith(".md")]
+        docs = [name for name in root_docs if name in root_names and _markdown(name)]
         if folder is not None and folder.index is not None:
             docs.append(folder.index)
         root_real = _real_folder(str(ctx.root))

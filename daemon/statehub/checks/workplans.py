@@ -18,7 +18,9 @@ Decisions where the contract is silent:
 - C-10: the file name must start with the id followed by the end of the name or by a
   character that is not a letter or digit: ``X-WP-0001-plan.md`` fits ``X-WP-0001``,
   ``X-WP-00012.md`` does not.
-- C-11 paths are reported per workplan that the index does not link.
+- C-11 is reported per workplan that the index does not name: a plan is indexed when the
+  index links to it, or holds its file name (with or without ``.md``) or its ``id`` as a
+  word of its own anywhere in its text (a table of plans in code spans; issue 21).
 """
 
 from __future__ import annotations
@@ -230,20 +232,40 @@ def _parse_all(ctx: RepoContext, folder: WorkplanFolder) -> tuple[list[Workplan]
     return plans, unparsed
 
 
-def _unlinked(ctx: RepoContext, index: str, plans: tuple[str, ...]) -> list[Finding]:
-    """C-11: each workplan that no link of the index resolves to."""
+def _named(text: str, name: str) -> bool:
+    """True when ``name`` stands in ``text`` as a word of its own: not inside a longer
+    name (``X-WP-0001`` is not named by ``X-WP-00012``, nor ``plan`` by ``my-plan``)."""
+    if not name:
+        return False
+    pattern = rf"(?<![A-Za-z0-9_\-]){re.escape(name)}(?![A-Za-z0-9_\-])"
+    return re.search(pattern, text) is not None
+
+
+def _unindexed(
+    ctx: RepoContext, index: str, paths: tuple[str, ...], ids: dict[str, str]
+) -> list[Finding]:
+    """C-11: each workplan that the index does not name (issue 21).
+
+    A plan is named by a link that resolves to it, or anywhere in the index's text (a
+    table, a code span) by its file name, with or without ``.md``, or by its ``id``.
+    """
     data = read_inside(ctx.root, index, DOC_READ_LIMIT)
+    text = decode_doc(data or b"")
     base = posixpath.dirname(index)
     linked: set[str] = set()
-    for target in markdown_links(decode_doc(data or b"")):
+    for target in markdown_links(text):
         path = link_path(target, base)
         if path is not None:
             linked.add(path)
-    return [
-        Finding(check="C-11", message=f"not linked from {index}", path=path)
-        for path in plans
-        if path not in linked
-    ]
+    findings: list[Finding] = []
+    for path in paths:
+        name = posixpath.basename(path)
+        names = (name, name.removesuffix(".md"), ids.get(path, ""))
+        if path in linked or any(_named(text, candidate) for candidate in names):
+            continue
+        message = f"not named in {index} (no link to it, nor its file name or id)"
+        findings.append(Finding(check="C-11", message=message, path=path))
+    return findings
 
 
 def run(ctx: RepoContext) -> list[Finding]:
@@ -255,16 +277,15 @@ def run(ctx: RepoContext) -> list[Finding]:
     folder = scan_workplans(ctx.root)
     if not folder.applies(ctx.settings.require_workplans) or not folder.plans:
         return []
-    findings: list[Finding] = []
-    if want_parse:
-        plans, findings = _parse_all(ctx, folder)
-        if any(enabled(check) for check in _PARSED_CHECKS):
-            for plan in plans:
-                if enabled("C-06") and plan.unusable:
-                    findings.append(_lacking(plan))
-                findings.extend(_field_findings(ctx, plan))
-            if enabled("C-08"):
-                findings.extend(_shared_ids(plans))
+    plans, findings = _parse_all(ctx, folder)  # C-11 reads the ids too
+    if any(enabled(check) for check in _PARSED_CHECKS):
+        for plan in plans:
+            if enabled("C-06") and plan.unusable:
+                findings.append(_lacking(plan))
+            findings.extend(_field_findings(ctx, plan))
+        if enabled("C-08"):
+            findings.extend(_shared_ids(plans))
     if enabled("C-11") and folder.index is not None:
-        findings.extend(_unlinked(ctx, folder.index, folder.plans))
+        ids = {plan.path: plan.fields["id"] or "" for plan in plans}
+        findings.extend(_unindexed(ctx, folder.index, folder.plans, ids))
     return findings

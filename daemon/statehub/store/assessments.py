@@ -26,12 +26,12 @@ class Assessments(StoreBase):
                 "SELECT repo, path, head, fingerprint, assessed_at, watch FROM repo_assessments"
             ).fetchall()
             found: dict[str, list[dict[str, Any]]] = {}
-            for repo, check_id, message, path, first_seen, new in connection.execute(
-                "SELECT repo, check_id, message, path, first_seen, new FROM findings"
-                " ORDER BY repo, seq"
+            for repo, *columns, line, line_hash in connection.execute(
+                "SELECT repo, check_id, message, path, first_seen, new, line, line_hash"
+                " FROM findings ORDER BY repo, seq"
             ):
                 found.setdefault(repo, []).append(
-                    finding_of_row(check_id, message, path, first_seen, new)
+                    finding_of_row(*columns, line=line, line_hash=line_hash)
                 )
         return {
             row[0]: assessment_of_row(*row[:5], watch=row[5], findings=found.get(row[0], []))
@@ -48,7 +48,15 @@ class Assessments(StoreBase):
             except NotFoundError:
                 return None
             findings = [
-                finding_of_row(f["check_id"], f["message"], f["path"], f["first_seen"], f["new"])
+                finding_of_row(
+                    f["check_id"],
+                    f["message"],
+                    f["path"],
+                    f["first_seen"],
+                    f["new"],
+                    line=f["line"],
+                    line_hash=f["line_hash"],
+                )
                 for f in self.db.table("findings").rows_where("repo = ?", [repo], order_by="seq")
             ]
         return assessment_of_row(
@@ -100,9 +108,28 @@ class Assessments(StoreBase):
                     "path": finding["path"],
                     "first_seen": finding.get("first_seen"),
                     "new": int(bool(finding.get("new"))),
+                    "line": finding.get("line"),
+                    "line_hash": finding.get("line_hash"),
                 }
                 for item in assessments
                 for seq, finding in enumerate(item.findings)
+            )
+            accepted = self.db.table("accepted_findings")
+            accepted.delete_where(
+                "repo IN (SELECT value FROM json_each(?))", [to_json([a.repo for a in assessments])]
+            )
+            accepted.insert_all(
+                {
+                    "repo": item.repo,
+                    "seq": seq,
+                    "check_id": finding["check"],
+                    "message": finding["message"],
+                    "path": finding["path"],
+                    "line": finding.get("line"),
+                    "line_hash": finding.get("line_hash"),
+                }
+                for item in assessments
+                for seq, finding in enumerate(item.accepted)
             )
 
     def assessed_repos(self) -> set[str]:
@@ -189,15 +216,63 @@ class Assessments(StoreBase):
                 for r in connection.execute(sql, params).fetchall()
             ]
 
+    def accepted_findings(
+        self, *, repo: str | None = None, check: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The findings the baseline accepts, as the last assessment of each repo saw them.
+
+        Each is ``{repo, check, message, path, line, line_hash}``, by repo then order found;
+        ``repo`` and ``check`` keep one repo (exact name) or one check id.
+        """
+        clauses = [
+            clause
+            for clause, value in (("repo = ?", repo), ("check_id = ?", check))
+            if value is not None
+        ]
+        params = [value for value in (repo, check) if value is not None]
+        with self._guard():
+            rows = self.db.table("accepted_findings").rows_where(
+                " AND ".join(clauses) or None, params, order_by="repo, seq"
+            )
+            return [
+                {
+                    "repo": row["repo"],
+                    "check": row["check_id"],
+                    "message": row["message"],
+                    "path": row["path"],
+                    "line": row["line"],
+                    "line_hash": row["line_hash"],
+                }
+                for row in rows
+            ]
+
+    def accepted_counts(self) -> dict[str, int]:
+        """How many findings the baseline accepts in each repo's standing assessment."""
+        # Raw SQL: every sweep counts them, the unchanged re-sweep too (module docstring).
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT repo, count(*) FROM accepted_findings GROUP BY repo"
+            ).fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
+
 
 def finding_of_row(
-    check_id: str, message: str, path: str | None, first_seen: str | None, new: int
+    check_id: str,
+    message: str,
+    path: str | None,
+    first_seen: str | None,
+    new: int,
+    *,
+    line: int | None = None,
+    line_hash: str | None = None,
 ) -> dict[str, Any]:
     """A finding of a standing assessment, from its row of ``findings``."""
     return {
         "check": check_id,
         "message": message,
         "path": path,
+        "line": line,
+        "line_hash": line_hash,
         "new": bool(new),
         "first_seen": first_seen,
     }

@@ -6,7 +6,7 @@ Frozen, keyword-only data classes, each with the plain-dict form that the API an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -40,6 +40,8 @@ class Assessment:
     findings: list[dict[str, Any]]
     # The untracked files when it was assessed: their stats are part of the fingerprint.
     watch: tuple[str, ...] = ()
+    # Findings the baseline accepts (statehub.baseline): stored apart, never reported.
+    accepted: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def status(self) -> str:

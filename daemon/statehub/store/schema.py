@@ -170,6 +170,26 @@ MIGRATIONS: tuple[tuple[int, Step], ...] = (
         END;
         """,
     ),
+    (
+        # Issue 21: a finding's line and the hash of that line's content (which the baseline
+        # of `statehub accept` records), and the findings the baseline accepts, kept apart
+        # so that no reader of `findings` counts them.
+        5,
+        """
+        ALTER TABLE findings ADD COLUMN line INTEGER;
+        ALTER TABLE findings ADD COLUMN line_hash TEXT;
+        CREATE TABLE accepted_findings (
+            repo TEXT NOT NULL REFERENCES repo_assessments (repo) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            check_id TEXT NOT NULL,
+            message TEXT NOT NULL,
+            path TEXT,
+            line INTEGER,
+            line_hash TEXT,
+            PRIMARY KEY (repo, seq)
+        );
+        """,
+    ),
 )
 
 

@@ -1,0 +1,192 @@
+"""The baseline (issue 21): `statehub accept` records today's findings, later sweeps count
+them as accepted, and a new or edited finding is reported again."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clirun import statehub
+from gitfleet import commit_all, git, good_files, make_repo, write_config
+from keykit import pem
+
+BLOCK = "<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> feature\n"
+
+
+def _sweep(config: Path, *args: str) -> dict[str, Any]:
+    """One sweep through the CLI; its event's detail."""
+    done = statehub("sweep", "--json", *args, config=config)
+    assert done.returncode == 0, done.stderr
+    detail: dict[str, Any] = json.loads(done.stdout)["detail"]
+    return detail
+
+
+def _publish(root: Path, message: str) -> None:
+    """Commit every change and push it, as its team would (no C-19 in the way)."""
+    commit_all(root, message)
+    git(root, "push", "-q")
+
+
+def _reported(detail: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """Every finding an event reports, as (repo, check, path)."""
+    return sorted(
+        (entry["repo"], finding["check"], finding["path"])
+        for entry in detail["repos_processed"]
+        for finding in entry["findings"]
+    )
+
+
+@pytest.fixture
+def fleet_config(tmp_path: Path, fleet: Path) -> Path:
+    """Two repos with true findings (keys, a conflict, a broken link), swept once."""
+    make_repo(
+        fleet,
+        "api",
+        {
+            **good_files("api"),
+            "tests/certs/server.key": pem("PRIVATE KEY"),
+            "tests/test_tls.py": "KEY = '''\n" + pem("EC PRIVATE KEY", seed=7) + "'''\n",
+        },
+    )
+    make_repo(
+        fleet,
+        "web",
+        {**good_files("web"), "README.md": "# web\n\nSee [the guide](docs/guide.md).\n"},
+    )
+    config = write_config(tmp_path, roots=[fleet])
+    _sweep(config)
+    return config
+
+
+def test_accept_then_sweep_reports_nothing_and_counts_the_accepted(fleet_config: Path) -> None:
+    """After `accept`, a sweep reports 0 findings and counts each accepted one, per repo."""
+    done = statehub("accept", config=fleet_config)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("accepted 3 finding(s) in 2 repo(s): ")
+    detail = _sweep(fleet_config)
+    assert _reported(detail) == []
+    assert detail["accepted"] == {"total": 3, "repos": {"api": 2, "web": 1}}
+    assert detail["assessment_failures"] == 0
+    assert sorted(detail["skipped_clean"]) == ["api", "web"]
+
+
+def test_the_baseline_file_is_one_entry_per_repo_check_and_path(fleet_config: Path) -> None:
+    """The file is TOML, beside the config, with a line hash where a finding has a line."""
+    statehub("accept", config=fleet_config)
+    document = tomllib.loads((fleet_config.parent / "statehub-baseline.toml").read_text())
+    entries = document["accepted"]
+    assert [(e["repo"], e["check"], e.get("path")) for e in entries] == [
+        ("api", "C-23", "tests/certs/server.key"),
+        ("api", "C-23", "tests/test_tls.py"),
+        ("web", "C-04", "README.md"),
+    ]
+    assert all(len(e["line_hashes"]) == 1 for e in entries)
+
+
+def test_a_new_key_and_an_edited_line_are_reported_again(fleet_config: Path, fleet: Path) -> None:
+    """A key committed after `accept`, and an accepted line edited, are findings (new)."""
+    statehub("accept", config=fleet_config)
+    _sweep(fleet_config)
+    api, web = fleet / "api", fleet / "web"
+    (api / "deploy").mkdir()
+    (api / "deploy" / "id_ecdsa").write_text(pem("EC PRIVATE KEY", seed=8), encoding="utf-8")
+    _publish(api, "add a deploy key")
+    (web / "README.md").write_text("# web\n\nSee [the new guide](docs/guide.md).\n")
+    _publish(web, "edit the line")
+    detail = _sweep(fleet_config)
+    assert _reported(detail) == [("api", "C-23", "deploy/id_ecdsa"), ("web", "C-04", "README.md")]
+    assert detail["new_findings"] == 2
+    assert detail["accepted"] == {"total": 2, "repos": {"api": 2}}
+
+
+def test_an_edited_key_is_reported_again(fleet_config: Path, fleet: Path) -> None:
+    """A key whose body changes is another key: its accepted entry no longer covers it."""
+    statehub("accept", config=fleet_config)
+    key = fleet / "api" / "tests" / "certs" / "server.key"
+    key.write_text(pem("PRIVATE KEY", seed=99), encoding="utf-8")
+    _publish(fleet / "api", "rotate the test key")
+    assert _reported(_sweep(fleet_config)) == [("api", "C-23", "tests/certs/server.key")]
+
+
+def test_accept_by_repo_and_check(fleet_config: Path) -> None:
+    """--repo and --check accept only their findings; the rest stays reported."""
+    done = statehub("accept", "--repo", "api", "--check", "23", config=fleet_config)
+    assert done.returncode == 0, done.stderr
+    assert _reported(_sweep(fleet_config)) == [("web", "C-04", "README.md")]
+    unknown = statehub("accept", "--repo", "nope", config=fleet_config)
+    assert (unknown.returncode, unknown.stderr) == (
+        2,
+        "statehub: unknown repo: nope (no standing assessment)\n",
+    )
+
+
+def test_findings_lists_the_standing_and_the_accepted(fleet_config: Path) -> None:
+    """`findings` reads the store (no sweep): reported ones, then --accepted ones, with lines."""
+    listed = json.loads(statehub("findings", "--json", config=fleet_config).stdout)
+    assert [(f["repo"], f["check"], f["path"], f["line"]) for f in listed] == [
+        ("api", "C-23", "tests/certs/server.key", 1),
+        ("api", "C-23", "tests/test_tls.py", 2),
+        ("web", "C-04", "README.md", 3),
+    ]
+    assert (
+        json.loads(statehub("findings", "--accepted", "--json", config=fleet_config).stdout) == []
+    )
+    statehub("accept", config=fleet_config)
+    _sweep(fleet_config)
+    assert json.loads(statehub("findings", "--json", config=fleet_config).stdout) == []
+    accepted = statehub("findings", "--accepted", "--check", "C-04", config=fleet_config)
+    assert accepted.stdout == (
+        "web  C-04  README.md:3  link 'docs/guide.md' points to no file (line 3)\n"
+        "1 accepted finding(s)\n"
+    )
+
+
+def test_prune_drops_entries_of_findings_gone(fleet_config: Path, fleet: Path) -> None:
+    """`accept --prune` drops an accepted finding that is gone, and keeps the others."""
+    statehub("accept", config=fleet_config)
+    (fleet / "web" / "README.md").write_text("# web\n")
+    _publish(fleet / "web", "fix the link")
+    _sweep(fleet_config)
+    done = statehub("accept", "--prune", config=fleet_config)
+    assert "0 finding(s)" in done.stdout
+    assert ", 1 pruned" in done.stdout
+    document = tomllib.loads((fleet_config.parent / "statehub-baseline.toml").read_text())
+    assert [e["repo"] for e in document["accepted"]] == ["api", "api"]
+
+
+def test_a_baseline_path_from_the_config(tmp_path: Path, fleet: Path) -> None:
+    """[checks] baseline names the file (relative to the config's folder)."""
+    make_repo(fleet, "r", {**good_files("r"), "a.txt": BLOCK})
+    config = write_config(tmp_path, roots=[fleet], checks='baseline = "review/accepted.toml"')
+    (tmp_path / "review").mkdir()
+    _sweep(config)
+    statehub("accept", config=config)
+    assert (tmp_path / "review" / "accepted.toml").is_file()
+    assert _sweep(config)["accepted"]["total"] == 1
+
+
+def test_a_malformed_baseline_is_a_configuration_error(tmp_path: Path, fleet: Path) -> None:
+    """A baseline that is not TOML stops the sweep with one line and exit 78."""
+    make_repo(fleet, "r")
+    config = write_config(tmp_path, roots=[fleet])
+    (tmp_path / "statehub-baseline.toml").write_text("[[accepted]\n")
+    done = statehub("sweep", config=config)
+    assert done.returncode == 78
+    assert done.stderr.startswith("statehub: configuration error: ")
+    assert "statehub-baseline.toml: is not a TOML file" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_accept_before_any_sweep_is_a_usage_error(tmp_path: Path, fleet: Path) -> None:
+    """`accept` with no store yet says to sweep first (exit 2), and writes nothing."""
+    config = write_config(tmp_path, roots=[fleet])
+    done = statehub("accept", config=config)
+    assert (done.returncode, done.stderr) == (
+        2,
+        "statehub: no sweep is recorded yet: run `statehub sweep` first\n",
+    )
+    assert not (tmp_path / "statehub-baseline.toml").exists()
