@@ -909,7 +909,7 @@ def test_c00_a_failed_fetch_keeps_the_local_findings(fleet: Path) -> None:
     assert ids(found) == ["C-00", "C-15", "C-19"]
     text = message(found, "C-00")
     assert_one_line(text)
-    assert text == f"git fetch origin failed: '{nowhere}' does not appear to be a git repository"
+    assert text == "git fetch origin failed: remote not found"
 
 
 @pytest.mark.parametrize("scheme", ["git", "http"])
@@ -1088,15 +1088,98 @@ def test_a_sweep_writes_nothing_into_a_repo(
     assert list(root.rglob("*.lock")) == []
 
 
-def test_a_failed_fetch_reports_gits_error_not_its_first_warning() -> None:
-    """git's 'fatal:'/'error:' line is the reason, whatever warnings come before it."""
-    from statehub.gitfetch import _fetch_reason
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        (
+            "warning: redirecting to https://example.invalid/x.git/\n"
+            "fatal: repository 'https://example.invalid/x.git/' not found\n",
+            "remote not found",
+        ),
+        (
+            "fatal: unable to access 'https://h.invalid/': Could not resolve host: h.invalid\n",
+            "could not connect",
+        ),
+        (
+            "git@h: Permission denied (publickey).\n"
+            "fatal: Could not read from remote repository.\n",
+            "authentication refused",
+        ),
+        ("error: key does not contain a section: tok3n\nfatal: x\n", None),
+        ("warning: only this tok3n\n", "git exited 1"),
+        ("", "git exited 1"),
+    ],
+)
+def test_a_failed_fetch_says_why_in_statehubs_words(stderr: str, reason: str | None) -> None:
+    """git's stderr is matched to a fixed vocabulary; none of its text is copied."""
+    from statehub.gitfetch import fetch_reason
 
-    stderr = (
-        "warning: redirecting to https://example.invalid/x.git/\n"
-        "warning: templates not found in /nowhere\n"
-        "fatal: repository 'https://example.invalid/x.git/' not found\n"
-    )
-    assert _fetch_reason(stderr, 128) == "repository 'https://example.invalid/x.git/' not found"
-    assert _fetch_reason("warning: only this\n", 1) == "warning: only this"
-    assert _fetch_reason("", 128) == "exit status 128"
+    said = fetch_reason(stderr, 1)
+    assert said == (reason or "the repo's git configuration is invalid")
+    assert "tok3n" not in said
+
+
+def _secret_in_include(root: Path, secret: Path) -> None:
+    """An includeIf that git follows for a fetch, naming a one-line token file."""
+    git(root, "remote", "set-url", "origin", str(root.parent / "nowhere.git"))
+    git(root, "config", "includeIf.hasconfig:remote.*.url:**.path", str(secret))
+
+
+def _secret_in_alternates(root: Path, secret: Path) -> None:
+    """Alternates a symlink to the token file, and an origin whose newest commit is lost."""
+    secret.write_text(f"../../../../../../../../../../../../{SECRET_TOKEN}\n")
+    origin = root.parent / ".origins" / f"{root.name}.git"
+    clone = root.parent / "other"
+    git(root.parent, "clone", "-q", str(origin), str(clone))
+    commit(clone, {"g.txt": "more\n"})
+    git(clone, "push", "-q", "origin", "HEAD:main")
+    lost = git(origin, "rev-parse", "main").stdout.strip()
+    (origin / "objects" / lost[:2] / lost[2:]).unlink()
+    (root / ".git" / "objects" / "info").mkdir(exist_ok=True)
+    (root / ".git" / "objects" / "info" / "alternates").symlink_to(secret)
+
+
+SECRET_TOKEN = "ghs4ecretTokenValue0123456789"
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        (_secret_in_include, "the repo's git configuration is invalid"),
+        (_secret_in_alternates, "its alternates are invalid"),
+    ],
+    ids=["includeif-hasconfig", "alternates-symlink"],
+)
+def test_c00_a_failed_fetch_never_quotes_a_file_git_read(
+    fleet: Path, setup: Callable[[Path, Path], None], reason: str
+) -> None:
+    """A token file git was made to read is not in the C-00: the reason is statehub's own."""
+    root = demo(fleet)
+    secret = fleet / "token"
+    secret.write_text(f"{SECRET_TOKEN}\n")
+    setup(root, secret)
+    found = assess(root, remote=True)
+    assert message(found.findings, "C-00") == f"git fetch origin failed: {reason}"
+    assert SECRET_TOKEN.lower() not in json.dumps(found.as_dict()).lower()
+
+
+def test_gits_own_lines_go_to_the_local_log_at_debug_level_only(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """With STATEHUB_LOG_LEVEL=debug a worker logs git's line; the event and output have none."""
+    from clirun import statehub
+
+    root = demo(fleet)
+    secret = fleet / "token"
+    secret.write_text(f"{SECRET_TOKEN}\n")
+    _secret_in_include(root, secret)
+    config = write_config(tmp_path, roots=[fleet])
+    quiet = statehub("sweep", "--remote", "--json", config=config)
+    loud = statehub("sweep", "--remote", config=config, env={"STATEHUB_LOG_LEVEL": "debug"})
+    assert SECRET_TOKEN.lower() not in quiet.stdout.lower() + quiet.stderr.lower()
+    assert "git fetch origin failed: the repo's git configuration is invalid" in quiet.stdout
+    (line,) = [line for line in loud.stderr.splitlines() if SECRET_TOKEN.lower() in line]
+    assert line.endswith(f"DEBUG statehub.gitfetch: git fetch origin in {root}: {SECRET_LINE}")
+
+
+SECRET_LINE = f"error: key does not contain a section: {SECRET_TOKEN.lower()}"

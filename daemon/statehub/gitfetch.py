@@ -7,6 +7,7 @@ other read of a repo (:mod:`statehub.worker`).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import subprocess
@@ -16,6 +17,9 @@ from statehub.deathsig import die_with_parent
 from statehub.errors import FetchError, FetchTimeout, GitReadError
 from statehub.gitlayout import os_reason
 from statehub.gitstate import PYGIT2_ERRORS, clean_message, open_repo
+from statehub.safetext import visible
+
+log = logging.getLogger(__name__)
 
 # Every key through which a repo's config could make `git fetch` run a command is pinned on
 # the command line, which wins over every config file (includes too) for these keys.
@@ -133,16 +137,83 @@ def fetch(root: Path, *, timeout: float) -> str | None:
         process.communicate()
         raise FetchTimeout(f"git fetch {remote} timed out after {timeout:g} s") from None
     if process.returncode != 0:
-        reason = _fetch_reason(stderr.decode("utf-8", "replace"), process.returncode)
-        raise FetchError(f"git fetch {remote} failed: {reason}")
+        text = stderr.decode("utf-8", "replace")
+        # git's own words stay in this host's log: a repo can make git quote a file it
+        # points at (an include, an alternates symlink), a token say (issue 25).
+        for line in text.splitlines()[:_LOGGED_LINES]:
+            if line.strip():
+                log.debug("git fetch %s in %s: %s", remote, visible(str(root)), visible(line))
+        raise FetchError(f"git fetch {remote} failed: {fetch_reason(text, process.returncode)}")
     return remote
 
 
-def _fetch_reason(stderr: str, returncode: int) -> str:
-    """The first 'fatal:' or 'error:' line of git's stderr, else its last line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        for prefix in ("fatal: ", "error: "):
-            if line.startswith(prefix):
-                return line.removeprefix(prefix)
-    return lines[-1] if lines else f"exit status {returncode}"
+_LOGGED_LINES = 20
+
+# What a failed fetch says, in statehub's words only: the first vocabulary entry one of
+# git's lines matches (git runs with LC_ALL=C), else git's exit status. A repo's broken
+# config or alternates come first: git reports them before the failure they cause.
+_VOCABULARY = (
+    (
+        "the repo's git configuration is invalid",
+        (
+            "bad config",
+            "key does not contain a section",
+            "invalid key",
+            "invalid section",
+            "config value",
+            "missing value for",
+            "invalid config",
+            "unable to parse",
+        ),
+    ),
+    ("its alternates are invalid", ("alternate",)),
+    ("the repo is read-only", ("read-only file system",)),
+    ("cannot write into the repo", ("cannot open", "unable to create", "unable to write")),
+    (
+        "authentication refused",
+        (
+            "authentication failed",
+            "permission denied",
+            "could not read username",
+            "could not read password",
+            "terminal prompts disabled",
+            "host key verification failed",
+            "access denied",
+            "the requested url returned error: 401",
+            "the requested url returned error: 403",
+        ),
+    ),
+    (
+        "remote not found",
+        (
+            "does not appear to be a git repository",
+            "not found",
+            "the requested url returned error: 404",
+            "no such remote",
+        ),
+    ),
+    (
+        "could not connect",
+        (
+            "could not resolve",
+            "connection refused",
+            "failed to connect",
+            "unable to connect",
+            "connection timed out",
+            "network is unreachable",
+            "no route to host",
+            "connection reset",
+            "unable to access",
+            "could not read from remote repository",
+        ),
+    ),
+)
+
+
+def fetch_reason(stderr: str, returncode: int) -> str:
+    """Why a fetch failed, in a fixed vocabulary: nothing of git's text is copied."""
+    lines = [line.lower() for line in stderr.splitlines() if line.strip()]
+    for reason, needles in _VOCABULARY:
+        if any(needle in line for line in lines for needle in needles):
+            return reason
+    return f"git exited {returncode}"

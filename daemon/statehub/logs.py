@@ -28,6 +28,10 @@ _PRIORITY = {
     logging.DEBUG: 7,
 }
 
+# Set to `debug` (or info, warning, error) it overrides every process's level: a sweep's
+# workers then log git's own lines of a failed fetch (docs/runbook.md).
+LEVEL_VARIABLE = "STATEHUB_LOG_LEVEL"
+
 # Libraries whose INFO lines are chatter here: APScheduler logs every job it runs (the
 # watchdog heartbeat included), httpx every request.
 _QUIET = ("apscheduler", "httpx", "httpcore")
@@ -70,8 +74,12 @@ class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg] # TextIO str
 def setup_logging(*, level: int = logging.INFO, stream: TextIO | None = None) -> None:
     """Send every log record to stderr (or ``stream``), one line each; idempotent.
 
-    Handlers installed by others (a test harness) are left in place.
+    Handlers installed by others (a test harness) are left in place. ``$STATEHUB_LOG_LEVEL``
+    overrides ``level``.
     """
+    named = logging.getLevelNamesMapping().get(os.environ.get(LEVEL_VARIABLE, "").upper())
+    if named is not None:
+        level = named
     handler = _OurHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(OneLineFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
     root = logging.getLogger()

@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, required=True)
     args = parser.parse_args(argv)
     channel = _protocol_channel()
+    if os.environ.get("STATEHUB_LOG_LEVEL"):  # logs.LEVEL_VARIABLE, read without its imports
+        import logging
+
+        from statehub.logs import setup_logging
+
+        setup_logging(level=logging.WARNING)
     with contextlib.suppress(OSError):  # best effort: only the bounds are required
         os.nice(_NICENESS)
     try:
