@@ -55,8 +55,11 @@ def client(base_url: str, *, token: str | None = None, timeout: float = 30.0) ->
 class ApiServer:
     """``statehub serve`` as a subprocess; use as a context manager or call start/stop."""
 
-    def __init__(self, config: Path, port: int, *, log: Path | None = None) -> None:
+    def __init__(
+        self, config: Path, port: int, *, log: Path | None = None, prefix: tuple[str, ...] = ()
+    ) -> None:
         self.config = config
+        self.prefix = prefix  # e.g. ("prlimit", "--nofile=128", "--"): run under limits
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log if log is not None else config.with_suffix(".serve.log")
@@ -66,7 +69,10 @@ class ApiServer:
         """Start the server and wait until ``/healthz`` answers (200 or 503)."""
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "statehub", "serve", "--config", str(self.config)],
+                [
+                    *self.prefix,
+                    *(sys.executable, "-m", "statehub", "serve", "--config", str(self.config)),
+                ],
                 env=server_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -276,3 +276,157 @@ def test_a_late_post_body_is_cut_off_without_a_sweep(served: Served) -> None:
     with contextlib.suppress(httpx.TransportError):
         served.http.get("/healthz")
     assert "Traceback" not in served.server.log_text()
+
+
+# -- clients that never read, and more connections than descriptors (issue 25) -------------
+
+WRITE_TIMEOUT = 2  # [api] write_timeout_seconds of the servers below
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def _send_ahead(port: int, request: bytes, copies: int, *, rcvbuf: int = 0) -> socket.socket:
+    """A connection that sends ``copies`` of ``request`` at once (as many as fit) and reads
+    nothing."""
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    conn.connect(("127.0.0.1", port))
+    conn.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        conn.send(request * copies)
+    return conn
+
+
+def _fate(conn: socket.socket) -> tuple[str, int]:
+    """('closed' or 'open', bytes read): what the server did, read without waiting."""
+    received = 0
+    while True:
+        try:
+            chunk = conn.recv(1 << 20)
+        except BlockingIOError:
+            return "open", received
+        except ConnectionResetError:
+            return "closed", received
+        if not chunk:
+            return "closed", received
+        received += len(chunk)
+
+
+def _wait_closed(conns: list[socket.socket], seconds: float) -> dict[str, int]:
+    """Drain ``conns`` until each is closed by the server or ``seconds`` pass: fate counts."""
+    deadline = time.monotonic() + seconds
+    fates: dict[socket.socket, str] = {}
+    while time.monotonic() < deadline and len(fates) < len(conns):
+        for conn in conns:
+            if conn not in fates and _fate(conn)[0] == "closed":
+                fates[conn] = "closed"
+        time.sleep(0.1)
+    return {"closed": len(fates), "open": len(conns) - len(fates)}
+
+
+def _server_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _big_event(database: Path, size: int) -> None:
+    """One stored sweep whose detail is about ``size`` bytes (many processed repos)."""
+    import json
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from contract_keys import sweep_detail
+
+    entry = {"repo": "r" * 200, "path": "/p", "findings": []}
+    detail = sweep_detail(
+        "api", datetime.now(UTC), repos_processed=[entry] * (size // 240), repos_total=1
+    )
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute(
+            "INSERT INTO progress_events (event_type, created_at, detail) VALUES (?, ?, ?)",
+            ("consistency_sweep", detail["started_at"], json.dumps(detail)),
+        )
+
+
+def test_pipelined_requests_whose_answers_are_never_read_are_cut_off(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """Clients pipelining /healthz without reading: each connection closed after a capped
+    number of answers, /healthz answers meanwhile, one summary line."""
+    make_repo(fleet, "alpha")
+    server = serve_fleet(tmp_path, fleet, api=f"write_timeout_seconds = {WRITE_TIMEOUT}")
+    with server, client(server.url, timeout=5.0) as http:
+        conns = [_send_ahead(server.port, HEALTHZ, 5000) for _ in range(20)]
+        try:
+            fates = _wait_closed(conns, WRITE_TIMEOUT + 10)
+            assert http.get("/healthz").status_code == 200
+        finally:
+            for conn in conns:
+                conn.close()
+    assert fates == {"closed": 20, "open": 0}
+    assert "connection(s) that sent more than 32 requests ahead" in server.log_text()
+
+
+def test_an_answer_left_unread_closes_the_connection_at_the_write_deadline(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """A client that asks for a large answer and reads none of it is closed after
+    write_timeout_seconds, most of the answer unsent; /healthz answers meanwhile."""
+    make_repo(fleet, "alpha")
+    server = serve_fleet(tmp_path, fleet, api=f"write_timeout_seconds = {WRITE_TIMEOUT}")
+    request = b"GET /progress/?limit=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with server, client(server.url, timeout=30.0) as http:
+        _big_event(tmp_path / "statehub.db", 10 << 20)
+        answer = len(http.get("/progress/?limit=1").content)
+        assert answer > 8 << 20  # more than the kernel buffers between the two ends
+        conns = [_send_ahead(server.port, request, 1, rcvbuf=4096) for _ in range(2)]
+        received = dict.fromkeys(conns, 0)
+        closed: set[socket.socket] = set()
+        try:
+            deadline = time.monotonic() + WRITE_TIMEOUT + 30
+            while len(closed) < len(conns) and time.monotonic() < deadline:
+                time.sleep(2 * WRITE_TIMEOUT + 1)  # reading less often than the deadline
+                for conn in set(conns) - closed:
+                    fate, count = _fate(conn)
+                    received[conn] += count
+                    if fate == "closed":
+                        closed.add(conn)
+            assert http.get("/healthz").status_code == 200
+        finally:
+            for conn in conns:
+                conn.close()
+    assert len(closed) == 2
+    assert max(received.values()) < answer
+    assert "connection(s) that read no answer within 2 s" in server.log_text()
+
+
+def test_more_connections_than_descriptors_close_the_idlest_without_a_busy_loop(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """Under a 128-file limit, 400 idle keep-alive connections: the idlest are closed,
+    /healthz answers, and the server does not spin on failed accepts."""
+    make_repo(fleet, "alpha")
+    server = serve_fleet(tmp_path, fleet, api="header_timeout_seconds = 60")
+    server.prefix = ("prlimit", "--nofile=128:128", "--")
+    with server, client(server.url, timeout=5.0) as http:
+        assert server.process is not None
+        conns: list[socket.socket] = []
+        try:
+            before = _server_cpu_seconds(server.process.pid)
+            for _ in range(400):
+                conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                conn.sendall(HEALTHZ)
+                conns.append(conn)
+            time.sleep(3)
+            cpu = _server_cpu_seconds(server.process.pid) - before
+            for conn in conns:
+                conn.setblocking(False)
+            fates = _wait_closed(conns, 20)
+            assert http.get("/healthz").status_code == 200
+        finally:
+            for conn in conns:
+                conn.close()
+    assert fates["open"] <= 128
+    assert cpu < 2.5  # a spinning accept loop burns all of the 3 s and more
+    assert "idlest connection(s) beyond" in server.log_text()

@@ -87,6 +87,8 @@ from statehub.page import PageLogin, add_page_routes
 from statehub.runrecord import scheduled_sweep
 from statehub.serving import (
     ConnectionGuard,
+    connection_cap,
+    guarded_listener,
     guarded_protocol,
     pending_cap,
     raise_open_files_limit,
@@ -937,8 +939,13 @@ def serve(settings: Settings, config_path: str | os.PathLike[str] | None = None)
     log.info("listening on %s:%s", host, bound[1])
     open_files = raise_open_files_limit()
     guard = ConnectionGuard(
-        header_timeout=settings.api.header_timeout_seconds, max_pending=pending_cap(open_files)
+        header_timeout=settings.api.header_timeout_seconds,
+        max_pending=pending_cap(open_files),
+        write_timeout=settings.api.write_timeout_seconds,
+        max_open=connection_cap(open_files, settings.api.max_connections),
+        configured_max_open=settings.api.max_connections,
     )
+    listening = guarded_listener(listening, guard)  # no busy loop when accept() fails
     config = uvicorn.Config(
         app,
         host=settings.api.host,

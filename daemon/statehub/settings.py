@@ -230,6 +230,10 @@ class ApiSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     token_file: str = ""
     header_timeout_seconds: int = Field(10, ge=1, le=300)
+    # An answer the client leaves unread this long closes its connection (statehub.serving).
+    write_timeout_seconds: int = Field(10, ge=1, le=300)
+    # Open connections at most; 0: the open-files limit less a reserve. The idlest goes.
+    max_connections: int = Field(0, ge=0, le=1_000_000)
 
 
 class NotifySettings(_Section):
