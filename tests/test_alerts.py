@@ -356,3 +356,115 @@ def test_sweep_that_cannot_use_its_database_pings_fail_and_posts(
     assert done.stderr.count("\n") == 1
     assert receiver.paths() == ["/ping/abc/start", "/ping/abc/fail", "/hook"]
     assert "could not run" in receiver.hooks()[0]["text"]
+
+
+# -- bounded delivery (issue 25) -------------------------------------------------------
+
+
+class RawReceiver:
+    """A TCP server on 127.0.0.1 that reads a request and answers with ``answer(conn)``;
+    counts the bytes it managed to send."""
+
+    def __init__(self, answer: Any) -> None:
+        import socket
+
+        self.sent = 0
+        self.requests = 0
+        self._answer = answer
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self._closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: Any) -> None:
+        with conn:
+            conn.settimeout(WAIT)
+            request = b""
+            try:
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(65536)
+                self.requests += 1
+                for chunk in self._answer():
+                    if self._closed.is_set():
+                        return
+                    conn.sendall(chunk)
+                    self.sent += len(chunk)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._closed.set()
+        self._socket.close()
+
+
+def _huge_body() -> Iterator[bytes]:
+    """200 OK and a 64 MiB body."""
+    yield b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n"
+    for _ in range(1024):
+        yield b"x" * 65536
+
+
+def _dripped_headers() -> Iterator[bytes]:
+    """A header block that never ends, one byte every 0.3 s: every read answers in time."""
+    yield b"HTTP/1.1 200 OK\r\n"
+    while True:
+        time.sleep(0.3)
+        yield b"X"
+
+
+def test_an_answers_body_is_not_read(tmp_path: Path, fleet: Path) -> None:
+    """A receiver answering 200 with 64 MiB: delivered, and the body is left unread."""
+    huge = RawReceiver(_huge_body)
+    try:
+        config = write_config(tmp_path, roots=[fleet], notify=f'webhook_url = "{huge.url}/h"')
+        done = statehub("notify", "test", config=config, timeout=60)
+    finally:
+        huge.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "webhook test: delivered" in done.stdout
+    assert huge.sent < 16 << 20  # what the kernel buffers hold, no more
+
+
+def test_a_receiver_that_drips_is_cut_off_at_the_timeout(tmp_path: Path, fleet: Path) -> None:
+    """A byte every 0.3 s under timeout_seconds = 1: not delivered, within a few seconds."""
+    drip = RawReceiver(_dripped_headers)
+    try:
+        lines = f'webhook_url = "{drip.url}/h"\ntimeout_seconds = 1\n'
+        config = write_config(tmp_path, roots=[fleet], notify=lines)
+        began = time.monotonic()
+        done = statehub("notify", "test", config=config, timeout=30)
+        elapsed = time.monotonic() - began
+    finally:
+        drip.close()
+    assert done.returncode == 1
+    assert "webhook test: NOT delivered" in done.stdout
+    assert "not delivered (ReadTimeout)" in done.stderr
+    assert elapsed < 15
+
+
+def test_a_change_not_delivered_is_posted_again_after_the_next_sweep(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """A webhook refused (500) leaves the change unreported: the next sweep posts it."""
+    make_repo(fleet, "alpha")
+    git(fleet / "alpha", "config", "core.fsmonitor", "true")
+    flaky = Receiver(status=500)
+    try:
+        config = notify_config(tmp_path, fleet, flaky, extra="webhook_attempts = 1\n")
+        first = sweep(config)
+        flaky.status = 200
+        sweep(config)
+        sweep(config)
+        hooks = [hook["kind"] for hook in flaky.hooks()]
+    finally:
+        flaky.close()
+    assert "posted again after the next sweep" in first.stderr
+    assert hooks == ["new_findings", "new_findings"]

@@ -16,10 +16,12 @@ Two channels, both optional:
 
 Nothing here blocks or fails a sweep. Messages go through one background thread per
 process (:class:`Outbox`), with a bounded queue (a full queue drops the newest message,
-with a warning), ``timeout_seconds`` per request, and ``webhook_attempts`` tries of a
-webhook with a short backoff (a ping is sent once). A message that cannot be delivered is
-logged as a warning. The command line waits at most :data:`EXIT_WAIT_SECONDS` for its
-messages before it exits.
+with a warning), ``timeout_seconds`` for the whole of each request and no answer body read
+(:mod:`statehub.httpsend`), and ``webhook_attempts`` tries of a webhook with a backoff (a
+ping is sent once). A message that cannot be delivered is logged as a warning, and the
+change it carried is marked unreported again (:attr:`Message.undo`): the next sweep posts
+it again. The command line waits at most :data:`EXIT_WAIT_SECONDS` for its messages before
+it exits.
 
 The webhook's body: ``{"kind", "text", "at", "host", "details"}``; ``text`` is one line for
 a person (chat webhooks show it as is), ``kind`` one of :data:`KINDS`.
@@ -37,7 +39,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from statehub import __version__
 from statehub.contract import AUTOMATION_ERROR, SOURCE_MANUAL, Detail
 from statehub.errors import UsageError
 from statehub.settings import Settings
@@ -87,6 +88,18 @@ class Message:
     content_type: str
     attempts: int
     timeout: float
+    # Called when the message is dropped or not delivered: marks its change unreported, so
+    # that the next sweep posts it again. Never raises (a failure is logged).
+    undo: Callable[[], None] | None = None
+
+    def failed(self) -> None:
+        """The message will not be delivered: undo what marked its change reported."""
+        if self.undo is None:
+            return
+        try:
+            self.undo()
+        except Exception:  # a store that cannot be written: the change stays marked
+            log.warning("%s: could not mark its change unreported", self.what, exc_info=True)
 
 
 class Outbox:
@@ -111,6 +124,7 @@ class Outbox:
                 _safe(message.url),
                 self._queue.maxsize,
             )
+            message.failed()
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until every queued message was handled."""
@@ -132,11 +146,11 @@ class Outbox:
                 self._thread.start()
 
     def _run(self) -> None:
-        import httpx
+        from statehub.httpsend import bounded_client
 
         # One client for the thread's life: a keep-alive connection to the monitor. The
         # environment's proxy settings apply (HTTPS_PROXY, NO_PROXY), as for curl.
-        with httpx.Client(headers={"User-Agent": f"statehub/{__version__}"}) as client:
+        with bounded_client() as client:
             while True:
                 message = self._queue.get()
                 try:
@@ -144,13 +158,19 @@ class Outbox:
                         self.delivered += 1
                     else:
                         self.failed += 1
+                        message.failed()
                 finally:
                     self._queue.task_done()
 
 
 def deliver(client: httpx.Client, message: Message) -> bool:
-    """POST ``message`` with its retries; True when the receiver answered 2xx."""
+    """POST ``message`` with its retries; True when the receiver answered 2xx.
+
+    Each attempt keeps to ``message.timeout`` as a whole; its answer's body is not read.
+    """
     import httpx
+
+    from statehub import httpsend
 
     attempt = 0
     while True:
@@ -158,27 +178,29 @@ def deliver(client: httpx.Client, message: Message) -> bool:
         reason = ""
         again = attempt < message.attempts
         try:
-            answer = client.post(
+            status = httpsend.post(
+                client,
                 message.url,
                 content=message.content,
-                headers={"Content-Type": message.content_type},
+                content_type=message.content_type,
                 timeout=message.timeout,
             )
         except httpx.HTTPError as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = type(exc).__name__  # its text may quote the URL, whose path is secret
         else:
-            if answer.is_success:
+            if 200 <= status < 300:
                 return True
-            reason = f"HTTP {answer.status_code}"
+            reason = f"HTTP {status}"
             # A refusal (4xx but 429) will not change: sending again would not help.
-            again = again and (answer.status_code >= 500 or answer.status_code == 429)
+            again = again and (status >= 500 or status == 429)
         if not again:
             log.warning(
-                "%s to %s not delivered (%s) after %d attempt(s)",
+                "%s to %s not delivered (%s) after %d attempt(s)%s",
                 message.what,
                 _safe(message.url),
                 reason,
                 attempt,
+                "; posted again after the next sweep" if message.undo else "",
             )
             return False
         time.sleep(BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)])
@@ -287,8 +309,14 @@ def _quietly(call: Callable[..., Any], *args: Any) -> None:
 # -- webhook --------------------------------------------------------------------------
 
 
-def post(settings: Settings, kind: str, text: str, details: dict[str, Any]) -> None:
-    """Queue one webhook post (if ``webhook_url`` is set)."""
+def post(
+    settings: Settings,
+    kind: str,
+    text: str,
+    details: dict[str, Any],
+    undo: Callable[[], None] | None = None,
+) -> None:
+    """Queue one webhook post (if ``webhook_url`` is set); ``undo`` when not delivered."""
     url = settings.notify.webhook_url
     if not url:
         return
@@ -307,8 +335,22 @@ def post(settings: Settings, kind: str, text: str, details: dict[str, Any]) -> N
             content_type="application/json",
             attempts=settings.notify.webhook_attempts,
             timeout=settings.notify.timeout_seconds,
+            undo=undo,
         )
     )
+
+
+def _unclaim(
+    settings: Settings, key: str, claimed: str, previous: str | None
+) -> Callable[[], None]:
+    """What marks a change unreported again: ``key`` back to ``previous`` unless a later
+    sweep moved it on since."""
+
+    def undo() -> None:
+        with Store.open(settings.database_path) as store:
+            store.restore_state(key, claimed, previous)
+
+    return undo
 
 
 _last_failure: list[str] = []
@@ -347,14 +389,17 @@ def after_sweep(settings: Settings, event: ProgressEvent) -> None:
         broken = {row[0] for row in standing if row[2] == AUTOMATION_ERROR}
         if any(error.get("repo") is None for error in errors):
             broken.add(SWEEP_ITSELF)
-        was_broken = set(
-            json.loads(store.swap_state(STATE_AUTOMATION, json.dumps(sorted(broken))) or "[]")
-        )
+        broken_text = json.dumps(sorted(broken))
+        was_broken_text = store.swap_state(STATE_AUTOMATION, broken_text)
         rows = [row for row in standing if row[2] in watched]
         current = {(row[0], row[2]) for row in rows}
-        previous_text = store.swap_state(
-            STATE_FINDINGS, json.dumps(sorted([list(pair) for pair in current]))
-        )
+        current_text = json.dumps(sorted([list(pair) for pair in current]))
+        previous_text = store.swap_state(STATE_FINDINGS, current_text)
+    # Claimed above (another process serving this database posts nothing of it), given
+    # back when a post is not delivered: a change is reported once it reached the receiver.
+    was_broken = set(json.loads(was_broken_text or "[]"))
+    undo_automation = _unclaim(settings, STATE_AUTOMATION, broken_text, was_broken_text)
+    undo_findings = _unclaim(settings, STATE_FINDINGS, current_text, previous_text)
     previous = {(str(a), str(b)) for a, b in json.loads(previous_text or "[]")}
     common = {"source": source, "event_id": event.id}
     newly_broken = sorted(broken - was_broken)
@@ -377,6 +422,7 @@ def after_sweep(settings: Settings, event: ProgressEvent) -> None:
                 ],
                 "total": len(broken),
             },
+            undo_automation,
         )
     elif was_broken and not broken:
         post(
@@ -384,6 +430,7 @@ def after_sweep(settings: Settings, event: ProgressEvent) -> None:
             "automation_recovered",
             f"no automation error left (event {event.id}, {source})",
             {**common, "cleared": sorted(was_broken)[:LISTED_FINDINGS]},
+            undo_automation,
         )
     appeared = sorted(current - previous)
     if appeared:
@@ -399,6 +446,7 @@ def after_sweep(settings: Settings, event: ProgressEvent) -> None:
                     for repo, check in appeared[:LISTED_FINDINGS]
                 ],
             },
+            undo_findings,
         )
     resolved = sorted(previous - current)
     if resolved:
@@ -412,6 +460,7 @@ def after_sweep(settings: Settings, event: ProgressEvent) -> None:
                     {"repo": repo, "check": check} for repo, check in resolved[:LISTED_FINDINGS]
                 ],
             },
+            undo_findings,
         )
 
 
@@ -431,12 +480,16 @@ def fallback_state(settings: Settings, store: Store, *, active: bool, detail: st
 
 
 def _fallback_changes(settings: Settings, store: Store, active: bool, detail: str) -> None:
-    was = store.swap_state(STATE_FALLBACK, json.dumps(active)) == "true"
+    now = json.dumps(active)
+    held = store.swap_state(STATE_FALLBACK, now)
+    was = held == "true"
     source = {"source": settings.schedule.fallback_source}
+    undo = _unclaim(settings, STATE_FALLBACK, now, held)
     if active and not was:
-        post(settings, "fallback_started", f"the standby daemon takes over: {detail}", source)
+        post(settings, "fallback_started", f"the standby daemon takes over: {detail}", source, undo)
     elif was and not active:
-        post(settings, "fallback_ended", f"the primary sweeps again, handed back: {detail}", source)
+        text = f"the primary sweeps again, handed back: {detail}"
+        post(settings, "fallback_ended", text, source, undo)
 
 
 # -- statehub notify test -------------------------------------------------------------
@@ -477,10 +530,10 @@ def send_test(settings: Settings, out: Callable[[str], object]) -> bool:
                 timeout=notify.timeout_seconds,
             )
         )
-    import httpx
+    from statehub.httpsend import bounded_client
 
     ok = True
-    with httpx.Client(headers={"User-Agent": f"statehub/{__version__}"}) as client:
+    with bounded_client() as client:
         for message in messages:
             delivered = deliver(client, message)
             ok = ok and delivered

@@ -31,6 +31,18 @@ class HubState(StoreBase):
             put_state(connection, key, value)
         return held
 
+    def restore_state(self, key: str, expected: str, previous: str | None) -> bool:
+        """Put back ``previous`` (None: no entry) if ``key`` still holds ``expected``; True
+        when it did. What a :meth:`swap_state` claimed, given up when nothing else came since."""
+        with self.transaction() as connection:
+            if get_state(connection, key) != expected:
+                return False
+            if previous is None:
+                connection.execute("DELETE FROM hub_state WHERE key = ?", (key,))
+            else:
+                put_state(connection, key, previous)
+        return True
+
     def delete_state(self, key: str) -> None:
         with self.transaction() as connection:
             connection.execute("DELETE FROM hub_state WHERE key = ?", (key,))
