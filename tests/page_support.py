@@ -195,10 +195,11 @@ def plant(database: Path, now: datetime | None = None) -> Planted:
 
 @contextlib.contextmanager
 def planted_server(
-    folder: Path, *, token: str | None = None
+    folder: Path, *, token: str | None = None, api_lines: str = ""
 ) -> Iterator[tuple[ApiServer, Planted]]:
     """``statehub serve`` on a free loopback port over a freshly planted store; with
-    ``token``, a token file holding it (the page then asks for a login)."""
+    ``token``, a token file holding it (the page then asks for a login); ``api_lines`` are
+    more lines of ``[api]``."""
     fleet = folder / "fleet"
     fleet.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -206,6 +207,7 @@ def planted_server(
     if token is not None:
         (folder / "token").write_text(f"{token}\n", encoding="utf-8")
         api += '\ntoken_file = "token"'
+    api += f"\n{api_lines}" if api_lines else ""
     config = write_config(folder, roots=[fleet], api=api)
     planted = plant(folder / "statehub.db")
     with ApiServer(config, port) as server:

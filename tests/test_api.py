@@ -39,7 +39,7 @@ from statehub.timefmt import parse_iso
 
 SWEEP = "/consistency/sweep/remote-all"
 SLOW_FETCH = 4  # seconds a remote sweep of the hub's fleet lasts (its 'slow' repo hangs)
-TOKEN = "s3cret-T0ken_for-tests"
+TOKEN = "s3cret-T0ken_for-tests-0123456789abcdefghijklmnop"
 
 
 @dataclass
@@ -502,7 +502,9 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     fleet.mkdir()
     make_repo(fleet, "alpha")
     (folder / "api-token").write_text(TOKEN + "\n", encoding="utf-8")
-    with serve_fleet(folder, fleet, api='token_file = "api-token"') as server:
+    # Many wrong tokens below, from one client: the throttle's limit set out of their way.
+    api = 'token_file = "api-token"\nauth_failures_per_minute = 1000'
+    with serve_fleet(folder, fleet, api=api) as server:
         yield server
 
 
@@ -570,6 +572,7 @@ def test_non_loopback_bind_requires_the_token(tmp_path: Path, fleet: Path) -> No
         pytest.param('host = "0.0.0.0"', None, "required when api.host", id="exposed-no-token"),
         pytest.param('token_file = "api-token"', "", "is empty", id="empty-token-file"),
         pytest.param('token_file = "api-token"', "  \n", "is empty", id="blank-token-file"),
+        pytest.param('token_file = "api-token"', "x\n", "fewer than 32", id="short-token-file"),
         pytest.param('token_file = "missing-token"', None, "missing-token", id="no-token-file"),
     ],
 )

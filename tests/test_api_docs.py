@@ -18,7 +18,7 @@ from gitfleet import make_repo
 README = Path(__file__).resolve().parents[1] / "README.md"
 DOC_ADDRESS = "127.0.0.1:8000"
 DOC_TOKEN_FILE = "/etc/statehub/api-token"
-TOKEN = "docs-t0ken"
+TOKEN = "docs-t0ken-0123456789abcdefghijklmnop"
 
 
 def curl_blocks() -> list[str]:

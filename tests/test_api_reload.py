@@ -23,36 +23,38 @@ def test_sighup_reaches_checks_budget_and_token(tmp_path: Path, fleet: Path) -> 
     write(make_repo(fleet, "dirty"), {"scratch.txt": "x"})
     port = free_port()
     token = tmp_path / "token"
-    token.write_text("first-token\n", encoding="utf-8")
+    token.write_text("first-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
     config = _config(tmp_path, fleet, port, token)
     with ApiServer(config, port) as server, client(server.url, timeout=60) as http:
         first = http.post(
             "/consistency/sweep/remote-all",
             json={},
-            headers={"Authorization": "Bearer first-token"},
+            headers={"Authorization": "Bearer first-token-0123456789abcdefghijklmnop"},
         )
         assert first.status_code == 200, first.text
         assert [e["repo"] for e in first.json()["detail"]["repos_processed"]] == ["dirty"]
 
         _config(tmp_path, fleet, port, token, checks='disable = ["C-15"]', sweep="max_seconds = 7")
-        token.write_text("second-token\n", encoding="utf-8")
+        token.write_text("second-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
         assert server.process is not None
         server.process.send_signal(signal.SIGHUP)
         assert wait_for(lambda: _reloaded(server, "configuration reloaded", 0), timeout=10)
 
-        old = http.get("/repos", headers={"Authorization": "Bearer first-token"})
+        old = http.get(
+            "/repos", headers={"Authorization": "Bearer first-token-0123456789abcdefghijklmnop"}
+        )
         assert old.status_code == 401
         second = http.post(
             "/consistency/sweep/remote-all",
             json={},
-            headers={"Authorization": "Bearer second-token"},
+            headers={"Authorization": "Bearer second-token-0123456789abcdefghijklmnop"},
         )
         assert second.status_code == 200, second.text
         detail = second.json()["detail"]
         assert (detail["max_seconds"], detail["repos_processed"]) == (7, [])
         assert detail["skipped_clean"] == ["dirty"]
     assert "checks.disable: [] -> ['C-15']" in server.log_text()
-    assert "second-token" not in server.log_text()
+    assert "second-token-0123456789abcdefghijklmnop" not in server.log_text()
 
 
 def test_sighup_refuses_a_bad_file_and_a_restart_only_change(tmp_path: Path, fleet: Path) -> None:
@@ -60,9 +62,9 @@ def test_sighup_refuses_a_bad_file_and_a_restart_only_change(tmp_path: Path, fle
     make_repo(fleet, "alpha")
     port = free_port()
     token = tmp_path / "token"
-    token.write_text("the-token\n", encoding="utf-8")
+    token.write_text("the-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
     config = _config(tmp_path, fleet, port, token, sweep="max_seconds = 9")
-    auth = {"Authorization": "Bearer the-token"}
+    auth = {"Authorization": "Bearer the-token-0123456789abcdefghijklmnop"}
     with ApiServer(config, port) as server, client(server.url, timeout=60) as http:
         assert server.process is not None
         config.write_text(config.read_text().replace("max_seconds = 9", "max_seconds = 0"))

@@ -126,8 +126,8 @@ def test_missing_config_file_is_exit_78(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_token_file_must_be_non_empty(tmp_path: Path) -> None:
-    """A configured token file that is empty is refused; a filled one is read and stripped."""
+def test_token_file_must_hold_32_characters(tmp_path: Path) -> None:
+    """A token file empty or shorter than 32 characters is refused; a long one is read, stripped."""
     token = tmp_path / "token"
     token.write_text("\n")
     config = tmp_path / "c.toml"
@@ -137,7 +137,10 @@ def test_token_file_must_be_non_empty(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="empty"):
         read_token(settings)
     token.write_text("s3cret\n")
-    assert read_token(settings) == "s3cret"
+    with pytest.raises(ConfigError, match="6 characters, fewer than 32"):
+        read_token(settings)
+    token.write_text("s3cret" * 6 + "\n")
+    assert read_token(settings) == "s3cret" * 6
 
 
 def test_per_repo_override_merges_with_fleet_settings(tmp_path: Path) -> None:

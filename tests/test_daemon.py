@@ -405,7 +405,7 @@ def test_schedule_show_json_in_a_non_utc_zone(tmp_path: Path, small_fleet: Path)
 def api_config(tmp_path: Path, small_fleet: Path) -> Iterator[Callable[[str], Path]]:
     """A running `statehub serve` with a token; returns a writer of configs that use it."""
     token = tmp_path / "api-token"
-    token.write_text("a-long-enough-test-token\n", encoding="utf-8")
+    token.write_text("a-long-enough-test-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
     port = free_port()
 
     def configure(schedule: str) -> Path:
@@ -455,7 +455,9 @@ def test_run_now_with_a_wrong_token_is_an_error(
 ) -> None:
     """An API that refuses the token gives outcome error and exit status 1, no sweep."""
     config = api_config('mode = "active"')
-    (tmp_path / "api-token").write_text("not-the-token-the-server-read\n", encoding="utf-8")
+    (tmp_path / "api-token").write_text(
+        "not-the-token-the-server-read-0123456789abcdefghijklmnop\n", encoding="utf-8"
+    )
     status, run = run_now(config)
     assert (status, run["outcome"]) == (1, "error")
     context = run["context_snapshot"]

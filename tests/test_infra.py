@@ -364,7 +364,7 @@ def test_cronjob_script_fails_unless_http_200(
 ) -> None:
     """The container's script sends the bearer token and exits 0 only on an HTTP 200."""
     token = tmp_path / "token"
-    token.write_text("s3cret-token\n", encoding="utf-8")
+    token.write_text("s3cret-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
     script = _container_script().replace("/var/run/secrets/statehub/token", str(token))
     prefix = "" if status == 200 else f"/{status}"
     result = subprocess.run(
@@ -379,7 +379,7 @@ def test_cronjob_script_fails_unless_http_200(
     assert f"answered HTTP {status}" in result.stdout
     (request,) = _Recorder.requests
     assert request["path"] == f"{prefix}/consistency/sweep/remote-all"
-    assert request["auth"] == "Bearer s3cret-token"
+    assert request["auth"] == "Bearer s3cret-token-0123456789abcdefghijklmnop"
     assert json.loads(request["body"]) == {"source": "activity-core", "scheduled": True}
 
 
@@ -387,7 +387,7 @@ def test_cronjob_script_fails_unless_http_200(
 def test_cronjob_script_fails_on_an_automation_error(fake_api: str, tmp_path: Path) -> None:
     """A 200 whose event has automation_error true fails the Job, and says why."""
     token = tmp_path / "token"
-    token.write_text("s3cret-token\n", encoding="utf-8")
+    token.write_text("s3cret-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
     script = _container_script().replace("/var/run/secrets/statehub/token", str(token))
     result = subprocess.run(
         ["/bin/sh", "-c", script],

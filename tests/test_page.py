@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from api_support import ApiServer, client
@@ -180,11 +181,28 @@ def test_schedule_and_runs_are_shown(served: tuple[str, Planted]) -> None:
     assert "activity-core (scheduled)" in text
 
 
+PAGE_TOKEN = "s3cret-token-0123456789abcdefghijklmnop"
+
+
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     folder = tmp_path_factory.mktemp("page-token")
-    with planted_server(folder, token="s3cret-token") as (server, _):
+    with planted_server(folder, token=PAGE_TOKEN) as (server, _):
         yield server
+
+
+def _login(http: httpx.Client) -> str:
+    """Log ``http`` in with the page's token; the session cookie's value."""
+    right = http.post("/login", data={"token": PAGE_TOKEN}, follow_redirects=False)
+    assert right.status_code == 303
+    return str(http.cookies["statehub_page"])
+
+
+def _csrf(http: httpx.Client) -> str:
+    """The CSRF token of the page's logout form."""
+    found = re.search(r'name="csrf" value="([^"]+)"', http.get("/status").text)
+    assert found is not None
+    return found.group(1)
 
 
 def test_login_sets_a_cookie_that_reads_but_never_sweeps(token_server: ApiServer) -> None:
@@ -195,17 +213,39 @@ def test_login_sets_a_cookie_that_reads_but_never_sweeps(token_server: ApiServer
         assert http.get("/login").status_code == 200
         wrong = http.post("/login", data={"token": "guess"}, follow_redirects=False)
         assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
-        right = http.post("/login", data={"token": "s3cret-token"}, follow_redirects=False)
+        right = http.post("/login", data={"token": PAGE_TOKEN}, follow_redirects=False)
         assert right.status_code == 303
         cookie = right.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
-        assert "s3cret-token" not in cookie
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=43200" in cookie
+        assert PAGE_TOKEN not in cookie
         assert http.get("/status").status_code == 200
         assert http.get("/progress/").status_code == 200
         sweep = http.post("/consistency/sweep/remote-all")
         assert sweep.status_code == 401
-        http.get("/logout")
-        assert http.get("/status", follow_redirects=False).status_code == 303
+
+
+def test_each_login_is_a_new_random_session_that_logout_revokes(token_server: ApiServer) -> None:
+    """Two logins get two session ids; POST /logout with the CSRF token ends one (a replay
+    of its cookie is sent to /login), the other still reads."""
+    with client(token_server.url) as first, client(token_server.url) as second:
+        one, two = _login(first), _login(second)
+        assert one != two
+        done = first.post("/logout", data={"csrf": _csrf(first)}, follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"] == "/login"
+        with client(token_server.url) as replay:
+            replay.cookies.set("statehub_page", one)
+            assert replay.get("/status", follow_redirects=False).status_code == 303
+        assert second.get("/status", follow_redirects=False).status_code == 200
+
+
+def test_logout_is_a_post_with_the_sessions_csrf_token(token_server: ApiServer) -> None:
+    """GET /logout is 405; a POST without this session's CSRF token is 403 and ends nothing."""
+    with client(token_server.url) as http:
+        _login(http)
+        assert http.get("/logout", follow_redirects=False).status_code == 405
+        assert http.post("/logout", data={"csrf": "forged"}).status_code == 403
+        assert http.post("/logout", data={}).status_code == 403
+        assert http.get("/status", follow_redirects=False).status_code == 200
 
 
 def test_api_without_token_is_still_401_with_a_token_file(token_server: ApiServer) -> None:
@@ -308,3 +348,63 @@ def test_the_pages_json_is_the_document_of_statehub_status(
     assert marked == {"C-13": True, "C-15": False}
     assert served["new_findings"] == 1
     assert served["processes"]["daemon"]["state"] == "alive"
+
+
+# -- throttled guesses, trusted proxies (issue 25) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def proxied_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server with a token that trusts 127.0.0.1 as its reverse proxy."""
+    folder = tmp_path_factory.mktemp("page-proxied")
+    lines = 'trusted_proxies = ["127.0.0.1"]'
+    with planted_server(folder, token=PAGE_TOKEN, api_lines=lines) as (server, _):
+        yield server
+
+
+def _as(address: str, proto: str = "http") -> dict[str, str]:
+    return {"X-Forwarded-For": f"{address}", "X-Forwarded-Proto": proto}
+
+
+def test_wrong_tokens_are_throttled_per_client(proxied_server: ApiServer) -> None:
+    """After 10 wrong tokens a client is answered 429 unchecked (the right token too), with
+    a log line and a metric; another client is not affected."""
+    guesser, other = _as("203.0.113.7"), _as("203.0.113.8")
+    right = {"Authorization": f"Bearer {PAGE_TOKEN}"}
+    with client(proxied_server.url) as http:
+        for n in range(10):
+            wrong = http.get("/repos", headers={**guesser, "Authorization": f"Bearer guess{n}"})
+            assert wrong.status_code == 401
+        held = http.get("/repos", headers={**guesser, **right})
+        assert held.status_code == 429 and int(held.headers["retry-after"]) > 0
+        login = http.post("/login", data={"token": PAGE_TOKEN}, headers=guesser)
+        assert login.status_code == 429
+        assert http.get("/repos", headers={**other, **right}).status_code == 200
+        metrics = http.get("/metrics", headers={**other, **right}).text
+    assert "statehub_auth_failures_total 10.0" in metrics
+    assert "statehub_auth_refused_total 2.0" in metrics
+    assert "client 203.0.113.7: 10 wrong bearer token(s) within 60 s" in proxied_server.log_text()
+
+
+def test_forwarded_headers_count_only_from_a_trusted_proxy(
+    tmp_path: Path, proxied_server: ApiServer
+) -> None:
+    """X-Forwarded-Proto: https makes the cookie Secure only through a trusted proxy, and
+    X-Forwarded-For from anyone else does not dodge the throttle."""
+    with client(proxied_server.url) as http:
+        trusted = http.post(
+            "/login", data={"token": PAGE_TOKEN}, headers=_as("198.51.100.1", "https")
+        )
+    assert "Secure" in trusted.headers["set-cookie"]
+    with planted_server(tmp_path, token=PAGE_TOKEN) as (server, _), client(server.url) as http:
+        spoofed = http.post(
+            "/login",
+            data={"token": PAGE_TOKEN},
+            headers=_as("198.51.100.1", "https"),
+        )
+        assert "Secure" not in spoofed.headers["set-cookie"]
+        for n in range(10):  # each claims another client: all count against the peer
+            headers = {**_as(f"198.51.100.{n + 10}"), "Authorization": f"Bearer guess{n}"}
+            assert http.get("/repos", headers=headers).status_code == 401
+        held = http.get("/repos", headers={"Authorization": "Bearer guess-again"})
+        assert held.status_code == 429

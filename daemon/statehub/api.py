@@ -97,6 +97,7 @@ from statehub.settings import CHECK_IDS, SOURCE_PATTERN, Settings, is_loopback
 from statehub.store import ProgressEvent, Store
 from statehub.sweep import EVENT_TYPES, run_sweep
 from statehub.timefmt import parse_iso, utc_now
+from statehub.webauth import Sessions, Throttle, ThrottleCollector, client_of
 
 log = logging.getLogger("statehub.api")
 
@@ -503,34 +504,62 @@ class JsonPostsOnly:
 
 class BearerAuth:
     """Every request but :data:`OPEN_PATHS` needs ``Authorization: Bearer <token>`` while a
-    token is configured (``token()`` is None: none is, every request passes)."""
+    token is configured (``token()`` is None: none is, every request passes).
 
-    def __init__(self, app: ASGIApp, *, token: Callable[[], str | None]) -> None:
+    A client that sent too many wrong tokens is answered 429 unchecked for a while
+    (:class:`statehub.webauth.Throttle`).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: Callable[[], str | None],
+        throttle: Throttle,
+        trusted: Callable[[], list[str]],
+    ) -> None:
         self.app = app
         self._token = token  # read at each request: a reload may add or replace it
+        self._throttle = throttle
+        self._trusted = trusted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] in OPEN_PATHS
-            or self._token() is None
-            or self._allowed(scope)
-        ):
+        expected = self._token()
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or expected is None:
             await self.app(scope, receive, send)
             return
-        response = JSONResponse(
-            {"detail": "a valid 'Authorization: Bearer <token>' header is required"},
-            status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="statehub"'},
-        )
-        await response(scope, receive, send)
-
-    def _allowed(self, scope: Scope) -> bool:
         scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
+        if not credentials.strip():
+            await _unauthorized()(scope, receive, send)
+            return
+        client = client_of(scope, self._trusted())
+        wait = self._throttle.wait(client)
+        if wait:
+            await _too_many(wait)(scope, receive, send)
+            return
         # Header values arrive decoded as latin-1: encoding them back gives the sent bytes.
         given = credentials.strip().encode("latin-1")
-        expected = self._token() or ""
-        return scheme.lower() == "bearer" and hmac.compare_digest(given, expected.encode("utf-8"))
+        if scheme.lower() == "bearer" and hmac.compare_digest(given, expected.encode("utf-8")):
+            await self.app(scope, receive, send)
+            return
+        self._throttle.failed(client, "bearer token")
+        await _unauthorized()(scope, receive, send)
+
+
+def _unauthorized() -> JSONResponse:
+    return JSONResponse(
+        {"detail": "a valid 'Authorization: Bearer <token>' header is required"},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="statehub"'},
+    )
+
+
+def _too_many(wait: float) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "too many wrong tokens from this client: try again later"},
+        status_code=429,
+        headers={"Retry-After": str(math.ceil(wait))},
+    )
 
 
 # -- the app --------------------------------------------------------------------------
@@ -550,6 +579,11 @@ def create_app(settings: Settings | LiveSettings) -> FastAPI:
 
     def current_token() -> str | None:
         return live.token  # a reload may add or replace it, never remove it (statehub.live)
+
+    def trusted_proxies() -> list[str]:
+        return live.settings.api.trusted_proxies
+
+    throttle = Throttle(max_failures=settings.api.auth_failures_per_minute)
 
     pool = StorePool(settings.database_path)
 
@@ -574,15 +608,21 @@ def create_app(settings: Settings | LiveSettings) -> FastAPI:
     # The last added runs first: Host, then the token, then the POST's Content-Type.
     app.add_middleware(JsonPostsOnly)
     # Both are installed without a token too: a reload that adds one takes effect at once.
-    app.add_middleware(BearerAuth, token=current_token)
-    app.add_middleware(PageLogin, token=current_token)  # the status page's cookie
+    app.add_middleware(BearerAuth, token=current_token, throttle=throttle, trusted=trusted_proxies)
+    app.add_middleware(  # the status page's cookie
+        PageLogin,
+        token=current_token,
+        throttle=throttle,
+        trusted=trusted_proxies,
+        sessions=Sessions(),
+    )
     if loopback:
         app.add_middleware(LoopbackHostOnly)
     app.add_middleware(AccessLog)
     _add_error_handlers(app)
     _add_sweep_route(app, live)
     _add_read_routes(app, pool, settings.database_path)
-    _add_metrics_route(app, pool, settings.database_path)
+    _add_metrics_route(app, pool, settings.database_path, throttle)
     add_page_routes(app, lambda: live.settings, pool)
     return app
 
@@ -737,9 +777,10 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
         return JSONResponse(document, status_code=200 if healthy else 503)
 
 
-def _add_metrics_route(app: FastAPI, pool: StorePool, database: Path) -> None:
+def _add_metrics_route(app: FastAPI, pool: StorePool, database: Path, throttle: Throttle) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(pool, database))
+    registry.register(ThrottleCollector(throttle))
 
     @app.get(
         "/metrics",

@@ -18,16 +18,17 @@ store of a million events; its last event per source is the window's.
 **Access.** The page is behind the same rules as the API: the loopback ``Host`` check,
 and with ``[api] token_file`` the token. A browser cannot send a bearer header, so
 :class:`PageLogin` serves ``/login``: a form that takes the token once and sets a cookie
-(``HttpOnly``, ``SameSite=Strict``) holding a value derived from the token (an HMAC), never
-the token itself. The cookie is honoured for ``GET`` and ``HEAD`` only, so it can read
+(``HttpOnly``, ``SameSite=Strict``) holding a random session id (:mod:`statehub.webauth`),
+never the token. The cookie is honoured for ``GET`` and ``HEAD`` only, so it can read
 pages and the API's reads but never start a sweep.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextvars
 import hmac
 import json
+import math
 import threading
 import urllib.parse
 from bisect import bisect_left, bisect_right
@@ -51,6 +52,7 @@ from statehub.settings import CHECK_IDS, Settings
 from statehub.statusmodel import RepoFindings, RunView, build_status
 from statehub.store import Store
 from statehub.timefmt import iso, parse_iso, utc_now
+from statehub.webauth import Session, Sessions, Throttle, client_of, cookie_values, is_https
 
 REFRESH_SECONDS = 60
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -99,6 +101,12 @@ _environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+# The CSRF token of the session a page is rendered for (set by PageLogin around the
+# request; empty without a token file): the page's logout form sends it back.
+_csrf: contextvars.ContextVar[str] = contextvars.ContextVar("statehub_page_csrf", default="")
+_environment.globals["csrf_token"] = _csrf.get
 
 
 def render(template: str, **context: Any) -> str:
@@ -614,8 +622,10 @@ def events_view(
 # -- routes ---------------------------------------------------------------------------
 
 
-def _html(text: str, status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(text, status_code=status_code, headers=SECURITY_HEADERS)
+def _html(text: str, status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(
+        text, status_code=status_code, headers={**SECURITY_HEADERS, **(headers or {})}
+    )
 
 
 def _instant(value: str, name: str) -> datetime:
@@ -709,31 +719,36 @@ def add_page_routes(app: FastAPI, settings: Callable[[], Settings], pool: Any) -
 # -- the login for browsers -----------------------------------------------------------
 
 
-def page_session(token: str) -> str:
-    """The cookie value of a logged-in browser: an HMAC of the token, not the token."""
-    return hmac.new(token.encode("utf-8"), b"statehub page session", hashlib.sha256).hexdigest()
-
-
 class PageLogin:
     """``/login`` and ``/logout``, and the session cookie turned into the bearer token.
 
     Inside the Host check and outside the bearer check, and at work only while a token is
     configured (``token()`` not None; a reload may add one): a ``GET``/``HEAD`` that
-    carries no ``Authorization`` but a valid cookie is passed on with the token's header;
-    a page requested with neither is sent to ``/login``.
+    carries no ``Authorization`` but the cookie of a live session
+    (:class:`statehub.webauth.Sessions`) is passed on with the token's header; a page
+    requested with neither is sent to ``/login``. The cookie is a random session id, not
+    derived from the token; ``POST /logout`` with the session's CSRF token ends it. Wrong
+    logins count against the client (:class:`statehub.webauth.Throttle`).
     """
 
-    def __init__(self, app: ASGIApp, *, token: Callable[[], str | None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: Callable[[], str | None],
+        throttle: Throttle,
+        trusted: Callable[[], list[str]],
+        sessions: Sessions,
+    ) -> None:
         self.app = app
         self._current = token  # read at each request: a reload may add or replace it
+        self._throttle = throttle
+        self._trusted = trusted
+        self._sessions = sessions
 
     @property
     def _token(self) -> str:
         return self._current() or ""
-
-    @property
-    def _session(self) -> bytes:
-        return page_session(self._token).encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._current() is None:
@@ -745,56 +760,93 @@ class PageLogin:
             await response(scope, receive, send)
             return
         if path == "/logout":
-            response = RedirectResponse("/login", status_code=303)
-            response.delete_cookie(COOKIE, path="/")
+            response = await self._logout(scope, receive, method)
             await response(scope, receive, send)
             return
         headers = Headers(scope=scope)
         if method in ("GET", "HEAD") and "authorization" not in headers:
-            if self._cookie_ok(headers):
+            found = self._session(headers)
+            if found is not None:
                 raw = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
                 raw.append((b"authorization", f"Bearer {self._token}".encode("latin-1")))
                 scope = {**scope, "headers": raw}
-            elif path == "/" or path.startswith(PAGE_PREFIXES):
+                token = _csrf.set(found[1].csrf)  # the page's logout form sends it back
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    _csrf.reset(token)
+                return
+            if path == "/" or path.startswith(PAGE_PREFIXES):
                 await RedirectResponse("/login", status_code=303)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _cookie_ok(self, headers: Headers) -> bool:
-        for part in headers.get("cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == COOKIE and hmac.compare_digest(value.encode("latin-1"), self._session):
-                return True
-        return False
+    def _session(self, headers: Headers) -> tuple[str, Session] | None:
+        for sid in cookie_values(headers, COOKIE):
+            session = self._sessions.find(sid, self._token)
+            if session is not None:
+                return sid, session
+        return None
+
+    async def _logout(self, scope: Scope, receive: Receive, method: str) -> Response:
+        if method != "POST":
+            return Response(status_code=405, headers={"Allow": "POST"})
+        fields = await _form(receive)
+        if fields is None:
+            return Response("that is too long", status_code=413)
+        found = self._session(Headers(scope=scope))
+        given = (fields.get("csrf") or [""])[0]
+        if found is not None:
+            if not hmac.compare_digest(given.encode("utf-8"), found[1].csrf.encode("utf-8")):
+                return Response("the form is not this session's", status_code=403)
+            self._sessions.close(found[0])
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
 
     async def _login(self, scope: Scope, receive: Receive, method: str) -> Response:
         if method in ("GET", "HEAD"):
             return _html(render("login.html", error=None))
         if method != "POST":
             return Response(status_code=405, headers={"Allow": "GET, POST"})
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = bool(message.get("more_body"))
-            if len(body) > LOGIN_MAX_BODY:
-                return _html(render("login.html", error="that is too long"), status_code=413)
-        fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        fields = await _form(receive)
+        if fields is None:
+            return _html(render("login.html", error="that is too long"), status_code=413)
+        trusted = self._trusted()
+        client = client_of(scope, trusted)
+        wait = self._throttle.wait(client)
+        if wait:
+            error = f"too many wrong tokens: try again in {math.ceil(wait)} s"
+            return _html(
+                render("login.html", error=error),
+                status_code=429,
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
         given = (fields.get("token") or [""])[0].strip()
         if not hmac.compare_digest(given.encode("utf-8"), self._token.encode("utf-8")):
+            self._throttle.failed(client, "login")
             return _html(render("login.html", error="that is not the token"), status_code=401)
         response = RedirectResponse("/status", status_code=303)
-        secure = Headers(scope=scope).get("x-forwarded-proto") == "https" or (
-            scope.get("scheme") == "https"
-        )
         response.set_cookie(
             COOKIE,
-            page_session(self._token),
+            self._sessions.open(self._token),
             httponly=True,
             samesite="strict",
-            secure=secure,
+            secure=is_https(scope, trusted),
             path="/",
-            max_age=30 * 86400,
+            max_age=int(self._sessions.seconds),
         )
         return response
+
+
+async def _form(receive: Receive) -> dict[str, list[str]] | None:
+    """The urlencoded form of a request's body; None when longer than LOGIN_MAX_BODY."""
+    body = bytearray()
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = bool(message.get("more_body"))
+        if len(body) > LOGIN_MAX_BODY:
+            return None
+    return urllib.parse.parse_qs(body.decode("utf-8", "replace"))

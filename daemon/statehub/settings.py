@@ -66,6 +66,8 @@ MAX_LIST_ITEMS = 10_000
 """Every list of the configuration holds at most this many entries (and overrides as many
 repos): generous for a fleet, small enough that a runaway file cannot stall a load."""
 Capped = MaxLen(MAX_LIST_ITEMS)
+MIN_TOKEN_CHARS = 32
+"""An API token shorter than this is a configuration error (78)."""
 
 
 class _Section(BaseModel):
@@ -232,8 +234,22 @@ class ApiSettings(_Section):
     header_timeout_seconds: int = Field(10, ge=1, le=300)
     # An answer the client leaves unread this long closes its connection (statehub.serving).
     write_timeout_seconds: int = Field(10, ge=1, le=300)
+    # Proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed.
+    trusted_proxies: Annotated[list[str], Capped] = []
+    # Wrong tokens (bearer or login) a client may send in a minute; then 429 (webauth).
+    auth_failures_per_minute: int = Field(10, ge=1, le=100_000)
     # Open connections at most; 0: the open-files limit less a reserve. The idlest goes.
     max_connections: int = Field(0, ge=0, le=1_000_000)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or a network") from None
+        return value
 
 
 class NotifySettings(_Section):
@@ -529,6 +545,13 @@ def read_token(settings: Settings) -> str | None:
         raise ConfigError(shown, "api.token_file", f"{token_path} is not UTF-8") from None
     if not token:
         raise ConfigError(shown, "api.token_file", f"{token_path} is empty")
+    if len(token) < MIN_TOKEN_CHARS:  # guessable: the API answers thousands a second
+        raise ConfigError(
+            shown,
+            "api.token_file",
+            f"{token_path} holds {len(token)} characters, fewer than {MIN_TOKEN_CHARS}"
+            " (make one: head -c 32 /dev/urandom | base64)",
+        )
     return token
 
 
