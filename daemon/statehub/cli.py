@@ -395,7 +395,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from statehub.starter import init_command
 
     target = getattr(args, "config", None)
-    return init_command(list(args.folders), target)
+    return init_command(list(args.folders), target, hub_name=args.name)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -599,6 +599,12 @@ def _add_starter(add: Callable[..., Any]) -> None:
         nargs="*",
         metavar="FOLDER",
         help="a folder holding repos (a root), or a repo itself (default: the current folder)",
+    )
+    init.add_argument(
+        "--name",
+        default="",
+        metavar="HUB",
+        help="this hub's name, [hub] name (default: the host name)",
     )
     explain = add("explain", cmd_explain, "what a check looks for, why, and how to fix it")
     explain.add_argument("check", nargs="?", metavar="C-NN", help="a check id (default: list all)")

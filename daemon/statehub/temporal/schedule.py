@@ -121,7 +121,7 @@ async def connect(settings: Settings) -> Client:
                 namespace=temporal.namespace,
                 tls=tls,
                 api_key=api_key,
-                identity=f"statehub@{temporal.effective_task_queue}",
+                identity=f"statehub@{settings.temporal_task_queue}",
                 runtime=_runtime(),
             ),
             CONNECT_SECONDS,
@@ -174,7 +174,7 @@ def desired(settings: Settings) -> dict[str, Any]:
         "paused": not schedule.enabled,
         "workflow": WORKFLOW_NAME,
         "workflow_id": workflow_id(settings),
-        "task_queue": settings.temporal.effective_task_queue,
+        "task_queue": settings.temporal_task_queue,
         "execution_timeout_seconds": execution_timeout_seconds(settings),
     }
 
