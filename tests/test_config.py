@@ -178,7 +178,7 @@ def test_config_show_prints_effective_values(tmp_path: Path) -> None:
 
 
 def test_temporal_defaults_follow_the_hub_name_and_the_definition(tmp_path: Path) -> None:
-    """Schedule id and task queue derive from [hub] name (default the host name) and [schedule] id."""
+    """Schedule id and task queue derive from [hub] name (default: host name) and [schedule] id."""
     import socket
 
     config = tmp_path / "c.toml"
@@ -194,7 +194,7 @@ def test_temporal_defaults_follow_the_hub_name_and_the_definition(tmp_path: Path
     assert settings.temporal_schedule_id == "statehub-build-box-2-d2"
     assert settings.temporal_task_queue == "statehub-build-box-2-d2"
     config.write_text('[hub]\nname = " padded"\n')
-    with pytest.raises(ConfigError, match="hub.name"):
+    with pytest.raises(ConfigError, match=r"hub\.name"):
         load_settings(config)
     assert settings.temporal.source == "activity-core"
     assert not settings.temporal.uses_tls

@@ -337,7 +337,7 @@ def cmd_temporal_sync(args: argparse.Namespace) -> int:
 
         from statehub.temporal.schedule import sync_command
 
-        return partial(sync_command, dry_run=args.dry_run, as_json=args.json)
+        return partial(sync_command, dry_run=args.dry_run, as_json=args.json, force=args.force)
 
     return _temporal(args, command)
 
@@ -347,6 +347,17 @@ def cmd_temporal_worker(args: argparse.Namespace) -> int:
         from statehub.temporal.worker import worker_command
 
         return worker_command
+
+    return _temporal(args, command)
+
+
+def cmd_temporal_hubs(args: argparse.Namespace) -> int:
+    def command() -> Callable[[Settings], int]:
+        from functools import partial
+
+        from statehub.temporal.hubs import hubs_command
+
+        return partial(hubs_command, as_json=args.json)
 
     return _temporal(args, command)
 
@@ -639,7 +650,13 @@ def _add_temporal(
         (
             "show",
             cmd_temporal_show,
-            "the Schedule as Temporal holds it, beside the local definition, and any drift",
+            "the Schedule as Temporal holds it, beside the local definition; exit 3 on drift",
+            [common, as_json],
+        ),
+        (
+            "hubs",
+            cmd_temporal_hubs,
+            "every hub's schedule in the namespace: last runs, outcomes, quiet hubs",
             [common, as_json],
         ),
     ):
@@ -648,6 +665,11 @@ def _add_temporal(
         if name == "sync":
             sub.add_argument(
                 "--dry-run", action="store_true", help="print what it would do, change nothing"
+            )
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="take over a schedule (or definition) another hub owns",
             )
 
 

@@ -64,7 +64,9 @@ def init_command(
     from statehub.settings import load_settings
 
     path = Path(target) if target is not None else DEFAULT_TARGET
-    if hub_name and (hub_name != hub_name.strip() or not hub_name.isprintable() or len(hub_name) > 64):
+    if hub_name and (
+        hub_name != hub_name.strip() or not hub_name.isprintable() or len(hub_name) > 64
+    ):
         raise UsageError("a hub name is up to 64 printable characters, no outer spaces")
     roots: list[str] = []
     paths: list[str] = []
