@@ -108,6 +108,9 @@ def test_init_gives_each_hub_its_own_definition_and_name(tmp_path: Path) -> None
     assert load_settings(second).hub_name == "build-2"
     assert "hub build-2, definition " + ids[1] in done.stdout
     assert load_settings(CHECKOUT_CONFIG).schedule.id == "7c4e9a12-8f3b-4d5e-9c6a-1b2d3e4f5a6b"
+    status = statehub("status", "--json", config=second)
+    assert json.loads(status.stdout)["hub"] == "build-2"
+    assert statehub("status", config=second).stdout.startswith("hub       build-2\n")
 
 
 def test_sweep_of_nothing_says_so_on_stderr(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from api_support import ApiServer, client, free_port
 from clirun import statehub
 from daemon_support import DaemonProcess, runs
 from gitfleet import make_repo
@@ -93,8 +94,13 @@ def test_three_hubs_share_one_namespace_and_one_view(
     memo = described["schedule"]["action"]["startWorkflow"]["memo"]["fields"]
     assert "statehub" in memo
 
+    port = free_port()  # hub a's page shows the same view
+    with configs["a"].open("a", encoding="utf-8") as handle:
+        handle.write(f"[api]\nport = {port}\n")
+    page = ApiServer(configs["a"], port)
     workers: dict[str, DaemonProcess] = {}
     try:
+        page.start()
         workers.update(
             zip(
                 "abc",
@@ -141,6 +147,13 @@ def test_three_hubs_share_one_namespace_and_one_view(
         assert a["definition_id"] == settings["a"].schedule.id
         assert a["trigger"] == FAR_TRIGGER and a["paused"] is False and a["next_fire"]
 
+        with client(page.url) as http:
+            html = http.get("/").text
+        assert f'<strong id="hub-name">{names["a"]}</strong>' in html
+        section = html.split('<section id="hubs">')[1].split("</section>")[0]
+        assert all(names[key] in section for key in "abc")
+        assert section.count('"pill bad">quiet<') >= 1 and '"pill bad">failed<' in section
+
         # Standby per hub: c's daemon takes over, a's stays idle (its own primary swept).
         assert run_now(configs["a"])["outcome"] == "primary_healthy"
         fallback = run_now(configs["c"])
@@ -159,11 +172,9 @@ def test_three_hubs_share_one_namespace_and_one_view(
         assert refused.returncode == 78
         assert refused.stderr.count("\n") == 1
         assert f"is already scheduled by hub '{names['a']}'" in refused.stderr
-        copy.write_text(
-            text.replace(settings["a"].schedule.id, str(uuid.uuid4()))
-            + f'schedule_id = "{schedule_ids["a"]}"\n',
-            encoding="utf-8",
-        )
+        own = text.replace(settings["a"].schedule.id, str(uuid.uuid4()))
+        own = own.replace("[temporal]\n", f'[temporal]\nschedule_id = "{schedule_ids["a"]}"\n')
+        copy.write_text(own, encoding="utf-8")
         taken = statehub("temporal", "sync", config=copy)
         assert taken.returncode == 78
         assert f"belongs to hub '{names['a']}'" in taken.stderr
@@ -174,6 +185,7 @@ def test_three_hubs_share_one_namespace_and_one_view(
         late = temporal_server.closed_workflows(schedule_ids["c"], 2, timeout=60)
         assert all(status(run) == "completed" for run in late)
     finally:
+        page.stop()
         for worker in workers.values():
             stop_worker(worker)
     rows = runs(folders["c"] / "var" / "statehub.db")

@@ -261,9 +261,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from statehub.api import serve
 
     try:
-        return serve(load(args), args.config)
+        status = serve(load(args), args.config)
     finally:
         alerts.flush(STOP_FLUSH_SECONDS)  # the [notify] messages of the last sweeps
+    if "temporalio" in sys.modules:  # the page read Temporal: leave as its commands do
+        from statehub.temporal import leave
+
+        leave(status)
+    return status
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:

@@ -501,6 +501,7 @@ def status_report(settings: Settings, *, now: datetime | None = None) -> dict[st
     path = settings.database_path
     document: dict[str, Any] = {
         "at": utc_z(moment),
+        "hub": settings.hub_name,
         "schedule": {
             "id": schedule.id,
             "name": schedule.name,
@@ -594,6 +595,7 @@ def render_status(out: Console, document: dict[str, Any]) -> None:
     """The status document as one screen of text and tables."""
     schedule = document["schedule"]
     state = "enabled" if schedule["enabled"] else "DISABLED (the daemon idles)"
+    _say(out, f"hub       {document['hub']}", style="bold")
     _say(out, f"schedule  {schedule['name']} ({schedule['id']})", style="bold")
     _say(
         out,
