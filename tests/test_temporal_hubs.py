@@ -100,14 +100,10 @@ def test_three_hubs_share_one_namespace_and_one_view(
     page = ApiServer(configs["a"], port)
     workers: dict[str, DaemonProcess] = {}
     try:
-        page.start()
-        workers.update(
-            zip(
-                "abc",
-                in_parallel(*(lambda k=k: start_worker(configs[k]) for k in "abc")),
-                strict=True,
-            )
+        *started, _ = in_parallel(
+            *(lambda k=k: start_worker(configs[k]) for k in "abc"), page.start
         )
+        workers.update(zip("abc", started, strict=True))
         for key in "abc":
             temporal_server.trigger(schedule_ids[key])
         closed = {
@@ -185,9 +181,7 @@ def test_three_hubs_share_one_namespace_and_one_view(
         late = temporal_server.closed_workflows(schedule_ids["c"], 2, timeout=60)
         assert all(status(run) == "completed" for run in late)
     finally:
-        page.stop()
-        for worker in workers.values():
-            stop_worker(worker)
+        in_parallel(page.stop, *(lambda w=w: stop_worker(w) for w in workers.values()))
     rows = runs(folders["c"] / "var" / "statehub.db")
     assert [row["outcome"] for row in rows] == ["swept", "swept", "missed"]
     assert rows[-1]["context"]["late_seconds"] > 3
