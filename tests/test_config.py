@@ -180,15 +180,25 @@ def test_config_show_prints_effective_values(tmp_path: Path) -> None:
     assert load_settings(reloaded).sweep.max_seconds == 42
 
 
-def test_temporal_defaults_follow_the_host_and_the_schedule(tmp_path: Path) -> None:
-    """An empty [temporal] polls statehub-<hostname> and names the Schedule by [schedule] id."""
+def test_temporal_defaults_follow_the_hub_name_and_the_definition(tmp_path: Path) -> None:
+    """Schedule id and task queue derive from [hub] name (default: host name) and [schedule] id."""
     import socket
 
     config = tmp_path / "c.toml"
-    config.write_text('[schedule]\nid = "def-1"\n[temporal]\n')
+    config.write_text('[schedule]\nid = "def-12345678-9"\n[temporal]\n')
     settings = load_settings(config)
-    assert settings.temporal.effective_task_queue == f"statehub-{socket.gethostname()}"
-    assert settings.temporal_schedule_id == "def-1"
+    host = socket.gethostname()
+    assert settings.hub_name == host
+    assert settings.temporal_task_queue == f"statehub-{host}-def-1234"
+    assert settings.temporal_schedule_id == f"statehub-{host}-def-12345678-9"
+    config.write_text('[hub]\nname = "build box 2"\n[schedule]\nid = "d2"\n')
+    settings = load_settings(config)
+    assert settings.hub_name == "build box 2"
+    assert settings.temporal_schedule_id == "statehub-build-box-2-d2"
+    assert settings.temporal_task_queue == "statehub-build-box-2-d2"
+    config.write_text('[hub]\nname = " padded"\n')
+    with pytest.raises(ConfigError, match=r"hub\.name"):
+        load_settings(config)
     assert settings.temporal.source == "activity-core"
     assert not settings.temporal.uses_tls
     config.write_text('[temporal]\nschedule_id = "s"\napi_key_file = "k"\n')

@@ -15,7 +15,7 @@ import pytest
 import clirun
 from gitfleet import good_files, make_repo, write_config
 from statehub.checks import catalogue
-from statehub.settings import CHECK_IDS, load_settings
+from statehub.settings import CHECK_IDS, CHECKOUT_CONFIG, load_settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -144,6 +144,27 @@ def test_init_defaults_to_the_current_folder(tmp_path: Path) -> None:
     written = tomllib.loads((tmp_path / "statehub.toml").read_text(encoding="utf-8"))
     assert written["repos"]["roots"] == [str(tmp_path.resolve())]
     assert "holds no git repo" in result.stderr  # said at once, not at the first sweep
+
+
+def test_init_gives_each_hub_its_own_definition_and_name(tmp_path: Path) -> None:
+    """Two inits: two fresh definition ids; [hub] name is the host name or --name."""
+    import socket
+    import uuid
+
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    assert statehub("init", str(tmp_path), config=first).returncode == 0
+    done = statehub("init", str(tmp_path), "--name", "build-2", config=second)
+    assert done.returncode == 0, done.stderr
+    ids = [load_settings(path).schedule.id for path in (first, second)]
+    assert len({*ids, load_settings(CHECKOUT_CONFIG).schedule.id}) == 3
+    assert all(uuid.UUID(ident).version == 4 for ident in ids)
+    assert load_settings(first).hub_name == socket.gethostname()
+    assert load_settings(second).hub_name == "build-2"
+    assert "hub build-2, definition " + ids[1] in done.stdout
+    assert load_settings(CHECKOUT_CONFIG).schedule.id == "7c4e9a12-8f3b-4d5e-9c6a-1b2d3e4f5a6b"
+    status = statehub("status", "--json", config=second)
+    assert json.loads(status.stdout)["hub"] == "build-2"
+    assert statehub("status", config=second).stdout.startswith("hub       build-2\n")
 
 
 def test_sweep_of_nothing_says_so_on_stderr(tmp_path: Path) -> None:

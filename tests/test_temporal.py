@@ -173,7 +173,9 @@ def test_sync_creates_is_idempotent_updates_and_pauses(
     assert temporal_server.describe_schedule(schedule_id)["conflictToken"] == conflict
 
     set_trigger(config, "*/5 9-17 * * 1-5")
-    shown = json.loads(statehub("temporal", "show", "--json", config=config).stdout)
+    drifted = statehub("temporal", "show", "--json", config=config)
+    assert drifted.returncode == 3  # drift is an exit status (terraform's -detailed-exitcode)
+    shown = json.loads(drifted.stdout)
     assert any(item.startswith("trigger:") for item in shown["drift"])
     planned = sync(config, "--dry-run")
     assert planned["action"] == "update"
@@ -185,7 +187,9 @@ def test_sync_creates_is_idempotent_updates_and_pauses(
     assert calendar["minute"] == [{"end": 59, "step": 5}]
     assert [day["start"] for day in calendar["dayOfWeek"]] == [1, 2, 3, 4, 5]
     assert calendar["hour"] == [{"start": 9, "end": 17, "step": 1}]
-    shown = json.loads(statehub("temporal", "show", "--json", config=config).stdout)
+    in_step = statehub("temporal", "show", "--json", config=config)
+    assert in_step.returncode == 0
+    shown = json.loads(in_step.stdout)
     assert shown["drift"] == []
     assert shown["temporal"]["next_fire_times"] == shown["local"]["next_fire_times"]
 

@@ -358,9 +358,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from statehub.api import serve
 
     try:
-        return serve(load(args), args.config)
+        status = serve(load(args), args.config)
     finally:
         alerts.flush(STOP_FLUSH_SECONDS)  # the [notify] messages of the last sweeps
+    if "temporalio" in sys.modules:  # the page read Temporal: leave as its commands do
+        from statehub.temporal import leave
+
+        leave(status)
+    return status
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -434,7 +439,7 @@ def cmd_temporal_sync(args: argparse.Namespace) -> int:
 
         from statehub.temporal.schedule import sync_command
 
-        return partial(sync_command, dry_run=args.dry_run, as_json=args.json)
+        return partial(sync_command, dry_run=args.dry_run, as_json=args.json, force=args.force)
 
     return _temporal(args, command)
 
@@ -444,6 +449,17 @@ def cmd_temporal_worker(args: argparse.Namespace) -> int:
         from statehub.temporal.worker import worker_command
 
         return worker_command
+
+    return _temporal(args, command)
+
+
+def cmd_temporal_hubs(args: argparse.Namespace) -> int:
+    def command() -> Callable[[Settings], int]:
+        from functools import partial
+
+        from statehub.temporal.hubs import hubs_command
+
+        return partial(hubs_command, as_json=args.json)
 
     return _temporal(args, command)
 
@@ -492,7 +508,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from statehub.starter import init_command
 
     target = getattr(args, "config", None)
-    return init_command(list(args.folders), target)
+    return init_command(list(args.folders), target, hub_name=args.name)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -732,6 +748,12 @@ def _add_starter(add: Callable[..., Any]) -> None:
         metavar="FOLDER",
         help="a folder holding repos (a root), or a repo itself (default: the current folder)",
     )
+    init.add_argument(
+        "--name",
+        default="",
+        metavar="HUB",
+        help="this hub's name, [hub] name (default: the host name)",
+    )
     explain = add("explain", cmd_explain, "what a check looks for, why, and how to fix it")
     explain.add_argument("check", nargs="?", metavar="C-NN", help="a check id (default: list all)")
     explain.add_argument(
@@ -765,7 +787,13 @@ def _add_temporal(
         (
             "show",
             cmd_temporal_show,
-            "the Schedule as Temporal holds it, beside the local definition, and any drift",
+            "the Schedule as Temporal holds it, beside the local definition; exit 3 on drift",
+            [common, as_json],
+        ),
+        (
+            "hubs",
+            cmd_temporal_hubs,
+            "every hub's schedule in the namespace: last runs, outcomes, quiet hubs",
             [common, as_json],
         ),
     ):
@@ -774,6 +802,11 @@ def _add_temporal(
         if name == "sync":
             sub.add_argument(
                 "--dry-run", action="store_true", help="print what it would do, change nothing"
+            )
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="take over a schedule (or definition) another hub owns",
             )
 
 

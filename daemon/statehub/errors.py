@@ -22,6 +22,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_AUTOMATION_ERROR = 1
 EXIT_USAGE = 2
+EXIT_DRIFT = 3  # `statehub temporal show`: the server's schedule differs from [schedule]
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; systemd units use RestartPreventExitStatus=78
 
 

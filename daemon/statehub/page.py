@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from statehub.compare import WHOLE_FLEET_EVENT, SweepRow, slot_bounds, utc_z
 from statehub.cron import cron_trigger
+from statehub.hubsview import fleet_section
 from statehub.settings import CHECK_IDS, Settings
 from statehub.statusmodel import RepoFindings, RunView, build_status
 from statehub.store import Store
@@ -651,15 +652,18 @@ def add_page_routes(app: FastAPI, settings: Callable[[], Settings], pool: Any) -
         """The status page: schedule, slot strip, open findings, last runs (HTML)."""
         if check and check not in CHECK_IDS:
             raise HTTPException(422, detail=f"check: {check!r} is not a check id (C-00..C-23)")
+        current = settings()
         with pool.store() as db:
             view = status_view(
-                settings(),
+                current,
                 db,
                 window=window,
                 check=check,
                 repo=repo.strip(),
                 window_rows=window_rows,
             )
+        # The hub's name, and every hub's schedule when [temporal] is configured.
+        view.update(hub=current.hub_name, fleet=fleet_section(current))
         return _html(render("status.html", **view))
 
     for path in ("/", "/status"):

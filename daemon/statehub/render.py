@@ -217,6 +217,7 @@ def render_status(out: Console, model: StatusModel) -> None:
     """The status model (:mod:`statehub.statusmodel`) as one screen of text and tables."""
     schedule = model.schedule.as_dict()
     state = "enabled" if schedule["enabled"] else "DISABLED (the daemon idles)"
+    say(out, f"hub       {visible(model.hub)}", style="bold")
     say(out, f"schedule  {schedule['name']} ({schedule['id']})", style="bold")
     say(
         out,

@@ -110,6 +110,19 @@ class HubSettings(_Section):
     database: Path = Path("var/statehub.db")
     retention_days: int = Field(90, ge=1, le=36500)
     retired_sources: Annotated[list[str], Capped] = ["local-timer"]
+    name: str = Field("", max_length=64)  # empty: the host name (effective_name)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value and (value != value.strip() or not value.isprintable()):
+            raise ValueError("a hub name is printable text without leading or trailing spaces")
+        return value
+
+    @property
+    def effective_name(self) -> str:
+        """This hub's name on every surface: ``[hub] name``, else the host name."""
+        return self.name or socket.gethostname()
 
 
 class RepoOverride(_Section):
@@ -276,8 +289,8 @@ class TemporalSettings(_Section):
 
     address: str = Field("127.0.0.1:7233", min_length=1)
     namespace: str = Field("default", min_length=1)
-    task_queue: str = ""  # empty: statehub-<hostname>
-    schedule_id: str = ""  # empty: the [schedule] id
+    task_queue: str = ""  # empty: derived from the hub's name and definition id
+    schedule_id: str = ""  # empty: derived from the hub's name and definition id
     source: str = "activity-core"
     tls: bool = False
     tls_cert_file: str = ""
@@ -304,10 +317,6 @@ class TemporalSettings(_Section):
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
         return self
-
-    @property
-    def effective_task_queue(self) -> str:
-        return self.task_queue or f"statehub-{socket.gethostname()}"
 
     @property
     def uses_tls(self) -> bool:
@@ -419,9 +428,23 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.api.port}"
 
     @property
+    def hub_name(self) -> str:
+        """This hub's name on every surface: ``[hub] name``, else the host name."""
+        return self.hub.effective_name
+
+    @property
     def temporal_schedule_id(self) -> str:
-        """The Temporal Schedule's id: ``[temporal] schedule_id``, else the ``[schedule]`` id."""
-        return self.temporal.schedule_id or self.schedule.id
+        """The Temporal Schedule's id: ``[temporal] schedule_id``, else
+        ``statehub-<hub>-<definition id>``, so two hubs on one namespace never share one."""
+        return self.temporal.schedule_id or f"statehub-{_id_part(self.hub_name)}-{self.schedule.id}"
+
+    @property
+    def temporal_task_queue(self) -> str:
+        """The queue this hub's worker polls: ``[temporal] task_queue``, else
+        ``statehub-<hub>-<first 8 of the definition id>``."""
+        return self.temporal.task_queue or (
+            f"statehub-{_id_part(self.hub_name)}-{_id_part(self.schedule.id)[:8]}"
+        )
 
     def checks_for(self, repo: str) -> EffectiveChecks:
         """The effective check settings of one repo: fleet-wide, then its override, and its
@@ -462,6 +485,11 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
         if candidate.is_file():
             return candidate
     return None
+
+
+def _id_part(text: str) -> str:
+    """``text`` as a piece of a Temporal id: letters, digits, '.', '_' and '-' only."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "hub"
 
 
 def _env_name(loc: tuple[str | int, ...]) -> str:

@@ -3,7 +3,9 @@
 It names the folders given (a folder that is a work tree itself goes under ``paths``,
 any other under ``roots``), a database beside the file, and the ``active`` mode, which
 fits a machine with no cluster scheduler (``standby`` would wait for a primary that does
-not exist). It never overwrites a file, validates what it wrote, and prints the next
+not exist), and a hub identity of its own: a fresh ``[schedule] id`` and ``[hub] name``
+(default the host name), so hubs sharing a Temporal namespace never share a schedule
+(docs/temporal.md). It never overwrites a file, validates what it wrote, and prints the next
 command. Every other key keeps its default (``config/statehub.toml`` documents them all).
 
 It proposes the fleet's conventions (issue 21): when no repo found has an ``AGENTS.md``
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,13 +50,24 @@ disable = ["C-02"]
 """
 
 
-def starter_text(roots: list[str], paths: list[str], *, conventions: bool = True) -> str:
-    """The starter file's TOML text; ``conventions`` False switches C-02..C-11 off."""
+def starter_text(
+    roots: list[str],
+    paths: list[str],
+    *,
+    conventions: bool = True,
+    hub_name: str = "",
+    definition_id: str = "",
+) -> str:
+    """The starter file's TOML text: a fresh definition id unless one is given;
+    ``conventions`` False switches C-02..C-11 off."""
+    hub_name = hub_name or socket.gethostname()
+    definition_id = definition_id or str(uuid.uuid4())
     workplans = "" if conventions else "require_workplans = false             # see [checks]\n"
     return f"""# A starter configuration written by `statehub init`. Every key and its default:
 # config/statehub.toml in the statehub checkout.
 
 [hub]
+name = {json.dumps(hub_name, ensure_ascii=False)}    # this hub's name on every surface
 database = "var/statehub.db"          # relative to this file's folder
 
 [repos]
@@ -60,6 +75,7 @@ roots = {_toml_list(roots)}    # every git work tree directly below a root is a 
 paths = {_toml_list(paths)}    # single repos
 {workplans}
 [schedule]
+id = "{definition_id}"   # this hub's own definition
 mode = "active"                       # sweep at every fire: no cluster scheduler here
 {"" if conventions else CONVENTIONS_OFF}"""
 
@@ -79,7 +95,9 @@ def _names(names: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def init_command(folders: list[str], target: str | os.PathLike[str] | None) -> int:
+def init_command(
+    folders: list[str], target: str | os.PathLike[str] | None, *, hub_name: str = ""
+) -> int:
     """Write the starter configuration to ``target`` (default ``./statehub.toml``).
 
     Raises UsageError when the file exists (it is never overwritten) or a folder given does
@@ -89,6 +107,10 @@ def init_command(folders: list[str], target: str | os.PathLike[str] | None) -> i
     from statehub.settings import load_settings
 
     path = Path(target) if target is not None else DEFAULT_TARGET
+    if hub_name and (
+        hub_name != hub_name.strip() or not hub_name.isprintable() or len(hub_name) > 64
+    ):
+        raise UsageError("a hub name is up to 64 printable characters, no outer spaces")
     roots: list[str] = []
     paths: list[str] = []
     for folder in folders or ["."]:
@@ -102,7 +124,9 @@ def init_command(folders: list[str], target: str | os.PathLike[str] | None) -> i
     # which repos lack them instead.
     conventions = not repos or len(no_agents) < len(repos) or len(no_plans) < len(repos)
     try:
-        text = starter_text(roots, paths, conventions=conventions).encode("utf-8")
+        text = starter_text(roots, paths, conventions=conventions, hub_name=hub_name).encode(
+            "utf-8"
+        )
     except UnicodeEncodeError:
         raise UsageError("a folder's name is not UTF-8: a TOML file cannot name it") from None
     try:
@@ -127,8 +151,8 @@ def init_command(folders: list[str], target: str | os.PathLike[str] | None) -> i
         if part
     )
     sys.stdout.write(
-        f"wrote {shown} ({visible(where)}; database {visible(str(settings.database_path))}, "
-        "mode active)\n"
+        f"wrote {shown} (hub {visible(settings.hub_name)}, definition {settings.schedule.id}; "
+        f"{visible(where)}; database {visible(str(settings.database_path))}, mode active)\n"
     )
     if not conventions:
         sys.stdout.write(

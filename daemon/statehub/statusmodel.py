@@ -267,6 +267,7 @@ class StatusModel:
     """Everything every status surface shows (see the module docstring)."""
 
     at: datetime
+    hub: str  # [hub] name: this hub's name on every surface
     schedule: ScheduleView
     database: Database
     processes: list[ProcessState] = field(default_factory=list)
@@ -309,6 +310,7 @@ class StatusModel:
         """The document of ``statehub status --json`` and ``GET /status.json``."""
         return {
             "at": utc_z(self.at),
+            "hub": self.hub,
             "schedule": self.schedule.as_dict(),
             "database": self.database.as_dict(),
             "processes": {state.name: state.as_dict() for state in self.processes},
@@ -379,7 +381,7 @@ def build_status(
         wal_bytes=_size(path.with_name(path.name + "-wal")),
     )
     if store is None:
-        return StatusModel(at=now, schedule=view, database=database)
+        return StatusModel(at=now, hub=settings.hub_name, schedule=view, database=database)
     database = Database(
         path=path,
         exists=True,
@@ -402,6 +404,7 @@ def build_status(
     findings, truncated = _findings(store, check=check, repo=repo)
     return StatusModel(
         at=now,
+        hub=settings.hub_name,
         schedule=view,
         database=database,
         processes=process_states(store, now),

@@ -12,6 +12,11 @@ mid-sweep is recorded as an interrupted ``error`` run at the next daemon or work
 (the recorder is :class:`statehub.runrecord.RunRecorder`, shared with the API and the
 command line).
 
+A run that reaches the worker later than ``[schedule] misfire_grace_seconds`` after its
+nominal time (the worker was down when its slot came) does not sweep when
+``misfire_policy = "skip"``: its row's outcome is ``missed`` and its result says so
+(``{"outcome": "missed", ...}``), as the daemon drops a misfired slot.
+
 The result is the progress event. A sweep with an automation error (exit code 1) raises a
 non-retryable ``ApplicationError`` of type ``AutomationError``, so the workflow fails;
 assessment failures succeed.
@@ -36,7 +41,7 @@ from statehub.runrecord import RunRecorder, sweep_outcome
 from statehub.settings import Settings
 from statehub.sweep import run_sweep
 from statehub.temporal.workflow import ACTIVITY_NAME, AUTOMATION_ERROR_TYPE, SweepTask
-from statehub.timefmt import parse_iso, utc_now
+from statehub.timefmt import iso, parse_iso, utc_now
 
 log = logging.getLogger("statehub.temporal")
 
@@ -84,6 +89,26 @@ class SweepActivity:
             context=context,
         )
         started = time.monotonic()
+        late = (fired - scheduled_for).total_seconds()
+        schedule = self.settings.schedule
+        if (
+            task.scheduled_for
+            and schedule.misfire_policy == "skip"
+            and late > schedule.misfire_grace_seconds
+        ):
+            # The slot is past: sweeping now would be a sweep nobody scheduled.
+            run.finish("missed", started, late_seconds=round(late, 3))
+            log.warning(
+                "run %s for %s started %.0f s late (grace %d s): missed, not swept",
+                run.run_id, task.scheduled_for, late, schedule.misfire_grace_seconds,
+            )  # fmt: skip
+            return {
+                "outcome": "missed",
+                "scheduled_for": task.scheduled_for,
+                "started_at": iso(fired),
+                "late_seconds": round(late, 3),
+                "misfire_grace_seconds": schedule.misfire_grace_seconds,
+            }
         try:
             event = self._sweep_with_heartbeats()
         except _Stopped as exc:

@@ -8,6 +8,12 @@ and ``show`` compare the definition with what sync last wrote; the state that Te
 holds itself (paused, overlap, task queue, workflow) is read back from the Schedule, so a
 change made with the ``temporal`` CLI shows as drift too.
 
+Each Schedule belongs to one hub: its memo records the owner (``[hub] name`` and the
+definition id), ``sync`` refuses to update a schedule another hub owns, or to schedule a
+definition another hub already schedules, unless ``--force`` (a ConfigError, exit 78:
+the fix is a fresh ``[schedule] id`` or ``[hub] name``); ``show`` exits 3
+(:data:`~statehub.errors.EXIT_DRIFT`) when the server's schedule differs.
+
 Where Temporal reads cron differently, the definition is translated
 (:func:`statehub.cron.and_crons`): day-of-week as 0-6, and a cron with both day fields
 set as two crons, since a Temporal spec fires when any of its crons matches. Temporal
@@ -34,6 +40,7 @@ from temporalio.client import (
     ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
     ScheduleDescription,
+    ScheduleListActionStartWorkflow,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
@@ -53,7 +60,7 @@ from temporalio.runtime import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from statehub.cron import and_crons, next_fire_times
-from statehub.errors import ClusterError, ConfigError
+from statehub.errors import EXIT_DRIFT, EXIT_OK, ClusterError, ConfigError
 from statehub.fire import HARD_TIMEOUT_MARGIN_SECONDS
 from statehub.settings import Settings
 from statehub.temporal.workflow import WORKFLOW_NAME, SweepInput, SweepWorkflow
@@ -121,7 +128,7 @@ async def connect(settings: Settings) -> Client:
                 namespace=temporal.namespace,
                 tls=tls,
                 api_key=api_key,
-                identity=f"statehub@{temporal.effective_task_queue}",
+                identity=f"statehub@{settings.temporal_task_queue}",
                 runtime=_runtime(),
             ),
             CONNECT_SECONDS,
@@ -164,6 +171,7 @@ def desired(settings: Settings) -> dict[str, Any]:
     """The Schedule's signature as the local definition wants it."""
     schedule = settings.schedule
     return {
+        "hub": settings.hub_name,
         "definition_id": schedule.id,
         "definition_name": schedule.name,
         "trigger": schedule.trigger,
@@ -174,8 +182,19 @@ def desired(settings: Settings) -> dict[str, Any]:
         "paused": not schedule.enabled,
         "workflow": WORKFLOW_NAME,
         "workflow_id": workflow_id(settings),
-        "task_queue": settings.temporal.effective_task_queue,
+        "task_queue": settings.temporal_task_queue,
         "execution_timeout_seconds": execution_timeout_seconds(settings),
+        "misfire_grace_seconds": schedule.misfire_grace_seconds,
+        "primary_grace_minutes": schedule.primary_grace_minutes,
+    }
+
+
+def owner_memo(settings: Settings) -> dict[str, Any]:
+    """The schedule's own memo (written at creation; Temporal never updates it)."""
+    return {
+        "hub": settings.hub_name,
+        "definition_id": settings.schedule.id,
+        "definition_name": settings.schedule.name,
     }
 
 
@@ -283,24 +302,25 @@ class SyncResult:
         }
 
 
-async def sync(settings: Settings, *, dry_run: bool = False) -> SyncResult:
-    """Create or update the Schedule from ``[schedule]``; nothing when it already matches."""
+async def sync(settings: Settings, *, dry_run: bool = False, force: bool = False) -> SyncResult:
+    """Create or update the Schedule from ``[schedule]``; nothing when it already matches.
+
+    Refused (ConfigError) when the schedule is another hub's, or when another hub's
+    schedule already runs this definition, unless ``force``.
+    """
     schedule_id = settings.temporal_schedule_id
     want = desired(settings)
     client = await connect(settings)
     description = await _describe(client, schedule_id)
+    if not force:
+        if description is not None:
+            _refuse_other_owner(settings, description)
+        await _refuse_shared_definition(settings, client)
     if description is None:
         if not dry_run:
             await _call(
                 f"create schedule {schedule_id}",
-                client.create_schedule(
-                    schedule_id,
-                    build(settings),
-                    memo={
-                        "definition_id": settings.schedule.id,
-                        "definition_name": settings.schedule.name,
-                    },
-                ),
+                client.create_schedule(schedule_id, build(settings), memo=owner_memo(settings)),
             )
         return SyncResult(schedule_id, "create", [], want, dry_run)
     changes = differences(want, actual(description))
@@ -319,9 +339,87 @@ async def sync(settings: Settings, *, dry_run: bool = False) -> SyncResult:
     return SyncResult(schedule_id, "update", changes, want, dry_run)
 
 
-def sync_command(settings: Settings, *, dry_run: bool, as_json: bool) -> int:
-    """``statehub temporal sync [--dry-run]``."""
-    result = asyncio.run(sync(settings, dry_run=dry_run))
+def owner(description: ScheduleDescription) -> str | None:
+    """The hub a described schedule belongs to (None: written before hubs had names)."""
+    hub = actual(description).get("hub")
+    if isinstance(hub, str) and hub:
+        return hub
+    memo = description.raw_description.memo.fields.get("hub")
+    if memo is not None:
+        decoded = DataConverter.default.payload_converter.from_payloads([memo])[0]
+        if isinstance(decoded, str) and decoded:
+            return decoded
+    return None
+
+
+def _config_file(settings: Settings) -> str:
+    return str(settings.config_file or "(built-in defaults)")
+
+
+def _refuse_other_owner(settings: Settings, description: ScheduleDescription) -> None:
+    hub = owner(description)
+    if hub is not None and hub != settings.hub_name:
+        raise ConfigError(
+            _config_file(settings),
+            "temporal.schedule_id" if settings.temporal.schedule_id else "hub.name",
+            f"schedule {description.id} belongs to hub {hub!r}, not {settings.hub_name!r}: "
+            "not updated (--force takes it over)",
+        )
+
+
+async def _refuse_shared_definition(settings: Settings, client: Client) -> None:
+    """Another schedule in the namespace runs this definition for another hub: refuse."""
+    mine = settings.temporal_schedule_id
+    definition = settings.schedule.id
+    for listed in await _listed(client):
+        if listed.id == mine or listed.memo.get("definition_id") != definition:
+            continue
+        hub = listed.memo.get("hub")
+        if hub == settings.hub_name:
+            continue  # this hub's own schedule under another id: the operator's choice
+        whose = f"hub {hub!r}" if hub else "a hub without a name (written before hub names)"
+        raise ConfigError(
+            _config_file(settings),
+            "schedule.id",
+            f"definition {definition} is already scheduled by {whose} "
+            f"(schedule {listed.id}): give this hub its own (statehub init writes a fresh "
+            "id), or --force",
+        )
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A schedule of the namespace as the listing gives it: id and decoded memo."""
+
+    id: str
+    memo: dict[str, Any]
+    workflow: str | None
+
+
+async def _listed(client: Client) -> list[Listed]:
+    """Every schedule of the namespace (Temporal's visibility), its memo decoded."""
+
+    async def collect() -> list[Listed]:
+        found: list[Listed] = []
+        async for entry in await client.list_schedules():
+            try:
+                memo = dict(await entry.memo())
+            except Exception:  # a memo another tool wrote, in an encoding of its own
+                memo = {}
+            workflow = None
+            if entry.schedule is not None and isinstance(
+                entry.schedule.action, ScheduleListActionStartWorkflow
+            ):
+                workflow = entry.schedule.action.workflow
+            found.append(Listed(entry.id, memo, workflow))
+        return found
+
+    return await _call("list schedules", collect())
+
+
+def sync_command(settings: Settings, *, dry_run: bool, as_json: bool, force: bool = False) -> int:
+    """``statehub temporal sync [--dry-run] [--force]``."""
+    result = asyncio.run(sync(settings, dry_run=dry_run, force=force))
     if as_json:
         print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
         return 0
@@ -353,6 +451,7 @@ async def show(settings: Settings) -> dict[str, Any]:
     want = desired(settings)
     local_times = [iso(moment) for moment in next_fire_times(schedule_trigger(settings), 5)]
     document: dict[str, Any] = {
+        "hub": settings.hub_name,
         "schedule_id": schedule_id,
         "address": settings.temporal.address,
         "namespace": settings.temporal.namespace,
@@ -429,15 +528,17 @@ def show_command(settings: Settings, *, as_json: bool) -> int:
     document = asyncio.run(show(settings))
     if as_json:
         print(json.dumps(document, indent=2, ensure_ascii=False))
-        return 0
-    _print_show(document)
-    return 0
+    else:
+        _print_show(document)
+    # Like `terraform plan -detailed-exitcode`: a timer or CI job can alert on drift.
+    return EXIT_DRIFT if document["drift"] else EXIT_OK
 
 
 def _print_show(document: dict[str, Any]) -> None:
     local = document["local"]
     lines = [
-        f"schedule {document['schedule_id']} on {document['address']} ({document['namespace']})",
+        f"hub {document['hub']}: schedule {document['schedule_id']} on {document['address']} "
+        f"({document['namespace']})",
         f"  local      {local['trigger']} in {local['timezone']}, "
         f"{'paused (enabled = false)' if local['paused'] else 'enabled'}, "
         f"task queue {local['task_queue']}",

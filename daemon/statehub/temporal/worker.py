@@ -69,7 +69,7 @@ async def _run(settings: Settings) -> int:
     try:
         worker = Worker(
             client,
-            task_queue=temporal.effective_task_queue,
+            task_queue=settings.temporal_task_queue,
             workflows=[SweepWorkflow],
             activities=[sweeps.sweep],
             activity_executor=executor,
