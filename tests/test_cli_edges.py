@@ -169,3 +169,15 @@ def test_unknown_event_type_with_json_prints_a_json_error(tmp_path: Path) -> Non
     document = json.loads(result.stdout)
     assert document["exit_code"] == 2
     assert "consistency_sweep_remote_all" in document["error"]
+
+
+def test_version_is_the_changelogs_newest() -> None:
+    """`statehub --version` prints the version of CHANGELOG.md's newest entry."""
+    changelog = Path(__file__).resolve().parents[1] / "CHANGELOG.md"
+    newest = next(
+        line.split()[1] for line in changelog.read_text().splitlines() if line.startswith("## ")
+    )
+    result = statehub("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"statehub {newest}\n"
+    assert newest != "0.1.0"
