@@ -623,7 +623,7 @@ def _read_config_file(path: Path, shown: str) -> dict[str, Any]:
     return data
 
 
-PRIVATE_ENV_PREFIXES = ("STATEHUB_TEST_", "STATEHUB__")
+PRIVATE_ENV_PREFIXES = ("STATEHUB_TEST_",)
 """Variables of the test suite, never the user's: not warned about as unknown."""
 
 
