@@ -2,7 +2,7 @@
 
 A closed stdout ends quietly with the work's status; `--repo` takes a unique start or end of
 a name and suggests the closest; `serve --host/--port`; cron shortcuts; `[repos] depth`;
-`notify test` without alerts; `events --event-type` with --json.
+`events --event-type` with --json (`notify test` without alerts: test_alerts.py).
 """
 
 from __future__ import annotations
@@ -150,15 +150,6 @@ def test_depth_is_at_most_3(tmp_path: Path) -> None:
     result = statehub("config", "check", config=config)
     assert result.returncode == 78
     assert "repos.depth: must be at most 3, not 4" in result.stderr
-
-
-def test_notify_test_with_nothing_configured_is_not_a_bad_config(tmp_path: Path) -> None:
-    """Without ping_url or webhook_url, `notify test` says there is nothing to test: exit 2."""
-    config = write_config(tmp_path, roots=[tmp_path])
-    result = statehub("notify", "test", config=config)
-    assert result.returncode == 2
-    assert result.stderr.startswith("statehub: nothing to test: [notify] in ")
-    assert "sets neither ping_url nor webhook_url" in result.stderr
 
 
 def test_unknown_event_type_with_json_prints_a_json_error(tmp_path: Path) -> None:
