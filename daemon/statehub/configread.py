@@ -213,8 +213,10 @@ def unknown_variables(
         upper = name.upper()
         if not upper.startswith(prefix) or upper in known or upper.startswith(private):
             continue
-        parts = upper[len(prefix) :].lower().split("__")
-        if all(parts) and _annotation_at(model, parts) is not None:
+        # A name that starts with a section is the model's to judge (an unknown key there
+        # is an error naming it); any other name would be ignored without a word.
+        section = upper[len(prefix) :].lower().split("__")[0]
+        if _step(model, section) is not None:
             continue
         close = difflib.get_close_matches(upper, [*candidates, *known], n=1, cutoff=0.6)
         hint = ""
