@@ -43,6 +43,14 @@ def test_a_command_says_once_which_file_it_found(tmp_path: Path) -> None:
     assert lines.count(expected) == 1
 
 
+def test_a_file_from_the_environment_is_announced_too(tmp_path: Path) -> None:
+    """Only --config is silent: a file named by $STATEHUB_CONFIG is said on stderr."""
+    config = write_config(tmp_path, roots=[tmp_path / "src"])
+    result = statehub("runs", env={"STATEHUB_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"statehub: configuration: {config} (from $STATEHUB_CONFIG)\n"
+
+
 @pytest.mark.parametrize("args", [("status", "--json"), ("events", "--json")])
 def test_json_and_explicit_configs_are_not_announced(tmp_path: Path, args: tuple[str, ...]) -> None:
     """With --json, or with --config, nothing is said about the configuration on stderr."""

@@ -485,23 +485,27 @@ class Settings(BaseSettings):
         )
 
 
+FoundBy = Literal["--config", "$STATEHUB_CONFIG", "./statehub.toml", "system", "checkout", ""]
+
+
 @dataclass(frozen=True, kw_only=True)
 class ConfigLocation:
     """The configuration file chosen by the lookup order, and how it was found."""
 
     path: Path | None
-    found_by: Literal["--config", "$STATEHUB_CONFIG", "./statehub.toml", "system", "checkout", ""]
+    found_by: FoundBy
 
     @property
     def explicit(self) -> bool:
-        """Named by the user (``--config`` or ``$STATEHUB_CONFIG``), not found by looking."""
-        return self.found_by in ("--config", "$STATEHUB_CONFIG")
+        """Named on the command line (``--config``): the only case not announced."""
+        return self.found_by == "--config"
 
     def describe(self) -> str:
         """One line for stderr: which configuration is read, and why that one."""
         if self.path is None:
             return "configuration: none found, built-in defaults (statehub init writes one)"
         why = {
+            "$STATEHUB_CONFIG": "from $STATEHUB_CONFIG",
             "./statehub.toml": "found in the current folder",
             "system": "the system's",
             "checkout": "the checkout's shipped one; statehub init writes one of yours",
@@ -516,14 +520,14 @@ def locate_config(explicit: str | os.PathLike[str] | None = None) -> ConfigLocat
     from_env = os.environ.get(ENV_CONFIG)
     if from_env:
         return ConfigLocation(path=Path(from_env), found_by="$STATEHUB_CONFIG")
-    for candidate, found_by in (
-        (LOCAL_CONFIG, "./statehub.toml"),
+    candidates: tuple[tuple[Path, FoundBy], ...] = (
+        (LOCAL_CONFIG.absolute(), "./statehub.toml"),
         (SYSTEM_CONFIG, "system"),
         (CHECKOUT_CONFIG, "checkout"),
-    ):
+    )
+    for candidate, found_by in candidates:
         if candidate.is_file():
-            path = candidate.absolute() if candidate is LOCAL_CONFIG else candidate
-            return ConfigLocation(path=path, found_by=found_by)  # type: ignore[arg-type]
+            return ConfigLocation(path=candidate, found_by=found_by)
     return ConfigLocation(path=None, found_by="")
 
 
