@@ -270,12 +270,16 @@ def test_notify_test_reports_a_failed_delivery(tmp_path: Path, fleet: Path) -> N
     assert "webhook test: NOT delivered" in done.stdout
 
 
-def test_notify_test_without_urls_is_a_config_error(tmp_path: Path, fleet: Path) -> None:
-    """With neither URL configured there is nothing to test: one line, exit 78."""
+def test_notify_test_without_urls_says_there_is_nothing_to_test(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """With neither URL configured there is nothing to test: one line, exit 2 (not 78: the
+    configuration is valid)."""
     done = statehub("notify", "test", config=write_config(tmp_path, roots=[fleet]))
-    assert done.returncode == 78
+    assert done.returncode == 2
     assert done.stderr.count("\n") == 1
-    assert "notify: neither ping_url nor webhook_url is set" in done.stderr
+    assert "nothing to test: [notify] in " in done.stderr
+    assert "sets neither ping_url nor webhook_url" in done.stderr
 
 
 @pytest.mark.parametrize(

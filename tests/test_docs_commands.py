@@ -18,6 +18,7 @@ DOCUMENTS = [
     "docs/cron-migration.md",
     "docs/temporal.md",
     "docs/baseline.md",
+    "docs/configuration.md",
     "infra/README.md",
     "infra/systemd/archived/README.md",
     "infra/k8s/README.md",

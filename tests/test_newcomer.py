@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
+import sys
 import tomllib
 from functools import partial
 from pathlib import Path
@@ -66,8 +64,9 @@ def test_init_writes_a_starter_that_sweeps(tmp_path: Path, fleet: Path) -> None:
     assert written["repos"] == {"roots": [str(fleet)], "paths": [str(single)]}
     assert written["schedule"]["mode"] == "active"
     settings = load_settings(target)
-    assert settings.database_path == tmp_path / "var" / "statehub.db"
-    assert result.stdout.splitlines()[-1].startswith(f"next: statehub daemon --config {target}")
+    assert settings.database_path == tmp_path / "var" / "mine.db"  # named after the file
+    exe = Path(sys.executable).parent / "statehub"  # the statehub it runs from, not PATH's
+    assert result.stdout.splitlines()[-1].startswith(f"next: {exe} daemon --config {target}")
     sweep = statehub("sweep", "--json", config=target)
     assert sweep.returncode == 0, sweep.stderr
     assert json.loads(sweep.stdout)["detail"]["repos_total"] == 2
@@ -207,36 +206,6 @@ def test_piped_tables_are_never_cut(tmp_path: Path, fleet: Path, command: tuple[
         assert "an-untracked-file-with-a-long-name-" + "y" * 40 + ".txt" in result.stdout
     else:
         assert "consistency_sweep_remote_all" in result.stdout
-
-
-def test_dev_run_without_a_config_of_ones_own_points_at_init(tmp_path: Path) -> None:
-    """`./dev run` with only the shipped config says so and names `statehub init`."""
-    checkout = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STATEHUB_")}
-    # Keep the shipped file but nothing of this checkout: the database and roots in tmp_path.
-    env["STATEHUB_HUB__DATABASE"] = str(tmp_path / "hub.db")
-    env["STATEHUB_REPOS__ROOTS"] = str(tmp_path / "src")
-    lines: list[str] = []
-    with subprocess.Popen(
-        ["./dev", "run"],
-        cwd=checkout,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own group: the sweep or daemon it started goes too
-    ) as process:
-        try:
-            assert process.stderr is not None
-            for line in process.stderr:  # bounded: an empty fleet's sweep, then the daemon
-                lines.append(line)
-                if "starting the daemon" in line or len(lines) > 40:
-                    break
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-    text = "".join(lines)
-    assert "dev: no configuration of yours" in text
-    assert "statehub init" in text
 
 
 def test_sweep_of_chosen_repos_counts_those_repos(tmp_path: Path, fleet: Path) -> None:

@@ -242,3 +242,23 @@ def test_login_form_lets_the_browser_in(
     assert tab.url == token_server.url + "/login"
     assert [url for url in recorder.requests if not url.startswith(token_server.url)] == []
     assert recorder.page_errors == []
+
+
+def test_api_docs_render_with_nothing_from_outside(
+    page: tuple[Any, Recorder], page_server: tuple[ApiServer, Planted]
+) -> None:
+    """/docs (Swagger UI) renders the API from assets the server serves itself: every
+    request goes to the server, and no error is logged."""
+    tab, recorder = page
+    server, _ = page_server
+    answer = tab.goto(server.url + "/docs", wait_until="load")
+    assert answer is not None and answer.status == 200
+    title = tab.locator(".swagger-ui .info .title").first
+    title.wait_for(state="visible")
+    assert title.inner_text().startswith("statehub")
+    tab.locator(".opblock").first.wait_for(state="visible")  # the operations are listed
+    foreign = [url for url in recorder.requests if not url.startswith(server.url + "/")]
+    assert foreign == []
+    assert any(url.startswith(server.url + "/docs-assets/") for url in recorder.requests)
+    assert recorder.page_errors == []
+    assert recorder.console_errors == []

@@ -60,6 +60,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -111,6 +112,8 @@ HEALTH_SCAN_EVENTS = 10_000
 METRICS_WINDOW = timedelta(hours=24)
 METRICS_MAX_EVENTS = 100_000
 """At most this many of the newest events in the window are aggregated per scrape."""
+DOCS_ASSETS = "/docs-assets"
+"""Where Swagger UI's script and style are served (from the fastapi-offline package)."""
 OPEN_PATHS = frozenset({"/healthz"})
 
 EventTypeName = Literal["consistency_sweep_remote_all", "consistency_sweep"]
@@ -599,7 +602,12 @@ def create_app(settings: Settings | LiveSettings) -> FastAPI:
         yield
         pool.close()
 
-    app = FastAPI(
+    # /docs with Swagger UI's script and style served from the installed fastapi-offline
+    # package: nothing is fetched from a CDN (it works air-gapped, like the status page).
+    # No /redoc: ReDoc fetches its maker's logo from outside.
+    app = FastAPIOffline(
+        redoc_url=None,
+        static_url=DOCS_ASSETS,
         title="statehub",
         version=__version__,
         summary="Sweeps a fleet of git repos against hygiene checks and records each sweep.",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,10 +43,34 @@ EPILOG = (
 
 
 def load(args: argparse.Namespace) -> Settings:
-    """The configuration named by ``--config`` or found by the lookup order."""
+    """The configuration named by ``--config`` or found by the lookup order.
+
+    Says once on stderr (not with ``--json``) which file was read when it was found, not
+    named, and warns of every ``STATEHUB_*`` variable that sets nothing.
+    """
     from statehub.settings import load_settings
 
+    say_where_config_is(args)
     return load_settings(args.config)
+
+
+_said: set[str] = set()
+_work_status: dict[str, int] = {}
+"""The status of a command's work once done, before its output: what a closed stdout
+leaves it with (a sweep with a C-00 still exits 1 under ``| head``)."""
+
+
+def say_where_config_is(args: argparse.Namespace) -> None:
+    """The configuration's line and the environment's warnings, once per process."""
+    from statehub.settings import environment_warnings, locate_config
+
+    if "config" in _said:
+        return
+    _said.add("config")
+    print_warnings(environment_warnings())
+    location = locate_config(args.config)
+    if not location.explicit and not getattr(args, "json", False):
+        sys.stderr.write(f"statehub: {visible(location.describe())}\n")
 
 
 def open_store(settings: Settings, *, create: bool = False) -> Store | None:
@@ -97,6 +122,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.scheduled and args.source == "manual":
         raise_usage("--scheduled needs --source naming the scheduler (not manual)")
     settings = load(args)
+    if repos is not None:
+        from statehub.sweep import match_repo_names
+
+        repos = match_repo_names(settings, repos)  # a unique prefix or suffix is enough
     progress_bar = None
     if not args.json and sys.stderr.isatty():
         from rich.markup import escape
@@ -146,6 +175,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     finally:
         alerts.flush()  # bounded: the pings and posts of this sweep, before the exit
     print_warnings(event.detail.get("warnings", []))
+    _work_status["status"] = int(event.detail["exit_code"])
     if args.json:
         print_json(event.as_dict())
     else:
@@ -215,6 +245,9 @@ def cmd_events(args: argparse.Namespace) -> int:
     from statehub.render import events_table
     from statehub.timefmt import utc_now
 
+    if args.event_type is not None and args.event_type not in EVENT_TYPE_NAMES:
+        # Checked here, not by argparse: with --json the error is a JSON document too.
+        raise_usage(f"unknown event type {args.event_type!r}: {' or '.join(EVENT_TYPE_NAMES)}")
     since = utc_now() - timedelta(hours=args.since_hours) if args.since_hours else None
     events = read_store(
         load(args),
@@ -357,6 +390,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from statehub import alerts
     from statehub.api import serve
 
+    # As the environment's overrides: a reload (SIGHUP) keeps them, and a host off
+    # loopback still needs [api] token_file.
+    if args.host is not None:
+        os.environ["STATEHUB_API__HOST"] = args.host
+    if args.port is not None:
+        os.environ["STATEHUB_API__PORT"] = str(args.port)
     try:
         status = serve(load(args), args.config)
     finally:
@@ -372,6 +411,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from statehub import alerts
     from statehub.scheduler import run_daemon
 
+    say_where_config_is(args)
     try:
         return run_daemon(args.config)
     finally:
@@ -396,14 +436,14 @@ def cmd_schedule_run_now(args: argparse.Namespace) -> int:
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
     from statehub.alerts import send_test
-    from statehub.errors import ConfigError
+    from statehub.errors import UsageError
 
     settings = load(args)
     if not settings.notify.ping_url and not settings.notify.webhook_url:
-        raise ConfigError(
-            str(settings.config_file or "(built-in defaults)"),
-            "notify",
-            "neither ping_url nor webhook_url is set: nothing to test",
+        # Not a bad configuration (78): alerts are off, which is valid (issue 23).
+        raise UsageError(
+            f"nothing to test: [notify] in {settings.config_file or '(built-in defaults)'} "
+            "sets neither ping_url nor webhook_url: set one to send alerts"
         )
     ok = send_test(settings, lambda line: sys.stdout.write(line + "\n"))
     return 0 if ok else 1
@@ -479,9 +519,17 @@ def cmd_temporal_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from statehub.errors import EXIT_CONFIG
     from statehub.render import config_warnings
+    from statehub.settings import settings_and_errors
 
-    settings = load(args)
+    say_where_config_is(args)
+    settings, errors = settings_and_errors(args.config)
+    if settings is None:
+        # Every error, one line each, so that one edit fixes them all (issue 23).
+        for error in errors:
+            sys.stderr.write(f"statehub: configuration error: {visible(str(error))}\n")
+        return EXIT_CONFIG
     warnings = config_warnings(settings)
     where = settings.config_file or "(built-in defaults)"
     for warning in warnings:
@@ -496,6 +544,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
     settings = load(args)
     document = public_dict(settings)
+    if args.origin:
+        return _config_origins(settings, as_json=args.json)
     if args.json:
         print_json(document)
     else:
@@ -504,11 +554,34 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_origins(settings: Settings, *, as_json: bool) -> int:
+    """``config show --origin``: each key's value and where it came from."""
+    from statehub.settings import config_origins, public_dict
+
+    document = public_dict(settings)
+    rows = []
+    for key, (origin, where) in config_origins(settings).items():
+        section, name = key.split(".", 1)
+        rows.append({"key": key, "value": document[section][name], "origin": origin, "from": where})
+    if as_json:
+        print_json(rows)
+        return 0
+    for row in rows:
+        value = json.dumps(row["value"], ensure_ascii=False)
+        source = f"{row['origin']} {row['from']}".rstrip()
+        sys.stdout.write(visible(f"{row['key']} = {value}    # {source}") + "\n")
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from statehub.starter import init_command
 
-    target = getattr(args, "config", None)
-    return init_command(list(args.folders), target, hub_name=args.name)
+    target = args.config
+    if args.discover and target is None:
+        raise_usage("init --discover needs --config PATH: where to write")
+    if args.discover and args.folders:
+        raise_usage("init --discover finds the folder itself: give no FOLDER")
+    return init_command(list(args.folders), target, hub_name=args.name, discover=args.discover)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -558,8 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         metavar="PATH",
         default=argparse.SUPPRESS,
-        help="configuration file (default: $STATEHUB_CONFIG, /etc/statehub/statehub.toml, "
-        "then config/statehub.toml beside the checkout)",
+        help="configuration file (default: $STATEHUB_CONFIG, ./statehub.toml, "
+        "/etc/statehub/statehub.toml, then config/statehub.toml beside the checkout)",
     )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument(
@@ -591,7 +664,10 @@ def build_parser() -> argparse.ArgumentParser:
     which = sweep.add_mutually_exclusive_group()
     which.add_argument("--all", action="store_true", help="every configured repo (the default)")
     which.add_argument(
-        "--repo", action="append", metavar="NAME", help="only this repo (repeatable)"
+        "--repo",
+        action="append",
+        metavar="NAME",
+        help="only this repo (repeatable): its name, or a unique start or end of it",
     )
     sweep.add_argument("--remote", action="store_true", help="git fetch each repo first")
     sweep.add_argument(
@@ -621,8 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     events = add("events", cmd_events, "list recorded progress events, newest first", as_json)
     events.add_argument(
         "--event-type",
-        metavar="T",
-        choices=EVENT_TYPE_NAMES,  # an unknown type is a usage error, not "no events"
+        metavar="T",  # an unknown type is a usage error (exit 2), not "no events"
         help=f"only events of this type: {' or '.join(EVENT_TYPE_NAMES)}",
     )
     events.add_argument(
@@ -645,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_bounded_int(1, 100000), default=20, metavar="N", help="default 20"
     )
 
-    add("serve", cmd_serve, "serve the HTTP API ([api] host and port)")
+    _add_serve(add("serve", cmd_serve, "serve the HTTP API and the status page ([api])"))
     add("daemon", cmd_daemon, "run the scheduler daemon ([schedule])")
 
     schedule = add("schedule", _missing_subcommand, "the schedule definition the daemon runs")
@@ -674,6 +749,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_notify(add("notify", _missing_subcommand, "the alerts of [notify]"), common)
 
     config = add("config", _missing_subcommand, "check or show the configuration")
+    _add_config(config, common, as_json)
+    _add_starter(add)
+
+    install = add(
+        "install-units",
+        cmd_install_units,
+        "install the systemd units from this checkout (see --help of the command)",
+    )
+    install.add_argument("install_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _add_config(
+    config: argparse.ArgumentParser,
+    common: argparse.ArgumentParser,
+    as_json: argparse.ArgumentParser,
+) -> None:
+    """``statehub config check`` and ``statehub config show``."""
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
     config_check = config_commands.add_parser(
         "check",
@@ -688,17 +781,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="print the effective configuration (file, then environment overrides)",
         parents=[common, as_json],
     )
+    config_show.add_argument(
+        "--origin",
+        action="store_true",
+        help="each key on one line with where its value came from: file, environment "
+        "(which variable) or default",
+    )
     config_show.set_defaults(handler=cmd_config_show)
 
-    _add_starter(add)
 
-    install = add(
-        "install-units",
-        cmd_install_units,
-        "install the systemd units from this checkout (see --help of the command)",
+def _add_serve(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--host", metavar="HOST", help="listen here (default: [api] host)")
+    serve.add_argument(
+        "--port",
+        type=_bounded_int(0, 65535),
+        metavar="N",
+        help="listen on this port (default: [api] port; 0 picks a free one)",
     )
-    install.add_argument("install_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    return parser
 
 
 def _add_baseline(add: Callable[..., Any], as_json: argparse.ArgumentParser) -> None:
@@ -753,6 +852,12 @@ def _add_starter(add: Callable[..., Any]) -> None:
         default="",
         metavar="HUB",
         help="this hub's name, [hub] name (default: the host name)",
+    )
+    init.add_argument(
+        "--discover",
+        action="store_true",
+        help="find the folder: ~/src if it holds repos, else the folder holding the current "
+        "one if it holds other repos (what ./dev run does without a configuration)",
     )
     explain = add("explain", cmd_explain, "what a check looks for, why, and how to fix it")
     explain.add_argument("check", nargs="?", metavar="C-NN", help="a check id (default: list all)")
@@ -882,7 +987,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("statehub: interrupted\n")
         return 130
     except BrokenPipeError:
-        return 0
+        # A closed stdout (`| head`) ends the command quietly with the status of its work
+        # (issue 23). stdout points at /dev/null from here, so that the interpreter's last
+        # flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return _work_status.get("status", 0)
 
 
 def _kind(exc: StatehubError) -> str:

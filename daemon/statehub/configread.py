@@ -14,6 +14,8 @@ careless operator or a hostile file would try it (issue 12):
 - :func:`prepare_environment` reads ``STATEHUB_<SECTION>__<KEY>`` overrides: a value for a
   list or a table must be JSON, except that a list of paths also takes one plain path
   (``STATEHUB_REPOS__ROOTS=/srv/git``).
+- :func:`unknown_variables` names each ``STATEHUB_*`` variable that sets nothing (one
+  underscore where two are needed, a misspelt key), with the closest variable that would.
 - :func:`describe` turns a validation error into ``key`` and a reason a person reads:
   ``unknown key; did you mean repos.roots?``, the value given, no library prefix.
 """
@@ -189,6 +191,52 @@ def prepare_environment(
                 f"${name.upper()}", ".".join(parts), f"not valid JSON: write {hint}"
             ) from None
     return prepared
+
+
+def unknown_variables(
+    model: type[BaseModel],
+    environ: Mapping[str, str],
+    *,
+    prefix: str,
+    known: tuple[str, ...] = (),
+    private: tuple[str, ...] = (),
+) -> list[str]:
+    """One warning for each ``prefix*`` variable that names no key of ``model``.
+
+    ``known`` are other variables of the program (``STATEHUB_CONFIG``); names starting with
+    one of ``private`` are not the user's and never warned about. A warning names the
+    closest variable that sets a key, when one is close.
+    """
+    candidates = _variable_names(model, prefix)
+    warnings: list[str] = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(prefix) or upper in known or upper.startswith(private):
+            continue
+        # A name that starts with a section is the model's to judge (an unknown key there
+        # is an error naming it); any other name would be ignored without a word.
+        section = upper[len(prefix) :].lower().split("__")[0]
+        if _step(model, section) is not None:
+            continue
+        close = difflib.get_close_matches(upper, [*candidates, *known], n=1, cutoff=0.6)
+        hint = ""
+        if close:
+            key = close[0][len(prefix) :].lower().replace("__", ".")
+            hint = f"; did you mean ${close[0]}" + ("?" if close[0] in known else f" ({key})?")
+        warnings.append(f"${name} is not a setting and is ignored{hint}")
+    return warnings
+
+
+def _variable_names(model: type[BaseModel], prefix: str) -> list[str]:
+    """``PREFIX_SECTION__KEY`` for every key of ``model`` (sections and their keys)."""
+    names: list[str] = []
+    for section, field in model.model_fields.items():
+        inner = _model_of(field.annotation)
+        if field.exclude or inner is None:
+            continue
+        names.append(f"{prefix}{section.upper()}")
+        names.extend(f"{prefix}{section.upper()}__{key.upper()}" for key in inner.model_fields)
+    return names
 
 
 def describe(model: type[BaseModel], error: Mapping[str, Any]) -> tuple[str, str]:

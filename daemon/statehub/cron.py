@@ -6,7 +6,8 @@ Sunday too; APScheduler issue 286), and it joins day-of-month and day-of-week wi
 (cron runs on a day that matches either when both are restricted). :func:`cron_trigger`
 translates the day-of-week field to day names and builds an ``OrTrigger`` for the second
 case, so every user of the schedule (the daemon, ``schedule show``, reports of slots) sees
-the fires cron would make.
+the fires cron would make. :func:`expand_shortcut` reads crontab's ``@hourly``-style
+names as their five fields.
 """
 
 from __future__ import annotations
@@ -22,6 +23,36 @@ _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 # How far back previous_fire_time looks: 4**k hours for k = 0..9, the last about 30 years,
 # past the longest gap a cron can have (29 February of a leap year that skips a century).
 _LOOKBACK_HOURS = tuple(4**power for power in range(10))
+
+
+SHORTCUTS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+"""crontab(5)'s names for common schedules, as the five fields cron reads them as."""
+
+
+def expand_shortcut(expression: str) -> str:
+    """``expression`` with a crontab shortcut (``@hourly``) written as its five fields.
+
+    Any other expression is returned unchanged. Raises ValueError for an ``@`` name that
+    has no fire times here (``@reboot``) or that crontab does not know.
+    """
+    name = expression.strip()
+    if not name.startswith("@"):
+        return expression
+    fields = SHORTCUTS.get(name.lower())
+    if fields is not None:
+        return fields
+    known = ", ".join(SHORTCUTS)
+    if name.lower() == "@reboot":
+        raise ValueError(f"@reboot has no fire times: use one of {known} or five fields")
+    raise ValueError(f"{name!r} is not a cron shortcut: use one of {known} or five fields")
 
 
 def _day(text: str) -> int:
@@ -64,7 +95,7 @@ def cron_trigger(expression: str, zone: ZoneInfo) -> Any:
 
     Raises ValueError (with the reason) for an expression that is not five valid fields.
     """
-    fields = expression.split()
+    fields = expand_shortcut(expression).split()
     if len(fields) != 5:
         raise ValueError(f"a cron expression has five fields, not {len(fields)}")
     minute, hour, day, month, weekday = fields

@@ -8,6 +8,7 @@ terminal's title or clear it: :func:`plain`.
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,19 @@ def output_console(*, soft_wrap: bool = True) -> Console:
     import sys
 
     width = None if sys.stdout.isatty() else PIPE_WIDTH
-    return Console(highlight=False, soft_wrap=soft_wrap, markup=False, width=width)
+    return _Output(highlight=False, soft_wrap=soft_wrap, markup=False, width=width)
+
+
+class _Output(Console):
+    """A console whose closed stdout (``| head``) is a BrokenPipeError, as for ``print``.
+
+    rich's own answer is ``SystemExit(1)``, the status of an automation error; the command
+    line ends quietly instead, with the status of the work it did (issue 23).
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "stdout is closed")
 
 
 def plain(text: object, *, style: str = "") -> Text:

@@ -1,8 +1,10 @@
 """The configuration model: a TOML file validated by pydantic-settings.
 
-Lookup order (first hit wins): ``--config PATH``, ``$STATEHUB_CONFIG``,
-``/etc/statehub/statehub.toml``, ``config/statehub.toml`` beside the checkout. Every key can
-be overridden by ``STATEHUB_<SECTION>__<KEY>``. Relative paths in the file are relative to
+Lookup order (first hit wins): ``--config PATH``, ``$STATEHUB_CONFIG``, ``./statehub.toml``,
+``/etc/statehub/statehub.toml``, ``config/statehub.toml`` beside the checkout
+(:func:`locate_config` says which and why). Every key can be overridden by
+``STATEHUB_<SECTION>__<KEY>``; any other ``STATEHUB_*`` variable is named by
+:func:`environment_warnings` with the closest key. Relative paths in the file are relative to
 the file's folder. Any problem is a :class:`ConfigError` naming file, key and reason;
 :mod:`statehub.configread` reads the file and the environment so that every expected
 mistake is one (issue 12). Every number has a range and every list at most
@@ -16,6 +18,8 @@ import ipaddress
 import os
 import re
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -48,11 +52,14 @@ from statehub.configread import (
     parse_toml,
     prepare_environment,
     read_regular_file,
+    unknown_variables,
 )
 from statehub.errors import ConfigError
+from statehub.fleetscan import MAX_DEPTH
 
 ENV_CONFIG = "STATEHUB_CONFIG"
 ENV_PREFIX = "STATEHUB_"
+LOCAL_CONFIG = Path("statehub.toml")  # in the current folder
 SYSTEM_CONFIG = Path("/etc/statehub/statehub.toml")
 CHECKOUT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "statehub.toml"
 
@@ -146,6 +153,8 @@ class RepoSettings(_Section):
     roots: Annotated[list[Path], Capped] = [Path("~/src")]
     paths: Annotated[list[Path], Capped] = []
     exclude: Annotated[list[str], Capped] = []
+    # How many levels below a root repos are looked for: 1 is ~/src/repo, 2 ~/src/org/repo.
+    depth: int = Field(1, ge=1, le=MAX_DEPTH)
     default_branch: str = Field("main", min_length=1)
     require_workplans: bool = True
     overrides: Annotated[dict[str, RepoOverride], Capped] = {}
@@ -208,11 +217,13 @@ class ScheduleSettings(_Section):
     @field_validator("trigger")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError(f"{value!r} is not a five-field cron expression")
         # The daemon's own reading of cron (0 and 7 are Sunday; either day field may match).
-        from statehub.cron import cron_trigger  # imports APScheduler: only when validating
+        from statehub.cron import cron_trigger, expand_shortcut  # APScheduler: only here
 
+        # A shortcut is kept as its five fields: every surface shows what fires.
+        value = expand_shortcut(value)
+        if len(value.split()) != 5:
+            raise ValueError(f"{value!r} is not a five-field cron expression (or @hourly, ...)")
         try:
             cron_trigger(value, ZoneInfo("UTC"))
         except ValueError as exc:
@@ -474,17 +485,55 @@ class Settings(BaseSettings):
         )
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The configuration file to use, by the lookup order; None when there is none at all."""
+FoundBy = Literal["--config", "$STATEHUB_CONFIG", "./statehub.toml", "system", "checkout", ""]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigLocation:
+    """The configuration file chosen by the lookup order, and how it was found."""
+
+    path: Path | None
+    found_by: FoundBy
+
+    @property
+    def explicit(self) -> bool:
+        """Named on the command line (``--config``): the only case not announced."""
+        return self.found_by == "--config"
+
+    def describe(self) -> str:
+        """One line for stderr: which configuration is read, and why that one."""
+        if self.path is None:
+            return "configuration: none found, built-in defaults (statehub init writes one)"
+        why = {
+            "$STATEHUB_CONFIG": "from $STATEHUB_CONFIG",
+            "./statehub.toml": "found in the current folder",
+            "system": "the system's",
+            "checkout": "the checkout's shipped one; statehub init writes one of yours",
+        }.get(self.found_by, self.found_by)
+        return f"configuration: {self.path} ({why})"
+
+
+def locate_config(explicit: str | os.PathLike[str] | None = None) -> ConfigLocation:
+    """The configuration file to use, by the lookup order (path None: there is none)."""
     if explicit is not None:
-        return Path(explicit)
+        return ConfigLocation(path=Path(explicit), found_by="--config")
     from_env = os.environ.get(ENV_CONFIG)
     if from_env:
-        return Path(from_env)
-    for candidate in (SYSTEM_CONFIG, CHECKOUT_CONFIG):
+        return ConfigLocation(path=Path(from_env), found_by="$STATEHUB_CONFIG")
+    candidates: tuple[tuple[Path, FoundBy], ...] = (
+        (LOCAL_CONFIG.absolute(), "./statehub.toml"),
+        (SYSTEM_CONFIG, "system"),
+        (CHECKOUT_CONFIG, "checkout"),
+    )
+    for candidate, found_by in candidates:
         if candidate.is_file():
-            return candidate
-    return None
+            return ConfigLocation(path=candidate, found_by=found_by)
+    return ConfigLocation(path=None, found_by="")
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configuration file to use, by the lookup order; None when there is none at all."""
+    return locate_config(explicit).path
 
 
 def _id_part(text: str) -> str:
@@ -502,36 +551,123 @@ def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
     Raises ConfigError (exit status 78) naming the file (or the variable), the key and the
     reason: a file that is not a regular file, too large, not UTF-8 or not TOML; a value of
     the wrong type (strictly, in the file), out of range, or a key that does not exist.
+    The first of :func:`settings_and_errors`'s errors is raised.
+    """
+    settings, errors = settings_and_errors(explicit)
+    if errors:
+        raise errors[0]
+    assert settings is not None  # no error: the settings were built
+    return settings
+
+
+def settings_and_errors(
+    explicit: str | os.PathLike[str] | None = None,
+) -> tuple[Settings | None, list[ConfigError]]:
+    """The configuration, or every error found in it (``config check`` shows them all).
+
+    A file that cannot be read or parsed is one error. Otherwise every value of the file
+    that is wrong is one error each, and so is every wrong environment variable (checked
+    against the defaults when the file has errors, so that nothing is reported twice).
     """
     path = find_config_file(explicit)
-    data: dict[str, Any] = {}
     shown = str(path) if path else "(built-in defaults)"
-    if path is not None:
-        raw = read_regular_file(path, shown=shown, key="", limit=MAX_CONFIG_BYTES)
-        data = parse_toml(raw, shown=shown)
-        nul = find_nul(data)
-        if nul is not None:
-            raise ConfigError(shown, ".".join(map(str, nul)), "holds a NUL byte")
-        try:
-            check_file_types(Settings, data)
-        except ValidationError as exc:
-            raise ConfigError(shown, *describe(Settings, exc.errors()[0])) from None
-        except RecursionError:
-            raise ConfigError(shown, "", "nested too deeply") from None
+    errors, data = _file_errors(path, shown)
+    if data is None:
+        return None, errors
+    settings: Settings | None = None
     token = _toml_data.set(data)
     try:
         settings = Settings(config_file=path.resolve() if path else None)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key, reason = describe(Settings, error)
-        env = _env_name(tuple(error["loc"]))
-        if env in os.environ:
-            reason = f"{reason} (from ${env})"
-        raise ConfigError(shown, key, reason) from None
+        for error in exc.errors():
+            key, reason = describe(Settings, error)
+            env = _env_name(tuple(error["loc"]))
+            if env in os.environ:
+                reason = f"{reason} (from ${env})"
+            errors.append(ConfigError(shown, key, reason))
+    except ConfigError as exc:  # an environment variable that is not the JSON it must be
+        errors.append(exc)
     finally:
         _toml_data.reset(token)
-    _check_api_exposure(settings, shown)
-    return settings
+    if settings is not None and not errors:
+        try:
+            _check_api_exposure(settings, shown)
+        except ConfigError as exc:
+            errors.append(exc)
+    return (None if errors else settings), errors
+
+
+def _file_errors(path: Path | None, shown: str) -> tuple[list[ConfigError], dict[str, Any] | None]:
+    """The file's errors, and the data to validate the environment with.
+
+    The data is None when the file cannot be read or parsed (nothing more can be checked),
+    empty when its values have errors (the environment is then checked on the defaults).
+    """
+    if path is None:
+        return [], {}
+    try:
+        data = _read_config_file(path, shown)
+        check_file_types(Settings, data)
+    except ConfigError as exc:
+        return [exc], None
+    except ValidationError as exc:
+        return [ConfigError(shown, *describe(Settings, error)) for error in exc.errors()], {}
+    except RecursionError:
+        return [ConfigError(shown, "", "nested too deeply")], None
+    return [], data
+
+
+def _read_config_file(path: Path, shown: str) -> dict[str, Any]:
+    """The file's TOML document; ConfigError when it cannot be read, parsed, or holds NUL."""
+    raw = read_regular_file(path, shown=shown, key="", limit=MAX_CONFIG_BYTES)
+    data = parse_toml(raw, shown=shown)
+    nul = find_nul(data)
+    if nul is not None:
+        raise ConfigError(shown, ".".join(map(str, nul)), "holds a NUL byte")
+    return data
+
+
+PRIVATE_ENV_PREFIXES = ("STATEHUB_TEST_",)
+"""Variables of the test suite, never the user's: not warned about as unknown."""
+
+
+def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``STATEHUB_*`` variable that sets nothing, naming the closest key."""
+    return unknown_variables(
+        Settings,
+        os.environ if environ is None else environ,
+        prefix=ENV_PREFIX,
+        known=(ENV_CONFIG,),
+        private=PRIVATE_ENV_PREFIXES,
+    )
+
+
+Origin = Literal["file", "environment", "default"]
+
+
+def config_origins(settings: Settings) -> dict[str, tuple[Origin, str]]:
+    """For each ``section.key`` of :func:`public_dict`: where its value came from.
+
+    ``("environment", "$NAME")``, ``("file", path)`` or ``("default", "")``. The file is
+    read again (a loaded configuration keeps only the merged values).
+    """
+    path = settings.config_file
+    data = _read_config_file(path, str(path)) if path is not None else {}
+    variables = {name.upper(): name for name in os.environ}
+    origins: dict[str, tuple[Origin, str]] = {}
+    for section, values in public_dict(settings).items():
+        for key in values:
+            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            named = [
+                name for name in (f"{ENV_PREFIX}{section.upper()}", env) if name in variables
+            ] or [name for name in variables if name.startswith(env + "__")]
+            if named:
+                origins[f"{section}.{key}"] = ("environment", "$" + variables[named[-1]])
+            elif isinstance(data.get(section), dict) and key in data[section]:
+                origins[f"{section}.{key}"] = ("file", str(path))
+            else:
+                origins[f"{section}.{key}"] = ("default", "")
+    return origins
 
 
 def is_loopback(host: str) -> bool:

@@ -1,24 +1,31 @@
 """``statehub init``: a starter configuration for a newcomer's machine.
 
 It names the folders given (a folder that is a work tree itself goes under ``paths``,
-any other under ``roots``), a database beside the file, and the ``active`` mode, which
+any other under ``roots``), a database beside the file named after it (two files in one
+folder never share a database), and the ``active`` mode, which
 fits a machine with no cluster scheduler (``standby`` would wait for a primary that does
 not exist), and a hub identity of its own: a fresh ``[schedule] id`` and ``[hub] name``
 (default the host name), so hubs sharing a Temporal namespace never share a schedule
 (docs/temporal.md). It never overwrites a file, validates what it wrote, and prints the next
-command. Every other key keeps its default (``config/statehub.toml`` documents them all).
+commands with the path of the ``statehub`` it runs from. Every other key keeps its default
+(``config/statehub.toml`` documents them all).
 
 It proposes the fleet's conventions (issue 21): when no repo found has an ``AGENTS.md``
 or a ``workplans/`` folder, the file switches C-02..C-11 off and says how to switch them
 on; when some have them, they stay on and the repos that lack them are named. Then it
 sweeps once and says how many findings there are, and the one command (``statehub
 accept``) that accepts them as they stand.
+
+``init --discover`` (what ``./dev run`` calls without a configuration of one's own) picks
+the folder itself: ``~/src`` when it holds repos, else the folder holding the current one
+(a checkout) when it holds other repos; else a usage error that says what to run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sys
 import uuid
@@ -27,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from statehub.checks import AUTOMATION_ERROR
 from statehub.errors import UsageError
+from statehub.fleetscan import depth_reaching_all, repos_below
 from statehub.safetext import visible
 
 if TYPE_CHECKING:
@@ -50,10 +58,17 @@ disable = ["C-02"]
 """
 
 
+def database_for(target: Path) -> str:
+    """The starter's database, relative to the file: ``var/<file name without .toml>.db``."""
+    return f"var/{target.stem or 'statehub'}.db"
+
+
 def starter_text(
     roots: list[str],
     paths: list[str],
     *,
+    database: str = "var/statehub.db",
+    depth: int = 1,
     conventions: bool = True,
     hub_name: str = "",
     definition_id: str = "",
@@ -63,15 +78,19 @@ def starter_text(
     hub_name = hub_name or socket.gethostname()
     definition_id = definition_id or str(uuid.uuid4())
     workplans = "" if conventions else "require_workplans = false             # see [checks]\n"
+    if depth != 1:
+        workplans = (
+            f"depth = {depth}                             # levels below a root\n" + workplans
+        )
     return f"""# A starter configuration written by `statehub init`. Every key and its default:
 # config/statehub.toml in the statehub checkout.
 
 [hub]
 name = {json.dumps(hub_name, ensure_ascii=False)}    # this hub's name on every surface
-database = "var/statehub.db"          # relative to this file's folder
+database = {json.dumps(database, ensure_ascii=False)}   # relative to this file's folder
 
 [repos]
-roots = {_toml_list(roots)}    # every git work tree directly below a root is a repo
+roots = {_toml_list(roots)}    # every git work tree below a root is a repo
 paths = {_toml_list(paths)}    # single repos
 {workplans}
 [schedule]
@@ -95,13 +114,53 @@ def _names(names: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def statehub_executable() -> str:
+    """How to run the ``statehub`` this process runs from, as a shell word or two.
+
+    The console script beside this Python (``.venv/bin/statehub``) when there is one, else
+    ``python -m statehub``: a newcomer's ``statehub`` is often not on ``PATH``.
+    """
+    script = Path(sys.executable).parent / "statehub"
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m statehub"
+
+
+def discover_folder(home: Path, current: Path) -> tuple[Path, int]:
+    """The folder of repos of ``./dev run`` without a configuration, and its depth.
+
+    ``home/src`` when it holds repos; else the folder holding ``current`` (a checkout of
+    statehub) when it holds repos other than ``current``. Raises UsageError saying what to
+    run when neither does.
+    """
+    src = home / "src"
+    depth = depth_reaching_all(src)
+    if depth is not None:
+        return src, depth
+    parent = current.parent
+    depth = depth_reaching_all(parent)
+    if depth is not None and any(path != current for path in repos_below(parent, depth)):
+        return parent, depth
+    raise UsageError(
+        f"no git repos under {visible(str(src))} nor beside {visible(str(current))}: "
+        f"name your folders of repos with `{statehub_executable()} init FOLDER ... "
+        "--config PATH`, then run `./dev run --config PATH`"
+    )
+
+
 def init_command(
-    folders: list[str], target: str | os.PathLike[str] | None, *, hub_name: str = ""
+    folders: list[str],
+    target: str | os.PathLike[str] | None,
+    *,
+    hub_name: str = "",
+    discover: bool = False,
 ) -> int:
     """Write the starter configuration to ``target`` (default ``./statehub.toml``).
 
-    Raises UsageError when the file exists (it is never overwritten) or a folder given does
-    not exist; the file written is validated like any other configuration.
+    With ``discover`` and no folders, the folder is :func:`discover_folder`'s. Raises
+    UsageError when the file exists (it is never overwritten), a folder given does not
+    exist, or (``discover``) no folder of repos is found; the file written is validated like
+    any other configuration.
     """
     from statehub.render import config_warnings
     from statehub.settings import load_settings
@@ -111,25 +170,39 @@ def init_command(
         hub_name != hub_name.strip() or not hub_name.isprintable() or len(hub_name) > 64
     ):
         raise UsageError("a hub name is up to 64 printable characters, no outer spaces")
+    if os.path.lexists(path):
+        raise UsageError(
+            f"{visible(str(path))} exists; statehub init never overwrites a configuration"
+        )
     roots: list[str] = []
     paths: list[str] = []
-    for folder in folders or ["."]:
+    depth = 1
+    if discover and not folders:
+        found, depth = discover_folder(Path.home(), Path.cwd())
+        roots.append(str(found.resolve()))
+    for folder in folders or ([] if roots else ["."]):
         resolved = Path(folder).expanduser().resolve()
         if not resolved.is_dir():
             raise UsageError(f"{visible(folder)} is not a folder")
         (paths if os.path.lexists(resolved / ".git") else roots).append(str(resolved))
-    repos = _repos(roots, paths)
+    repos = _repos(roots, paths, depth)
     no_agents, no_plans = _conventions(repos)
     # Off only when no repo follows them at all: a fleet that half follows them is told
     # which repos lack them instead.
     conventions = not repos or len(no_agents) < len(repos) or len(no_plans) < len(repos)
     try:
-        text = starter_text(roots, paths, conventions=conventions, hub_name=hub_name).encode(
-            "utf-8"
-        )
+        text = starter_text(
+            roots,
+            paths,
+            database=database_for(path),
+            depth=depth,
+            conventions=conventions,
+            hub_name=hub_name,
+        ).encode("utf-8")
     except UnicodeEncodeError:
         raise UsageError("a folder's name is not UTF-8: a TOML file cannot name it") from None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("xb") as handle:
             handle.write(text)
     except FileExistsError:
@@ -141,17 +214,20 @@ def init_command(
     settings = load_settings(path)
     for warning in config_warnings(settings):
         sys.stderr.write(f"statehub: warning: {visible(warning)}\n")
-    shown = visible(str(path))
+    shown = shlex.quote(visible(str(path)))
+    exe = statehub_executable()
     where = "; ".join(
         part
         for part in (
             f"roots {', '.join(roots)}" if roots else "",
+            f"depth {depth}" if depth != 1 else "",
             f"repos {', '.join(paths)}" if paths else "",
         )
         if part
     )
     sys.stdout.write(
-        f"wrote {shown} (hub {visible(settings.hub_name)}, definition {settings.schedule.id}; "
+        f"wrote {visible(str(path))} (hub {visible(settings.hub_name)}, "
+        f"definition {settings.schedule.id}; "
         f"{visible(where)}; database {visible(str(settings.database_path))}, mode active)\n"
     )
     if not conventions:
@@ -170,27 +246,30 @@ def init_command(
             + "\n"
         )
     if repos:
-        _first_sweep(settings, shown)
+        _first_sweep(settings, exe, shown)
     sys.stdout.write(
-        f"next: statehub daemon --config {shown}   (in a checkout: ./dev run --config {shown};"
-        f" one sweep now: statehub sweep --config {shown})\n"
+        f"next: {exe} daemon --config {shown}   (in a checkout: ./dev run --config {shown};"
+        f" one sweep now: {exe} sweep --config {shown})\n"
     )
     return 0
 
 
-def _repos(roots: list[str], paths: list[str]) -> list[Path]:
+def _repos(roots: list[str], paths: list[str], depth: int) -> list[Path]:
     """The repos a sweep of these roots and paths would find."""
     from statehub.settings import RepoSettings, Settings
     from statehub.sweep import discover
 
     settings = Settings(
-        repos=RepoSettings(roots=[Path(r) for r in roots], paths=[Path(p) for p in paths])
+        repos=RepoSettings(
+            roots=[Path(r) for r in roots], paths=[Path(p) for p in paths], depth=depth
+        )
     )
     return [target.path for target in discover(settings).targets]
 
 
-def _first_sweep(settings: Settings, shown: str) -> None:
-    """Sweep once and say how many findings there are, and the one command to accept them."""
+def _first_sweep(settings: Settings, exe: str, shown: str) -> None:
+    """Sweep once and say how many findings there are, and the one command to accept them
+    (``exe``: how to run statehub; ``shown``: the configuration's path, quoted)."""
     from statehub.sweep import run_sweep
 
     detail = run_sweep(settings, source="init").detail
@@ -204,10 +283,10 @@ def _first_sweep(settings: Settings, shown: str) -> None:
     errors = len(detail["automation_errors"])
     sys.stdout.write(
         f"first sweep: {len(findings)} finding(s) in {len(repos)} of {detail['repos_total']} "
-        f"repo(s), {errors} automation error(s); see them: statehub findings --config {shown}\n"
+        f"repo(s), {errors} automation error(s); see them: {exe} findings --config {shown}\n"
     )
     if findings:
         sys.stdout.write(
             "to accept them as they stand (only new ones are reported from then on): "
-            f"statehub accept --config {shown}\n"
+            f"{exe} accept --config {shown}\n"
         )

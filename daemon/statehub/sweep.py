@@ -7,9 +7,11 @@ event at once. Every sweep appends exactly one progress event (section 5 of the 
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +24,7 @@ from statehub.checks import printable
 from statehub.contract import AUTOMATION_ERROR, EVENT_ALL, EVENT_CHOSEN, EVENT_TYPES, RepoKind
 from statehub.errors import UsageError, WorkerError
 from statehub.findings import mark_new
+from statehub.fleetscan import depth_reaching_all, holds_git, repos_below
 from statehub.lock import SweepLock
 from statehub.outcome import RepoOutcome, RepoTask, Standing, Target
 from statehub.pool import WorkerPool, usable_cores
@@ -65,18 +68,16 @@ def excluded(settings: Settings, name: str) -> bool:
 def discover(settings: Settings) -> Fleet:
     """Every repo under ``roots`` and in ``paths``, less ``exclude``, with unique names.
 
-    A folder directly below a root is a repo when it holds a ``.git`` entry; a configured
-    path is listed even when missing (it becomes skipped_missing).
+    A folder below a root (down to ``[repos] depth`` levels) is a repo when it holds a
+    ``.git`` entry; a configured path is listed even when missing (it becomes
+    skipped_missing).
     """
     found: list[Path] = []
     for root in settings.repos.roots:
-        folder = settings.resolve(root)
         try:
-            with os.scandir(folder) as scan:  # the entry's type comes with it: no stat
-                names = sorted(entry.name for entry in scan if _holds_git(entry))
+            found.extend(repos_below(settings.resolve(root), settings.repos.depth))
         except OSError:
             continue  # a missing root has no repos; the sweep's warnings say so
-        found.extend(folder / name for name in names)
     found.extend(settings.resolve(path) for path in settings.repos.paths)
 
     targets: list[Target] = []
@@ -103,14 +104,18 @@ def root_warnings(settings: Settings) -> list[str]:
     """Each root that does not exist, is not a folder or holds no repo, and a configuration
     with nothing to sweep: a sweep that sweeps nothing says why (issue 15).
 
-    Cheap: a root is read only until its first repo.
+    Cheap: a root is read only until its first repo, unless it holds none at its depth
+    (then up to :data:`~statehub.fleetscan.MAX_DEPTH` levels, to say where they are).
     """
     warnings: list[str] = []
+    depth = settings.repos.depth
     for root in settings.repos.roots:
         folder = settings.resolve(root)
         try:
             with os.scandir(folder) as entries:
-                holds_repo = any(_holds_git(entry) for entry in entries)
+                holds_repo = any(holds_git(entry) for entry in entries)
+            if not holds_repo and depth > 1:
+                holds_repo = bool(repos_below(folder, depth))
         except FileNotFoundError:
             warnings.append(f"repos.roots: {folder} does not exist")
             continue
@@ -121,20 +126,22 @@ def root_warnings(settings: Settings) -> list[str]:
             warnings.append(f"repos.roots: {folder} cannot be read ({exc.strerror})")
             continue
         if not holds_repo:
-            warnings.append(
-                f"repos.roots: {folder} holds no git repo (none of its folders has .git)"
-            )
+            warnings.append(_no_repo_warning(folder, depth))
     if not settings.repos.roots and not settings.repos.paths:
         warnings.append("repos: no roots and no paths are configured: there is nothing to sweep")
     return warnings
 
 
-def _holds_git(entry: os.DirEntry[str]) -> bool:
-    """A folder (or a link to one) with a ``.git`` entry (folder or file) in it."""
-    try:
-        return entry.is_dir() and os.path.lexists(f"{entry.path}/.git")
-    except OSError:
-        return False
+def _no_repo_warning(folder: Path, depth: int) -> str:
+    """A root without a repo at its depth: where the repos are, when they sit deeper."""
+    deeper = depth_reaching_all(folder)
+    if deeper is None:
+        within = "none of its folders has .git" if depth == 1 else f"within {depth} levels"
+        return f"repos.roots: {folder} holds no git repo ({within})"
+    return (
+        f"repos.roots: {folder} holds repos only {deeper} levels down: "
+        f"set [repos] depth = {deeper} (now {depth}), or name the folders below it as roots"
+    )
 
 
 def select(settings: Settings, names: Sequence[str] | None) -> tuple[list[Target], list[str]]:
@@ -154,6 +161,40 @@ def select(settings: Settings, names: Sequence[str] | None) -> tuple[list[Target
         else:
             unknown.append(name)
     return chosen, unknown
+
+
+def match_repo_names(settings: Settings, names: Sequence[str]) -> list[str]:
+    """The repos meant by ``names`` as a person types them (``sweep --repo``).
+
+    A name is a repo's name (configured, or assessed by an earlier sweep), else the one
+    repo whose name it starts or ends (``click`` for ``pallets+click``). Raises UsageError
+    for a name that matches several (naming them) or none (naming the closest).
+    """
+    available = {target.name for target in discover(settings).targets}
+    if settings.database_path.exists():
+        with Store.open(settings.database_path) as db:
+            available |= db.assessed_repos()
+    return [_match_name(name, sorted(available)) for name in names]
+
+
+def _match_name(name: str, available: list[str]) -> str:
+    if name in available:
+        return name
+    candidates = [repo for repo in available if repo.startswith(name) or repo.endswith(name)]
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        shown = ", ".join(candidates[:5]) + (", ..." if len(candidates) > 5 else "")
+        raise UsageError(f"repo {name!r} matches {len(candidates)} repos: {shown}; name one")
+    # Close to a whole name, or to its last part (``cluck`` to ``pallets+click``).
+    parts = {repo: repo for repo in available}
+    for repo in available:
+        parts.setdefault(re.split(r"[+/._~-]", repo)[-1], repo)
+    close = list(
+        dict.fromkeys(parts[match] for match in difflib.get_close_matches(name, parts, n=3))
+    )
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise UsageError(f"unknown repo: {name} (not configured, never assessed){hint}")
 
 
 def run_sweep(
