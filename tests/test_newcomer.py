@@ -80,13 +80,14 @@ def test_init_sweeps_once_and_names_the_command_that_accepts(tmp_path: Path, fle
     result = statehub("init", str(fleet), config=target)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
+    exe = Path(sys.executable).parent / "statehub"  # the statehub it runs from, not PATH's
     assert (
         "first sweep: 1 finding(s) in 1 of 2 repo(s), 0 automation error(s); see them: "
-        f"statehub findings --config {target}"
+        f"{exe} findings --config {target}"
     ) in lines
     assert (
         "to accept them as they stand (only new ones are reported from then on): "
-        f"statehub accept --config {target}"
+        f"{exe} accept --config {target}"
     ) in lines
     assert statehub("accept", config=target).returncode == 0
     sweep = json.loads(statehub("sweep", "--json", config=target).stdout)["detail"]
