@@ -97,6 +97,7 @@ def _fetch_error(checks: EffectiveChecks, exc: FetchError) -> list[Finding]:
 def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Finding]) -> RepoOutcome:
     """Read the repo's git state and run the catalogue on it; ``errors`` come first."""
     from statehub import gitstate  # libgit2: loaded on the first repo that needs a full read
+    from statehub import planread  # the workplans for the registry, read where the checks are
 
     try:
         state = gitstate.read_state(
@@ -107,6 +108,7 @@ def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Findi
     ctx = RepoContext(name=target.name, root=target.path, settings=checks, git=state)
     try:
         findings = assess(ctx)
+        plans = planread.read_plans(target.path)
     except MemoryError:
         raise  # the worker reports the memory bound
     except Exception as exc:  # a bug in one check must not stop the fleet
@@ -118,6 +120,7 @@ def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Findi
         fingerprint=state.fingerprint,
         watch=state.untracked,
         findings=errors + findings,
+        workplans=plans,
     )
 
 

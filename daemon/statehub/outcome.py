@@ -93,6 +93,9 @@ class RepoOutcome:
     fingerprint: str | None = None
     watch: tuple[str, ...] = ()  # the untracked files, part of the fingerprint
     findings: list[Finding] = field(default_factory=list)
+    # The repo's workplans as read this time (statehub.planread), for the registry; None
+    # when its files were not read (a clean skip, an error): the registry keeps its record.
+    workplans: list[dict[str, Any]] | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -106,6 +109,7 @@ class RepoOutcome:
             "fingerprint": self.fingerprint,
             "watch": list(self.watch),
             "findings": [finding.as_dict() for finding in self.findings],
+            "workplans": self.workplans,
         }
 
     @classmethod
@@ -123,7 +127,34 @@ class RepoOutcome:
                 Finding(check=str(f["check"]), message=str(f["message"]), path=f["path"])
                 for f in data["findings"]
             ],
+            workplans=_workplans(data.get("workplans")),
         )
+
+
+def _workplans(data: Any) -> list[dict[str, Any]] | None:
+    """The workplans of a worker's reply, every value checked to be text (or None)."""
+    if data is None:
+        return None
+
+    def text(value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    plans: list[dict[str, Any]] = []
+    for plan in data:
+        finding = plan.get("finding")
+        plans.append(
+            {
+                "path": str(plan["path"]),
+                "id": text(plan.get("id")),
+                "title": text(plan.get("title")),
+                "status": text(plan.get("status")),
+                "fields": {str(k): str(v) for k, v in (plan.get("fields") or {}).items()},
+                "finding": None
+                if not finding
+                else {"check": str(finding["check"]), "message": str(finding["message"])},
+            }
+        )
+    return plans
 
 
 def errored(target: Target, checks: EffectiveChecks, message: str) -> RepoOutcome:

@@ -80,6 +80,9 @@ class _Unparsable(Exception):
     """A workplan's front matter does not parse to a mapping; the message says why."""
 
 
+FrontMatterError = _Unparsable
+
+
 def _front_matter_text(data: bytes) -> str:
     """The YAML between the opening and the closing line of a file's first bytes."""
     data = data.removeprefix(BOM)
@@ -125,6 +128,20 @@ def _front_matter(data: bytes) -> dict[Any, Any]:
         kind = "nothing" if parsed is None else type(parsed).__name__
         raise _Unparsable(f"has front matter that is not a mapping (it is {kind})")
     return parsed
+
+
+def front_matter(data: bytes) -> dict[Any, Any]:
+    """The front matter of a workplan's first bytes, parsed as C-05 parses it.
+
+    For readers other than the checks (the workplan registry, :mod:`statehub.planread`).
+    Raises :class:`FrontMatterError`, whose message says why as C-05 words it.
+    """
+    return _front_matter(data)
+
+
+def as_text(value: Any) -> tuple[str | None, str | None]:
+    """A front-matter value as text, or (None, why not), as C-06 judges it."""
+    return _as_text(value)
 
 
 def _as_text(value: Any) -> tuple[str | None, str | None]:
