@@ -241,6 +241,33 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workplans(args: argparse.Namespace) -> int:
+    from statehub.planregistry import changed_since
+    from statehub.timefmt import utc_now
+
+    try:
+        since = None if args.changed_since is None else changed_since(args.changed_since, utc_now())
+    except ValueError as exc:
+        raise_usage(f"--changed-since: {exc}")
+    statuses = list(args.status or [])
+    store = open_store(load(args))
+    total = 0
+    plans: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    if store is not None:
+        with store:
+            total, plans = store.workplans(statuses=statuses, repo=args.repo, changed_since=since)
+            if since is not None:
+                changes = store.workplan_changes(since=since, repo=args.repo, limit=100000)
+    if args.json:
+        print_json({"total": total, "workplans": plans, "changes": changes})
+    else:
+        from statehub.render import workplans_table
+
+        workplans_table(console(), plans, changes)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from statehub.compare import compare_command
 
@@ -527,17 +554,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--since-hours", type=_positive_float, metavar="H", help="only the last H hours"
     )
 
-    compare = add("compare", cmd_compare, "sweeps summed by source, and slot coverage", as_json)
-    compare.add_argument(
-        "--since-hours", type=_positive_float, default=24.0, metavar="H", help="default 24"
-    )
-
     runs = add(
         "runs", cmd_runs, "the recent runs of the schedule, by any path (activity_runs)", as_json
     )
     runs.add_argument(
         "--limit", type=_bounded_int(1, 100000), default=20, metavar="N", help="default 20"
     )
+
+    _add_reports(add, as_json)
 
     add("serve", cmd_serve, "serve the HTTP API ([api] host and port)")
     add("daemon", cmd_daemon, "run the scheduler daemon ([schedule])")
@@ -593,6 +617,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument("install_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def _add_reports(add: Callable[..., Any], as_json: argparse.ArgumentParser) -> None:
+    """``statehub compare`` and ``statehub workplans`` (the registry of issue 26)."""
+    compare = add("compare", cmd_compare, "sweeps summed by source, and slot coverage", as_json)
+    compare.add_argument(
+        "--since-hours", type=_positive_float, default=24.0, metavar="H", help="default 24"
+    )
+    workplans = add(
+        "workplans", cmd_workplans, "the fleet's workplans, as the last sweeps read them", as_json
+    )
+    workplans.add_argument(
+        "--status", action="append", metavar="S", help="only plans with this status (repeatable)"
+    )
+    workplans.add_argument("--repo", metavar="NAME", help="only the plans of this repo")
+    workplans.add_argument(
+        "--changed-since",
+        metavar="AGE",
+        help="only plans added or changed since then (7d, 12h, 30m, 2w, or a date), "
+        "and list every change of that time, removals included",
+    )
 
 
 def _add_starter(add: Callable[..., Any]) -> None:

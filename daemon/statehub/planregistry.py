@@ -16,12 +16,40 @@ such as ``STATE-WP-0064: active -> finished``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from statehub.timefmt import iso
 
 KINDS = ("added", "changed", "moved", "removed")
 LEFT_FLEET = "its repo left the fleet"
+_AGE = re.compile(r"^([0-9]{1,6})([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def changed_since(text: str, now: datetime) -> str:
+    """The ISO-8601 UTC moment that ``--changed-since`` / ``changed_since`` names.
+
+    An age (``30m``, ``12h``, ``7d``, ``2w``) counts back from ``now``; a date
+    (``2026-12-01``) or an ISO-8601 moment is taken as it is (UTC when it has no zone).
+    Raises ValueError with a message for a person.
+    """
+    age = _AGE.match(text.strip())
+    if age:
+        moment = now - timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is neither an age (30m, 12h, 7d, 2w) nor a date (2026-12-01)"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return iso(moment)
 
 
 @dataclass(frozen=True, kw_only=True)

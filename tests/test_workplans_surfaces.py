@@ -1,0 +1,67 @@
+"""The workplan registry's surfaces: the CLI, the API and the page agree on one store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from api_support import client, serve_fleet
+from clirun import statehub
+from gitfleet import commit_all, make_repo, workplan, write
+
+PLAN = "workplans/DEMO-WP-0001-plan.md"
+
+
+def test_cli_api_and_page_agree(tmp_path: Path, fleet: Path) -> None:
+    """After a plan is blocked, the CLI, GET /workplans and the page show the same plans."""
+    root = make_repo(fleet, "alpha")
+    make_repo(fleet, "beta")
+    server = serve_fleet(tmp_path, fleet)
+    assert statehub("sweep", "--all", "--json", config=server.config).returncode == 0
+    write(root, {PLAN: workplan("DEMO-WP-0001", status="blocked")})
+    commit_all(root)
+    assert statehub("sweep", "--all", "--json", config=server.config).returncode == 0
+
+    cli = statehub("workplans", "--json", config=server.config)
+    blocked_cli = statehub("workplans", "--status", "blocked", "--json", config=server.config)
+    recent = statehub("workplans", "--changed-since", "1h", "--json", config=server.config)
+    with server, client(server.url) as http:
+        listed = http.get("/workplans").json()
+        blocked_api = http.get("/workplans", params={"status": "blocked"}).json()
+        paged = http.get("/workplans", params={"limit": 1, "offset": 1}).json()
+        one = http.get("/workplans/alpha/DEMO-WP-0001").json()
+        page = http.get("/status").text
+        missing = http.get("/workplans/alpha/NOPE-WP-0001")
+        bad = http.get("/workplans", params={"changed_since": "soon"})
+
+    everything = json.loads(cli.stdout)
+    assert cli.returncode == 0 and everything["total"] == listed["total"] == 4
+    assert everything["workplans"] == listed["workplans"]
+    assert json.loads(blocked_cli.stdout)["workplans"] == blocked_api["workplans"]
+    assert [(p["repo"], p["id"]) for p in blocked_api["workplans"]] == [("alpha", "DEMO-WP-0001")]
+    assert paged["workplans"] == listed["workplans"][1:2] and paged["total"] == 4
+    assert [c["summary"] for c in one["changes"]] == [
+        "DEMO-WP-0001: active -> blocked",
+        "DEMO-WP-0001: added (active)",
+    ]
+    assert json.loads(recent.stdout)["changes"][0]["summary"] == "DEMO-WP-0001: active -> blocked"
+    assert 'data-status="blocked">blocked&nbsp;\u00d71' in page
+    assert 'data-status="active">active&nbsp;\u00d73' in page
+    assert '<a href="/status/repos/alpha">alpha</a>: DEMO-WP-0001: active -&gt; blocked' in page
+    assert missing.status_code == 404
+    assert bad.status_code == 422
+
+
+def test_cli_table_and_usage_error(tmp_path: Path, fleet: Path) -> None:
+    """The table names each plan; a --changed-since that is no age nor date is exit 2."""
+    make_repo(fleet, "alpha")
+    server = serve_fleet(tmp_path, fleet)
+    statehub("sweep", "--all", config=server.config)
+
+    table = statehub("workplans", "--repo", "alpha", config=server.config)
+    bad = statehub("workplans", "--changed-since", "lately", config=server.config)
+
+    assert table.returncode == 0
+    assert "DEMO-WP-0002" in table.stdout and "2 workplan(s)" in table.stdout
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "--changed-since" in bad.stderr
