@@ -8,6 +8,7 @@ from pathlib import Path
 from api_support import client, serve_fleet
 from clirun import statehub
 from gitfleet import commit_all, make_repo, workplan, write
+from test_alerts import Receiver, notify_config, sweep
 
 PLAN = "workplans/DEMO-WP-0001-plan.md"
 
@@ -65,3 +66,27 @@ def test_cli_table_and_usage_error(tmp_path: Path, fleet: Path) -> None:
     assert "DEMO-WP-0002" in table.stdout and "2 workplan(s)" in table.stdout
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "--changed-since" in bad.stderr
+
+
+def test_plan_entering_a_watched_status_is_posted_once(tmp_path: Path, fleet: Path) -> None:
+    """[notify] workplan_statuses: a plan turning blocked is posted once, a first read is not."""
+    root = make_repo(fleet, "alpha")
+    write(root, {"workplans/DEMO-WP-0002-plan.md": workplan("DEMO-WP-0002", status="blocked")})
+    commit_all(root)
+    receiver = Receiver()
+    try:
+        config = notify_config(tmp_path, fleet, receiver, 'workplan_statuses = ["blocked"]\n')
+        assert sweep(config).returncode == 0  # DEMO-WP-0002 was blocked before: no post
+        write(root, {PLAN: workplan("DEMO-WP-0001", status="blocked")})
+        commit_all(root)
+        assert sweep(config).returncode == 0
+        assert sweep(config).returncode == 0  # unchanged: nothing more
+        posts = [hook for hook in receiver.hooks() if hook["kind"] == "workplan_status"]
+    finally:
+        receiver.close()
+
+    [post] = posts
+    assert post["text"] == "statehub: workplan in alpha: DEMO-WP-0001: active -> blocked"
+    assert [(p["repo"], p["plan_id"], p["new_status"]) for p in post["details"]["workplans"]] == [
+        ("alpha", "DEMO-WP-0001", "blocked")
+    ]

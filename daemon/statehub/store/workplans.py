@@ -166,6 +166,22 @@ class Workplans(StoreBase):
             ).fetchall()
         return [_change_dict(row) for row in rows]
 
+    def workplans_entering(self, run_id: str, statuses: Sequence[str]) -> list[dict[str, Any]]:
+        """The changes of one sweep by which a plan entered one of ``statuses`` (in the
+        order seen); a plan found by its repo's first read entered nothing
+        (:meth:`statehub.planregistry.Change.entered`)."""
+        if not statuses:
+            return []
+        with self._guard() as connection:
+            rows = connection.execute(
+                f"SELECT {_CHANGE_COLUMNS} FROM workplan_changes"  # noqa: S608  # constant columns
+                " WHERE run_id = ? AND kind != 'removed' AND first_read = 0"
+                " AND new_status IN (SELECT value FROM json_each(?))"
+                " AND (old_status IS NULL OR old_status != new_status) ORDER BY id",
+                (run_id, json.dumps(list(statuses))),
+            ).fetchall()
+        return [_change_dict(row) for row in rows]
+
     def workplan_status_counts(self) -> dict[str, int]:
         """How many plans of the registry have each status (None: no usable status)."""
         with self._guard() as connection:
