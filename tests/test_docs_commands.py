@@ -17,6 +17,7 @@ DOCUMENTS = [
     "docs/install.md",
     "docs/cron-migration.md",
     "docs/temporal.md",
+    "docs/workplans.md",
     "infra/README.md",
     "infra/systemd/archived/README.md",
     "infra/k8s/README.md",

@@ -202,3 +202,27 @@ def test_filters_by_status_repo_and_change(tmp_path: Path, fleet: Path) -> None:
     assert {repo for repo, _ in plans(settings, repo="beta")} == {"beta"}
     changed = plans(settings, changed_since=first.detail["finished_at"])
     assert set(changed) == {("alpha", "DEMO-WP-0001")}
+
+
+def test_plans_are_recorded_with_the_workplan_checks_disabled(tmp_path: Path, fleet: Path) -> None:
+    """With C-05..C-11 disabled the registry still reads every plan itself."""
+    make_repo(fleet, "alpha")
+    disabled = 'disable = ["C-05", "C-06", "C-07", "C-08", "C-09", "C-10", "C-11"]'
+    settings = settings_for(tmp_path, fleet, checks=disabled)
+
+    run_sweep(settings)
+
+    assert {key for _, key in plans(settings)} == {"DEMO-WP-0001", "DEMO-WP-0002"}
+
+
+def test_shared_id_keeps_both_plans(tmp_path: Path, fleet: Path) -> None:
+    """Two files with one id (C-08): the first in path order has the id, the other its path."""
+    root = make_repo(fleet, "alpha")
+    write(root, {"workplans/DEMO-WP-0001-copy.md": workplan("DEMO-WP-0001", status="draft")})
+    settings = settings_for(tmp_path, fleet)
+
+    run_sweep(settings)
+
+    found = plans(settings, repo="alpha")
+    assert found[("alpha", "DEMO-WP-0001")]["path"] == "workplans/DEMO-WP-0001-copy.md"
+    assert found[("alpha", PLAN)]["id"] == "DEMO-WP-0001"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 
 from statehub.planregistry import changed_since
@@ -100,17 +100,19 @@ def add_workplan_routes(app: FastAPI, pool: StorePool, problems: dict[int | str,
         ] = None,
         limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT, description="plans per page")] = 100,
         offset: Annotated[int, Query(ge=0, description="plans skipped")] = 0,
-    ) -> JSONResponse:
+    ) -> Response:
         """The registry's workplans in repo and id order, a page at a time."""
         with pool.store() as db:
-            total, plans = db.workplans(
+            total, listed = db.workplans_json(
                 statuses=status or (),
                 repo=repo,
                 changed_since=changed_since,
                 limit=limit,
                 offset=offset,
             )
-        return JSONResponse({"total": total, "limit": limit, "offset": offset, "workplans": plans})
+        # The list as SQLite wrote it (statehub workplans --json prints the same text).
+        body = f'{{"total":{total},"limit":{limit},"offset":{offset},"workplans":{listed}}}'
+        return Response(body, media_type="application/json")
 
     @app.get(
         "/workplans/{repo}/{plan:path}",

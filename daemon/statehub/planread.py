@@ -24,6 +24,7 @@ from statehub.checks.workplans import (
     FrontMatterError,
     as_text,
     front_matter,
+    take_parsed,
 )
 
 MAX_FIELDS = 32
@@ -35,13 +36,27 @@ def read_plans(root: Path) -> list[dict[str, Any]]:
     """Every workplan of the work tree at ``root``, in path order, as JSON-ready dicts.
 
     Each has ``path``, ``id``, ``title``, ``status`` (None when unusable), ``fields`` (the
-    other scalar keys) and ``finding`` (``{"check", "message"}`` or None).
+    other scalar keys) and ``finding`` (``{"check", "message"}`` or None). What the workplan
+    checks just parsed of this repo is taken as they parsed it, not read again.
     """
-    folder = scan_workplans(root)
-    return [_plan(root, path) for path in folder.plans[:MAX_PLANS]]
+    parsed = take_parsed(root)
+    if parsed is None:
+        parsed = {path: _parse(root, path) for path in scan_workplans(root).plans[:MAX_PLANS]}
+    return [_plan(path, parsed[path]) for path in sorted(parsed)[:MAX_PLANS]]
 
 
-def _plan(root: Path, path: str) -> dict[str, Any]:
+def _parse(root: Path, path: str) -> dict[Any, Any] | str:
+    """A workplan's front matter, or why it does not parse (C-05's words)."""
+    data = read_inside(root, path, FRONT_MATTER_LIMIT)
+    if data is None:
+        return "cannot be read (not a regular file inside the repo)"
+    try:
+        return front_matter(data)
+    except FrontMatterError as exc:
+        return str(exc)
+
+
+def _plan(path: str, front: dict[Any, Any] | str) -> dict[str, Any]:
     plan: dict[str, Any] = {
         "path": printable(path),
         "id": None,
@@ -50,14 +65,8 @@ def _plan(root: Path, path: str) -> dict[str, Any]:
         "fields": {},
         "finding": None,
     }
-    data = read_inside(root, path, FRONT_MATTER_LIMIT)
-    if data is None:
-        plan["finding"] = _c05("cannot be read (not a regular file inside the repo)")
-        return plan
-    try:
-        front = front_matter(data)
-    except FrontMatterError as exc:
-        plan["finding"] = _c05(str(exc))
+    if isinstance(front, str):
+        plan["finding"] = _c05(front)
         return plan
     lacking: list[str] = []
     for key in REQUIRED_FIELDS:

@@ -75,8 +75,9 @@ class Workplans(StoreBase):
                     )
                 )
             plans.extend(leave(recorded[repo]) for repo in gone if repo in recorded)
+            # One statement each for the whole sweep: per repo, they were most of its cost.
+            _apply(connection, plans, run_id=run_id, now=now)
             for result in plans:
-                _apply(connection, result, run_id=run_id, now=now)
                 for kind, count in result.counts().items():
                     counts[kind] += count
             connection.executemany(
@@ -120,6 +121,37 @@ class Workplans(StoreBase):
             total = int(connection.execute(count_sql, params).fetchone()[0])
             rows = connection.execute(sql, page).fetchall()
         return total, [_plan_dict(row) for row in rows]
+
+    def workplans_json(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        repo: str | None = None,
+        changed_since: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[int, str]:
+        """:meth:`workplans` as the JSON text of its list, written by SQLite: decoding and
+        encoding 20,000 plans in Python took most of a second."""
+        where, params = _plan_filter(statuses, repo, changed_since)
+        inner = (
+            f"SELECT {_PLAN_COLUMNS} FROM workplans w"  # noqa: S608  # constant clauses
+            f" LEFT JOIN repo_assessments a ON a.repo = w.repo{where}"
+            " ORDER BY w.repo, w.plan_key LIMIT ? OFFSET ?"
+        )
+        sql = (
+            "SELECT json_group_array(json_object('repo', repo, 'id', plan_id, 'key', plan_key,"  # noqa: S608
+            " 'title', title, 'status', status, 'path', path, 'fields', json(fields),"
+            " 'finding', json(finding), 'first_seen', first_seen, 'changed_at', changed_at,"
+            f" 'last_seen', assessed_at)) FROM ({inner})"
+        )
+        with self._guard() as connection:
+            count_sql = f"SELECT count(*) FROM workplans w{where}"  # noqa: S608  # as above
+            total = int(connection.execute(count_sql, params).fetchone()[0])
+            text = connection.execute(
+                sql, [*params, -1 if limit is None else limit, offset]
+            ).fetchone()[0]
+        return total, str(text)
 
     def workplan(self, repo: str, key: str) -> dict[str, Any] | None:
         """One plan of the registry (by its id, or its path when it has none) and its history;
@@ -221,13 +253,18 @@ def _recorded(connection: sqlite3.Connection, repos: list[str]) -> dict[str, dic
     return found
 
 
-def _apply(connection: sqlite3.Connection, result: Reconciled, *, run_id: str, now: str) -> None:
-    if result.delete:
-        repo = result.changes[0].repo
-        connection.executemany(
-            "DELETE FROM workplans WHERE repo = ? AND plan_key = ?",
-            [(repo, key) for key in result.delete],
-        )
+def _apply(
+    connection: sqlite3.Connection, results: Sequence[Reconciled], *, run_id: str, now: str
+) -> None:
+    connection.executemany(
+        "DELETE FROM workplans WHERE repo = ? AND plan_key = ?",
+        [
+            (change.repo, change.key)
+            for result in results
+            for change in result.changes
+            if change.key in result.delete
+        ],
+    )
     connection.executemany(
         "INSERT OR REPLACE INTO workplans (repo, plan_key, plan_id, title, status, path,"
         " fields, finding, first_seen, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -239,19 +276,24 @@ def _apply(connection: sqlite3.Connection, result: Reconciled, *, run_id: str, n
                 plan.title,
                 plan.status,
                 plan.path,
-                json.dumps(dict(plan.fields), ensure_ascii=False),
+                _json_object(plan.fields),
                 None if plan.finding is None else json.dumps(dict(plan.finding)),
                 plan.first_seen,
                 plan.changed_at,
             )
+            for result in results
             for plan in result.upsert
         ],
     )
     connection.executemany(
         f"INSERT INTO workplan_changes ({_CHANGE_COLUMNS.removeprefix('id, ')})"  # noqa: S608
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [_change_row(change, run_id, now) for change in result.changes],
+        [_change_row(change, run_id, now) for result in results for change in result.changes],
     )
+
+
+def _json_object(fields: Mapping[str, str]) -> str:
+    return json.dumps(dict(fields), ensure_ascii=False) if fields else "{}"
 
 
 def _change_row(change: Change, run_id: str, now: str) -> tuple[Any, ...]:
