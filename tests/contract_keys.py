@@ -32,6 +32,7 @@ DETAIL_KEYS = {
     "assessment_failures",
     "warnings",  # issue 15
     "new_findings",  # issue 15
+    "workplan_changes",  # issue 26
 }
 
 

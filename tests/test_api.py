@@ -368,6 +368,8 @@ def test_openapi_lists_every_endpoint(hub: Hub) -> None:
         "/progress/": {"get"},
         "/repos": {"get"},
         "/repos/{name}": {"get"},
+        "/workplans": {"get"},
+        "/workplans/{repo}/{plan}": {"get"},
         "/healthz": {"get"},
         "/metrics": {"get"},
     }

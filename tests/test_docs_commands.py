@@ -19,6 +19,7 @@ DOCUMENTS = [
     "docs/temporal.md",
     "docs/baseline.md",
     "docs/configuration.md",
+    "docs/workplans.md",
     "infra/README.md",
     "infra/systemd/archived/README.md",
     "infra/k8s/README.md",

@@ -10,7 +10,9 @@ Two channels, both optional:
   runs them. A lock-skipped sweep completes with a body that says so: another sweep runs.
 - ``webhook_url``, a JSON ``POST`` for each change a person must see, never one per sweep:
   automation errors appearing or clearing, a finding of a check in ``alert_checks``
-  appearing (or going), the daemon taking over as fallback and handing back. What was last
+  appearing (or going), a workplan entering one of ``workplan_statuses`` (the registry's
+  change, posted by the process that ran the sweep), the daemon taking over as fallback and
+  handing back. What was last
   reported is kept in ``hub_state`` (keys ``notify:*``), so every process serving the same
   database reports a change once.
 
@@ -58,6 +60,7 @@ KINDS = (
     "findings_resolved",
     "fallback_started",
     "fallback_ended",
+    "workplan_status",
     "test",
 )
 QUEUE_SIZE = 64
@@ -448,6 +451,7 @@ def after_sweep(settings: Settings, event: ProgressEvent) -> None:
             },
             undo_findings,
         )
+    _workplans_entering(settings, event)
     resolved = sorted(previous - current)
     if resolved:
         post(
@@ -462,6 +466,41 @@ def after_sweep(settings: Settings, event: ProgressEvent) -> None:
             },
             undo_findings,
         )
+
+
+def _workplans_entering(settings: Settings, event: ProgressEvent) -> None:
+    """Post the plans that entered one of ``workplan_statuses`` with this sweep.
+
+    The registry records each transition once, with the sweep that saw it, so reading the
+    sweep's own changes posts each once.
+    """
+    watched = settings.notify.workplan_statuses
+    run_id = event.detail.get("run_id")
+    if not watched or not isinstance(run_id, str):
+        return
+    with Store.open(settings.database_path) as store:
+        entering = store.workplans_entering(run_id, watched)
+    if not entering:
+        return
+    first = entering[0]
+    post(
+        settings,
+        "workplan_status",
+        f"workplan in {first['repo']}: {first['summary']}"
+        + (f" (and {len(entering) - 1} more)" if len(entering) > 1 else ""),
+        {
+            "source": event.detail.get("source"),
+            "event_id": event.id,
+            "workplans": [
+                {
+                    key: change[key]
+                    for key in ("repo", "plan_id", "path", "old_status", "new_status", "summary")
+                }
+                for change in entering[:LISTED_FINDINGS]
+            ],
+            "total": len(entering),
+        },
+    )
 
 
 def _pairs_text(pairs: Iterable[tuple[str, str]], limit: int = 5) -> str:

@@ -79,6 +79,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from statehub import __version__
 from statehub.alerts import observed_sweep
+from statehub.apiplans import add_workplan_routes
 from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, StoreError
 from statehub.fire import record_interrupted_fires
 from statehub.live import LiveSettings
@@ -630,6 +631,7 @@ def create_app(settings: Settings | LiveSettings) -> FastAPI:
     _add_error_handlers(app)
     _add_sweep_route(app, live)
     _add_read_routes(app, pool, settings.database_path)
+    add_workplan_routes(app, pool, _PROBLEMS)
     _add_metrics_route(app, pool, settings.database_path, throttle)
     add_page_routes(app, lambda: live.settings, pool)
     return app

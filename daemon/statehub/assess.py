@@ -96,7 +96,10 @@ def _fetch_error(checks: EffectiveChecks, exc: FetchError) -> list[Finding]:
 
 def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Finding]) -> RepoOutcome:
     """Read the repo's git state and run the catalogue on it; ``errors`` come first."""
-    from statehub import gitstate  # libgit2: loaded on the first repo that needs a full read
+    from statehub import (
+        gitstate,  # libgit2: loaded on the first repo that needs a full read
+        planread,  # the workplans for the registry, read where the checks are
+    )
 
     try:
         state = gitstate.read_state(
@@ -107,6 +110,7 @@ def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Findi
     ctx = RepoContext(name=target.name, root=target.path, settings=checks, git=state)
     try:
         findings, accepted = checks.partition(assess(ctx))
+        plans = planread.read_plans(target.path)
     except MemoryError:
         raise  # the worker reports the memory bound
     except Exception as exc:  # a bug in one check must not stop the fleet
@@ -119,6 +123,7 @@ def _read_and_assess(target: Target, checks: EffectiveChecks, errors: list[Findi
         watch=state.untracked,
         findings=errors + findings,
         accepted=accepted,
+        workplans=plans,
     )
 
 
@@ -134,8 +139,13 @@ def _not_worktree(
     if standing is not None and not standing.errored and standing.fingerprint == fingerprint:
         return RepoOutcome(target=target, kind=RepoKind.UNCHANGED)
     findings = [Finding(check="C-12", message=reason)] if checks.enabled("C-12") else []
+    # No work tree, no workplans: the registry holds none for it.
     return RepoOutcome(
-        target=target, kind=RepoKind.ASSESSED, fingerprint=fingerprint, findings=findings
+        target=target,
+        kind=RepoKind.ASSESSED,
+        fingerprint=fingerprint,
+        findings=findings,
+        workplans=[],
     )
 
 

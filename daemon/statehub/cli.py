@@ -363,6 +363,39 @@ def _check_id(text: str) -> str:
     return check_id
 
 
+def cmd_workplans(args: argparse.Namespace) -> int:
+    from statehub.planregistry import changed_since
+    from statehub.timefmt import utc_now
+
+    try:
+        since = None if args.changed_since is None else changed_since(args.changed_since, utc_now())
+    except ValueError as exc:
+        raise_usage(f"--changed-since: {exc}")
+    filters = {"statuses": list(args.status or []), "repo": args.repo, "changed_since": since}
+    store = open_store(load(args))
+    total, listed = 0, "[]"
+    plans: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    if store is not None:
+        with store:
+            if args.json:  # the list as SQLite writes it: 20,000 plans within the second
+                total, listed = store.workplans_json(**filters)
+            else:
+                total, plans = store.workplans(**filters)
+            if since is not None:
+                changes = store.workplan_changes(since=since, repo=args.repo, limit=100000)
+    if args.json:
+        sys.stdout.write(
+            f'{{"total": {total}, "workplans": {listed}, '
+            f'"changes": {json.dumps(changes, ensure_ascii=False)}}}\n'
+        )
+    else:
+        from statehub.render import workplans_table
+
+        workplans_table(console(), plans, changes)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from statehub.compare import compare_command
 
@@ -708,10 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_baseline(add, as_json)
-
-    add("compare", cmd_compare, "sweeps summed by source, and slot coverage", as_json).add_argument(
-        "--since-hours", type=_positive_float, default=24.0, metavar="H", help="default 24"
-    )
+    _add_reports(add, as_json)
 
     runs = add(
         "runs", cmd_runs, "the recent runs of the schedule, by any path (activity_runs)", as_json
@@ -831,6 +861,27 @@ def _add_baseline(add: Callable[..., Any], as_json: argparse.ArgumentParser) -> 
         "--prune",
         action="store_true",
         help="also drop the entries of accepted findings that are gone",
+    )
+
+
+def _add_reports(add: Callable[..., Any], as_json: argparse.ArgumentParser) -> None:
+    """``statehub compare`` and ``statehub workplans`` (the registry of issue 26)."""
+    compare = add("compare", cmd_compare, "sweeps summed by source, and slot coverage", as_json)
+    compare.add_argument(
+        "--since-hours", type=_positive_float, default=24.0, metavar="H", help="default 24"
+    )
+    workplans = add(
+        "workplans", cmd_workplans, "the fleet's workplans, as the last sweeps read them", as_json
+    )
+    workplans.add_argument(
+        "--status", action="append", metavar="S", help="only plans with this status (repeatable)"
+    )
+    workplans.add_argument("--repo", metavar="NAME", help="only the plans of this repo")
+    workplans.add_argument(
+        "--changed-since",
+        metavar="AGE",
+        help="only plans added or changed since then (7d, 12h, 30m, 2w, or a date), "
+        "and list every change of that time, removals included",
     )
 
 

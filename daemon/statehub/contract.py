@@ -56,6 +56,8 @@ class Detail:
     WARNINGS: Final = "warnings"
     NEW_FINDINGS: Final = "new_findings"
     """Findings new since their repo's previous assessment."""
+    WORKPLAN_CHANGES: Final = "workplan_changes"
+    """The workplan registry's changes this sweep, by kind: added, changed, moved, removed."""
     INTERRUPTED: Final = "interrupted"
     """Only on the event of a sweep whose process died, written by the next sweep."""
 

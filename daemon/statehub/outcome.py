@@ -95,6 +95,9 @@ class RepoOutcome:
     findings: list[Finding] = field(default_factory=list)
     # Findings the baseline accepts (statehub.baseline): kept apart, never reported.
     accepted: list[Finding] = field(default_factory=list)
+    # The repo's workplans as read this time (statehub.planread), for the registry; None
+    # when its files were not read (a clean skip, an error): the registry keeps its record.
+    workplans: list[dict[str, Any]] | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -109,6 +112,7 @@ class RepoOutcome:
             "watch": list(self.watch),
             "findings": [finding.as_dict() for finding in self.findings],
             "accepted": [finding.as_dict() for finding in self.accepted],
+            "workplans": self.workplans,
         }
 
     @classmethod
@@ -124,7 +128,34 @@ class RepoOutcome:
             watch=tuple(str(path) for path in data["watch"]),
             findings=[Finding.from_dict(f) for f in data["findings"]],
             accepted=[Finding.from_dict(f) for f in data.get("accepted", [])],
+            workplans=_workplans(data.get("workplans")),
         )
+
+
+def _workplans(data: Any) -> list[dict[str, Any]] | None:
+    """The workplans of a worker's reply, every value checked to be text (or None)."""
+    if data is None:
+        return None
+
+    def text(value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    plans: list[dict[str, Any]] = []
+    for plan in data:
+        finding = plan.get("finding")
+        plans.append(
+            {
+                "path": str(plan["path"]),
+                "id": text(plan.get("id")),
+                "title": text(plan.get("title")),
+                "status": text(plan.get("status")),
+                "fields": {str(k): str(v) for k, v in (plan.get("fields") or {}).items()},
+                "finding": None
+                if not finding
+                else {"check": str(finding["check"]), "message": str(finding["message"])},
+            }
+        )
+    return plans
 
 
 def errored(target: Target, checks: EffectiveChecks, message: str) -> RepoOutcome:

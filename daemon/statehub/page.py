@@ -500,6 +500,30 @@ def status_view(
         "filter": {"check": check, "repo": repo},
         "runs": [_run_view(run, moment) for run in model.runs],
         "store_created": None if created is None else day_hm(created) + " UTC",
+        "workplans": workplans_view(store, moment),
+    }
+
+
+PLANS_SHOWN = 50
+PLAN_CHANGES_SHOWN = 20
+PLAN_CHANGES_SPAN = timedelta(days=7)
+
+
+def workplans_view(store: Store, now: datetime) -> dict[str, Any]:
+    """The page's section of the workplan registry: counts by status (blocked first), the
+    blocked plans, and the changes of the last seven days (issue 26)."""
+    counts = store.workplan_status_counts()
+    ordered = sorted(counts.items(), key=lambda item: (item[0] != "blocked", -item[1], item[0]))
+    blocked_total, blocked = store.workplans(statuses=["blocked"], limit=PLANS_SHOWN)
+    changes = store.workplan_changes(since=iso(now - PLAN_CHANGES_SPAN), limit=PLAN_CHANGES_SHOWN)
+    for change in changes:
+        change["age"] = age(_moment(change["seen_at"]), now)
+    return {
+        "total": sum(counts.values()),
+        "counts": [{"status": status or "(none)", "count": n} for status, n in ordered],
+        "blocked": blocked,
+        "blocked_more": max(0, blocked_total - len(blocked)),
+        "changes": changes,
     }
 
 

@@ -165,6 +165,31 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
     out.print(table)
 
 
+def workplans_table(
+    out: Console, plans: Sequence[Mapping[str, Any]], changes: Sequence[Mapping[str, Any]]
+) -> None:
+    """The registry's plans (repo, id, status, title, path), then the changes asked for."""
+    if plans:
+        table = Table()
+        for column in ("repo", "id", "status", "title", "path", "changed_at"):
+            table.add_column(column, overflow="fold")
+        for plan in plans:
+            finding = plan.get("finding")
+            table.add_row(
+                plain(plan["repo"]),
+                plain(plan["id"] or "-"),
+                plain(plan["status"] or (finding["check"] if finding else "-")),
+                plain(plan["title"] or ""),
+                plain(plan["path"]),
+                plain(plan["changed_at"]),
+                style="red" if finding else ("bold" if plan["status"] == "blocked" else None),
+            )
+        out.print(table)
+    out.print(plain(f"{len(plans)} workplan(s)"))
+    for change in changes:
+        out.print(plain(f"{change['seen_at']} {change['repo']}: {change['summary']}"))
+
+
 def runs_table(out: Console, runs: Sequence[ActivityRun]) -> None:
     if not runs:
         out.print(plain("no runs recorded"))

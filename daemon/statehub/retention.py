@@ -76,6 +76,7 @@ def prune(
         )
     events = _drain(lambda: store.delete_events_before(cutoff, limit=batch), batch)
     runs = _drain(lambda: store.delete_runs_before(cutoff, limit=batch), batch)
+    store.delete_workplan_changes_before(iso(cutoff))  # the registry's history (issue 26)
     stamp = iso(moment)
     store.set_state(LAST_PRUNE_KEY, stamp)
     return PruneResult(

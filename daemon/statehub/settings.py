@@ -282,6 +282,8 @@ class NotifySettings(_Section):
     ping_url: str = ""
     webhook_url: str = ""
     alert_checks: Annotated[list[str], Capped] = ["C-13", "C-21", "C-23"]
+    # Issue 26: a workplan entering one of these statuses is posted, once.
+    workplan_statuses: Annotated[list[str], Capped] = []
     timeout_seconds: float = Field(5.0, gt=0, le=60)
     webhook_attempts: int = Field(3, ge=1, le=5)
 

@@ -311,6 +311,8 @@ def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
         # Added by issue 21: the findings the baseline accepts (`statehub accept`), which
         # are not reported, in total and per repo that has any.
         "accepted": {"total": 0, "repos": {}},
+        # Added by issue 26: the workplan registry's changes this sweep, counted by kind.
+        "workplan_changes": {"added": 0, "changed": 0, "moved": 0, "removed": 0},
     }
 
 
@@ -381,13 +383,22 @@ def _sweep_locked(
     )
 
     standing = db.assessments()
+    # A repo never read into the workplan registry is read again, not clean-skipped, so
+    # that the registry holds every repo's plans from the first sweep that has it.
+    registered = db.registered_repos()
     # Least recently assessed first, so a budget that runs out rotates through the fleet.
     targets = sorted(
         targets,
         key=lambda t: (standing[t.name].assessed_at if t.name in standing else "", t.name),
     )
     tasks = [
-        _task(settings, target, standing.get(target.name), request.remote) for target in targets
+        _task(
+            settings,
+            target,
+            standing.get(target.name) if target.name in registered else None,
+            request.remote,
+        )
+        for target in targets
     ]
     outcomes, not_reached, failure = _run_pool(pool, tasks, deadline, progress)
     pool.close()  # before the writes: the lock is released soon after finished_at
@@ -417,6 +428,14 @@ def _sweep_locked(
         )
         for outcome in reassessed
     }
+    # The registry first: a sweep cut between the two writes re-reads these repos (their
+    # fingerprints are not saved yet) instead of clean-skipping them with a stale registry.
+    plan_changes = db.reconcile_workplans(
+        {o.target.name: o.workplans for o in reassessed if o.workplans is not None},
+        missing_names,
+        run_id=detail["run_id"],
+        now=assessed_at,
+    )
     db.save_assessments(
         [
             Assessment(
@@ -452,6 +471,7 @@ def _sweep_locked(
         repos_reassessed=len(reassessed),
         new_findings=sum(mark["new"] for marks in marked.values() for mark in marks),
         accepted=_accepted_counts(db, [o.target.name for o in outcomes if o.kind != "missing"]),
+        workplan_changes=plan_changes,
         warnings=root_warnings(settings),
         skipped_clean=clean,
         skipped_missing=missing_names,

@@ -30,6 +30,7 @@ import posixpath
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -82,6 +83,23 @@ class _Unparsable(Exception):
     """A workplan's front matter does not parse to a mapping; the message says why."""
 
 
+FrontMatterError = _Unparsable
+
+_LAST_PARSE: dict[str, Any] = {}
+"""What the last :func:`run` parsed: ``root``, and by path each workplan's front matter (a
+dict) or why it does not parse (the C-05 reason). The workplan registry takes it
+(:func:`take_parsed`) instead of reading every workplan a second time."""
+
+
+def take_parsed(root: Path) -> dict[str, dict[Any, Any] | str] | None:
+    """The front matter the last :func:`run` parsed of ``root``'s workplans, then forgotten;
+    None when it parsed none of that repo (its checks disabled, or another repo)."""
+    last = dict(_LAST_PARSE)
+    _LAST_PARSE.clear()
+    plans: dict[str, dict[Any, Any] | str] | None = last.get("plans")
+    return plans if last.get("root") == str(root) else None
+
+
 def _front_matter_text(data: bytes) -> str:
     """The YAML between the opening and the closing line of a file's first bytes."""
     data = data.removeprefix(BOM)
@@ -127,6 +145,20 @@ def _front_matter(data: bytes) -> dict[Any, Any]:
         kind = "nothing" if parsed is None else type(parsed).__name__
         raise _Unparsable(f"has front matter that is not a mapping (it is {kind})")
     return parsed
+
+
+def front_matter(data: bytes) -> dict[Any, Any]:
+    """The front matter of a workplan's first bytes, parsed as C-05 parses it.
+
+    For readers other than the checks (the workplan registry, :mod:`statehub.planread`).
+    Raises :class:`FrontMatterError`, whose message says why as C-05 words it.
+    """
+    return _front_matter(data)
+
+
+def as_text(value: Any) -> tuple[str | None, str | None]:
+    """A front-matter value as text, or (None, why not), as C-06 judges it."""
+    return _as_text(value)
 
 
 def _as_text(value: Any) -> tuple[str | None, str | None]:
@@ -220,15 +252,19 @@ def _parse_all(ctx: RepoContext, folder: WorkplanFolder) -> tuple[list[Workplan]
     """Read each workplan's front matter once: the parsed ones, and C-05 for the rest."""
     plans: list[Workplan] = []
     unparsed: list[Finding] = []
+    parsed: dict[str, dict[Any, Any] | str] = {}  # for take_parsed
     for path in folder.plans:
         try:
             data = read_inside(ctx.root, path, FRONT_MATTER_LIMIT)
             if data is None:
                 raise _Unparsable("cannot be read (not a regular file inside the repo)")
-            plans.append(_workplan(path, _front_matter(data)))
+            front = parsed[path] = _front_matter(data)
+            plans.append(_workplan(path, front))
         except _Unparsable as exc:
+            parsed[path] = str(exc)
             if ctx.settings.enabled("C-05"):
                 unparsed.append(Finding(check="C-05", message=f"workplan {exc}", path=path))
+    _LAST_PARSE.update(root=str(ctx.root), plans=parsed)
     return plans, unparsed
 
 
@@ -270,6 +306,7 @@ def _unindexed(
 
 def run(ctx: RepoContext) -> list[Finding]:
     """Findings of C-05..C-11 for one repo; none where workplans do not apply."""
+    _LAST_PARSE.clear()
     enabled = ctx.settings.enabled
     want_parse = any(enabled(check) for check in ("C-05", *_PARSED_CHECKS))
     if not (want_parse or enabled("C-11")):

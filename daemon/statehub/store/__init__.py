@@ -11,6 +11,7 @@
 | ``runs.py`` | the activity runs (``activity_runs``) |
 | ``hubstate.py`` | the small key/value state (``hub_state``) |
 | ``reports.py`` | the read models of ``compare``, the page, metrics and health |
+| ``workplans.py`` | the workplan registry: the fleet's plans, their changes |
 
 Inserts, upserts and simple reads go through sqlite-utils (:attr:`Store.db`), except on the
 path of an unchanged re-sweep, which stays raw ``sqlite3``: reading the standing assessments,
@@ -30,6 +31,7 @@ from statehub.store.hubstate import HubState
 from statehub.store.records import ActivityRun, Assessment, ProgressEvent
 from statehub.store.reports import Reports
 from statehub.store.runs import Runs
+from statehub.store.workplans import Workplans
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -43,5 +45,5 @@ __all__ = [
 ]
 
 
-class Store(Events, Assessments, Runs, HubState, Reports):
+class Store(Events, Assessments, Runs, HubState, Reports, Workplans):
     """The SQLite store. Open it with :meth:`open`; every method raises StoreError."""

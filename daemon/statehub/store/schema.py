@@ -190,6 +190,51 @@ MIGRATIONS: tuple[tuple[int, Step], ...] = (
         );
         """,
     ),
+    (
+        # Issue 26: the registry of the fleet's workplans (statehub.planregistry). One row
+        # a plan of a repo, keyed by its id (or its path when it has no usable id); every
+        # change a sweep saw, kept after its plan or its repo is gone; the repos read into
+        # the registry, so that a repo never read into it is read again (not clean-skipped).
+        6,
+        """
+        CREATE TABLE workplans (
+            repo TEXT NOT NULL,
+            plan_key TEXT NOT NULL,
+            plan_id TEXT,
+            title TEXT,
+            status TEXT,
+            path TEXT NOT NULL,
+            fields TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fields)),
+            finding TEXT CHECK (finding IS NULL OR json_valid(finding)),
+            first_seen TEXT NOT NULL,
+            changed_at TEXT NOT NULL,
+            PRIMARY KEY (repo, plan_key)
+        );
+        CREATE INDEX workplans_status ON workplans (status);
+        CREATE TABLE workplan_changes (
+            id INTEGER PRIMARY KEY,
+            repo TEXT NOT NULL,
+            plan_key TEXT NOT NULL,
+            plan_id TEXT,
+            kind TEXT NOT NULL,
+            path TEXT NOT NULL,
+            old_path TEXT,
+            old_status TEXT,
+            new_status TEXT,
+            summary TEXT NOT NULL,
+            first_read INTEGER NOT NULL DEFAULT 0,
+            run_id TEXT NOT NULL,
+            seen_at TEXT NOT NULL
+        );
+        CREATE INDEX workplan_changes_seen_at ON workplan_changes (seen_at);
+        CREATE INDEX workplan_changes_plan ON workplan_changes (repo, plan_key, id);
+        CREATE INDEX workplan_changes_run ON workplan_changes (run_id);
+        CREATE TABLE workplan_repos (
+            repo TEXT PRIMARY KEY,
+            read_at TEXT NOT NULL
+        );
+        """,
+    ),
 )
 
 
