@@ -92,7 +92,7 @@ def test_sighup_that_adds_a_token_takes_effect_and_removing_it_is_refused(
     port = free_port()
     config = write_config(tmp_path, roots=[fleet], api=f"port = {port}")
     token = tmp_path / "token"
-    token.write_text("added-token\n", encoding="utf-8")
+    token.write_text("added-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
     with ApiServer(config, port) as server, client(server.url, timeout=60) as http:
         assert server.process is not None
         assert http.get("/repos").status_code == 200
@@ -102,7 +102,7 @@ def test_sighup_that_adds_a_token_takes_effect_and_removing_it_is_refused(
 
         assert http.get("/repos").status_code == 401
         assert http.get("/status", follow_redirects=False).headers["location"] == "/login"
-        auth = {"Authorization": "Bearer added-token"}
+        auth = {"Authorization": "Bearer added-token-0123456789abcdefghijklmnop"}
         assert http.get("/repos", headers=auth).status_code == 200
         assert http.get("/healthz").status_code in (200, 503)  # open, as before
 
@@ -113,4 +113,4 @@ def test_sighup_that_adds_a_token_takes_effect_and_removing_it_is_refused(
     log = server.log_text()
     assert "api token: set" in log
     assert "api.token_file (unset: that would open the API) changed, which takes a restart" in log
-    assert "added-token" not in log
+    assert "added-token-0123456789abcdefghijklmnop" not in log
