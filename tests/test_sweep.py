@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -425,3 +426,31 @@ def test_a_fetch_past_its_own_timeout_is_a_c00(tmp_path: Path, fleet: Path) -> N
         "git fetch origin timed out after 1 s"
     ]
     assert event.detail["exit_code"] == 1
+
+
+def test_a_file_name_that_is_not_utf8_is_assessed_and_shown_escaped(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """An untracked folder named with byte 0xff and a tracked file with 0xfe: the repo is
+    assessed (no C-00), each shown escaped in the event, the table and the store, and an
+    unchanged re-sweep skips it clean."""
+    from clirun import statehub
+
+    root = make_repo(fleet, "alpha")
+    raw = os.fsencode(root)
+    markers = "<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n"
+    Path(os.fsdecode(raw + b"/conflict\xfe.txt")).write_text(markers)
+    commit_all(root, "a file whose name is not UTF-8")
+    git(root, "push", "-q")
+    os.mkdir(raw + b"/\xff")
+    (Path(os.fsdecode(raw + b"/\xff")) / "notes.txt").write_text("x\n")
+    config = write_config(tmp_path, roots=[fleet])
+    first = statehub("sweep", "--all", "--json", config=config)
+    table = statehub("findings", config=config)
+    second = statehub("sweep", "--all", "--json", config=config)
+    assert first.returncode == 0, first.stderr
+    assert "C-00" not in first.stdout and "codec" not in first.stdout
+    assert "\\\\xff/notes.txt" in first.stdout  # JSON of the text \xff/notes.txt
+    assert "conflict\\\\xfe.txt" in first.stdout
+    assert "\\xff/notes.txt" in table.stdout, table.stderr
+    assert json.loads(second.stdout)["detail"]["repos_processed"][0]["reassessed"] is False

@@ -182,9 +182,20 @@ def _check_worktree(repo: pygit2.Repository, root: Path, tracked_dirs: set[str])
                     continue  # a nested repo: status shows it as one entry
                 for name in _WORKTREE_FILES:
                     require_plain(folder / name)
-                if repo.path_is_ignored(child + "/"):
+                # libgit2 cannot be asked of a name that is not UTF-8 (pygit2 takes str):
+                # such a folder is walked as if not ignored, which checks more, never less.
+                if _is_utf8(child) and repo.path_is_ignored(child + "/"):
                     continue
             pending.append(child)
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a file name whose bytes are not UTF-8 (held as surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _open(root: Path) -> tuple[pygit2.Repository, Layout]:
