@@ -18,7 +18,7 @@ from clirun import start_statehub
 from contract_keys import DETAIL_KEYS
 from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
 from statehub.errors import UsageError
-from statehub.lock import SweepLock, is_locked
+from statehub.lock import SweepLock, is_locked, lock_path
 from statehub.settings import Settings, load_settings
 from statehub.store import Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN, discover, run_sweep
@@ -454,3 +454,61 @@ def test_a_file_name_that_is_not_utf8_is_assessed_and_shown_escaped(
     assert "conflict\\\\xfe.txt" in first.stdout
     assert "\\xff/notes.txt" in table.stdout, table.stderr
     assert json.loads(second.stdout)["detail"]["repos_processed"][0]["reassessed"] is False
+
+
+def test_the_database_and_the_lock_are_created_owner_only(tmp_path: Path, fleet: Path) -> None:
+    """Under a umask of 022, the database, its WAL and the lock file are created 0600."""
+    make_repo(fleet, "alpha")
+    settings = settings_for(tmp_path, fleet)
+    old = os.umask(0o022)
+    try:
+        run_sweep(settings)
+        with Store.open(settings.database_path) as store:  # a reader keeps the WAL file
+            store.events(limit=1)
+            database = settings.database_path
+            modes = {
+                path.name: path.stat().st_mode & 0o777
+                for path in (database, Path(f"{database}-wal"), lock_path(database))
+            }
+    finally:
+        os.umask(old)
+    assert modes == dict.fromkeys(modes, 0o600)
+
+
+def test_two_configurations_reaching_one_database_by_a_hard_link_share_its_lock(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """A sweep through a hard link of the database is lock-skipped while another process
+    sweeps through the first name: the lock follows the file, not its path."""
+    make_repo(fleet, "alpha")
+    (tmp_path / "one").mkdir()
+    first = settings_for(tmp_path / "one", fleet)
+    run_sweep(first)
+    other = tmp_path / "two"
+    other.mkdir()
+    os.link(first.database_path, other / "statehub.db")
+    second = settings_for(other, fleet)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from statehub.lock import SweepLock;"
+            "lock = SweepLock(Path(sys.argv[1])); assert lock.acquire();"
+            "print('held', flush=True); time.sleep(60)",
+            str(first.database_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        assert is_locked(second.database_path)
+        skipped = run_sweep(second, source="local-daemon")
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+    assert skipped.detail["lock_skipped"] is True
+    assert run_sweep(second).detail["lock_skipped"] is False

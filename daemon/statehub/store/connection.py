@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -45,6 +45,17 @@ def connect(path: Path) -> sqlite3.Connection:
     # last transactions, never corrupt the file.
     connection.execute("PRAGMA synchronous = NORMAL")
     return connection
+
+
+def create_private(path: Path) -> None:
+    """Create the database file owner-only (0600) if it does not exist yet.
+
+    SQLite would create it 0644 less the umask, readable by every local user, and gives its
+    WAL and shared-memory files the database's own mode: creating the file first makes all
+    three private. An existing file keeps its mode (the operator's choice).
+    """
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
 def free_bytes(folder: Path) -> int | None:
@@ -108,6 +119,7 @@ class StoreBase:
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                create_private(path)
             elif not path.exists():
                 raise StoreError(f"{path}: no database here yet (run a sweep first)")
             store = cls(path, connect(path))
