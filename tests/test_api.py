@@ -343,6 +343,7 @@ def test_healthz_reports_database_lock_and_last_sweep(hub: Hub) -> None:
         "database": "ok",
         "lock": "free",
         "last_sweep_at": event["created_at"],
+        "warnings": [],
     }
 
 

@@ -62,7 +62,8 @@ def event_times(store: Store) -> list[str]:
 def test_prune_deletes_only_older_rows(store: Store) -> None:
     """Rows older than the cutoff go, the one at the cutoff and newer ones stay; counts match."""
     cutoff = NOW - timedelta(days=90)
-    for moment in (cutoff - timedelta(days=3), cutoff - timedelta(seconds=1), cutoff, NOW):
+    recent = NOW - timedelta(hours=2)  # the store's timeline reaches the clock
+    for moment in (cutoff - timedelta(days=3), cutoff - timedelta(seconds=1), cutoff, recent, NOW):
         add_event(store, moment)
         add_run(store, moment)
 
@@ -70,8 +71,8 @@ def test_prune_deletes_only_older_rows(store: Store) -> None:
 
     assert (result.ran, result.events_deleted, result.runs_deleted) == (True, 2, 2)
     assert result.cutoff == iso(cutoff)
-    assert event_times(store) == [iso(cutoff), iso(NOW)]
-    assert [run.fired_at for run in store.runs(limit=10)] == [iso(NOW), iso(cutoff)]
+    assert event_times(store) == [iso(cutoff), iso(recent), iso(NOW)]
+    assert [run.fired_at for run in store.runs(limit=10)] == [iso(NOW), iso(recent), iso(cutoff)]
     assert store.get_state(LAST_PRUNE_KEY) == iso(NOW)
 
 
@@ -80,16 +81,18 @@ def test_prune_in_small_batches(store: Store) -> None:
     for day in range(10):
         add_event(store, NOW - timedelta(days=100 + day))
         add_run(store, NOW - timedelta(days=100 + day))
+    add_event(store, NOW - timedelta(hours=2))  # the store's timeline reaches the clock
     add_event(store, NOW)
 
     result = prune(store, 90, now=NOW, batch=3)
 
     assert (result.events_deleted, result.runs_deleted) == (10, 10)
-    assert event_times(store) == [iso(NOW)]
+    assert event_times(store) == [iso(NOW - timedelta(hours=2)), iso(NOW)]
 
 
 def test_once_a_day_guard_and_force(store: Store) -> None:
     """A second prune within a day does nothing; after a day, or with force, it runs again."""
+    add_event(store, NOW - timedelta(hours=2))  # the store's timeline reaches the clock
     add_event(store, NOW - timedelta(days=95))
     assert prune(store, 90, now=NOW).events_deleted == 1
 
@@ -97,7 +100,7 @@ def test_once_a_day_guard_and_force(store: Store) -> None:
     later = NOW + timedelta(hours=23)
     skipped = prune(store, 90, now=later)
     assert (skipped.ran, skipped.events_deleted, skipped.last_prune) == (False, 0, iso(NOW))
-    assert len(event_times(store)) == 1
+    assert len(event_times(store)) == 2
 
     forced = prune(store, 90, now=later, force=True)
     assert (forced.ran, forced.events_deleted) == (True, 1)
@@ -110,6 +113,7 @@ def test_once_a_day_guard_and_force(store: Store) -> None:
 def test_last_prune_in_the_future_counts_as_due(store: Store) -> None:
     """When the clock went back past the last prune, pruning is due again at once."""
     store.set_state(LAST_PRUNE_KEY, iso(NOW + timedelta(days=30)))
+    add_event(store, NOW - timedelta(hours=2))
     add_event(store, NOW - timedelta(days=91))
 
     assert prune(store, 90, now=NOW).events_deleted == 1
@@ -123,6 +127,7 @@ def test_maybe_prune_uses_the_settings(tmp_path: Path) -> None:
     with Store.open(settings.database_path) as store:
         add_event(store, NOW - timedelta(days=8))
         add_event(store, NOW - timedelta(days=6))
+        add_event(store, NOW - timedelta(hours=2))
 
         first = maybe_prune(store, settings, now=NOW)
         second = maybe_prune(store, settings, now=NOW + timedelta(hours=1))
@@ -130,7 +135,7 @@ def test_maybe_prune_uses_the_settings(tmp_path: Path) -> None:
         assert first is not None
         assert first.events_deleted == 1
         assert second is None
-        assert event_times(store) == [iso(NOW - timedelta(days=6))]
+        assert event_times(store) == [iso(NOW - timedelta(days=6)), iso(NOW - timedelta(hours=2))]
 
 
 def test_maybe_prune_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -153,3 +158,25 @@ def test_invalid_arguments(store: Store) -> None:
         prune(store, 0, now=NOW)
     with pytest.raises(ValueError, match="batch"):
         prune(store, 90, now=NOW, batch=0)
+
+
+def test_a_clock_far_ahead_of_the_store_prunes_nothing_of_its_history(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sweep dated 200 days ahead of the store's newest event prunes no earlier event;
+    a clock that stays ahead erodes history by at most a few days a day; each is a warning."""
+    for day in range(60):
+        add_event(store, NOW - timedelta(days=day))
+        add_run(store, NOW - timedelta(days=day))
+    jumped = NOW + timedelta(days=200)
+    add_event(store, jumped)
+    with caplog.at_level(logging.WARNING, logger="statehub.retention"):
+        first = prune(store, 90, now=jumped)
+    assert (first.events_deleted, first.runs_deleted) == (0, 0)
+    assert "the clock is 200.0 day(s) ahead of the newest earlier event" in caplog.text
+    for day in range(1, 11):  # ten more days on the wrong clock, a sweep a day
+        add_event(store, jumped + timedelta(days=day))
+        prune(store, 90, now=jumped + timedelta(days=day, minutes=1))
+    kept = [moment for moment in event_times(store) if moment <= iso(NOW)]
+    assert len(kept) >= 60 - 3 * 11
+    assert "a prune moves the cutoff at most 3.0 day(s) past the last one" in caplog.text

@@ -244,3 +244,26 @@ def test_runs_are_named_by_origin_and_a_stopped_daemon_says_so(tmp_path: Path) -
     assert (processes["daemon"]["state"], processes["daemon"]["pid"]) == ("stopped", 4242)
     assert processes["worker"]["state"] == "gone"
     assert "fires on '*/5 * * * *', not the file's '0 9 * * *'" in out
+
+
+def test_a_clock_behind_the_store_is_a_warning_of_status_and_healthz(tmp_path: Path) -> None:
+    """The store's newest event two days ahead of the clock: `statehub status` and /healthz
+    both warn (as after a clock stepped back), /healthz still 200."""
+    from api_support import client, serve_fleet
+    from clirun import statehub
+
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    server = serve_fleet(tmp_path, fleet)
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    with Store.open(tmp_path / "statehub.db") as store:
+        store.append_event(
+            "consistency_sweep", sweep_detail("local-daemon", ahead), created_at=ahead
+        )
+    shown = statehub("status", config=server.config)
+    with server, client(server.url) as http:
+        health = http.get("/healthz")
+    assert "the clock is 2.0 day(s) behind the store's newest event" in shown.stdout
+    assert health.status_code == 200
+    [warning] = health.json()["warnings"]
+    assert warning.startswith("the clock is 2.0 day(s) behind the store's newest event")

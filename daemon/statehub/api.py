@@ -96,6 +96,7 @@ from statehub.serving import (
     raise_open_files_limit,
 )
 from statehub.settings import CHECK_IDS, SOURCE_PATTERN, Settings, is_loopback
+from statehub.statusmodel import clock_warnings
 from statehub.store import ProgressEvent, Store
 from statehub.sweep import EVENT_TYPES, run_sweep
 from statehub.timefmt import parse_iso, utc_now
@@ -195,6 +196,7 @@ class HealthOut(BaseModel):
     database: str = Field(description='"ok" or "error: <reason>"')
     lock: Literal["held", "free", "unknown"]
     last_sweep_at: str | None = Field(description="when the newest sweep that ran finished")
+    warnings: list[str] = Field(description="a clock behind the store's newest event")
 
 
 class Problem(BaseModel):
@@ -763,9 +765,11 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
     def healthz() -> JSONResponse:
         """200 when a sweep could use the database now, else 503; never needs a token."""
         last_sweep_at: str | None = None
+        warnings: list[str] = []
         try:
             with pool.store() as db:
                 last_sweep_at = db.last_sweep_at(scan_limit=HEALTH_SCAN_EVENTS)
+                warnings = clock_warnings(db.newest_created_before(), utc_now())
             # Opened afresh, as a sweep opens it: a file made read-only since the pool's
             # connections were opened shows only to a new connection.
             with Store.open(database) as fresh:
@@ -783,6 +787,7 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
             "database": state,
             "lock": lock,
             "last_sweep_at": last_sweep_at,
+            "warnings": warnings,  # a clock behind the store (statehub.statusmodel)
         }
         return JSONResponse(document, status_code=200 if healthy else 503)
 

@@ -276,6 +276,8 @@ def render_status(out: Console, model: StatusModel) -> None:
     if not database.events and not model.runs:
         say(out, "no sweeps recorded yet")
         return
+    for warning in model.clock_warnings:
+        say(out, f"warning: {warning}", style="yellow")
     for warning in model.warnings:
         say(out, f"warning: {warning} (the newest sweep)", style="yellow")
     _status_runs(out, model)

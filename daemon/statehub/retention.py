@@ -5,6 +5,13 @@ that records its event meanwhile waits for one batch at most, never for the whol
 It runs at most once a day (the time of the last prune is kept in ``hub_state``); call
 :func:`maybe_prune` after a sweep's event is recorded.
 
+A clock that jumped ahead must not delete history (issue 25: 200 days ahead, one sweep
+pruned every earlier event). The cutoff is therefore bounded twice: by the store's own
+timeline (the newest event recorded before this sweep; when the clock is more than a day
+ahead of it, the cutoff is taken from it instead) and by the last prune's cutoff (kept in
+``hub_state``: a prune moves it at most :data:`MAX_STEP` further), so even a clock that
+stays wrong erodes history no faster than a few days a day. A capped prune logs a warning.
+
 The file is never vacuumed here: SQLite keeps the freed pages on its free list and reuses
 them for the next events, so once the retention window is full the file stays flat.
 ``VACUUM`` (which rewrites the whole file under an exclusive lock) is left to an operator.
@@ -12,6 +19,7 @@ them for the next events, so once the retention window is full the file stays fl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +31,14 @@ from statehub.store import Store
 from statehub.timefmt import iso, parse_iso, utc_now
 
 LAST_PRUNE_KEY = "retention_last_prune"
+LAST_CUTOFF_KEY = "retention_last_cutoff"
 PRUNE_INTERVAL = timedelta(days=1)
+MAX_STEP = timedelta(days=3)
+"""How much further than the last prune's cutoff one prune may go."""
+AHEAD = timedelta(days=1)
+"""A clock more than this ahead of the store's newest earlier event is not believed."""
+THIS_SWEEP = timedelta(hours=1)
+"""Events this recent are the sweep that calls the prune, not the store's timeline."""
 DEFAULT_BATCH = 500
 
 log = logging.getLogger(__name__)
@@ -74,11 +89,13 @@ def prune(
         return PruneResult(
             ran=False, cutoff=iso(cutoff), events_deleted=0, runs_deleted=0, last_prune=last
         )
+    cutoff = _bounded_cutoff(store, cutoff, moment, retention_days)
     events = _drain(lambda: store.delete_events_before(cutoff, limit=batch), batch)
     runs = _drain(lambda: store.delete_runs_before(cutoff, limit=batch), batch)
     store.delete_workplan_changes_before(iso(cutoff))  # the registry's history (issue 26)
     stamp = iso(moment)
     store.set_state(LAST_PRUNE_KEY, stamp)
+    store.set_state(LAST_CUTOFF_KEY, iso(cutoff))
     return PruneResult(
         ran=True, cutoff=iso(cutoff), events_deleted=events, runs_deleted=runs, last_prune=stamp
     )
@@ -108,6 +125,46 @@ def maybe_prune(
             result.cutoff,
         )
     return result
+
+
+def _bounded_cutoff(
+    store: Store, cutoff: datetime, moment: datetime, retention_days: int
+) -> datetime:
+    """``cutoff``, unless the store's timeline or the last cutoff says the clock ran ahead."""
+    bounds: list[tuple[datetime, str]] = []
+    earlier = store.newest_created_before(moment - THIS_SWEEP)
+    if earlier is not None:
+        newest = parse_iso(earlier)
+        if moment - newest > AHEAD:
+            bounds.append(
+                (
+                    newest + AHEAD - timedelta(days=retention_days),
+                    f"the clock is {_days(moment - newest)} ahead of the newest earlier event",
+                )
+            )
+    last_cutoff = store.get_state(LAST_CUTOFF_KEY)
+    if last_cutoff is not None:
+        with contextlib.suppress(ValueError):
+            bounds.append(
+                (
+                    parse_iso(last_cutoff) + MAX_STEP,
+                    f"a prune moves the cutoff at most {_days(MAX_STEP)} past the last one",
+                )
+            )
+    for bound, reason in sorted(bounds):
+        if bound < cutoff:
+            log.warning(
+                "retention: pruning only before %s, not %s: %s (is the clock right?)",
+                iso(bound),
+                iso(cutoff),
+                reason,
+            )
+            return bound
+    return cutoff
+
+
+def _days(span: timedelta) -> str:
+    return f"{span.total_seconds() / 86400:.1f} day(s)"
 
 
 def _due(last: str | None, now: datetime) -> bool:

@@ -36,6 +36,8 @@ from statehub.store import ActivityRun, Store
 from statehub.sweepsummary import SweepSummary
 from statehub.timefmt import parse_iso, utc_now
 
+CLOCK_SLACK = timedelta(minutes=5)
+"""A store's newest event may be this far ahead of the clock before it is a warning."""
 RUNS_SHOWN = 10
 """The newest runs of the schedule shown, on the terminal and on the page."""
 FINDINGS_READ = 5000
@@ -280,6 +282,7 @@ class StatusModel:
     repos_assessed: int = 0
     repos_with_findings: int = 0
     warnings: list[str] = field(default_factory=list)  # of the newest sweep (issue 15)
+    clock_warnings: list[str] = field(default_factory=list)  # a clock behind the store
 
     @property
     def new_findings(self) -> int:
@@ -327,6 +330,7 @@ class StatusModel:
             "repos_assessed": self.repos_assessed,
             "repos_with_findings": self.repos_with_findings,
             "warnings": self.warnings,
+            "clock_warnings": self.clock_warnings,
         }
 
 
@@ -417,7 +421,27 @@ def build_status(
         repos_assessed=sum(statuses.values()),
         repos_with_findings=statuses.get("findings", 0) + statuses.get("error", 0),
         warnings=list(newest_event[0].detail.get("warnings", [])) if newest_event else [],
+        clock_warnings=clock_warnings(store.newest_created_before(), now),
     )
+
+
+def clock_warnings(newest_created_at: str | None, now: datetime) -> list[str]:
+    """A warning when the clock is behind the store's newest event (the clock went back,
+    or the store came from a host whose clock ran ahead): the schedule, retention and
+    ``compare`` all read time from it."""
+    newest = _moment(newest_created_at)
+    if newest is None or newest - now <= CLOCK_SLACK:
+        return []
+    behind = newest - now
+    return [
+        f"the clock is {_span(behind)} behind the store's newest event ({newest_created_at}):"
+        " check the host's time (timedatectl)"
+    ]
+
+
+def _span(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours / 24:.1f} day(s)" if hours >= 24 else f"{hours:.1f} hour(s)"
 
 
 def _findings(store: Store, *, check: str, repo: str) -> tuple[list[RepoFindings], bool]:

@@ -131,6 +131,15 @@ class Events(StoreBase):
         with self._guard():
             return self.db.table("sweep_events").count
 
+    def newest_created_before(self, until: datetime | None = None) -> str | None:
+        """The latest ``created_at`` of the events (created before ``until``); None: none."""
+        with self._guard() as connection:
+            row = connection.execute(
+                "SELECT max(created_at) FROM sweep_events WHERE created_at < ?",
+                (iso(until) if until is not None else "9999",),
+            ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
     def delete_events_before(self, cutoff: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` of the oldest events created before ``cutoff``.
 
