@@ -472,3 +472,17 @@ def test_a_change_not_delivered_is_posted_again_after_the_next_sweep(
         flaky.close()
     assert "posted again after the next sweep" in first.stderr
     assert hooks == ["new_findings", "new_findings"]
+
+
+def test_chat_markup_of_a_repo_is_escaped_in_the_webhooks_text(
+    tmp_path: Path, fleet: Path, receiver: Receiver
+) -> None:
+    """A repo named with <!channel> and a disguised link: the post's text shows them as
+    entities, never as chat markup; its details keep the names as they are."""
+    name = "x<!channel>y<https:evil.example|ok>"
+    broken_repo(fleet, name)
+    assert sweep(notify_config(tmp_path, fleet, receiver)).returncode == 1
+    [hook] = [hook for hook in receiver.hooks() if hook["kind"] == "automation_error"]
+    assert "<" not in hook["text"] and ">" not in hook["text"]
+    assert "x&lt;!channel&gt;y&lt;https:evil.example|ok&gt;" in hook["text"]
+    assert hook["details"]["automation_errors"][0]["repo"] == name

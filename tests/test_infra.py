@@ -528,3 +528,16 @@ def test_main_rejects_unknown_options(capsys: pytest.CaptureFixture[str]) -> Non
     """An unknown option is a usage error: exit status 2 and argparse's message."""
     assert main(["--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_install_refuses_a_target_that_is_a_named_pipe(tmp_path: Path) -> None:
+    """A unit's target that is a FIFO: one line, exit 1, at once (never a read that waits)."""
+    from clirun import statehub
+
+    target_dir = tmp_path / "etc" / "systemd" / "system"
+    target_dir.mkdir(parents=True)
+    os.mkfifo(target_dir / SERVICES[0].name)
+    done = statehub("install-units", "--prefix", str(tmp_path), timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert f"{target_dir / SERVICES[0].name} is not a regular file" in done.stderr

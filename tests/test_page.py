@@ -102,6 +102,22 @@ def test_cell_links_to_the_events_of_its_slot(served: tuple[str, Planted]) -> No
     assert events.count("<details>") == 2
 
 
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        ("9999-12-31T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ("0001-01-01T00:00:00+14:00", "0001-01-01T01:00:00Z"),
+        ("1900-01-01T00:00:00Z", "1900-01-01T01:00:00Z"),
+    ],
+)
+def test_events_of_far_dates_are_422(served: tuple[str, Planted], since: str, until: str) -> None:
+    """/status/events with dates at the ends of the calendar is 422, not 500 or a reset."""
+    url, _ = served
+    answer = get(url, "/status/events", params={"since": since, "until": until})
+    assert answer.status_code == 422
+    assert "between 1970 and 9000" in answer.text or "not an ISO-8601 time" in answer.text
+
+
 def test_findings_show_c00_and_escape_markup(served: tuple[str, Planted]) -> None:
     """The planted C-00 is listed; a message holding markup is shown as text."""
     url, planted = served

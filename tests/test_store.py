@@ -221,3 +221,24 @@ def test_an_unchanged_re_sweep_does_not_load_sqlite_utils(tmp_path: Path, fleet:
     assert again["skipped_clean"] == ["clean"]
     assert "statehub.store" in loaded_again
     assert "sqlite_utils" not in loaded_again
+
+
+def test_a_store_that_fills_mid_write_says_the_disk_is_full(tmp_path: Path) -> None:
+    """SQLITE_FULL in the middle of an event's transaction (SQLite rolls it back itself): the
+    error says the disk is full, not 'cannot rollback - no transaction is active'."""
+    from datetime import UTC, datetime
+
+    from contract_keys import sweep_detail
+    from statehub.errors import StoreError
+
+    store = Store.open(tmp_path / "hub.db")
+    store._connection.execute("PRAGMA max_page_count = 30")  # as full as a disk can be
+    big = [{"repo": "r" * 1000, "path": "/r", "findings": []}] * 20
+    with pytest.raises(StoreError) as raised:
+        for _ in range(50):
+            store.append_event(
+                "consistency_sweep", sweep_detail("x", datetime.now(UTC), repos_processed=big)
+            )
+    store.close()
+    assert "the disk is full" in str(raised.value)
+    assert "cannot rollback" not in str(raised.value)

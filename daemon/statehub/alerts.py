@@ -312,6 +312,13 @@ def _quietly(call: Callable[..., Any], *args: Any) -> None:
 # -- webhook --------------------------------------------------------------------------
 
 
+def chat_text(text: str) -> str:
+    """``text`` with chat markup made inert: a repo's name or message may hold ``<!channel>``
+    or a link disguised as ``<https://...|label>``; Slack and Mattermost read ``&``, ``<``
+    and ``>`` escaped as entities as the characters themselves."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def post(
     settings: Settings,
     kind: str,
@@ -325,7 +332,7 @@ def post(
         return
     body = {
         "kind": kind,
-        "text": f"statehub: {text}",
+        "text": f"statehub: {chat_text(text)}",
         "at": iso(utc_now()),
         "host": socket.gethostname(),
         "details": details,

@@ -72,6 +72,9 @@ def install_units(
             # `systemctl mask` links a unit to /dev/null: replacing the link would unmask it.
             lines.append(f"skip {shown} (a symlink, e.g. a masked unit: left alone)")
             continue
+        if target.exists() and not target.is_file():
+            # Reading a named pipe would wait for a writer forever; a folder cannot be read.
+            raise OSError(f"{target} is not a regular file: move it away first")
         if not target.exists():
             lines.append(f"{'would install' if dry_run else 'install'} {shown}")
             if not dry_run:

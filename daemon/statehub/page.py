@@ -653,11 +653,20 @@ def _html(text: str, status_code: int = 200, headers: dict[str, str] | None = No
     )
 
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _instant(value: str, name: str) -> datetime:
+    """``value`` as a UTC time between 1970 and 9000 (far dates overflow the arithmetic of
+    the views: 422, not 500)."""
     try:
-        return parse_iso(value).astimezone(UTC)
-    except ValueError:
+        moment = parse_iso(value).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise HTTPException(422, detail=f"{name}: {value!r} is not an ISO-8601 time") from None
+    if not _EARLIEST <= moment < _LATEST:
+        raise HTTPException(422, detail=f"{name}: {value!r} is not between 1970 and 9000")
+    return moment
 
 
 def add_page_routes(app: FastAPI, settings: Callable[[], Settings], pool: Any) -> None:

@@ -10,6 +10,7 @@ Errors of ``sqlite3`` become :class:`StoreError` here (:meth:`StoreBase._guard`,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -79,6 +80,8 @@ def failure(path: Path, exc: sqlite3.Error) -> StoreError:
             message += f" (its file system is full: {free} bytes free)"
         elif refused:
             message += f" ({', '.join(refused)} cannot be written)"
+        elif exc.sqlite_errorname == "SQLITE_FULL":
+            message += " (the disk is full, or the database reached its size limit)"
     return StoreError(message)
 
 
@@ -173,7 +176,11 @@ class StoreBase:
             try:
                 yield connection
             except BaseException:
-                connection.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk does): a ROLLBACK then
+                # fails with "no transaction is active" and would hide the real error.
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
 
