@@ -61,6 +61,8 @@ def test_environment_overrides_file_values(tmp_path: Path, monkeypatch: pytest.M
         ("[checks]\nworkplan_id_pattern = '(['\n", "checks.workplan_id_pattern", "regular"),
         ("[schedule]\ntrigger = '*/15 * * *'\n", "schedule.trigger", "five-field"),
         ("[schedule]\ntrigger = '99 * * * *'\n", "schedule.trigger", "cron"),
+        ("[schedule]\ntrigger = '0 0 31 2 *'\n", "schedule.trigger", "never fires in the next"),
+        ("[schedule]\ntrigger = '0 0 30 2 *'\n", "schedule.trigger", "never fires in the next"),
         ("[schedule]\ntimezone = 'Mars/Base'\n", "schedule.timezone", "unknown time zone"),
         ("[schedule]\nmode = 'primary'\n", "schedule.mode", "'standby' or 'active'"),
         ("[api]\nhost = '0.0.0.0'\n", "api.token_file", "required when api.host"),

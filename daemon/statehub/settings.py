@@ -20,6 +20,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -218,16 +219,25 @@ class ScheduleSettings(_Section):
     @classmethod
     def _cron(cls, value: str) -> str:
         # The daemon's own reading of cron (0 and 7 are Sunday; either day field may match).
-        from statehub.cron import cron_trigger, expand_shortcut  # APScheduler: only here
+        from statehub.cron import (  # APScheduler: only here
+            cron_trigger,
+            expand_shortcut,
+            next_fire_times,
+        )
 
         # A shortcut is kept as its five fields: every surface shows what fires.
         value = expand_shortcut(value)
         if len(value.split()) != 5:
             raise ValueError(f"{value!r} is not a five-field cron expression (or @hourly, ...)")
         try:
-            cron_trigger(value, ZoneInfo("UTC"))
+            trigger = cron_trigger(value, ZoneInfo("UTC"))
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a valid cron expression: {exc}") from exc
+        # A day that never comes (0 0 31 2 *) would leave the daemon idle forever.
+        now = datetime.now(UTC)
+        upcoming = next_fire_times(trigger, 1, now=now)
+        if not upcoming or upcoming[0] - now > timedelta(days=5 * 366):
+            raise ValueError(f"{value!r} never fires in the next five years")
         return value
 
     @field_validator("timezone")
