@@ -203,6 +203,28 @@ def test_c12_not_reported_for_a_listed_work_tree(tmp_path: Path, fleet: Path) ->
 
 # -- C-13 ------------------------------------------------------------------------------
 
+
+def test_c13_names_the_file_a_key_comes_from(fleet: Path, tmp_path: Path) -> None:
+    """A key in config.worktree, and one in a git dir outside the work tree: each finding
+    names its true file, not .git/config."""
+    root = demo(fleet)
+    git(root, "config", "extensions.worktreeConfig", "true")
+    git(root, "config", "--worktree", "core.fsmonitor", "/opt/fsmonitor")
+    (finding,) = findings(root)
+    assert finding.path == ".git/config.worktree"
+    assert finding.message.startswith(".git/config.worktree sets core.fsmonitor")
+
+    moved = demo(fleet, "moved")
+    gitdir = tmp_path / "elsewhere.git"
+    (moved / ".git").rename(gitdir)
+    (moved / ".git").write_text(f"gitdir: {gitdir}\n")
+    git(moved, "config", "core.worktree", str(moved))
+    git(moved, "config", "core.pager", "less")
+    (far,) = findings(moved)
+    assert far.path == f"{gitdir}/config"
+    assert far.message.startswith(f"{gitdir}/config sets core.pager")
+
+
 # Each key the catalogue names (section 3), then the other keys git documents as running
 # a command.
 CATALOGUE = [
@@ -241,6 +263,14 @@ CATALOGUE = [
     ("hook.lint.command", "/opt/lint"),
     ("mergetool.mine.cmd", "/opt/tool"),
     ("difftool.mine.cmd", "/opt/tool"),
+    ("imap.tunnel", "ssh -q imap.example /usr/bin/imapd"),
+    ("sendemail.toCmd", "/opt/to"),
+    ("sendemail.ccCmd", "/opt/cc"),
+    ("sendemail.headerCmd", "/opt/header"),
+    ("sendemail.work.toCmd", "/opt/to"),
+    ("sendemail.smtpServer", "/usr/sbin/sendmail-alike"),
+    ("guitool.run.cmd", "/opt/tool"),
+    ("instaweb.httpd", "/opt/httpd"),
 ]
 
 
@@ -272,6 +302,7 @@ BENIGN = [
     ("filter.lfs.required", "true"),
     ("credential.useHttpPath", "true"),
     ("url.https://example.com/.insteadOf", "ex:"),
+    ("sendemail.smtpServer", "smtp.example.com"),
 ]
 
 

@@ -95,6 +95,9 @@ _RISKY_KEYS = frozenset(
         "man.*.path",
         "sendemail.sendmailcmd",
         "sendemail.*.sendmailcmd",
+        "imap.tunnel",  # git imap-send runs it as a shell command
+        "guitool.*.cmd",
+        "instaweb.httpd",
     }
 )
 _BOOLEANS = frozenset({"", "true", "false", "yes", "no", "on", "off", "1", "0"})
@@ -128,6 +131,10 @@ def _runs_command(name: str, value: str | None) -> bool:
         return text.startswith("!")
     if section == "pager":
         return text.lower() not in _BOOLEANS
+    if section == "sendemail":
+        # toCmd, ccCmd, headerCmd, sendmailCmd ... of a section or an identity; and an
+        # smtpServer given as an absolute path is a sendmail-like program to run.
+        return key.endswith("cmd") or (key == "smtpserver" and text.startswith("/"))
     return False
 
 
@@ -138,6 +145,9 @@ class RiskyKey:
     key: str  # as written, e.g. 'core.fsmonitor' or 'includeIf.gitdir:~/x/.path'
     value: str
     origin: str | None = None  # the included file that sets it; None for the repo's own
+    # The repo's own config file it comes from (or that includes it): its config, its
+    # config.worktree, or a git dir's elsewhere; empty when unknown.
+    file: str = ""
 
 
 _REGULAR_MODES = (0o100644, 0o100755)
@@ -296,7 +306,7 @@ def read_layout(root: Path) -> Layout:
         if entry.name in ("core.excludesfile", "core.attributesfile") and entry.value:
             require_plain(root / expand_user(entry.value))
     risky = tuple(
-        RiskyKey(key=entry.raw_name, value=entry.value or "", origin=entry.origin)
+        RiskyKey(key=entry.raw_name, value=entry.value or "", origin=entry.origin, file=entry.file)
         for entry in config.entries
         if _runs_command(entry.name, entry.value)
     )
@@ -431,6 +441,7 @@ class _ConfigEntry:
     raw_name: str  # as written
     value: str | None  # None for a bare key (boolean true)
     origin: str | None  # the included file; None for the repo's own config
+    file: str  # the repo's own config file read (that includes ``origin``)
 
 
 class _ConfigReader:
@@ -441,7 +452,8 @@ class _ConfigReader:
         self._stamp = stamp
         self._seen: set[tuple[int, int]] = set()
 
-    def read(self, path: Path, *, origin: str | None, depth: int) -> None:
+    def read(self, path: Path, *, origin: str | None, depth: int, file: str = "") -> None:
+        file = file or str(path)
         read = _read_with_stat(path)
         if read is None:
             return
@@ -455,7 +467,7 @@ class _ConfigReader:
         for raw_name, value in parse_config(text):
             name = lower_name(raw_name)
             self.entries.append(
-                _ConfigEntry(name=name, raw_name=raw_name, value=value, origin=origin)
+                _ConfigEntry(name=name, raw_name=raw_name, value=value, origin=origin, file=file)
             )
             is_include = name == "include.path" or (
                 name.startswith("includeif.") and name.endswith(".path")
@@ -464,13 +476,13 @@ class _ConfigReader:
                 target = expand_user(value)
                 if not target.is_absolute():
                     target = path.parent / target
-                self.read(target, origin=str(target), depth=depth - 1)
+                self.read(target, origin=str(target), depth=depth - 1, file=file)
 
 
 # Every key (or section) an entry must have for C-13 or the preflight to care about it. A key
 # name is written without escapes, so a file where none appears as a word has no such entry.
 _WORDS = {key.rpartition(".")[2] for key in _RISKY_KEYS}
-_WORDS |= {"alias", "pager", "update", "excludesfile", "attributesfile"}
+_WORDS |= {"alias", "pager", "update", "excludesfile", "attributesfile", "sendemail"}
 _WORD = re.compile("[a-z0-9-]+")
 
 

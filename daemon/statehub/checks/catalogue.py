@@ -129,7 +129,8 @@ CATALOGUE: tuple[CheckText, ...] = (
         "`core.hooksPath`, `credential.helper`, filters, ...)",
         why="such a key runs a program whenever git touches the repo: the way a hostile "
         "clone takes over a machine.",
-        fix="remove the key from `.git/config` (or the file it includes): "
+        fix="remove the key from the file the finding names (`.git/config`, "
+        "`.git/config.worktree`, a git dir elsewhere, or the file it includes): "
         "`git config --unset core.fsmonitor`.",
         accept="a key you set yourself on purpose: disable C-13 for that repo only.",
     ),

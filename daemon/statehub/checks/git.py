@@ -25,7 +25,11 @@ def _preview(paths: tuple[str, ...], limit: int = 3) -> str:
 def _risky(key: RiskyKey, root_prefix: str) -> Finding:
     # Never the value itself: at most its first word, from the repo's own files (issue 12).
     if key.origin is None:
-        where, path, from_repo = "the repo's config", ".git/config", True
+        # Its true file: .git/config, a linked work tree's config.worktree, or the config of
+        # a git dir elsewhere (a .git file pointing out of the work tree).
+        path = key.file.removeprefix(root_prefix) if key.file else ".git/config"
+        where = "the repo's config" if path == ".git/config" else path
+        from_repo = True
     else:
         shown = key.origin.removeprefix(root_prefix)
         from_repo = shown != key.origin
