@@ -137,6 +137,22 @@ def test_init_never_overwrites(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8") == "# mine\n"
 
 
+def test_init_names_a_folder_with_a_del_byte_escaped(tmp_path: Path) -> None:
+    """A folder whose name holds DEL (0x7f): the file names it escaped, loads, and is the
+    only file left in the folder."""
+    odd = tmp_path / "odd\x7fname"
+    odd.mkdir()
+    target = tmp_path / "conf" / "statehub.toml"
+    result = statehub("init", str(odd), config=target)
+    assert result.returncode == 0, result.stderr
+    assert "\\u007f" in target.read_text(encoding="utf-8")
+    written = tomllib.loads(target.read_text(encoding="utf-8"))
+    assert written["repos"]["roots"] == [str(odd.resolve())]
+    assert sorted(path.name for path in target.parent.iterdir() if path.is_file()) == [
+        "statehub.toml"
+    ]
+
+
 def test_init_defaults_to_the_current_folder(tmp_path: Path) -> None:
     """Without arguments it writes ./statehub.toml with the current folder as the root."""
     result = statehub("init", cwd=tmp_path)

@@ -43,9 +43,14 @@ if TYPE_CHECKING:
 DEFAULT_TARGET = Path("statehub.toml")
 
 
+def _toml_string(item: str) -> str:
+    # JSON strings are TOML basic strings (both escape with backslashes), except that JSON
+    # leaves DEL as it is and TOML refuses it (a folder may be named with one).
+    return json.dumps(item, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def _toml_list(items: list[str]) -> str:
-    # JSON strings are valid TOML basic strings (both escape with backslashes).
-    return "[" + ", ".join(json.dumps(item, ensure_ascii=False) for item in items) + "]"
+    return "[" + ", ".join(_toml_string(item) for item in items) + "]"
 
 
 CONVENTIONS_OFF = """
@@ -86,8 +91,8 @@ def starter_text(
 # config/statehub.toml in the statehub checkout.
 
 [hub]
-name = {json.dumps(hub_name, ensure_ascii=False)}    # this hub's name on every surface
-database = {json.dumps(database, ensure_ascii=False)}   # relative to this file's folder
+name = {_toml_string(hub_name)}    # this hub's name on every surface
+database = {_toml_string(database)}   # relative to this file's folder
 
 [repos]
 roots = {_toml_list(roots)}    # every git work tree below a root is a repo
@@ -97,6 +102,39 @@ paths = {_toml_list(paths)}    # single repos
 id = "{definition_id}"   # this hub's own definition
 mode = "active"                       # sweep at every fire: no cluster scheduler here
 {"" if conventions else CONVENTIONS_OFF}"""
+
+
+def _write_validated(path: Path, text: bytes) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, loaded as a
+    configuration first: nothing is left behind when it is not valid, and an existing file
+    is never replaced (a hard link fails when the name is taken). Raises UsageError."""
+    import tempfile
+
+    from statehub.errors import ConfigError
+    from statehub.settings import load_settings
+
+    taken = f"{visible(str(path))} exists; statehub init never overwrites a configuration"
+    if os.path.lexists(path):
+        raise UsageError(taken)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write {visible(str(path))}: {exc.strerror}") from None
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(text)
+        load_settings(temporary)
+        os.link(temporary, path)
+    except ConfigError as exc:
+        raise UsageError(f"the starter file for these folders is not valid: {exc}") from None
+    except FileExistsError:
+        raise UsageError(taken) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {visible(str(path))}: {exc.strerror}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _conventions(repos: list[Path]) -> tuple[list[str], list[str]]:
@@ -201,16 +239,7 @@ def init_command(
         ).encode("utf-8")
     except UnicodeEncodeError:
         raise UsageError("a folder's name is not UTF-8: a TOML file cannot name it") from None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("xb") as handle:
-            handle.write(text)
-    except FileExistsError:
-        raise UsageError(
-            f"{visible(str(path))} exists; statehub init never overwrites a configuration"
-        ) from None
-    except OSError as exc:
-        raise UsageError(f"cannot write {visible(str(path))}: {exc.strerror}") from None
+    _write_validated(path, text)
     settings = load_settings(path)
     for warning in config_warnings(settings):
         sys.stderr.write(f"statehub: warning: {visible(warning)}\n")
