@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -659,3 +660,17 @@ def test_plain_lines_carry_a_timestamp_and_level() -> None:
     [line] = stream.getvalue().splitlines()
     assert line.endswith(" WARNING statehub.scheduler: falling back")
     assert datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).tzinfo is not None
+
+
+def test_an_exception_is_one_line_of_reason_and_its_traceback_only_at_debug() -> None:
+    """A logged exception: its type and first line at INFO; the whole traceback at DEBUG."""
+    try:
+        raise ValueError("the reason\nmore detail")
+    except ValueError:
+        failure = logging.LogRecord(
+            "statehub.temporal", logging.WARNING, __file__, 1, "run failed", None, sys.exc_info()
+        )
+    quiet = OneLineFormatter(journal=True).format(failure)
+    loud = OneLineFormatter(journal=True, tracebacks=True).format(failure)
+    assert quiet == "<4>statehub.temporal: run failed: ValueError: the reason"
+    assert loud.startswith("<4>statehub.temporal: run failed | Traceback (most recent call last):")

@@ -677,3 +677,34 @@ def test_a_sweep_stuck_on_a_repo_keeps_the_workers_watchdog_and_sigterm(
     assert exit_status == 0, worker.lines()
     [row] = runs(database)
     assert row["context"]["interrupted"] is True
+
+
+def test_a_malformed_input_fails_the_run_at_once_with_one_line(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """A run started by hand with an input that is not a SweepInput: failed at once
+    (BadInput, non-retryable), no sweep, and the worker logs no traceback."""
+    config, _ = temporal_config(tmp_path, fleet, temporal_server)
+    queue = next(
+        line.split('"')[1] for line in config.read_text().splitlines() if "task_queue" in line
+    )
+    worker = start_worker(config)
+    try:
+        temporal_server.cli(
+            "workflow", "start", "--type", "statehub-consistency-sweep", "--task-queue", queue,
+            "--workflow-id", "by-hand", "--input", '"not a sweep input"',
+        )  # fmt: skip
+        result = temporal_server.cli(
+            "workflow", "result", "--workflow-id", "by-hand", check=False, timeout=30
+        )
+        described = temporal_server.cli(
+            "workflow", "describe", "-w", "by-hand", "-o", "json"
+        ).stdout
+    finally:
+        stop_worker(worker)
+        lines = worker.lines()
+    assert result.returncode != 0
+    assert '"FAILED"' in described or "Failed" in described
+    assert "BadInput" in described
+    assert not any("Traceback" in line for line in lines)
+    assert events(tmp_path / "statehub.db") == []

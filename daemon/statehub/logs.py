@@ -3,8 +3,9 @@
 With ``$JOURNAL_STREAM`` set (systemd connected stderr to the journal) each line starts
 with its syslog priority, ``<3>`` error .. ``<7>`` debug, and carries no timestamp: journald
 stamps it and ``journalctl -p warning`` filters on the prefix (sd-daemon(3)). Otherwise a
-line is ``2026-11-27T10:15:00.041Z WARNING logger: message``. A multi-line message (a
-traceback) is folded into its one line with `` | `` so that it stays one journal entry,
+line is ``2026-11-27T10:15:00.041Z WARNING logger: message``. An exception is its type and
+first line of reason; its traceback only at debug level (``STATEHUB_LOG_LEVEL=debug``),
+folded like any multi-line message into its one line with `` | `` (one journal entry),
 and control characters in a message (an escape sequence in a repo's file name) are
 written out as ``\\x1b`` (:func:`statehub.safetext.visible`).
 """
@@ -48,14 +49,20 @@ def priority(levelno: int) -> int:
 class OneLineFormatter(logging.Formatter):
     """``<p>logger: message`` for journald, else ``timestamp LEVEL logger: message``."""
 
-    def __init__(self, *, journal: bool) -> None:
+    def __init__(self, *, journal: bool, tracebacks: bool = False) -> None:
         super().__init__()
         self.journal = journal
+        self.tracebacks = tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
         text = record.getMessage()
-        if record.exc_info:
+        if record.exc_info and self.tracebacks:
             text = f"{text}\n{self.formatException(record.exc_info)}"
+        elif record.exc_info and record.exc_info[1] is not None:
+            # A traceback only at debug level: otherwise the exception's one line of reason.
+            error = record.exc_info[1]
+            reason = str(error).splitlines()[0] if str(error) else ""
+            text = f"{text}: {type(error).__name__}" + (f": {reason}" if reason else "")
         text = " | ".join(visible(line) for line in text.splitlines() if line.strip())
         if self.journal:
             return f"<{priority(record.levelno)}>{record.name}: {text}"
@@ -81,7 +88,11 @@ def setup_logging(*, level: int = logging.INFO, stream: TextIO | None = None) ->
     if named is not None:
         level = named
     handler = _OurHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(OneLineFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
+    handler.setFormatter(
+        OneLineFormatter(
+            journal=bool(os.environ.get("JOURNAL_STREAM")), tracebacks=level <= logging.DEBUG
+        )
+    )
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
         root.removeHandler(old)

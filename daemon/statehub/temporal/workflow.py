@@ -5,7 +5,9 @@ imports nothing of statehub but plain data: it passes the schedule's nominal tim
 ``TemporalScheduledStartTime`` search attribute) to the activity and returns what the
 activity returns, the progress event. The activity is tried once: a retry would be a
 second sweep in the same slot. An automation error fails the activity (non-retryable), so
-the workflow fails; assessment failures do not.
+the workflow fails; assessment failures do not. An input that is not a :class:`SweepInput`
+(a run started by hand with other arguments) fails the run at once, non-retryable, with
+one line: Temporal would otherwise retry its workflow task forever, a traceback each time.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ApplicationError
 
 WORKFLOW_NAME = "statehub-consistency-sweep"
 ACTIVITY_NAME = "statehub-sweep"
 AUTOMATION_ERROR_TYPE = "AutomationError"  # ApplicationError.type of a sweep with a C-00
+BAD_INPUT_TYPE = "BadInput"  # ApplicationError.type of a run whose input is not a SweepInput
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
 # The activity's own bound is [sweep] max_seconds (at most 3600) plus a margin; this one
@@ -46,12 +50,27 @@ class SweepTask:
     workflow_started_at: str  # ISO-8601
 
 
+def sweep_input(raw: Any) -> SweepInput:
+    """``raw`` (the run's decoded argument) as a SweepInput; else a non-retryable failure."""
+    if isinstance(raw, dict):
+        definition_id, name = raw.get("definition_id"), raw.get("definition_name", "")
+        if isinstance(definition_id, str) and definition_id and isinstance(name, str):
+            return SweepInput(definition_id=definition_id, definition_name=name)
+    raise ApplicationError(
+        "the run's input is not {'definition_id': ..., 'definition_name': ...} "
+        f"(got {type(raw).__name__}): start it from the Schedule (statehub temporal sync)",
+        type=BAD_INPUT_TYPE,
+        non_retryable=True,
+    )
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class SweepWorkflow:
     """Runs the sweep activity once and returns its progress event."""
 
     @workflow.run
-    async def run(self, request: SweepInput) -> dict[str, Any]:
+    async def run(self, raw: Any = None) -> dict[str, Any]:
+        request = sweep_input(raw)  # Any: a malformed input reaches us instead of the SDK
         info = workflow.info()
         nominal = info.typed_search_attributes.get(SCHEDULED_START)
         task = SweepTask(
