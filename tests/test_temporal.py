@@ -708,3 +708,27 @@ def test_a_malformed_input_fails_the_run_at_once_with_one_line(
     assert "BadInput" in described
     assert not any("Traceback" in line for line in lines)
     assert events(tmp_path / "statehub.db") == []
+
+
+def test_the_runs_result_is_a_bounded_summary_of_the_event(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer
+) -> None:
+    """A repo with thousands of findings: the run completes and its result (the Temporal
+    payload) is a few kilobytes, the event's figures without its lists."""
+    make_repo(fleet, "plans", {f"workplans/bad-{n}.md": "no front matter\n" for n in range(3000)})
+    config, schedule_id = temporal_config(tmp_path, fleet, temporal_server)
+    sync(config)
+    worker = start_worker(config)
+    try:
+        temporal_server.trigger(schedule_id)
+        [run] = temporal_server.closed_workflows(schedule_id, 1, timeout=120)
+        result = temporal_server.cli(
+            "workflow", "result", "-w", run["execution"]["workflowId"], "-o", "json"
+        ).stdout
+    finally:
+        stop_worker(worker)
+    [event] = events(tmp_path / "statehub.db")
+    assert status(run) == "completed"
+    assert len(json.dumps(event)) > 300_000  # the event itself is large
+    assert len(result) < 8_000
+    assert "repos_processed_count" in result

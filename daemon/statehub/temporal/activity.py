@@ -17,9 +17,12 @@ nominal time (the worker was down when its slot came) does not sweep when
 ``misfire_policy = "skip"``: its row's outcome is ``missed`` and its result says so
 (``{"outcome": "missed", ...}``), as the daemon drops a misfired slot.
 
-The result is the progress event. A sweep with an automation error (exit code 1) raises a
-non-retryable ``ApplicationError`` of type ``AutomationError``, so the workflow fails;
-assessment failures succeed.
+The result is a bounded summary of the progress event (:func:`event_summary`: its id and
+the detail's figures, never its lists): Temporal refuses a payload over 2 MB, which a
+fleet's event passes (issue 25); the whole event is in the store and in the run's row. A
+sweep with an automation error (exit code 1) raises a non-retryable ``ApplicationError`` of
+type ``AutomationError`` (with the same summary), so the workflow fails; assessment
+failures succeed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,35 @@ log = logging.getLogger("statehub.temporal")
 
 HEARTBEAT_SECONDS = 10.0  # at least this often, whatever the sweep is doing
 POLL_SECONDS = 1.0  # how soon a cancel (the worker stopping) is noticed
+
+
+SUMMARY_ERRORS = 5
+"""Automation errors named in a run's summary (the rest are counted)."""
+
+
+def event_summary(event: dict[str, Any]) -> dict[str, Any]:
+    """The run's result: the event's id, type and time, and its detail's scalar figures with
+    the lengths of its lists; a few kilobytes whatever the fleet."""
+    detail = event.get("detail") or {}
+    figures: dict[str, Any] = {
+        key: value
+        for key, value in detail.items()
+        if value is None or isinstance(value, (str, int, float, bool))
+    }
+    for key, value in detail.items():
+        if isinstance(value, list):
+            figures[f"{key}_count"] = len(value)
+    errors = [e for e in detail.get("automation_errors") or [] if isinstance(e, dict)]
+    figures["automation_errors"] = [
+        {"repo": error.get("repo"), "message": str(error.get("message"))[:300]}
+        for error in errors[:SUMMARY_ERRORS]
+    ]
+    return {
+        "id": event.get("id"),
+        "event_type": event.get("event_type"),
+        "created_at": event.get("created_at"),
+        "detail": figures,
+    }
 
 
 class SweepActivity:
@@ -129,8 +161,9 @@ class SweepActivity:
                 f"automation error(s); first: {first.get('repo')}: {first.get('message')}"
             )
             log.error("%s", message)
-            raise ApplicationError(message, event, type=AUTOMATION_ERROR_TYPE, non_retryable=True)
-        return event
+            summary = event_summary(event)
+            raise ApplicationError(message, summary, type=AUTOMATION_ERROR_TYPE, non_retryable=True)
+        return event_summary(event)
 
     def _sweep_with_heartbeats(self) -> dict[str, Any]:
         """run_sweep in a thread of its own; this one heartbeats and keeps the time bound.
