@@ -32,6 +32,7 @@ def test_cli_api_and_page_agree(tmp_path: Path, fleet: Path) -> None:
         paged = http.get("/workplans", params={"limit": 1, "offset": 1}).json()
         one = http.get("/workplans/alpha/DEMO-WP-0001").json()
         page = http.get("/status").text
+        repo_page = http.get("/status/repos/alpha").text
         missing = http.get("/workplans/alpha/NOPE-WP-0001")
         bad = http.get("/workplans", params={"changed_since": "soon"})
 
@@ -49,6 +50,8 @@ def test_cli_api_and_page_agree(tmp_path: Path, fleet: Path) -> None:
     assert 'data-status="blocked">blocked&nbsp;\u00d71' in page
     assert 'data-status="active">active&nbsp;\u00d73' in page
     assert '<a href="/status/repos/alpha">alpha</a>: DEMO-WP-0001: active -&gt; blocked' in page
+    assert repo_page.count('<tr data-plan="') == 2
+    assert '<tr data-plan="DEMO-WP-0001"><td class="mono">DEMO-WP-0001</td>' in repo_page
     assert missing.status_code == 404
     assert bad.status_code == 422
 

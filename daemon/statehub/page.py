@@ -505,6 +505,7 @@ def status_view(
 
 
 PLANS_SHOWN = 50
+REPO_PLANS_SHOWN = 500
 PLAN_CHANGES_SHOWN = 20
 PLAN_CHANGES_SPAN = timedelta(days=7)
 
@@ -589,6 +590,7 @@ def repo_view(store: Store, name: str, *, now: datetime | None = None) -> dict[s
         "assessed_age": age(_moment(assessment.assessed_at), moment),
         "history": history,
         "history_scan": HISTORY_SCAN,
+        "plans": store.workplans(repo=name, limit=REPO_PLANS_SHOWN)[1],
     }
 
 

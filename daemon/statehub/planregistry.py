@@ -17,7 +17,7 @@ such as ``STATE-WP-0064: active -> finished``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,24 +110,17 @@ class Change:
     old_status: str | None
     new_status: str | None
     summary: str
-    first_read: bool = False  # 'added' by the repo's first read into the registry
-
-    def entered(self, statuses: Iterable[str]) -> bool:
-        """True when the plan entered one of ``statuses`` with this change.
-
-        A plan found by its repo's first read did not enter anything: it was there before.
-        """
-        if self.kind == "removed" or self.first_read or self.new_status == self.old_status:
-            return False
-        return self.new_status in set(statuses)
+    # 'added' by the repo's first read into the registry: the plan entered no status then
+    # (the alerts of [notify] workplan_statuses skip it: Store.workplans_entering).
+    first_read: bool = False
 
 
 @dataclass(kw_only=True)
 class Reconciled:
-    """What to write for one repo: plans to insert or replace, keys to delete, changes."""
+    """What to write for one repo: plans to insert or replace, and its changes (a plan
+    ``removed`` is deleted)."""
 
     upsert: list[Plan] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -194,18 +187,13 @@ def reconcile(
         out.changes.append(_changed(before, kept))
     for key, before in recorded.items():
         if key not in current:
-            out.delete.append(key)
             out.changes.append(_removed(before, None))
     return out
 
 
 def leave(recorded: Mapping[str, Plan]) -> Reconciled:
     """A repo gone from the fleet: each of its plans removed (their history stays)."""
-    out = Reconciled()
-    for key, before in recorded.items():
-        out.delete.append(key)
-        out.changes.append(_removed(before, LEFT_FLEET))
-    return out
+    return Reconciled(changes=[_removed(before, LEFT_FLEET) for before in recorded.values()])
 
 
 def _added(plan: Plan, first_read: bool) -> Change:

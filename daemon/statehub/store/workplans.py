@@ -201,7 +201,7 @@ class Workplans(StoreBase):
     def workplans_entering(self, run_id: str, statuses: Sequence[str]) -> list[dict[str, Any]]:
         """The changes of one sweep by which a plan entered one of ``statuses`` (in the
         order seen); a plan found by its repo's first read entered nothing
-        (:meth:`statehub.planregistry.Change.entered`)."""
+        (``first_read``)."""
         if not statuses:
             return []
         with self._guard() as connection:
@@ -262,7 +262,7 @@ def _apply(
             (change.repo, change.key)
             for result in results
             for change in result.changes
-            if change.key in result.delete
+            if change.kind == "removed"
         ],
     )
     connection.executemany(
