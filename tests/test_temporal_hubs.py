@@ -175,6 +175,8 @@ def test_three_hubs_share_one_namespace_and_one_view(
         taken = statehub("temporal", "sync", config=copy)
         assert taken.returncode == 78
         assert f"belongs to hub '{names['a']}'" in taken.stderr
+        forced = statehub("temporal", "sync", "--force", "--dry-run", "--json", config=copy)
+        assert json.loads(forced.stdout)["action"] == "update"  # --force would take it over
 
         # Hub c's worker comes back after the slot's grace: the run is missed, not swept.
         time.sleep(max(0.0, 3.5 - (time.monotonic() - triggered_at)))
