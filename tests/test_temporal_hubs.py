@@ -44,6 +44,11 @@ def hubs_json(config: Path) -> dict[str, dict[str, Any]]:
     return {hub["hub"]: hub for hub in document["hubs"]}
 
 
+def cluster_sweeps(database: Path) -> list[dict[str, Any]]:
+    """The sweep events the hub's worker recorded (source activity-core)."""
+    return [event for event in events(database) if event["detail"]["source"] == "activity-core"]
+
+
 def in_parallel(*calls: Any) -> list[Any]:
     with ThreadPoolExecutor(len(calls)) as pool:
         return list(pool.map(lambda call: call(), calls))
@@ -61,8 +66,9 @@ def test_three_hubs_share_one_namespace_and_one_view(
     broken = folders["b"] / "fleet" / "broken"  # hub b's runs fail on a C-00
     broken.mkdir()
     (broken / ".git").write_text("gitdir: /nonexistent/statehub-test\n", encoding="utf-8")
-    # Hub c: a 3 s grace for its primary (quiet soon after its worker stops), a 3 s misfire grace.
-    extra = {"c": ("primary_grace_minutes = 0.05", "misfire_grace_seconds = 3")}
+    # Hub c: a 3 s grace for its primary (quiet soon after its worker stops), an 8 s misfire
+    # grace (its first run starts at once; its second waits for a worker well past that).
+    extra = {"c": ("primary_grace_minutes = 0.05", "misfire_grace_seconds = 8")}
     configs = dict(
         zip(
             "abc",
@@ -119,8 +125,7 @@ def test_three_hubs_share_one_namespace_and_one_view(
         # Each trigger swept only its own hub's fleet, and wrote only its own hub's runs.
         for key in "abc":
             database = folders[key] / "var" / "statehub.db"
-            # `init` swept once (source "init"); the trigger's is the other event.
-            [event] = [one for one in events(database) if one["detail"]["source"] != "init"]
+            [event] = cluster_sweeps(database)
             detail = event["detail"]
             processed = [entry["repo"] for entry in detail["repos_processed"]]
             repos = {*processed, *detail["skipped_clean"]} - {"broken"}
@@ -132,7 +137,30 @@ def test_three_hubs_share_one_namespace_and_one_view(
         temporal_server.trigger(schedule_ids["c"])  # no worker: it waits, past its grace
         triggered_at = time.monotonic()
 
-        view = hubs_json(configs["a"])
+        # A fourth hub copying hub a's definition id, and one naming a's schedule.
+        copier = tmp_path / "d"
+        copier.mkdir()
+        text = configs["a"].read_text(encoding="utf-8").replace(names["a"], f"hub-d-{ident}")
+        copy, other = copier / "copy.toml", copier / "other.toml"
+        copy.write_text(text, encoding="utf-8")
+        own = text.replace(settings["a"].schedule.id, str(uuid.uuid4()))
+        own = own.replace("[temporal]\n", f'[temporal]\nschedule_id = "{schedule_ids["a"]}"\n')
+        other.write_text(own, encoding="utf-8")
+
+        def page_html() -> str:
+            with client(page.url) as http:
+                return http.get("/").text
+
+        # All at once: they read Temporal (and each hub its own database) independently.
+        view, html, healthy, fallback, refused, taken, forced = in_parallel(
+            lambda: hubs_json(configs["a"]),
+            page_html,
+            lambda: run_now(configs["a"]),
+            lambda: run_now(configs["c"]),
+            lambda: statehub("temporal", "sync", config=copy),
+            lambda: statehub("temporal", "sync", config=other),
+            lambda: statehub("temporal", "sync", "--force", "--dry-run", "--json", config=other),
+        )
         assert {view[names[key]]["schedule_id"] for key in "abc"} == set(schedule_ids.values())
         a, b, c = (view[names[key]] for key in "abc")
         assert (a["last_outcome"], a["quiet"], a["last_swept_at"] is not None) == (
@@ -144,40 +172,27 @@ def test_three_hubs_share_one_namespace_and_one_view(
         assert a["definition_id"] == settings["a"].schedule.id
         assert a["trigger"] == FAR_TRIGGER and a["paused"] is False and a["next_fire"]
 
-        with client(page.url) as http:
-            html = http.get("/").text
         assert f'<strong id="hub-name">{names["a"]}</strong>' in html
         section = html.split('<section id="hubs">')[1].split("</section>")[0]
         assert all(names[key] in section for key in "abc")
         assert section.count('"pill bad">quiet<') >= 1 and '"pill bad">failed<' in section
 
         # Standby per hub: c's daemon takes over, a's stays idle (its own primary swept).
-        assert run_now(configs["a"])["outcome"] == "primary_healthy"
-        fallback = run_now(configs["c"])
+        assert healthy["outcome"] == "primary_healthy"
         assert (fallback["outcome"], fallback["context_snapshot"]["source"]) == (
             "swept", "local-fallback",
         )  # fmt: skip
 
-        # A fourth hub copying hub a's definition id is refused, and so is one naming a's
-        # schedule: one line each, exit 78, nothing written.
-        copier = tmp_path / "d"
-        copier.mkdir()
-        copy = copier / "statehub.toml"
-        text = configs["a"].read_text(encoding="utf-8").replace(names["a"], f"hub-d-{ident}")
-        copy.write_text(text, encoding="utf-8")
-        refused = statehub("temporal", "sync", config=copy)
+        # Refused: one line each, exit 78, nothing written; --force would take it over.
         assert refused.returncode == 78
         assert refused.stderr.count("\n") == 1
         assert f"is already scheduled by hub '{names['a']}'" in refused.stderr
-        own = text.replace(settings["a"].schedule.id, str(uuid.uuid4()))
-        own = own.replace("[temporal]\n", f'[temporal]\nschedule_id = "{schedule_ids["a"]}"\n')
-        copy.write_text(own, encoding="utf-8")
-        taken = statehub("temporal", "sync", config=copy)
         assert taken.returncode == 78
         assert f"belongs to hub '{names['a']}'" in taken.stderr
+        assert json.loads(forced.stdout)["action"] == "update"
 
         # Hub c's worker comes back after the slot's grace: the run is missed, not swept.
-        time.sleep(max(0.0, 3.5 - (time.monotonic() - triggered_at)))
+        time.sleep(max(0.0, 8.5 - (time.monotonic() - triggered_at)))
         workers["c"] = start_worker(configs["c"])
         late = temporal_server.closed_workflows(schedule_ids["c"], 2, timeout=60)
         assert all(status(run) == "completed" for run in late)
@@ -185,13 +200,8 @@ def test_three_hubs_share_one_namespace_and_one_view(
         in_parallel(page.stop, *(lambda w=w: stop_worker(w) for w in workers.values()))
     rows = runs(folders["c"] / "var" / "statehub.db")
     assert [row["outcome"] for row in rows] == ["swept", "swept", "missed"]
-    assert rows[-1]["context"]["late_seconds"] > 3
-    swept = [
-        one
-        for one in events(folders["c"] / "var" / "statehub.db")
-        if one["detail"]["source"] != "init"
-    ]
-    assert len(swept) == 2  # the missed run swept nothing
+    assert rows[-1]["context"]["late_seconds"] > 8
+    assert len(cluster_sweeps(folders["c"] / "var" / "statehub.db")) == 1  # missed: no sweep
     shown = statehub("temporal", "hubs", config=configs["c"]).stdout  # the same view, as text
     [line] = [line for line in shown.splitlines() if line.startswith(names["c"])]
     assert f"{names['c']}  {FAR_TRIGGER} in UTC, next " in line

@@ -29,6 +29,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from statehub.safetext import visible
 from statehub.settings import ScheduleSettings, Settings
 from statehub.temporal.schedule import (
     CALL_SECONDS,
@@ -174,7 +175,8 @@ def hubs_command(settings: Settings, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(document, indent=2, ensure_ascii=False))
         return 0
-    print("\n".join(render(document)))
+    # Names come from other hubs' memos: made visible, never written raw to a terminal.
+    print("\n".join(visible(line) for line in render(document)))
     return 0
 
 

@@ -414,7 +414,10 @@ async def _listed(client: Client) -> list[Listed]:
             found.append(Listed(entry.id, memo, workflow))
         return found
 
-    return await _call("list schedules", collect())
+    try:
+        return await _call("list schedules", collect())
+    except ValueError as exc:  # the SDK cannot read a listed schedule's action
+        raise ClusterError(f"list schedules: {exc}") from exc
 
 
 def sync_command(settings: Settings, *, dry_run: bool, as_json: bool, force: bool = False) -> int:

@@ -78,7 +78,9 @@ async def _run(settings: Settings) -> int:
         )
         running = asyncio.create_task(worker.run(), name="temporal-worker")
         where = f"{temporal.address} ({temporal.namespace}), task queue {worker.task_queue}"
-        log.info("worker polling %s as source %s", where, temporal.source)
+        log.info(
+            "hub %s: worker polling %s as source %s", settings.hub_name, where, temporal.source
+        )
         notifier.ready(f"polling {where}")
         _heartbeat(settings)
         pings = asyncio.create_task(_pings(notifier, where, settings), name="watchdog")

@@ -3,11 +3,13 @@
 Temporal replays a workflow's code to rebuild its state, so this module holds no I/O and
 imports nothing of statehub but plain data: it passes the schedule's nominal time (the
 ``TemporalScheduledStartTime`` search attribute) to the activity and returns what the
-activity returns, the progress event. The activity is tried once: a retry would be a
-second sweep in the same slot. An automation error fails the activity (non-retryable), so
-the workflow fails; assessment failures do not. An input that is not a :class:`SweepInput`
-(a run started by hand with other arguments) fails the run at once, non-retryable, with
-one line: Temporal would otherwise retry its workflow task forever, a traceback each time.
+activity returns: the progress event, or ``{"outcome": "missed", ...}`` when the run
+reached the worker past its slot's grace (``statehub temporal hubs`` reads both). The
+activity is tried once: a retry would be a second sweep in the same slot. An automation
+error fails the activity (non-retryable), so the workflow fails; assessment failures do
+not. An input that is not a :class:`SweepInput` (a run started by hand with other
+arguments) fails the run at once, non-retryable, with one line: Temporal would otherwise
+retry its workflow task forever, a traceback each time.
 """
 
 from __future__ import annotations
