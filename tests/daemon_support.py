@@ -68,14 +68,41 @@ def runs(database: Path, *, order: str = "fired_at") -> list[dict[str, Any]]:
     ]
 
 
-def fire_markers(database: Path) -> list[str]:
-    """The ``hub_state`` keys of the fires in progress; none before the database exists."""
+def decisions(database: Path) -> list[dict[str, Any]]:
+    """Every scheduler decision not to sweep (``schedule_decisions``), oldest first."""
     if not database.exists():
         return []
     with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
-        rows = connection.execute(
-            "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
-        ).fetchall()
+        try:
+            rows = connection.execute(
+                "SELECT decided_at, scheduled_for, decision, context FROM schedule_decisions"
+                " ORDER BY decided_at, id"
+            ).fetchall()
+        except sqlite3.OperationalError:  # being created
+            return []
+    return [
+        {
+            "decided_at": row[0],
+            "scheduled_for": row[1],
+            "outcome": row[2],
+            "context": json.loads(row[3]),
+        }
+        for row in rows
+    ]
+
+
+def fire_markers(database: Path) -> list[str]:
+    """The ``hub_state`` keys of the fires in progress; none before the database exists
+    (or while it is being created: no table yet)."""
+    if not database.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
+        try:
+            rows = connection.execute(
+                "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
     return [row[0] for row in rows]
 
 

@@ -120,9 +120,13 @@ def write_config(folder: Path, *, roots: list[Path], extra: str = "", **sections
     body = {
         "hub": 'database = "statehub.db"',
         "repos": "roots = [" + ", ".join(f'"{root}"' for root in roots) + "]",
-        "schedule": "",
+        # No hand-back pause after a slot: a standby's fallback sweeps at once in tests
+        # (tests of the hand-back set their own).
+        "schedule": "handback_delay_seconds = 0",
         "sweep": "",
     }
+    if "handback_delay_seconds" in sections.get("schedule", ""):
+        body["schedule"] = ""
     for section, lines in sections.items():
         body[section] = (body.get(section, "") + "\n" + lines).strip()
     text = "".join(f"[{section}]\n{lines}\n\n" for section, lines in body.items())

@@ -379,7 +379,14 @@ def test_openapi_lists_every_endpoint(hub: Hub) -> None:
     assert set(schema["properties"]) == {"max_seconds", "source", "remote", "scheduled"}
     assert schema["additionalProperties"] is False
     progress = document["paths"]["/progress/"]["get"]["parameters"]
-    assert {parameter["name"] for parameter in progress} == {"event_type", "limit", "since"}
+    assert {parameter["name"] for parameter in progress} == {
+        "event_type",
+        "limit",
+        "since",
+        "until",
+        "source",
+        "completed",
+    }
     docs = hub.http.get("/docs")
     assert docs.status_code == 200
     assert "text/html" in docs.headers["content-type"]

@@ -20,12 +20,13 @@ from daemon_support import (
     NotifySocket,
     clear_of_minute_boundary,
     contract_runs,
+    decisions,
     runs,
     wait_for,
 )
 from gitfleet import make_repo, write, write_config
-from statehub.fire import MARKER_PREFIX
 from statehub.lock import SweepLock
+from statehub.runs import MARKER_PREFIX
 from statehub.settings import load_settings
 from statehub.store import Store
 from statehub.sweep import EVENT_ALL
@@ -115,8 +116,9 @@ def test_real_fires_in_each_mode(
     notify.wait_field("READY", 5, after=sent)
     assert not runs(active_db)  # no fire yet: the one below comes after the refused reload
 
-    for database in (active_db, idle_db, takeover_db):
+    for database in (active_db, takeover_db):
         wait_for(lambda database=database: runs(database), 75, f"a fire in {database}")
+    wait_for(lambda: decisions(idle_db), 75, "the idle standby's decision")
     fire_seen = time.monotonic()
 
     # active: swept as local-daemon at the slot, visible through the contract's query.
@@ -132,13 +134,13 @@ def test_real_fires_in_each_mode(
     assert result["source"] == "local-daemon" and result["lock_skipped"] is False
     assert result["repos_total"] == 2
 
-    # standby, fresh primary: idle, the primary's last sweep in the context, nothing swept.
-    [idle_run] = runs(idle_db)
+    # standby, fresh primary: idle, the primary's last sweep in the context, nothing swept;
+    # a decision, not a row of the contract's query (issue 20).
+    [idle_run] = decisions(idle_db)
     assert idle_run["outcome"] == "primary_healthy"
     assert idle_run["context"]["primary_last_source"] == "activity-core"
     assert idle_run["context"]["primary_last_sweep_at"]
-    [(_, _, _, idle_result)] = contract_runs(idle_db)
-    assert idle_result is None
+    assert contract_runs(idle_db) == []
 
     # standby, stale primary: takes over as local-fallback with a warning.
     [takeover_run] = runs(takeover_db)
@@ -318,7 +320,8 @@ def test_run_now_while_a_sweep_holds_the_lock(tmp_path: Path, small_fleet: Path)
 
 
 def test_run_now_standby_with_a_fresh_primary(tmp_path: Path, small_fleet: Path) -> None:
-    """In standby a fresh primary means primary_healthy; --force sweeps as local-fallback."""
+    """In standby a fresh primary means primary_healthy; --force is the canary, not a
+    fallback sweep (issue 20)."""
     config = write_config(tmp_path, roots=[small_fleet], schedule='mode = "standby"')
     append_primary_sweep(config, utc_now() - timedelta(minutes=5))
     status, run = run_now(config)
@@ -328,11 +331,10 @@ def test_run_now_standby_with_a_fresh_primary(tmp_path: Path, small_fleet: Path)
     context = forced["context_snapshot"]
     assert isinstance(context, dict)
     assert context["forced"] is True
-    assert context["consistency_sweep_remote_all"]["source"] == "local-fallback"
-    assert [run["outcome"] for run in runs(load_settings(config).database_path)] == [
-        "primary_healthy",
-        "swept",
-    ]
+    assert context["consistency_sweep_remote_all"]["source"] == "canary"
+    database = load_settings(config).database_path
+    assert [run["outcome"] for run in runs(database)] == ["swept"]
+    assert [decision["outcome"] for decision in decisions(database)] == ["primary_healthy"]
 
 
 def test_run_now_disabled_schedule(tmp_path: Path, small_fleet: Path) -> None:
@@ -347,12 +349,12 @@ def test_run_now_disabled_schedule(tmp_path: Path, small_fleet: Path) -> None:
 
 
 def test_run_now_exits_1_on_automation_errors(tmp_path: Path, small_fleet: Path) -> None:
-    """A sweep with a C-00 (a .git pointing nowhere) makes run-now exit 1."""
+    """A sweep with a C-00 (a .git pointing nowhere): run-now exits 1, the run is failed."""
     write(small_fleet, {"broken/.git": "gitdir: /nowhere/at/all\n"})
     config = write_config(tmp_path, roots=[small_fleet], schedule='mode = "active"')
     status, run = run_now(config)
     assert status == 1
-    assert run["outcome"] == "swept"
+    assert run["outcome"] == "failed"
     context = run["context_snapshot"]
     assert isinstance(context, dict)
     assert context["consistency_sweep_remote_all"]["exit_code"] == 1
@@ -447,7 +449,7 @@ def test_run_now_standby_reads_the_primary_through_the_api(
     assert (status, forced["outcome"]) == (0, "swept"), forced
     context = forced["context_snapshot"]
     assert isinstance(context, dict)
-    assert context["consistency_sweep_remote_all"]["source"] == "local-fallback"
+    assert context["consistency_sweep_remote_all"]["source"] == "canary"
 
 
 def test_run_now_with_a_wrong_token_is_an_error(

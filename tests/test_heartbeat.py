@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +20,7 @@ MOMENT = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 
 
 def test_daemon_records_a_heartbeat_when_it_starts(tmp_path: Path, fleet: Path) -> None:
-    """Starting the daemon writes heartbeat:daemon with the time of its clock."""
+    """Starting the daemon writes heartbeat:daemon: the time of its clock, alive, its pid."""
     settings = load_settings(write_config(tmp_path, roots=[fleet]))
     daemon = Daemon(
         settings,
@@ -29,6 +31,9 @@ def test_daemon_records_a_heartbeat_when_it_starts(tmp_path: Path, fleet: Path) 
     daemon.start()
     try:
         with Store.open(settings.database_path) as store:
-            assert store.get_state(HEARTBEAT_KEY) == iso(MOMENT)
+            record = json.loads(store.get_state(HEARTBEAT_KEY) or "{}")
+        assert (record["at"], record["state"], record["pid"]) == (iso(MOMENT), "alive", os.getpid())
     finally:
         daemon.stop("test over")
+    with Store.open(settings.database_path) as store:
+        assert json.loads(store.get_state(HEARTBEAT_KEY) or "{}")["state"] == "stopped"

@@ -1,7 +1,7 @@
 """Scheduled sweeps from the API and the command line are rows of ``activity_runs`` too.
 
 The CronJob POSTs ``"scheduled": true`` and the archived timer runs ``statehub sweep
---scheduled``: each run is one row of the ``[schedule]`` definition (``statehub.runrecord``)
+--scheduled``: each run is one row of the ``[schedule]`` definition (``statehub.runs``)
 beside the daemon's fires, with its slot, its outcome and the sweep's detail; a process
 killed mid-sweep leaves an interrupted ``error`` row. Real server, real fleet, real SQLite.
 """
@@ -34,13 +34,13 @@ from api_support import (
 from clirun import start_statehub, statehub
 from daemon_support import CONTRACT_QUERY, fire_markers, runs
 from gitfleet import make_repo, write_config
+from statehub.cancel import Cancel
 from statehub.compare import compare
 from statehub.cron import cron_trigger, previous_fire_time
 from statehub.errors import StoreError
 from statehub.lock import SweepLock
-from statehub.runrecord import scheduled_sweep
+from statehub.runs import scheduled_sweep
 from statehub.settings import load_settings
-from statehub.store import ProgressEvent
 from statehub.timefmt import iso, parse_iso, utc_now
 
 SWEEP = "/consistency/sweep/remote-all"
@@ -243,7 +243,7 @@ def test_sweep_without_scheduled_records_no_run(tmp_path: Path, fleet: Path) -> 
 def test_a_scheduled_sweep_with_an_automation_error_is_a_failed_run(
     tmp_path: Path, fleet: Path
 ) -> None:
-    """A C-00: exit 1, a swept row whose detail has exit_code 1, as the daemon's fire."""
+    """A C-00: exit 1, a failed row (not swept) whose detail has exit_code 1 (issue 20)."""
     make_repo(fleet, "alpha")
     broken = fleet / "broken"
     broken.mkdir()
@@ -252,10 +252,10 @@ def test_a_scheduled_sweep_with_an_automation_error_is_a_failed_run(
     done = statehub("sweep", "--scheduled", "--source", "local-timer", config=config)
     assert done.returncode == 1, done.stderr
     [row] = runs(tmp_path / "statehub.db")
-    assert row["outcome"] == "swept"
+    assert row["outcome"] == "failed"
     assert row["context"]["consistency_sweep_remote_all"]["exit_code"] == 1
     shown = statehub("status", "--json", config=config)
-    assert [run["outcome"] for run in json.loads(shown.stdout)["runs"]] == ["swept"]
+    assert [run["outcome"] for run in json.loads(shown.stdout)["runs"]] == ["failed"]
 
 
 @pytest.mark.parametrize(
@@ -311,12 +311,12 @@ def test_a_scheduled_sweep_that_raises_is_an_error_row_compare_counts(tmp_path: 
     """A sweep that fails before any event: an error row, re-raised, a trigger error in compare."""
     settings = load_settings(write_config(tmp_path, roots=[tmp_path]))
 
-    def failing() -> ProgressEvent:
+    def failing(_cancel: Cancel) -> dict[str, object]:
         raise StoreError("disk I/O error")
 
     fired = utc_now()
     with pytest.raises(StoreError):
-        scheduled_sweep(settings, origin="http", source="activity-core", run=failing, fired=fired)
+        scheduled_sweep(settings, origin="http", source="activity-core", sweep=failing, fired=fired)
     [row] = runs(tmp_path / "statehub.db")
     assert (row["outcome"], row["context"]["error"]) == ("error", "disk I/O error")
     assert row["fired_at"] == iso(fired)

@@ -26,18 +26,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 from daemon_support import NotifySocket, wait_for
 from gitfleet import make_repo, write_config
 from statehub import scheduler
+from statehub.cancel import Cancel
 from statehub.cron import cron_trigger, next_fire_times
 from statehub.errors import ConfigError
-from statehub.fire import (
-    MARKER_PREFIX,
-    Backend,
-    InProcessBackend,
-    Runner,
-    record_interrupted_fires,
-)
+from statehub.fire import Backend, InProcessBackend, Runner
 from statehub.lock import SweepLock
 from statehub.logs import OneLineFormatter, setup_logging
 from statehub.notify import Notifier, ascii_status, watchdog_interval
+from statehub.runs import MARKER_PREFIX
+from statehub.runs import record_interrupted as record_interrupted_fires
 from statehub.scheduler import Daemon, misfire_grace, validate_for_daemon
 from statehub.settings import Settings, load_settings
 from statehub.store import ActivityRun, Store
@@ -74,6 +71,12 @@ def stored_runs(settings: Settings) -> list[ActivityRun]:
         return list(reversed(store.runs(limit=100)))
 
 
+def stored_decisions(settings: Settings) -> list[ActivityRun]:
+    """The decisions not to sweep (schedule_decisions), oldest first."""
+    with Store.open(settings.database_path) as store:
+        return list(reversed(store.decisions(limit=100)))
+
+
 def add_event(settings: Settings, created_at: datetime, **detail: Any) -> None:
     with Store.open(settings.database_path) as store:
         store.append_event(
@@ -86,9 +89,9 @@ class SlowBackend(InProcessBackend):
 
     delay = 2.2
 
-    def sweep(self, *, source: str) -> dict[str, Any]:
+    def sweep(self, *, source: str, cancel: Cancel) -> dict[str, Any]:
         time.sleep(self.delay)
-        return super().sweep(source=source)
+        return super().sweep(source=source, cancel=cancel)
 
 
 class HungBackend(InProcessBackend):
@@ -97,7 +100,7 @@ class HungBackend(InProcessBackend):
     release = threading.Event()
     entered = threading.Event()
 
-    def sweep(self, *, source: str) -> dict[str, Any]:
+    def sweep(self, *, source: str, cancel: Cancel) -> dict[str, Any]:
         with SweepLock(self.settings.database_path) as lock:
             assert lock.acquire()
             self.entered.set()
@@ -204,9 +207,11 @@ def test_standby_idles_while_the_primary_is_fresh_then_takes_over(
     assert took_over.context_snapshot["consistency_sweep_remote_all"]["source"] == "local-fallback"
     assert took_over.fired_at == iso(now[0])
     assert any("sweeping as local-fallback" in r.getMessage() for r in caplog.records)
-    assert [run.outcome for run in stored_runs(settings)] == ["primary_healthy", "swept"]
+    assert [run.outcome for run in stored_runs(settings)] == ["swept"]
     with Store.open(settings.database_path) as store:
         assert store.state_items(MARKER_PREFIX) == {}
+        # The decision not to sweep is kept, but not as a run (issue 20).
+        assert [d.outcome for d in store.decisions()] == ["primary_healthy"]
 
 
 def test_standby_counts_only_whole_fleet_sweeps_that_ran_to_their_end(
@@ -288,12 +293,12 @@ def test_overlapping_fire_is_skipped_and_recorded(make_settings: Callable[..., S
 
     def both_seen() -> bool:
         outcomes = [run.outcome for run in stored_runs(settings)]
-        return "swept" in outcomes and "overlap_skipped" in outcomes
+        return "swept" in outcomes and bool(stored_decisions(settings))
 
     run_daemon_briefly(daemon, both_seen, 15)
     recorded = stored_runs(settings)
     [swept] = [run for run in recorded if run.outcome == "swept"][:1]
-    overlaps = [run for run in recorded if run.outcome == "overlap_skipped"]
+    overlaps = [run for run in stored_decisions(settings) if run.outcome == "overlap_skipped"]
     assert overlaps[0].context_snapshot["running_run_id"] == swept.run_id
     assert swept.scheduled_for < overlaps[0].scheduled_for
     with Store.open(settings.database_path) as store:
@@ -336,7 +341,7 @@ def test_stop_abandons_a_hung_sweep_quickly(
     hung: type[HungBackend],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Stopping during a hung sweep waits a short grace, then records it as interrupted."""
+    """Stopping during a sweep that ignores the cancel records it cancelled by the signal."""
     monkeypatch.setattr(scheduler, "STOP_GRACE_SECONDS", 0.5)
     settings = make_settings(schedule='mode = "active"')
     daemon, recorder = every_second(settings, hung)
@@ -347,9 +352,10 @@ def test_stop_abandons_a_hung_sweep_quickly(
         started = time.monotonic()
         daemon.stop("SIGTERM")
     assert time.monotonic() - started < 4
-    [run] = stored_runs(settings)
-    assert run.outcome == "error"
-    assert run.context_snapshot["interrupted"] is True
+    [run] = wait_for(lambda: stored_runs(settings), 10, "the cancelled run")
+    assert run.outcome == "cancelled"
+    assert run.context_snapshot["cancelled_by"] == "SIGTERM"
+    assert "abandoned" in run.context_snapshot["error"]
     assert any(sent.startswith("STOPPING=1") for sent in recorder.sent)
 
 
@@ -558,28 +564,25 @@ def test_http_trigger_retries_only_when_nothing_was_sent(
 def test_http_standby_reads_the_primary_from_progress(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """In standby over HTTP the newest non-lock-skipped primary event decides."""
+    """In standby over HTTP the health check is one filtered request; its answer decides."""
     now = utc_now()
     events = [
         {
-            "id": 3,
-            "created_at": iso(now),
-            "detail": {"source": "activity-core", "lock_skipped": True},
-        },
-        {"id": 2, "created_at": iso(now), "detail": {"source": "manual", "lock_skipped": False}},
-        {
             "id": 1,
+            "event_type": EVENT_ALL,
             "created_at": iso(now - timedelta(minutes=5)),
             "detail": {"source": "activity-core", "lock_skipped": False},
         },
     ]
-    for event in events:
-        event["event_type"] = EVENT_ALL
     run, requests = fire_over_http(make_settings, "standby", lambda _: json_reply(events), now)
     assert run.outcome == "primary_healthy"
-    assert run.context_snapshot["primary_last_sweep_at"] == events[2]["created_at"]
+    assert run.context_snapshot["primary_last_sweep_at"] == events[0]["created_at"]
     [request] = requests
-    assert request.startswith(b"GET /progress/?event_type=consistency_sweep_remote_all&limit=50 ")
+    line = request.split(b" ")[1].decode()
+    assert line.startswith(
+        "/progress/?event_type=consistency_sweep_remote_all&completed=true&until="
+    )
+    assert line.endswith("&limit=1&source=activity-core")
 
 
 # -- systemd notify and logs ----------------------------------------------------------

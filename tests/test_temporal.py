@@ -21,11 +21,13 @@ from typing import Any
 import pytest
 
 import hostilekit
+from api_support import event_rows
 from clirun import statehub
 from daemon_support import (
     CONTRACT_QUERY,
     DaemonProcess,
     NotifySocket,
+    decisions,
     fire_markers,
     runs,
     wait_for,
@@ -330,7 +332,7 @@ def test_an_automation_error_fails_the_workflow_and_assessment_failures_do_not(
     failed = rows[failed_id]["context"]["consistency_sweep_remote_all"]
     assert failed["exit_code"] == 1
     assert failed["automation_errors"][0]["repo"] == "broken"
-    assert rows[failed_id]["outcome"] == "swept"
+    assert rows[failed_id]["outcome"] == "failed"  # as Temporal says (issue 20)
     [failed_workflow] = [run for run in closed if run["execution"]["runId"] == failed_id]
     described = temporal_server.cli(
         "workflow", "describe", "-w", failed_workflow["execution"]["workflowId"], "-o", "json"
@@ -426,10 +428,11 @@ def test_a_worker_killed_mid_sweep_is_recorded_as_interrupted_at_the_next_start(
     assert fire_markers(database) == []
 
 
-def test_sigterm_mid_sweep_gives_the_sweep_its_grace_then_records_it_interrupted(
+def test_sigterm_mid_sweep_records_the_run_cancelled_by_sigterm(
     tmp_path: Path, fleet: Path, temporal_server: TemporalServer
 ) -> None:
-    """SIGTERM during a long sweep: STOPPING, the run recorded as interrupted, exit 0 in time."""
+    """SIGTERM during a long sweep: STOPPING, the run recorded cancelled by SIGTERM at once
+    (not interrupted), exit 0 in time."""
     with HangingServer() as hanging:
         config, schedule_id = slow_fetch_config(
             tmp_path, fleet, temporal_server, hanging, fetch_timeout=60
@@ -449,13 +452,14 @@ def test_sigterm_mid_sweep_gives_the_sweep_its_grace_then_records_it_interrupted
             worker.close()
             notify.close()
     assert exit_status == 0, worker.lines()
-    assert 5 <= took < 15, worker.lines()  # the 5 s grace, then the sweep is given up
+    assert took < 15, worker.lines()
     assert len(runs(database)) == 1, worker.lines()
     [row] = runs(database)
-    assert row["outcome"] == "error"
-    assert row["context"]["interrupted"] is True
-    assert "stopped" in row["context"]["error"]
+    assert (row["outcome"], row["context"]["cancelled_by"]) == ("cancelled", "SIGTERM")
+    assert "interrupted" not in row["context"]
     assert fire_markers(database) == []
+    [event] = event_rows(database)
+    assert (event["detail"]["cancelled"], event["detail"]["automation_error"]) == (True, False)
 
 
 # -- failover -----------------------------------------------------------------------------
@@ -521,12 +525,11 @@ def test_failover_standby_follows_a_temporal_primary_and_takes_over_while_it_is_
     outcomes = [
         (row["outcome"], row["context"].get("origin")) for row in runs(tmp_path / "statehub.db")
     ]
-    assert outcomes == [
-        ("swept", "temporal"),
-        ("primary_healthy", "run-now"),
-        ("swept", "run-now"),
-        ("swept", "temporal"),
-        ("primary_healthy", "run-now"),
+    assert outcomes == [("swept", "temporal"), ("swept", "run-now"), ("swept", "temporal")]
+    # The standby's decisions not to sweep are kept apart from the runs (issue 20).
+    assert [row["outcome"] for row in decisions(tmp_path / "statehub.db")] == [
+        "primary_healthy",
+        "primary_healthy",
     ]
 
 
@@ -551,7 +554,10 @@ def pollers(server: TemporalServer, task_queue: str) -> list[Any]:
 
 
 def daemon_runs(database: Path) -> list[dict[str, Any]]:
-    return [row for row in runs(database) if row["context"].get("origin") == "schedule"]
+    """The daemon's fires, its runs and its decisions not to sweep, oldest first."""
+    fires = [row for row in runs(database) if row["context"].get("origin") == "schedule"]
+    fires += [{**row, "fired_at": row["decided_at"]} for row in decisions(database)]
+    return sorted(fires, key=lambda row: str(row["fired_at"]))
 
 
 @pytest.mark.slow
@@ -676,7 +682,7 @@ def test_a_sweep_stuck_on_a_repo_keeps_the_workers_watchdog_and_sigterm(
         notify.close()
     assert exit_status == 0, worker.lines()
     [row] = runs(database)
-    assert row["context"]["interrupted"] is True
+    assert (row["outcome"], row["context"]["cancelled_by"]) == ("cancelled", "SIGTERM")
 
 
 def test_a_malformed_input_fails_the_run_at_once_with_one_line(

@@ -16,7 +16,7 @@ Decisions where the contract is silent:
   whole budget: the next sweep records it as interrupted (the path of a killed holder).
 - **A scheduler that POSTs says so** with ``"scheduled": true`` (the CronJob does): the
   sweep is then also a run of the ``[schedule]`` definition, one ``activity_runs`` row
-  (:mod:`statehub.runrecord`: ``scheduled_for`` is the newest slot at or before the
+  (:mod:`statehub.runs`: ``scheduled_for`` is the newest slot at or before the
   request's arrival), so the contract's query of section 8 shows the cluster's runs
   beside the daemon's. Without it (a person, a script) no row is written. The daemon's own
   ``trigger_via = "http"`` never sets it: its fire records the row itself.
@@ -80,13 +80,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from statehub import __version__
 from statehub.alerts import observed_sweep
 from statehub.apiplans import add_workplan_routes
+from statehub.cancel import Cancel
 from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, StoreError
-from statehub.fire import record_interrupted_fires
 from statehub.live import LiveSettings
 from statehub.lock import is_locked
 from statehub.logs import setup_logging
 from statehub.page import PageLogin, add_page_routes
-from statehub.runrecord import scheduled_sweep
+from statehub.runs import record_interrupted, scheduled_sweep
 from statehub.serving import (
     ConnectionGuard,
     connection_cap,
@@ -599,7 +599,7 @@ def create_app(settings: Settings | LiveSettings) -> FastAPI:
             # Create and migrate the database now, not at the first request; and record
             # the scheduled runs of a server killed mid-sweep (before any request of ours).
             with pool.store() as db:
-                record_interrupted_fires(db)
+                record_interrupted(db)
         except StoreError as exc:
             log.error("the database cannot be used (C-00): %s", exc)
         yield
@@ -666,7 +666,7 @@ def _add_sweep_route(app: FastAPI, live: LiveSettings) -> None:
         options = await _sweep_options(request)
         settings = live.settings  # as of this request: a reload applies to the next one
 
-        def observed() -> ProgressEvent:
+        def observed(cancel: Cancel | None = None) -> ProgressEvent:
             return observed_sweep(  # [notify] pings and posts around it (statehub.alerts)
                 settings,
                 source=options.source,
@@ -677,16 +677,24 @@ def _add_sweep_route(app: FastAPI, live: LiveSettings) -> None:
                     remote=options.remote,
                     max_seconds=options.max_seconds,
                     source=options.source,
+                    cancel=cancel,
                 ),
             )
 
-        def sweep() -> ProgressEvent:
+        def sweep() -> dict[str, Any]:
             if not options.scheduled:
-                return observed()
+                return observed().as_dict()
             # A run of the schedule (the CronJob's): its row in activity_runs, its marker
-            # while it runs (statehub.runrecord).
-            return scheduled_sweep(
-                settings, origin="http", source=options.source, run=observed, fired=arrived
+            # while it runs (statehub.runs).
+            return dict(
+                scheduled_sweep(
+                    settings,
+                    origin="http",
+                    source=options.source,
+                    sweep=lambda cancel: observed(cancel).as_dict(),
+                    fired=arrived,
+                    max_seconds=options.max_seconds,
+                )
             )
 
         async with sweep_slots:
@@ -700,12 +708,13 @@ def _add_sweep_route(app: FastAPI, live: LiveSettings) -> None:
                     {"detail": "the server is stopping; this sweep is recorded as interrupted"},
                     status_code=503,
                 )
-        return JSONResponse(event.as_dict())
+        return JSONResponse(event)
 
 
 def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
     # Plain functions: FastAPI runs them in its thread pool, off the event loop.
     def progress(
+        *,
         event_type: Annotated[
             EventTypeName | None, Query(description="only events of this type")
         ] = None,
@@ -713,10 +722,32 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
         since: Annotated[
             Since | None, Query(description="only events created at or after (ISO-8601)")
         ] = None,
+        until: Annotated[
+            Since | None, Query(description="only events created before (ISO-8601)")
+        ] = None,
+        source: Annotated[
+            list[str] | None,
+            Query(max_length=20, description="only events of these detail.source (repeatable)"),
+        ] = None,
+        completed: Annotated[
+            bool,
+            Query(
+                description="only sweeps that ran to their end (not lock-skipped, "
+                "interrupted or cancelled)"
+            ),
+        ] = False,
     ) -> JSONResponse:
-        """Progress events, newest first."""
+        """Progress events, newest first. The standby's health check is one such request:
+        ``?event_type=consistency_sweep_remote_all&completed=true&source=...&until=now&limit=1``."""
         with pool.store() as db:
-            events = db.events(event_type=event_type, limit=limit, since=since)
+            events = db.events(
+                event_type=event_type,
+                limit=limit,
+                since=since,
+                until=until,
+                sources=source,
+                completed=completed,
+            )
         return JSONResponse([event.as_dict() for event in events])
 
     for path, listed in (("/progress/", True), ("/progress", False)):

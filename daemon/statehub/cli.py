@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -114,6 +115,7 @@ def print_warnings(warnings: Sequence[str]) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from statehub import alerts
+    from statehub.cancel import raise_on_sigterm
     from statehub.sweep import ProgressCallback, run_sweep
 
     repos = None if args.all or not args.repo else list(args.repo)
@@ -126,6 +128,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from statehub.sweep import match_repo_names
 
         repos = match_repo_names(settings, repos)  # a unique prefix or suffix is enough
+    # SIGTERM (kill, systemctl stop) unwinds like ^C: the sweep records itself cancelled.
+    raise_on_sigterm()
     progress_bar = None
     if not args.json and sys.stderr.isatty():
         from rich.markup import escape
@@ -151,12 +155,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         if not args.scheduled:
             return observed()
-        from statehub.runrecord import record_interrupted, scheduled_sweep
+        from statehub.runs import scheduled_sweep, sweep_in_process
+        from statehub.store import ProgressEvent
 
-        # A run of the schedule (the archived timer's): first the runs of processes that
-        # died mid-sweep, then this one's row in activity_runs (statehub.runrecord).
-        record_interrupted(settings)
-        return scheduled_sweep(settings, origin="cli", source=args.source, run=observed)
+        # A run of the schedule (the archived timer's): its row in activity_runs.
+        event = scheduled_sweep(
+            settings,
+            origin="cli",
+            source=args.source,
+            sweep=lambda cancel: sweep_in_process(
+                settings, source=args.source, cancel=cancel, progress=progress
+            ),
+        )
+        return ProgressEvent(
+            id=event["id"],
+            event_type=event["event_type"],
+            created_at=event["created_at"],
+            detail=event["detail"],
+        )
 
     try:
         if progress_bar is None:
@@ -264,9 +280,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from statehub.render import runs_table
 
     settings = load(args)
-    runs = read_store(
-        settings, lambda store: store.runs(definition_id=settings.schedule.id, limit=args.limit)
-    )
+    definition = settings.schedule.id
+
+    def read(store: Any) -> list[Any]:
+        found = store.runs(definition_id=definition, limit=args.limit)
+        if args.all:  # the schedulers' decisions not to sweep, too (schedule_decisions)
+            found += store.decisions(definition_id=definition, limit=args.limit)
+            found = sorted(found, key=lambda run: run.fired_at, reverse=True)[: args.limit]
+        return list(found)
+
+    runs = read_store(settings, read)
     if args.json:
         print_json([run.as_dict() for run in runs])
     else:
@@ -658,7 +681,7 @@ def _add_notify(notify: argparse.ArgumentParser, common: argparse.ArgumentParser
     notify_test.set_defaults(handler=cmd_notify_test)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # one statement a command
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
@@ -748,6 +771,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs.add_argument(
         "--limit", type=_bounded_int(1, 100000), default=20, metavar="N", help="default 20"
+    )
+    runs.add_argument(
+        "--all",
+        action="store_true",
+        help="also the decisions not to sweep (primary_healthy, overlap_skipped, disabled)",
     )
 
     _add_serve(add("serve", cmd_serve, "serve the HTTP API and the status page ([api])"))
@@ -1034,9 +1062,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # So that `| jq` says something useful: the error as the one JSON document.
             print_json({"error": f"{_kind(exc)}{exc}", "exit_code": exc.exit_status})
         return exc.exit_status
-    except KeyboardInterrupt:
-        sys.stderr.write("statehub: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:  # ^C, or SIGTERM where a command asked (cancel.py)
+        from statehub.cancel import stopped_by
+
+        name = stopped_by(exc)
+        sys.stderr.write(f"statehub: cancelled by {name}\n")
+        return 128 + int(signal.Signals[name])
     except BrokenPipeError:
         # A closed stdout (`| head`) ends the command quietly with the status of its work
         # (issue 23). stdout points at /dev/null from here, so that the interpreter's last

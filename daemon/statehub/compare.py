@@ -14,9 +14,10 @@ schedule's slots were covered. Its definitions (issue 6):
   ``first_at``/``last_at`` (``created_at`` of its first and last event of any kind), and the
   mean and max ``duration_seconds`` of its completed sweeps (null without one).
 - Slots are the fire times of ``schedule.trigger`` computed in ``schedule.timezone`` (so
-  daylight saving time is the zone's), each running to the next fire time. A slot is
-  *expected* when its start is inside the window and its end is at or before now: only
-  completed slots count; one that began before the window or is still running is left out.
+  daylight saving time is the zone's; while a daemon is alive, of the schedule it runs),
+  each running to the next fire time. A slot is *expected* when its start is inside the
+  window and its end is at or before now: only completed slots count; one that began
+  before the window or is still running is left out.
 - A slot is *covered* by a completed whole-fleet sweep (``consistency_sweep_remote_all``) of
   any source whose ``started_at`` is in ``[start, end)``. A sweep of chosen repos
   (``consistency_sweep``) is counted for its source but covers no slot. A slot with none is
@@ -25,8 +26,10 @@ schedule's slots were covered. Its definitions (issue 6):
   event if older) has *no data*: not missed, and not expected either (issue 15: a store
   minutes old is not 1,437 missed slots). The status page's strip draws the same slots as
   "before the store", and a sweep in such a slot still covers it.
-- A slot is *doubled* when completed whole-fleet sweeps of two or more DIFFERENT sources
-  started in it: the sign of two live schedulers. Two sweeps of one source are not doubled.
+- A slot is *doubled* when completed whole-fleet sweeps of two or more DIFFERENT scheduler
+  sources started in it: the sign of two live schedulers. Two sweeps of one source are not
+  doubled, and neither a manual sweep (``manual``) nor the canary (``canary``, ``schedule
+  run-now --force``) doubles a slot (issue 20); they still cover it.
 - ``retired_sources_seen``: the ``hub.retired_sources`` with any event in the window.
 - ``trigger_errors`` (per source): runs of the schedule (``activity_runs``, ``fired_at`` in
   the window: the daemon's fires, and the scheduled sweeps of the API and the command
@@ -54,8 +57,9 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.text import Text
 
-from statehub.contract import EVENT_ALL
+from statehub.contract import EVENT_ALL, NOT_SCHEDULERS
 from statehub.cron import cron_trigger
+from statehub.daemonstate import daemon_schedule
 from statehub.render import compact_table, or_dash, say, seconds, short_time
 from statehub.safetext import visible
 from statehub.settings import Settings
@@ -288,6 +292,12 @@ def slot_bounds(trigger: str, zone: ZoneInfo, since: datetime, until: datetime) 
     return bounds
 
 
+def is_doubled(sources: set[str]) -> bool:
+    """True when the sources that swept one slot are two or more schedulers: the sign of two
+    live schedulers (``manual`` and ``canary`` are not schedulers: :data:`NOT_SCHEDULERS`)."""
+    return len(sources - NOT_SCHEDULERS) > 1
+
+
 def slot_coverage(
     bounds: Sequence[datetime],
     rows: Sequence[SweepRow],
@@ -308,7 +318,7 @@ def slot_coverage(
             sources_in[index].add(row.source)
 
     def state(index: int, seen: set[str]) -> str:
-        if len(seen) > 1:
+        if is_doubled(seen):
             return DOUBLED
         if seen:
             return COVERED
@@ -372,15 +382,18 @@ def compare(settings: Settings, *, since_hours: float, now: datetime | None = No
             created_at = store.first_record_at()
             created = parse_iso(created_at) if created_at else None
             failed = store.failed_triggers(since=since, until=until)
-    schedule = settings.schedule
-    bounds = slot_bounds(schedule.trigger, schedule.zone, since, until)
+    # The slots of the schedule the daemon really runs while one is alive (its environment
+    # overrides included), else of this configuration (statehub.daemonstate).
+    schedule, _daemon = daemon_schedule(settings)
+    trigger, timezone = str(schedule["trigger"]), str(schedule["timezone"])
+    bounds = slot_bounds(trigger, ZoneInfo(timezone), since, until)
     seen = {row.source for row in rows}
     return Comparison(
         since_hours=since_hours,
         since=since,
         until=until,
-        trigger=schedule.trigger,
-        timezone=schedule.timezone,
+        trigger=trigger,
+        timezone=timezone,
         sources=summarize_sources(rows, failed),
         slots=slot_coverage(bounds, rows, created),
         retired_sources_seen=[name for name in settings.hub.retired_sources if name in seen],

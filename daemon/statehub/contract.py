@@ -60,12 +60,17 @@ class Detail:
     """The workplan registry's changes this sweep, by kind: added, changed, moved, removed."""
     INTERRUPTED: Final = "interrupted"
     """Only on the event of a sweep whose process died, written by the next sweep."""
+    CANCELLED: Final = "cancelled"
+    """Only on the event of a sweep the operator stopped, written at once by its process."""
+    CANCELLED_BY: Final = "cancelled_by"
+    """With ``cancelled``: the signal that stopped it (``SIGINT``, ``SIGTERM``)."""
 
 
+_ONLY_WHEN_TRUE: Final = frozenset({"INTERRUPTED", "CANCELLED", "CANCELLED_BY"})
 DETAIL_KEYS: Final = frozenset(
-    value for name, value in vars(Detail).items() if name.isupper() and name != "INTERRUPTED"
+    value for name, value in vars(Detail).items() if name.isupper() and name not in _ONLY_WHEN_TRUE
 )
-"""Every key of a sweep's detail (``interrupted`` is added only when true)."""
+"""Every key of a sweep's detail (``interrupted``, ``cancelled`` are added only when true)."""
 
 # -- section 5: sources ---------------------------------------------------------------
 
@@ -75,6 +80,10 @@ SOURCE_CLUSTER: Final = "activity-core"
 SOURCE_DAEMON: Final = "local-daemon"
 SOURCE_FALLBACK: Final = "local-fallback"
 SOURCE_TIMER: Final = "local-timer"
+SOURCE_CANARY: Final = "canary"
+"""``statehub schedule run-now --force``: covers a slot, never doubles one."""
+NOT_SCHEDULERS: Final = frozenset({SOURCE_MANUAL, SOURCE_CANARY})
+"""Sources that are not a scheduler: their sweeps never make a slot doubled."""
 
 # -- section 8: outcomes of a run of the schedule (activity_runs.outcome) -------------
 
@@ -90,9 +99,23 @@ class RunOutcome:
     MISSED: Final = "missed"
     ERROR: Final = "error"
     """It failed before any sweep was recorded."""
+    # Decisions not to sweep: rows of schedule_decisions, not of activity_runs (issue 20).
     OVERLAP_SKIPPED: Final = "overlap_skipped"
     PRIMARY_HEALTHY: Final = "primary_healthy"
     DISABLED: Final = "disabled"
+
+
+RUN_OUTCOMES: Final = (
+    RunOutcome.SWEPT,
+    RunOutcome.FAILED,
+    RunOutcome.LOCK_SKIPPED,
+    RunOutcome.CANCELLED,
+    RunOutcome.MISSED,
+    RunOutcome.ERROR,
+)
+"""The outcomes of a run of the definition: the rows of ``activity_runs``."""
+DECISIONS: Final = (RunOutcome.PRIMARY_HEALTHY, RunOutcome.OVERLAP_SKIPPED, RunOutcome.DISABLED)
+"""A scheduler's decisions not to sweep: the rows of ``schedule_decisions``."""
 
 
 # -- section 4: what one repo's assessment gave (the worker's answer) -----------------

@@ -12,6 +12,7 @@
     +-- TriggerError              a sweep could not be triggered (daemon via HTTP)
     +-- ClusterError              the cluster scheduler (Temporal) cannot be reached or refused
     +-- ExtraMissingError         an optional part is not installed (``statehub[temporal]``; 78)
+    +-- AlreadyRunning            a second daemon or Temporal worker on one database (78)
 
 Errors of the libraries underneath (sqlite3, pygit2, APScheduler, httpx, temporalio) are mapped to
 these at the edge with ``raise ... from exc``, so callers never need to know them.
@@ -94,3 +95,22 @@ class ExtraMissingError(StatehubError):
     """
 
     exit_status = EXIT_CONFIG
+
+
+class AlreadyRunning(StatehubError):  # a state the process refuses to start in
+    """Another daemon (or Temporal worker) already runs on this database: names its pid.
+
+    Exit status 78, like a bad configuration: two units pointed at one database is one,
+    and systemd does not restart a unit that exited 78.
+    """
+
+    exit_status = EXIT_CONFIG
+
+    def __init__(self, role: str, pid: int | None, path: object) -> None:
+        self.role = role
+        self.pid = pid
+        holder = f"pid {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"another {role} ({holder}) already runs on this database ({path}); "
+            f"one {role} per database"
+        )

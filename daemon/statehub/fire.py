@@ -1,47 +1,50 @@
-"""One fire of the schedule: decide, sweep (in process or through the API), record.
+"""One fire of the schedule: the decision (enabled? mode? standby?) and where it sweeps.
 
-:meth:`Runner.fire` is the single path taken by a scheduled fire of the daemon and by
-``statehub schedule run-now``: decide (``enabled = false``? standby with a healthy
-primary?), sweep (:func:`run_sweep` in a worker thread, or ``POST
-/consistency/sweep/remote-all`` with ``trigger_via = "http"``) and append one
-``activity_runs`` row whose ``context_snapshot`` holds the sweep's detail under
-``consistency_sweep_remote_all`` (contract section 8). While it runs, a fire keeps a
-``scheduler_fire:<run_id>`` marker in ``hub_state``; :func:`record_interrupted_fires` turns
-the markers of dead processes into ``error`` rows with ``{"interrupted": true}``.
+:meth:`Runner.fire` is the path of a scheduled fire of the daemon and of ``statehub
+schedule run-now``: decide (``enabled = false``? standby with a healthy primary? at a
+hand-back, the primary back for this slot?), then sweep as one run of the schedule
+(:func:`statehub.runs.record_run`: the marker, the ``activity_runs`` row, its outcome), in
+process (:func:`statehub.runs.sweep_in_process`) or with ``POST
+/consistency/sweep/remote-all`` (``trigger_via = "http"``). A decision not to sweep is not
+a run: it is recorded in ``schedule_decisions`` (:func:`statehub.runs.record_decision`).
+``run-now --force`` is the canary: it sweeps whatever the mode as source ``canary``, which
+covers a slot but never doubles one (statehub.compare).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from statehub.alerts import fallback_state, observed_sweep
-from statehub.errors import StatehubError, StoreError, TriggerError
+from statehub.alerts import fallback_state
+from statehub.cancel import Cancel
+from statehub.contract import SOURCE_CANARY
+from statehub.errors import TriggerError
+from statehub.runs import (
+    DECISIONS,
+    hard_timeout,
+    record_decision,
+    record_run,
+    running_markers,
+    sweep_in_process,
+)
 from statehub.settings import Settings, read_token
 from statehub.store import ActivityRun, Store
-from statehub.sweep import EVENT_ALL, run_sweep
-from statehub.sweepsummary import sweep_words
+from statehub.sweep import EVENT_ALL
 from statehub.timefmt import iso, parse_iso, utc_now
 
 log = logging.getLogger("statehub.fire")
 
-Outcome = Literal[
-    "swept", "lock_skipped", "overlap_skipped", "primary_healthy", "disabled", "error"
-]
-SWEEP_KEY = EVENT_ALL  # context_snapshot key holding the sweep's detail (contract section 8)
-MARKER_PREFIX = "scheduler_fire:"
+CANARY_SOURCE = SOURCE_CANARY  # run-now --force: covers a slot, never doubles one
 # The origins of the daemon's own rows (a fire, `schedule run-now`); other schedulers' runs
-# of the same definition say "temporal", "http" or "cli" (statehub.runrecord).
+# of the same definition say "temporal", "http" or "cli" (statehub.runs).
 DAEMON_ORIGINS = frozenset({"schedule", "run-now"})
-HARD_TIMEOUT_MARGIN_SECONDS = 60  # a fire waits max_seconds + this for its sweep
 HTTP_CONNECT_ATTEMPTS = 3
 
 Clock = Callable[[], datetime]
@@ -62,11 +65,12 @@ class Running:
 class Backend(Protocol):
     """Where a fire sweeps and reads the primary's health: in process or over HTTP."""
 
-    def newest_primary_sweep(self) -> dict[str, Any] | None:
-        """The newest completed sweep event of a primary source, as a dict; None if none."""
+    def newest_primary_sweep(self, *, until: datetime) -> dict[str, Any] | None:
+        """The newest completed whole-fleet sweep of a primary source recorded at or before
+        ``until`` (a sweep dated in the future is no health), as a dict; None if none."""
         ...
 
-    def sweep(self, *, source: str) -> dict[str, Any]:
+    def sweep(self, *, source: str, cancel: Cancel) -> dict[str, Any]:
         """Sweep all repos as ``source``; the recorded event as a dict (maybe lock-skipped)."""
         ...
 
@@ -77,22 +81,15 @@ class InProcessBackend:
 
     settings: Settings
 
-    def newest_primary_sweep(self) -> dict[str, Any] | None:
+    def newest_primary_sweep(self, *, until: datetime) -> dict[str, Any] | None:
         with Store.open(self.settings.database_path) as store:
             event = store.last_completed_sweep(
-                self.settings.schedule.primary_sources, event_type=EVENT_ALL
+                self.settings.schedule.primary_sources, event_type=EVENT_ALL, until=until
             )
         return None if event is None else event.as_dict()
 
-    def sweep(self, *, source: str) -> dict[str, Any]:
-        return observed_sweep(  # [notify] pings and posts around it (statehub.alerts)
-            self.settings,
-            source=source,
-            whole_fleet=True,
-            run=lambda: run_sweep(
-                self.settings, remote=self.settings.schedule.remote, source=source
-            ),
-        ).as_dict()
+    def sweep(self, *, source: str, cancel: Cancel) -> dict[str, Any]:
+        return sweep_in_process(self.settings, source=source, cancel=cancel)
 
 
 class HttpBackend:
@@ -118,25 +115,31 @@ class HttpBackend:
             base_url=self.base_url, headers=self.headers, timeout=timeout, trust_env=False
         )
 
-    def newest_primary_sweep(self) -> dict[str, Any] | None:
+    def newest_primary_sweep(self, *, until: datetime) -> dict[str, Any] | None:
+        """One filtered request: the API's query is the store's (``completed=true``)."""
         import httpx
 
-        primary = set(self.settings.schedule.primary_sources)
-        url = f"/progress/?event_type={EVENT_ALL}&limit=50"
+        params: list[tuple[str, str]] = [
+            ("event_type", EVENT_ALL),
+            ("completed", "true"),
+            ("until", iso(until)),
+            ("limit", "1"),
+        ]
+        params.extend(("source", name) for name in self.settings.schedule.primary_sources)
+        url = "/progress/"
         try:
             with self._client(30.0) as client:
-                response = client.get(url)
+                response = client.get(url, params=params)
         except httpx.HTTPError as exc:
             raise TriggerError(f"GET {self.base_url}{url}: {exc!r}") from exc
         events = _json_answer(response, f"GET {self.base_url}{url}")
         if not isinstance(events, list):
             raise TriggerError(f"GET {self.base_url}{url}: not a list of events")
-        for event in events:  # newest first
-            if isinstance(event, dict) and is_primary_sweep(event, primary):
-                return dict(event)
-        return None
+        first = events[0] if events else None
+        return dict(first) if isinstance(first, dict) else None
 
-    def sweep(self, *, source: str) -> dict[str, Any]:
+    def sweep(self, *, source: str, cancel: Cancel) -> dict[str, Any]:
+        # The API's sweep is not stopped by our cancel: the run stops waiting for it.
         import httpx
 
         max_seconds = self.settings.sweep.max_seconds
@@ -146,9 +149,9 @@ class HttpBackend:
             "remote": self.settings.schedule.remote,
         }
         url = "/consistency/sweep/remote-all"
-        # The API answers when the sweep is done: wait for the budget, less than the fire's
+        # The API answers when the sweep is done: wait for the budget, less than the run's
         # own hard timeout so that a slow API is reported as what it is.
-        read_seconds = max_seconds + HARD_TIMEOUT_MARGIN_SECONDS / 2
+        read_seconds = (max_seconds + hard_timeout(self.settings)) / 2
         with self._client(read_seconds) as client:
             for attempt in range(1, HTTP_CONNECT_ATTEMPTS + 1):
                 try:
@@ -172,22 +175,6 @@ class HttpBackend:
         return event
 
 
-def is_primary_sweep(event: Mapping[str, Any], sources: Collection[str]) -> bool:
-    """True for a sweep of all repos from one of ``sources`` that ran to its end.
-
-    The standby daemon's test of a healthy primary, the same whichever path recorded the
-    sweep (the API, a Temporal worker); ``Store.last_completed_sweep`` is its SQL form.
-    """
-    detail = event.get("detail")
-    return (
-        event.get("event_type") == EVENT_ALL
-        and isinstance(detail, dict)
-        and detail.get("source") in sources
-        and not detail.get("lock_skipped")
-        and not detail.get("interrupted")
-    )
-
-
 def _json_answer(response: Any, what: str) -> Any:
     if response.status_code != 200:
         hint = " (check [api] token_file)" if response.status_code == 401 else ""
@@ -207,76 +194,6 @@ def make_backend(settings: Settings) -> Backend:
 # -- one fire -------------------------------------------------------------------------
 
 
-class Cancel:
-    """Wakes every bounded wait of the fires at once: the daemon is stopping."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: set[threading.Event] = set()
-        self.cancelled = False
-
-    def register(self, event: threading.Event) -> None:
-        with self._lock:
-            self._events.add(event)
-            if self.cancelled:
-                event.set()
-
-    def unregister(self, event: threading.Event) -> None:
-        with self._lock:
-            self._events.discard(event)
-
-    def cancel(self) -> None:
-        with self._lock:
-            self.cancelled = True
-            for event in self._events:
-                event.set()
-
-
-class _Abandoned(Exception):
-    """The sweep did not end in time (or the daemon stopped): the fire no longer waits."""
-
-    def __init__(self, message: str, *, stopped: bool) -> None:
-        super().__init__(message)
-        self.stopped = stopped
-
-
-def _bounded(fn: Callable[[], dict[str, Any]], timeout: float, cancel: Cancel) -> dict[str, Any]:
-    """``fn()`` in a daemon worker thread; raises _Abandoned after ``timeout`` or a cancel.
-
-    The daemon's own loop is never the worker, so its watchdog pings go on meanwhile; an
-    abandoned worker never keeps the process from exiting.
-    """
-    wake = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["value"] = fn()
-        except BaseException as exc:  # handed to the waiting fire, raised there
-            outcome["error"] = exc
-        finally:
-            wake.set()
-
-    cancel.register(wake)
-    try:
-        threading.Thread(target=work, name="statehub-sweep", daemon=True).start()
-        finished = wake.wait(timeout)
-    finally:
-        cancel.unregister(wake)
-    if "error" in outcome:
-        raise outcome["error"]
-    if "value" in outcome:
-        value: dict[str, Any] = outcome["value"]
-        return value
-    if finished:  # woken by the cancel
-        raise _Abandoned("the daemon stopped while the sweep was running", stopped=True)
-    raise _Abandoned(
-        f"the sweep did not finish within {timeout:.0f} s (max_seconds + margin); "
-        "it was abandoned and may hold the sweep lock until it ends",
-        stopped=False,
-    )
-
-
 class Runner:
     """Fires the schedule definition of one configuration; see the module docstring."""
 
@@ -292,11 +209,7 @@ class Runner:
         self.settings = settings
         self.backend = backend if backend is not None else make_backend(settings)
         self.clock = clock
-        self.hard_timeout = (
-            hard_timeout
-            if hard_timeout is not None
-            else settings.sweep.max_seconds + HARD_TIMEOUT_MARGIN_SECONDS
-        )
+        self.hard_timeout = hard_timeout
         self.cancel = cancel if cancel is not None else Cancel()
 
     def base_context(self, origin: str, force: bool) -> dict[str, Any]:
@@ -309,7 +222,6 @@ class Runner:
             "origin": origin,
             "forced": force,
             "source": None,
-            "pid": os.getpid(),
         }
 
     def fire(
@@ -322,143 +234,153 @@ class Runner:
         origin: str = "schedule",
         extra_context: Mapping[str, Any] | None = None,
     ) -> ActivityRun:
-        """Run one fire and record it; never raises (a failure is the outcome ``error``).
+        """Decide, then sweep as one recorded run; never raises.
 
-        ``scheduled_for`` is the slot; ``force`` sweeps where the mode or ``enabled = false``
-        would not. A run that cannot be recorded (database unusable) is returned all the
-        same, with ``context_snapshot["record_error"]``.
+        ``scheduled_for`` is the slot; ``force`` is the canary: it sweeps where the mode or
+        ``enabled = false`` would not, as source ``canary``. A decision not to sweep is
+        returned as an :class:`ActivityRun` whose outcome is the decision (recorded in
+        ``schedule_decisions``, not ``activity_runs``).
         """
-        run_id = run_id or str(uuid.uuid4())
         fired = fired_at or self.clock()
         context = self.base_context(origin, force)
         context.update(extra_context or {})
-        started = time.monotonic()
-        store: Store | None = None
-        marker = MARKER_PREFIX + run_id
+        failure: Exception | None = None
         try:
-            store = Store.open(self.settings.database_path)
-            outcome = self._decide_and_sweep(
-                store,
-                marker=marker,
-                context=context,
-                run_id=run_id,
-                fired=fired,
+            source = self._decide(context, fired=fired, scheduled_for=scheduled_for, force=force)
+        except Exception as exc:  # the primary's health unknown: recorded as the run's error
+            failure = exc
+            schedule = self.settings.schedule
+            source = schedule.fallback_source if schedule.mode == "standby" else schedule.source
+        if source in DECISIONS:
+            context["source"] = None
+            record_decision(
+                self.settings,
+                decision=source,
                 scheduled_for=scheduled_for,
-                force=force,
+                context=context,
+                clock=self.clock,
             )
-        except _Abandoned as exc:
-            outcome = "error"
-            context.update(error=str(exc), timed_out=not exc.stopped, interrupted=exc.stopped)
-        except StatehubError as exc:
-            outcome = "error"
-            context["error"] = str(exc)
-        except Exception as exc:  # a bug must become a recorded error, not a dead job
-            log.exception("run %s: unexpected failure", run_id)
-            outcome = "error"
-            context["error"] = f"unexpected failure: {exc!r}"
-        context["duration_seconds"] = round(time.monotonic() - started, 3)
-        run = ActivityRun(
-            run_id=run_id,
-            definition_id=self.settings.schedule.id,
-            fired_at=iso(fired),
-            scheduled_for=iso(scheduled_for),
-            outcome=outcome,
-            context_snapshot=context,
-        )
-        if store is None:
-            context["record_error"] = context["error"]
-            log.error("run %s (%s) could not be recorded: %s", run_id, outcome, context["error"])
-        else:
-            try:
-                store.record_run(run)
-                store.delete_state(marker)
-            except StoreError as exc:
-                context["record_error"] = str(exc)
-                log.error("run %s (%s) could not be recorded: %s", run_id, outcome, exc)
-            finally:
-                store.close()
-        _log_run(run)
-        return run
+            return ActivityRun(
+                run_id=run_id or str(uuid.uuid4()),
+                definition_id=self.settings.schedule.id,
+                fired_at=iso(fired),
+                scheduled_for=iso(scheduled_for),
+                outcome=source,
+                context_snapshot=context,
+            )
 
-    def _decide_and_sweep(
+        def sweep(cancel: Cancel) -> dict[str, Any]:
+            if failure is not None:
+                raise failure
+            return self.backend.sweep(source=source, cancel=cancel)
+
+        context["source"] = source
+        return record_run(
+            self.settings,
+            origin=origin,
+            source=source,
+            sweep=sweep,
+            scheduled_for=scheduled_for,
+            fired=fired,
+            run_id=run_id,
+            context=context,
+            cancel=self.cancel,
+            timeout=self.hard_timeout,
+            clock=self.clock,
+        ).run
+
+    def _decide(
         self,
-        store: Store,
-        *,
-        marker: str,
         context: dict[str, Any],
-        run_id: str,
+        *,
         fired: datetime,
         scheduled_for: datetime,
         force: bool,
-    ) -> Outcome:
+    ) -> str:
+        """The source to sweep as, or the decision (:data:`DECISIONS`) not to sweep."""
         schedule = self.settings.schedule
-        if not schedule.enabled and not force:
+        if force:
+            return CANARY_SOURCE
+        if not schedule.enabled:
             return "disabled"
-        store.set_state(
-            marker,
-            json.dumps(
-                {
-                    "run_id": run_id,
-                    "definition_id": schedule.id,
-                    "fired_at": iso(fired),
-                    "scheduled_for": iso(scheduled_for),
-                    "pid": os.getpid(),
-                    "origin": context["origin"],
-                    "mode": schedule.mode,
-                }
-            ),
+        if schedule.mode == "active":
+            return schedule.source
+        if self._primary_fresh(context, now=fired) or self._primary_back(
+            context, scheduled_for=scheduled_for
+        ):
+            return "primary_healthy"
+        log.warning(
+            "standby: no completed sweep from %s within %g min (%s); sweeping as %s",
+            ", ".join(schedule.primary_sources),
+            schedule.primary_grace_minutes,
+            context.get("primary_last_sweep_at") or "never",
+            schedule.fallback_source,
         )
-        source = schedule.source
-        if schedule.mode == "standby":
-            source = schedule.fallback_source
-            primary = self.backend.newest_primary_sweep()
-            cutoff = fired - timedelta(minutes=schedule.primary_grace_minutes)
-            fresh = primary is not None and parse_iso(str(primary["created_at"])) >= cutoff
-            context.update(
-                primary_sources=list(schedule.primary_sources),
-                primary_grace_minutes=schedule.primary_grace_minutes,
-                primary_last_sweep_at=None if primary is None else primary["created_at"],
-                primary_last_source=None if primary is None else primary["detail"].get("source"),
-                primary_healthy=fresh,
-            )
-            last_primary = "never" if primary is None else f"last at {primary['created_at']}"
-            fallback_state(
-                self.settings,
-                store,
-                active=not fresh,
-                detail=f"primary sweep from {', '.join(schedule.primary_sources)}: "
-                f"{last_primary} (grace {schedule.primary_grace_minutes} min)",
-            )
-            if fresh and not force:
-                return "primary_healthy"
-            if not fresh:
-                last = "never" if primary is None else f"last at {primary['created_at']}"
-                log.warning(
-                    "standby: no completed sweep from %s within %g min (%s); sweeping as %s",
-                    ", ".join(schedule.primary_sources),
-                    schedule.primary_grace_minutes,
-                    last,
-                    source,
+        return schedule.fallback_source
+
+    def _primary_back(self, context: dict[str, Any], *, scheduled_for: datetime) -> bool:
+        """At a hand-back, the primary may be back for this very slot: wait a little after
+        the slot (``handback_delay_seconds``), then True if its sweep is recorded or under
+        way (or the daemon is stopping). Only a scheduled fire waits, not ``run-now``."""
+        delay = self.settings.schedule.handback_delay_seconds
+        if context["origin"] != "schedule" or delay <= 0:
+            return False
+        wake = scheduled_for + timedelta(seconds=delay)
+        pause = (wake - self.clock()).total_seconds()
+        if pause > 0 and self._pause(pause):
+            context["cancelled_by"] = self.cancel.reason  # stopping: nothing more is swept
+            return True
+        back = self._primary_under_way(context) or self._primary_fresh(context, now=self.clock())
+        if back:
+            context["handback"] = True
+        return back
+
+    def _primary_fresh(self, context: dict[str, Any], *, now: datetime) -> bool:
+        """The standby's test: a primary sweep within the grace; recorded in ``context``."""
+        schedule = self.settings.schedule
+        primary = self.backend.newest_primary_sweep(until=now)
+        cutoff = now - timedelta(minutes=schedule.primary_grace_minutes)
+        fresh = primary is not None and parse_iso(str(primary["created_at"])) >= cutoff
+        context.update(
+            primary_sources=list(schedule.primary_sources),
+            primary_grace_minutes=schedule.primary_grace_minutes,
+            primary_last_sweep_at=None if primary is None else primary["created_at"],
+            primary_last_source=None if primary is None else primary["detail"].get("source"),
+            primary_healthy=fresh,
+        )
+        last = "never" if primary is None else f"last at {primary['created_at']}"
+        try:
+            with Store.open(self.settings.database_path) as store:
+                fallback_state(
+                    self.settings,
+                    store,
+                    active=not fresh,
+                    detail=f"primary sweep from {', '.join(schedule.primary_sources)}: "
+                    f"{last} (grace {schedule.primary_grace_minutes} min)",
                 )
-        context["source"] = source
-        event = _bounded(lambda: self.backend.sweep(source=source), self.hard_timeout, self.cancel)
-        detail = event["detail"]
-        context[SWEEP_KEY] = detail
-        context["progress_event_id"] = event.get("id")
-        if detail.get("lock_skipped"):
-            return "lock_skipped"
-        if detail.get("automation_error") or detail.get("exit_code") == 1:
-            errors = detail.get("automation_errors") or []
-            first = errors[0] if errors else {}
-            log.error(
-                "sweep %s (event %s) had %d automation error(s); first: %s: %s",
-                detail.get("run_id"),
-                event.get("id"),
-                len(errors),
-                first.get("repo"),
-                first.get("message"),
-            )
-        return "swept"
+        except Exception as exc:  # an alert's state never decides a fire
+            log.warning("the fallback state could not be read: %s", exc)
+        return fresh
+
+    def _primary_under_way(self, context: dict[str, Any]) -> bool:
+        """True when a run of a primary source is going on now (its marker, process alive)."""
+        with Store.open(self.settings.database_path) as store:
+            markers = running_markers(store)
+        primary = set(self.settings.schedule.primary_sources)
+        under_way = [m for m in markers if m.get("source") in primary]
+        if under_way:
+            context["primary_run_under_way"] = under_way[0].get("run_id")
+        return bool(under_way)
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless the daemon stops first; True when it stopped."""
+        wake = threading.Event()
+        self.cancel.register(wake)
+        try:
+            wake.wait(seconds)
+        finally:
+            self.cancel.unregister(wake)
+        return self.cancel.cancelled
 
     def record_overlap(
         self, scheduled_for: datetime, running: Running | None
@@ -467,7 +389,14 @@ class Runner:
         context = self.base_context("schedule", False)
         if running is not None:
             context.update(running_run_id=running.run_id, running_since=iso(running.since))
-        run = ActivityRun(
+        record_decision(
+            self.settings,
+            decision="overlap_skipped",
+            scheduled_for=scheduled_for,
+            context=context,
+            clock=self.clock,
+        )
+        return ActivityRun(
             run_id=str(uuid.uuid4()),
             definition_id=self.settings.schedule.id,
             fired_at=iso(self.clock()),
@@ -475,101 +404,3 @@ class Runner:
             outcome="overlap_skipped",
             context_snapshot=context,
         )
-        try:
-            with Store.open(self.settings.database_path) as store:
-                store.record_run(run)
-        except StoreError as exc:
-            log.error(
-                "the overlap-skipped fire of %s could not be recorded: %s", run.scheduled_for, exc
-            )
-            return None
-        _log_run(run)
-        return run
-
-
-def _log_run(run: ActivityRun) -> None:
-    context = run.context_snapshot
-    detail = context.get(SWEEP_KEY)
-    what = f"run {run.run_id} for {run.scheduled_for}: {run.outcome}"
-    if run.outcome == "error":
-        log.error("%s: %s", what, context.get("error", "unknown error"))
-    elif run.outcome == "overlap_skipped":
-        log.warning("%s (run %s still going)", what, context.get("running_run_id"))
-    elif isinstance(detail, dict) and run.outcome == "swept":
-        log.info(
-            "%s as %s: event %s, %s",
-            what,
-            context.get("source"),
-            context.get("progress_event_id"),
-            sweep_words(detail),
-        )
-    else:
-        log.info("%s", what)
-
-
-def run_failed(run: ActivityRun) -> bool:
-    """True when a run is an automation failure: outcome ``error`` or sweep exit code 1."""
-    detail = run.context_snapshot.get(SWEEP_KEY)
-    return run.outcome == "error" or (isinstance(detail, dict) and detail.get("exit_code") == 1)
-
-
-# -- fires whose process died ---------------------------------------------------------
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our own pid in a marker is an earlier process's (PID 1 in a container)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def record_interrupted_fires(store: Store, *, clock: Clock = utc_now) -> list[ActivityRun]:
-    """Turn the markers of fires whose process died into ``error`` runs (``interrupted``).
-
-    A marker of a live process (a ``run-now`` going on beside the daemon) is left alone.
-    """
-    recorded: list[ActivityRun] = []
-    for key, value in store.state_items(MARKER_PREFIX).items():
-        try:
-            marker = json.loads(value)
-            pid = int(marker["pid"])
-            run_id = str(marker["run_id"])
-            definition_id = str(marker["definition_id"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("dropping an unreadable fire marker %s", key)
-            store.delete_state(key)
-            continue
-        if _alive(pid):
-            continue
-        known = {run.run_id for run in store.runs(definition_id=definition_id, limit=50)}
-        if run_id not in known:  # killed between recording the run and dropping the marker
-            run = ActivityRun(
-                run_id=run_id,
-                definition_id=definition_id,
-                fired_at=str(marker.get("fired_at") or iso(clock())),
-                scheduled_for=str(marker.get("scheduled_for") or iso(clock())),
-                outcome="error",
-                context_snapshot={
-                    "interrupted": True,
-                    "error": f"process {pid} died during this fire; recorded at the next start",
-                    "recorded_at": iso(clock()),
-                    "pid": pid,
-                    "origin": marker.get("origin"),
-                    "mode": marker.get("mode"),
-                },
-            )
-            store.record_run(run)
-            recorded.append(run)
-            log.error(
-                "run %s for %s was interrupted (process %d died); recorded as error",
-                run_id,
-                run.scheduled_for,
-                pid,
-            )
-        store.delete_state(key)
-    return recorded

@@ -1,5 +1,8 @@
 """One sweep at a time per database, across processes: an OS file lock beside the database.
 
+One daemon and one Temporal worker per database too (:func:`hold_role`: a ``flock`` on
+``<database>.<role>.lock`` held for the life of the process, the holder's pid in it).
+
 ``flock`` locks belong to the open file description, so they also exclude a second sweep
 in another thread of the same process, and the kernel frees them when the holder dies
 (kill -9 included): no stale lock file to clean up. The lock file is created owner-only
@@ -22,7 +25,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from statehub.errors import StoreError
+from statehub.errors import AlreadyRunning, StoreError
 
 
 def lock_path(database: Path) -> Path:
@@ -89,6 +92,49 @@ class SweepLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def hold_role(database: Path, role: str) -> int:
+    """Take the ``role`` lock of ``database`` (``daemon``, ``temporal worker``) for the life
+    of this process, or raise :class:`AlreadyRunning` naming the holder's pid.
+
+    Returns the lock's descriptor, kept open to the end (the kernel frees the lock then,
+    kill -9 included); the caller closes it only to let go early (tests). Raises StoreError
+    when the lock file cannot be used.
+    """
+    real = database.resolve()
+    path = real.with_name(f"{real.name}.{role.replace(' ', '-')}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open the {role} lock: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            pid: int | None = int(os.pread(fd, 32, 0).decode("ascii").strip())
+        except (OSError, ValueError, UnicodeDecodeError):
+            pid = None
+        os.close(fd)
+        raise AlreadyRunning(role, pid, real) from None
+    except OSError as exc:
+        os.close(fd)
+        raise StoreError(f"{path}: cannot take the {role} lock: {exc.strerror}") from exc
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists on this host (another user's included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_locked(database: Path) -> bool:

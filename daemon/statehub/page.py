@@ -46,7 +46,14 @@ from starlette.datastructures import Headers
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from statehub.compare import WHOLE_FLEET_EVENT, SweepRow, slot_bounds, utc_z
+from statehub.compare import (
+    WHOLE_FLEET_EVENT,
+    SweepRow,
+    is_doubled,
+    slot_bounds,
+    utc_z,
+)
+from statehub.contract import NOT_SCHEDULERS
 from statehub.cron import cron_trigger
 from statehub.hubsview import fleet_section
 from statehub.settings import CHECK_IDS, Settings
@@ -256,7 +263,7 @@ def build_strip(
         start_z, end_z = utc_z(start), utc_z(end)
         if store_created is not None and end <= store_created and not covering:
             state = "before"  # as compare counts "no data": a sweep in it still covers it
-        elif len(covering) > 1:
+        elif is_doubled(covering):
             state = "doubled"
         elif covering:
             worst = [
@@ -291,7 +298,7 @@ def build_strip(
                     state=own,
                     title="\n".join([f"{span}: {CELL_LABELS[own]}", *_described(mine)]),
                     href=_events_href(start_z, end_z, name),
-                    doubled=state == "doubled" and name in covering,
+                    doubled=state == "doubled" and name in covering - NOT_SCHEDULERS,
                 )
             )
     strip_rows = [StripRow(label="all sources", cells=summary, summary=True)]

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from statehub.cancel import POLL_SECONDS, Cancel
 from statehub.errors import WorkerError
 from statehub.outcome import RepoOutcome, RepoTask, Target, errored
 
@@ -151,21 +152,27 @@ class WorkerPool:
         *,
         deadline: float,
         on_outcome: OutcomeCallback | None = None,
+        cancel: Cancel | None = None,
     ) -> PoolResult:
         """Assess every task within ``deadline`` (a ``time.monotonic()`` value).
 
         Raises WorkerError when a worker cannot start (the reason is the worker's own: a
-        unit that forbids setrlimit, a broken install) or breaks the protocol.
+        unit that forbids setrlimit, a broken install) or breaks the protocol, and
+        :class:`statehub.cancel.Stopped` soon after ``cancel`` is cancelled (the busy
+        workers killed first).
         """
         run = _Run(tasks=tasks, deadline=deadline, on_outcome=on_outcome)
         self.start(len(run.pending))
         while run.pending or any(worker.busy for worker in self._workers):
+            if cancel is not None and cancel.cancelled:
+                self._stop(run)
+                cancel.check()
             if time.monotonic() >= deadline:
                 return PoolResult(outcomes=self._outcomes(run), not_reached=self._stop(run))
             self._hand_out(run)
             if run.pending and len(self._workers) < self.size:
                 self._spawn()
-            self._wait(run)
+            self._wait(run, polled=cancel is not None)
         return PoolResult(outcomes=self._outcomes(run), not_reached=[])
 
     @staticmethod
@@ -280,9 +287,15 @@ class WorkerPool:
         self._retire(worker)
         run.finish(task, errored(task.target, task.checks, message))
 
-    def _wait(self, run: _Run) -> None:
-        """Wait for the next reply, death or timeout, and deal with what happened."""
+    def _wait(self, run: _Run, *, polled: bool = False) -> None:
+        """Wait for the next reply, death or timeout, and deal with what happened.
+
+        ``polled``: wake at least every :data:`statehub.cancel.POLL_SECONDS` (a cancel from
+        another thread has no descriptor to wake the selector).
+        """
         wake = run.deadline
+        if polled:
+            wake = min(wake, time.monotonic() + POLL_SECONDS)
         for worker in self._workers:
             if worker.busy:
                 wake = min(wake, worker.head_started + self.repo_timeout)

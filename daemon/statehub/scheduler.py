@@ -4,6 +4,9 @@ APScheduler runs one job, the fire (:meth:`statehub.fire.Runner.fire`, also the 
 ``statehub schedule run-now``), and a heartbeat job that pings the systemd watchdog, so a
 hung scheduler loop stops the pings; sweeps run in worker threads, never in that loop.
 The trigger is :func:`statehub.cron.cron_trigger` (cron's own meaning of the fields).
+One daemon per database (:func:`statehub.lock.hold_role`: a second one exits 78 naming the
+first's pid); the daemon records its effective schedule and its life in ``hub_state``
+(:mod:`statehub.daemonstate`), ``stopped`` at once at a clean stop.
 
 Decisions where the contract is silent (docs/runbook.md repeats them for operators):
 
@@ -16,16 +19,16 @@ Decisions where the contract is silent (docs/runbook.md repeats them for operato
   the daemon was not running are never run afterwards.
 - **Overlap.** ``max_instances = 1``; APScheduler only logs a warning for a fire that finds
   the last one running, so the daemon listens for ``EVENT_JOB_MAX_INSTANCES`` and records
-  ``overlap_skipped``.
+  the decision ``overlap_skipped`` (``schedule_decisions``, not a run).
 - **Hard timeout.** The sweep runs in a worker thread; the fire gives up waiting after
   ``max_seconds`` + 60 s and records ``error``. The abandoned sweep keeps the sweep lock
   until it ends, so the next fires record ``lock_skipped`` rather than wedging.
-- **Interrupted fires.** A fire keeps a ``scheduler_fire:<run_id>`` marker in ``hub_state``
-  while it runs. A marker whose process is gone (kill -9, power loss) becomes an ``error``
-  row with ``{"interrupted": true}`` at the next daemon start or ``run-now``.
-- **run-now --force** sweeps where the schedule would not: in standby with a healthy
-  primary, and also with ``enabled = false`` (an operator asking explicitly). In standby a
-  forced sweep uses ``fallback_source``: the standby's sweeps are always fallback sweeps.
+- **Stopping.** SIGTERM or SIGINT stops a running sweep at once: it records itself
+  cancelled, and the run ``cancelled`` with ``cancelled_by`` the signal (statehub.runs).
+  A run whose process died without a word (kill -9, power loss) is recorded as an
+  ``error`` with ``{"interrupted": true}`` at the next daemon start or ``run-now``.
+- **run-now --force** is the canary: it sweeps where the schedule would not (standby with a
+  healthy primary, ``enabled = false``) as source ``canary``, which never doubles a slot.
 - **Cron.** The trigger has crontab(5) meaning: day-of-week 0 and 7 are Sunday (APScheduler
   3 alone reads 0 as Monday), and with both day fields restricted a day matching either runs.
 - Sweeps started by the daemon fetch only with ``[schedule] remote = true`` (off by default:
@@ -53,23 +56,29 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from statehub.cancel import Cancel, raise_on_sigterm
 from statehub.cron import cron_trigger, next_fire_times
-from statehub.errors import ConfigError, StoreError
-from statehub.fire import (
-    DAEMON_ORIGINS,
-    Backend,
-    Cancel,
-    Clock,
-    Runner,
-    Running,
-    make_backend,
-    record_interrupted_fires,
-    run_failed,
+from statehub.daemonstate import (
+    HEARTBEAT_KEY,
+    HEARTBEAT_SECONDS,
+    DaemonRecord,
+    DaemonState,
+    daemon_schedule,
 )
+from statehub.errors import ConfigError
+from statehub.fire import DAEMON_ORIGINS, Backend, Clock, Runner, Running, make_backend
 from statehub.live import config_changes
+from statehub.lock import hold_role
 from statehub.logs import setup_logging
 from statehub.notify import Notifier, watchdog_interval
-from statehub.settings import Settings, load_settings, public_dict, read_token
+from statehub.runs import record_interrupted, run_failed
+from statehub.settings import (
+    ScheduleSettings,
+    Settings,
+    load_settings,
+    public_dict,
+    read_token,
+)
 from statehub.store import ActivityRun, Store
 from statehub.sweepsummary import sweep_words
 from statehub.timefmt import iso, parse_iso, utc_now
@@ -79,9 +88,9 @@ log = logging.getLogger("statehub.scheduler")
 FIRE_JOB_ID = "consistency-sweep"
 WATCHDOG_JOB_ID = "watchdog"
 HEARTBEAT_JOB_ID = "heartbeat"
-HEARTBEAT_KEY = "heartbeat:daemon"  # hub_state: the status page shows it (statehub.page)
-HEARTBEAT_SECONDS = 60
-STOP_GRACE_SECONDS = 5.0  # SIGTERM waits this long for a running sweep, then abandons it
+STOP_GRACE_SECONDS = 7.0  # after SIGTERM, how long the cancelled run gets to record itself
+
+__all__ = ["HEARTBEAT_KEY", "Daemon", "run_daemon"]
 
 
 # -- the trigger ----------------------------------------------------------------------
@@ -136,6 +145,13 @@ class _SlotJob:
 
 
 class _SlotExecutor(ThreadPoolExecutor):  # type: ignore[misc] # APScheduler is untyped
+    """APScheduler's thread pool, handing the fire its slot.
+
+    ``_do_submit_job`` is private: no public API tells a job which run time it runs for
+    (``EVENT_JOB_SUBMITTED`` is dispatched after the job may have started). The version
+    range is capped in pyproject.toml, and tests/test_runs.py fails loudly when it moves.
+    """
+
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         if job.id == FIRE_JOB_ID:
             job = _SlotJob(job, run_times[-1])
@@ -195,6 +211,7 @@ class Daemon:
         self._trigger = trigger if trigger is not None else validate_for_daemon(settings)
         self.settings = settings
         self.runner = self._runner_for(settings)
+        self.record = DaemonRecord(settings, started=clock())
 
     def _runner_for(self, settings: Settings) -> Runner:
         return Runner(
@@ -210,15 +227,16 @@ class Daemon:
     def start(self) -> None:
         """Record interrupted fires, schedule the job, start, then READY=1."""
         with Store.open(self.settings.database_path) as store:
-            record_interrupted_fires(store, clock=self._clock)
+            record_interrupted(store, clock=self._clock)
             # The start line's "last:" is the daemon's last recorded fire, not "none" after
             # a restart, nor a run of the cluster's or the archived timer's.
+            # Its last run or decision (an idle standby's last fire is a decision).
             recorded = store.runs(
                 definition_id=self.settings.schedule.id, origins=DAEMON_ORIGINS, limit=1
-            )
+            ) + store.decisions(definition_id=self.settings.schedule.id, limit=1)
         with self._lock:
             if self._last is None and recorded:
-                self._last = recorded[0]
+                self._last = max(recorded, key=lambda run: run.fired_at)
         scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": _SlotExecutor(max_workers=4)}
         )
@@ -277,12 +295,8 @@ class Daemon:
         )
 
     def _heartbeat(self) -> None:
-        """Record that the daemon is alive (``hub_state`` key :data:`HEARTBEAT_KEY`)."""
-        try:
-            with Store.open(self.settings.database_path) as store:
-                store.set_state(HEARTBEAT_KEY, iso(self._clock()))
-        except StoreError as exc:
-            log.warning("cannot record the heartbeat: %s", exc)
+        """Record that the daemon is alive, with the schedule it runs (statehub.daemonstate)."""
+        self.record.alive(self.settings, at=self._clock())
 
     def reload(self) -> bool:
         """Re-read the configuration (SIGHUP); a bad one is logged and the old one kept."""
@@ -299,6 +313,7 @@ class Daemon:
             return False
         old, self.settings = self.settings, settings
         self.runner = runner
+        self.record.alive(settings, at=self._clock())
         changes = config_changes(public_dict(old), public_dict(settings))
         old_schedule, new_schedule = old.schedule, settings.schedule
         if self._scheduler is not None:
@@ -321,15 +336,16 @@ class Daemon:
         return True
 
     def stop(self, reason: str) -> None:
-        """STOPPING=1, no more fires, a running sweep gets a few seconds, then is abandoned."""
+        """STOPPING=1, no more fires, a running sweep stopped (recorded ``cancelled`` by
+        ``reason``, the signal), then ``stopped`` recorded."""
         self.notifier.stopping(f"stopping ({reason})")
         log.info("stopping (%s)", reason)
+        self._cancel.cancel(reason)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         if not self._idle.wait(STOP_GRACE_SECONDS):
-            log.warning("a run is still going after %.0f s: abandoning it", STOP_GRACE_SECONDS)
-            self._cancel.cancel()
-            self._idle.wait(2.0)
+            log.warning("a run is still going after %.0f s: leaving it", STOP_GRACE_SECONDS)
+        self.record.stopped(reason, at=self._clock())
 
     # -- fires
 
@@ -424,6 +440,8 @@ def run_daemon(config_path: str | None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
     daemon = Daemon(settings, config_path)
+    # One daemon per database: a second one exits 78 naming the first (kept to the end).
+    _held = hold_role(settings.database_path, "daemon")
     daemon.start()
     while True:
         request = requests.get()
@@ -460,20 +478,48 @@ def definition(settings: Settings) -> dict[str, Any]:
 
 
 def schedule_show_command(settings: Settings, *, as_json: bool) -> int:
-    """``statehub schedule show``: the definition and its next five fire times."""
-    schedule = settings.schedule
-    times = next_fire_times(schedule_trigger(settings), 5)
+    """``statehub schedule show``: the definition and its next five fire times.
+
+    While a daemon is alive on the database, the schedule shown is the one it runs (its
+    effective ``[schedule]``, environment overrides included: statehub.daemonstate), and
+    what differs from this configuration is named.
+    """
+    shown, daemon = daemon_schedule(settings)
+    running = daemon is not None and daemon.alive
+    effective = settings
+    if running:
+        keys = {key: shown[key] for key in shown if key in ScheduleSettings.model_fields}
+        effective = settings.model_copy(
+            update={"schedule": settings.schedule.model_copy(update=keys)}
+        )
+    schedule = effective.schedule
+    differs = [
+        key
+        for key in ("trigger", "timezone", "mode", "enabled", "source", "primary_sources")
+        if getattr(settings.schedule, key) != getattr(schedule, key)
+    ]
+    times = next_fire_times(schedule_trigger(effective), 5)
     if as_json:
         document = {
-            "definition": definition(settings),
+            "definition": definition(effective),
+            "daemon": None if daemon is None else daemon.as_dict(),
+            "differs_from_config": differs,
             "next_fire_times": [iso(moment) for moment in times],
             "next_fire_times_local": [moment.isoformat() for moment in times],
         }
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         return 0
-    grace = misfire_grace(settings)
-    lines = [
-        f"{schedule.name} ({schedule.id})",
+    grace = misfire_grace(effective)
+    lines = [f"{schedule.name} ({schedule.id})"]
+    if daemon is not None:
+        lines.append(f"  daemon           {_daemon_line(daemon)}")
+    if running and differs:
+        lines.append(
+            "  (the running daemon's schedule; this configuration differs in "
+            + ", ".join(differs)
+            + ")"
+        )
+    lines += [
         f"  trigger          {schedule.trigger}  in {schedule.timezone}",
         f"  misfire          {schedule.misfire_policy}, "
         + (f"grace {grace} s" if grace is not None else "runs once however late"),
@@ -489,7 +535,7 @@ def schedule_show_command(settings: Settings, *, as_json: bool) -> int:
     else:
         lines.append(f"  source           {schedule.source}")
     via = schedule.trigger_via + (
-        f" ({settings.schedule_api_url})" if schedule.trigger_via == "http" else ""
+        f" ({effective.schedule_api_url})" if schedule.trigger_via == "http" else ""
     )
     lines.append(f"  trigger_via      {via}")
     if schedule.timezone in ("UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"):
@@ -507,21 +553,34 @@ def schedule_show_command(settings: Settings, *, as_json: bool) -> int:
     return 0
 
 
+def _daemon_line(daemon: DaemonState) -> str:
+    if daemon.state == "alive":
+        return f"alive, pid {daemon.pid} on {daemon.host}, since {daemon.started_at}"
+    if daemon.state == "stopped":
+        return f"stopped at {daemon.stopped_at} ({daemon.stopped_by}), pid {daemon.pid}"
+    return f"gone: no heartbeat since {daemon.heartbeat_at} (pid {daemon.pid} on {daemon.host})"
+
+
 def run_now_command(settings: Settings, *, force: bool, as_json: bool) -> int:
     """``statehub schedule run-now``: one fire now, recorded like a scheduled one.
 
     Exit status 1 when the outcome is ``error`` or the sweep had automation errors.
     """
     setup_logging(level=logging.WARNING)
+    # SIGTERM unwinds like ^C: the run stops its sweep and records itself cancelled.
+    raise_on_sigterm()
     runner = Runner(settings)
     with Store.open(settings.database_path) as store:
-        record_interrupted_fires(store)
+        record_interrupted(store)
     now = utc_now()
     run = runner.fire(scheduled_for=now, fired_at=now, force=force, origin="run-now")
     if as_json:
         sys.stdout.write(json.dumps(run.as_dict(), indent=2, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(_describe_run(run))
+    stopper = str(run.context_snapshot.get("cancelled_by"))
+    if run.outcome == "cancelled" and stopper in signal.Signals.__members__:
+        return 128 + int(signal.Signals[stopper])  # as a shell reports a signal's end
     return 1 if run_failed(run) else 0
 
 
@@ -540,6 +599,8 @@ def _describe_run(run: ActivityRun) -> str:
             f"  primary        last swept {context['primary_last_sweep_at'] or 'never'}"
             f" ({context.get('primary_last_source') or '-'})"
         )
+    if context.get("cancelled_by"):
+        lines.append(f"  cancelled by   {context['cancelled_by']}")
     if context.get("error"):
         lines.append(f"  error          {context['error']}")
     sweep = context.get("consistency_sweep_remote_all")

@@ -214,6 +214,10 @@ class ScheduleSettings(_Section):
     api_url: str = ""
     source: str = "local-daemon"
     fallback_source: str = "local-fallback"
+    # Standby: how long after its slot a fallback waits before it sweeps, and stands down if
+    # the returning primary's sweep of the slot is recorded or under way by then (issue 20:
+    # at a hand-back no slot is swept by both). Seconds; a fraction is accepted for tests.
+    handback_delay_seconds: int | float = Field(60, ge=0, le=600)
 
     @field_validator("trigger")
     @classmethod
@@ -252,6 +256,8 @@ class ScheduleSettings(_Section):
     @field_validator("source", "fallback_source")
     @classmethod
     def _source(cls, value: str) -> str:
+        if value == "canary":
+            raise ValueError("'canary' is the source of `schedule run-now --force`")
         if not _SOURCE_NAME.match(value):
             raise ValueError("a source is a short name: letters, digits, '.', '_', '-'")
         return value

@@ -412,7 +412,17 @@ def build_status(
         schedule=view,
         database=database,
         processes=process_states(store, now),
-        runs=[RunView.of(run) for run in store.runs(definition_id=schedule.id, limit=RUNS_SHOWN)],
+        # The runs, and the schedulers' decisions not to sweep (primary_healthy...): both
+        # visible here, though only the runs are rows of activity_runs (statehub.runs).
+        runs=[
+            RunView.of(run)
+            for run in sorted(
+                store.runs(definition_id=schedule.id, limit=RUNS_SHOWN)
+                + store.decisions(definition_id=schedule.id, limit=RUNS_SHOWN),
+                key=lambda run: run.fired_at,
+                reverse=True,
+            )[:RUNS_SHOWN]
+        ],
         last_sweeps=last_sweeps,
         last_sweeps_since=since,
         findings=findings,

@@ -20,8 +20,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from statehub.cancel import Cancel, stopped_by
 from statehub.checks import printable
-from statehub.contract import AUTOMATION_ERROR, EVENT_ALL, EVENT_CHOSEN, EVENT_TYPES, RepoKind
+from statehub.contract import (
+    AUTOMATION_ERROR,
+    EVENT_ALL,
+    EVENT_CHOSEN,
+    EVENT_TYPES,
+    Detail,
+    RepoKind,
+)
 from statehub.errors import UsageError, WorkerError
 from statehub.findings import mark_new
 from statehub.fleetscan import depth_reaching_all, holds_git, repos_below
@@ -206,12 +214,15 @@ def run_sweep(
     source: str = "manual",
     progress: ProgressCallback | None = None,
     store: Store | None = None,
+    cancel: Cancel | None = None,
 ) -> ProgressEvent:
     """Run one sweep and return its recorded event (a lock-skipped one if another runs).
 
     ``repos`` None sweeps the whole fleet (event ``consistency_sweep_remote_all``), else the
     named repos (``consistency_sweep``). Raises UsageError for an unknown repo name and
     StoreError when the database cannot be used; every other failure is a C-00 in the event.
+    A sweep stopped by the operator (``KeyboardInterrupt``, :class:`statehub.cancel.Stopped`,
+    or ``cancel`` from another thread) records its event as cancelled, then re-raises.
     """
     budget = max_seconds if max_seconds is not None else settings.sweep.max_seconds
     event_type = EVENT_ALL if repos is None else EVENT_CHOSEN
@@ -236,16 +247,22 @@ def run_sweep(
             if chosen is None and settings.repos.exclude:
                 _forget_excluded(settings, db, targets)
             _record_interrupted(db)
-            event = _sweep_locked(
-                settings,
-                db,
-                request,
-                targets,
-                gone,
-                pool=pool,
-                started=locked_at,
-                progress=progress,
-            )
+            try:
+                event = _sweep_locked(
+                    settings,
+                    db,
+                    request,
+                    targets,
+                    gone,
+                    pool=pool,
+                    started=locked_at,
+                    progress=progress,
+                    cancel=cancel,
+                )
+            except KeyboardInterrupt as exc:  # ^C, SIGTERM, a cancel: the operator's stop
+                pool.close()
+                _record_unfinished(db, cancelled_by=stopped_by(exc))
+                raise
             maybe_prune(db, settings)  # at most once a day; never raises
             return event
     finally:
@@ -330,25 +347,40 @@ def _record_lock_skipped(db: Store, request: SweepParams) -> ProgressEvent:
 
 def _record_interrupted(db: Store) -> None:
     """Write the event of a sweep whose holder died before recording it (found at start)."""
+    _record_unfinished(db, cancelled_by=None)
+
+
+def _record_unfinished(db: Store, *, cancelled_by: str | None) -> None:
+    """The event of the sweep in :data:`_IN_PROGRESS`, ended before its end.
+
+    ``cancelled_by`` (a signal's name): the operator stopped it, and this process says so
+    (``cancelled``, not an error); None: its process died without a word, found by the
+    next sweep (``interrupted``, a C-00).
+    """
     marker = db.get_state(_IN_PROGRESS)
     if marker is None:
         return
     earlier = json.loads(marker)
     now = utc_now()
     detail = _base_detail(earlier["source"], earlier["max_seconds"], earlier["remote"])
-    message = (
-        "the sweep was interrupted before it finished (its process died or its database failed)"
-    )
     detail.update(
         run_id=earlier["run_id"],
         started_at=earlier["started_at"],
         finished_at=iso(now),
-        interrupted=True,
-        exit_code=1,
-        automation_error=True,
-        automation_errors=[{"repo": None, "check": AUTOMATION_ERROR, "message": message}],
         assessment_failures=db.count_failing_repos(),
     )
+    if cancelled_by is not None:
+        detail.update({Detail.CANCELLED: True, Detail.CANCELLED_BY: cancelled_by})
+    else:
+        message = (
+            "the sweep was interrupted before it finished (its process died or its database failed)"
+        )
+        detail.update(
+            interrupted=True,
+            exit_code=1,
+            automation_error=True,
+            automation_errors=[{"repo": None, "check": AUTOMATION_ERROR, "message": message}],
+        )
     # One transaction: a crash between the two would record the same sweep twice.
     db.append_event(earlier["event_type"], detail, created_at=now, clear_state=_IN_PROGRESS)
 
@@ -363,6 +395,7 @@ def _sweep_locked(
     pool: WorkerPool,
     started: datetime,
     progress: ProgressCallback | None,
+    cancel: Cancel | None = None,
 ) -> ProgressEvent:
     clock = time.monotonic() - (utc_now() - started).total_seconds()
     deadline = clock + request.max_seconds
@@ -400,7 +433,7 @@ def _sweep_locked(
         )
         for target in targets
     ]
-    outcomes, not_reached, failure = _run_pool(pool, tasks, deadline, progress)
+    outcomes, not_reached, failure = _run_pool(pool, tasks, deadline, progress, cancel)
     pool.close()  # before the writes: the lock is released soon after finished_at
 
     reassessed: list[RepoOutcome] = []  # read again this sweep
@@ -590,6 +623,7 @@ def _run_pool(
     tasks: list[RepoTask],
     deadline: float,
     progress: ProgressCallback | None,
+    cancel: Cancel | None = None,
 ) -> tuple[list[RepoOutcome], list[Target], str | None]:
     """Outcomes, targets not reached, and why the workers failed (None when they did not)."""
     seen: list[RepoOutcome] = []
@@ -600,7 +634,7 @@ def _run_pool(
             progress(len(seen), len(tasks), outcome.target.name)
 
     try:
-        result = pool.run(tasks, deadline=deadline, on_outcome=advance)
+        result = pool.run(tasks, deadline=deadline, on_outcome=advance, cancel=cancel)
     except WorkerError as exc:
         # What was assessed stands; the rest was not reached, and the sweep says why.
         done = {outcome.target.name for outcome in seen}

@@ -75,9 +75,16 @@ class Events(StoreBase):
         since: datetime | None = None,
         until: datetime | None = None,
         oldest_first: bool = False,
+        sources: Sequence[str] | None = None,
+        completed: bool = False,
     ) -> list[ProgressEvent]:
-        """Events, newest first unless ``oldest_first``; ``since``/``until`` bound created_at."""
-        clauses, params = event_filter(event_type, since, until)
+        """Events, newest first unless ``oldest_first``; ``since``/``until`` bound created_at
+        (``[since, until)``); ``sources``: of these ``detail.source`` only; ``completed``:
+        sweeps that ran to their end only (neither lock-skipped, interrupted nor cancelled).
+        """
+        clauses, params = event_filter(
+            event_type, since, until, sources=sources, completed=completed
+        )
         order = "ASC" if oldest_first else "DESC"
         sql = (
             f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events{clauses}"  # noqa: S608
@@ -92,32 +99,26 @@ class Events(StoreBase):
         sources: Sequence[str] | None = None,
         *,
         since: datetime | None = None,
+        until: datetime | None = None,
         event_type: str | None = None,
     ) -> ProgressEvent | None:
-        """The newest sweep that ran to its end, optionally of one type and given sources.
+        """The newest sweep that ran to its end, optionally of one type and given sources,
+        created in ``[since, until)``.
 
-        A lock-skipped sweep did not run, and an ``interrupted`` one did not finish: neither
-        counts (the standby daemon's test of a healthy primary, docs/temporal.md).
+        A lock-skipped sweep did not run, and an ``interrupted`` or ``cancelled`` one did not
+        finish: none counts. The standby daemon's test of a healthy primary is this one
+        query (``GET /progress/?completed=true&source=...`` over HTTP); with ``until`` = now,
+        a sweep dated in the future is no health either.
         """
-        sql = (
-            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
-            " WHERE json_extract(detail, '$.lock_skipped') = 0"
-            " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
+        found = self.events(
+            event_type=event_type,
+            sources=sources,
+            completed=True,
+            since=since,
+            until=until,
+            limit=1,
         )
-        params: list[Any] = []
-        if event_type is not None:
-            sql += " AND event_type = ?"
-            params.append(event_type)
-        if sources is not None:
-            sql += f" AND json_extract(detail, '$.source') IN ({','.join('?' * len(sources))})"
-            params.extend(sources)
-        if since is not None:
-            sql += " AND created_at >= ?"
-            params.append(iso(since))
-        sql += " ORDER BY id DESC LIMIT 1"
-        with self._guard() as connection:
-            row = connection.execute(sql, params).fetchone()
-            return None if row is None else read_events(connection, [row])[0]
+        return found[0] if found else None
 
     def event_created_at(self, event_id: int) -> str | None:
         """``created_at`` of one event, None when there is no such event."""
@@ -163,10 +164,24 @@ class Events(StoreBase):
 
 
 def event_filter(
-    event_type: str | None, since: datetime | None, until: datetime | None
+    event_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    sources: Sequence[str] | None = None,
+    completed: bool = False,
 ) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
+    if completed:
+        clauses.append(
+            "json_extract(detail, '$.lock_skipped') = 0"
+            " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
+            " AND coalesce(json_extract(detail, '$.cancelled'), 0) = 0"
+        )
+    if sources is not None:
+        clauses.append(f"json_extract(detail, '$.source') IN ({','.join('?' * len(sources))})")
+        params.extend(sources)
     if event_type is not None:
         clauses.append("event_type = ?")
         params.append(event_type)

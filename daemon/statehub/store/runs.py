@@ -43,6 +43,43 @@ class Runs(StoreBase):
                 replace=True,
             )
 
+    def has_run(self, run_id: str) -> bool:
+        """True when a run with this id is recorded."""
+        with self._guard() as connection:
+            row = connection.execute(
+                "SELECT 1 FROM fire_runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return row is not None
+
+    def record_decision(self, row: dict[str, Any]) -> None:
+        """Append one scheduler decision not to run (``schedule_decisions``): ``row`` has
+        ``decided_at``, ``definition_id``, ``scheduled_for``, ``decision``, ``context``."""
+        with self.transaction():
+            self.db.table("schedule_decisions").insert({**row, "context": to_json(row["context"])})
+
+    def decisions(self, *, definition_id: str | None = None, limit: int = 20) -> list[ActivityRun]:
+        """The newest decisions not to run, as runs (``fired_at`` = when decided, ``outcome``
+        = the decision, ``run_id`` = ``decision-<id>``), newest first."""
+        where = None if definition_id is None else "definition_id = ?"
+        params = [] if definition_id is None else [definition_id]
+        with self._guard():
+            rows = list(
+                self.db.table("schedule_decisions").rows_where(
+                    where, params, order_by="decided_at DESC, id DESC", limit=limit
+                )
+            )
+        return [
+            ActivityRun(
+                run_id=f"decision-{row['id']}",
+                definition_id=row["definition_id"],
+                fired_at=row["decided_at"],
+                scheduled_for=row["scheduled_for"],
+                outcome=row["decision"],
+                context_snapshot=json.loads(row["context"]),
+            )
+            for row in rows
+        ]
+
     def runs(
         self,
         *,
@@ -108,14 +145,20 @@ class Runs(StoreBase):
             return connection.execute(sql, (iso(since), iso(until))).fetchall()
 
     def delete_runs_before(self, cutoff: datetime, *, limit: int) -> int:
-        """Delete up to ``limit`` activity runs fired before ``cutoff``, in one transaction."""
+        """Delete up to ``limit`` activity runs fired before ``cutoff`` (and as many
+        scheduler decisions made before it), in one transaction."""
         with self.transaction() as connection:
             cursor = connection.execute(
                 "DELETE FROM fire_runs WHERE rowid IN (SELECT rowid FROM fire_runs"
                 " WHERE fired_at < ? ORDER BY fired_at LIMIT ?)",
                 (iso(cutoff), limit),
             )
-            return cursor.rowcount
+            decided = connection.execute(
+                "DELETE FROM schedule_decisions WHERE id IN (SELECT id FROM schedule_decisions"
+                " WHERE decided_at < ? ORDER BY decided_at LIMIT ?)",
+                (iso(cutoff), limit),
+            )
+            return cursor.rowcount + decided.rowcount
 
 
 SWEEP_KEY = "consistency_sweep_remote_all"  # contract section 8: the sweep's detail

@@ -235,6 +235,38 @@ MIGRATIONS: tuple[tuple[int, Step], ...] = (
         );
         """,
     ),
+    (
+        # Issue 20: activity_runs holds the runs of the definition only (the fires that
+        # swept or tried to). A scheduler's decisions not to run (the standby's
+        # primary_healthy, overlap_skipped, disabled) move to schedule_decisions, so the
+        # contract's query (section 8) never returns them with an empty sweep_result; and a
+        # run whose sweep had an automation error says so (failed, not swept).
+        7,
+        """
+        CREATE TABLE schedule_decisions (
+            id INTEGER PRIMARY KEY,
+            decided_at TEXT NOT NULL,
+            definition_id TEXT NOT NULL,
+            scheduled_for TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            context TEXT NOT NULL CHECK (json_valid(context))
+        );
+        CREATE INDEX schedule_decisions_decided ON schedule_decisions (decided_at);
+        INSERT INTO schedule_decisions (decided_at, definition_id, scheduled_for, decision,
+            context)
+            SELECT fired_at, definition_id, scheduled_for, outcome, context_snapshot
+            FROM fire_runs
+            WHERE outcome IN ('primary_healthy', 'overlap_skipped', 'disabled')
+            ORDER BY fired_at;
+        DELETE FROM fire_runs
+            WHERE outcome IN ('primary_healthy', 'overlap_skipped', 'disabled');
+        UPDATE fire_runs SET outcome = 'failed'
+            WHERE outcome = 'swept' AND (
+                json_extract(context_snapshot, '$.consistency_sweep_remote_all.exit_code') = 1
+                OR (SELECT json_extract(e.detail, '$.exit_code') FROM sweep_events e
+                    WHERE e.id = fire_runs.sweep_event) = 1);
+        """,
+    ),
 )
 
 

@@ -61,7 +61,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from statehub.cron import and_crons, next_fire_times
 from statehub.errors import EXIT_DRIFT, EXIT_OK, ClusterError, ConfigError
-from statehub.fire import HARD_TIMEOUT_MARGIN_SECONDS
+from statehub.runs import HARD_TIMEOUT_MARGIN_SECONDS
 from statehub.settings import Settings
 from statehub.temporal.workflow import WORKFLOW_NAME, SweepInput, SweepWorkflow
 from statehub.timefmt import iso

@@ -4,10 +4,11 @@ It polls ``[temporal] task_queue`` for the sweep workflow and its activity (one 
 time). Under systemd (``Type=notify``) it sends ``READY=1`` once polling, ``STATUS=``
 with the last run, ``WATCHDOG=1`` from its event loop (so a hung loop is restarted) and
 ``STOPPING=1`` on SIGTERM or SIGINT (SIGHUP is logged and ignored: restart it to read
-a new configuration); it then gives a running sweep a few seconds, records
-it as interrupted if it is still going, and exits 0. A worker that cannot connect at start
-exits 1 (systemd restarts it); once running, it rides out a Temporal outage (the SDK keeps
-polling) and resumes when the server is back.
+a new configuration); a running sweep then stops at once and is recorded ``cancelled`` by
+that signal, and the worker exits 0. One worker per hub: a second one on the same database
+exits 78 naming the first's pid. A worker that cannot connect at start exits 1 (systemd
+restarts it); once running, it rides out a Temporal outage (the SDK keeps polling) and
+resumes when the server is back.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from datetime import timedelta
 from temporalio.worker import Worker
 
 from statehub import alerts
-from statehub.fire import record_interrupted_fires
+from statehub.lock import hold_role
 from statehub.logs import setup_logging
 from statehub.notify import Notifier, watchdog_interval
+from statehub.runs import record_interrupted
 from statehub.settings import Settings
 from statehub.store import Store
 from statehub.temporal.activity import SweepActivity
@@ -49,21 +51,28 @@ def worker_command(settings: Settings) -> int:
 
 async def _run(settings: Settings) -> int:
     temporal = settings.temporal
+    # One worker per hub: a second one exits 78 naming the first (held to the end).
+    _held = hold_role(settings.database_path, "temporal worker")
     with Store.open(settings.database_path) as store:
-        record_interrupted_fires(store)  # a worker (or daemon) killed mid-sweep
+        record_interrupted(store)  # a worker (or daemon) killed mid-sweep
     client = await connect(settings)
     notifier = Notifier()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    sweeps = SweepActivity(settings)
+
+    def on_stop(signum: signal.Signals) -> None:
+        sweeps.stop(signum.name)  # a running sweep stops now, recorded cancelled by it
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_stop, signum)
     # SIGHUP would end the process by default; the worker has nothing to reload in place.
     loop.add_signal_handler(
         signal.SIGHUP,
         log.warning,
         "SIGHUP: the worker does not reload; restart it for a new config",
     )
-    sweeps = SweepActivity(settings)
     # Not a `with` block: its exit would wait for an abandoned sweep thread.
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=2)
     try:
@@ -94,7 +103,7 @@ async def _run(settings: Settings) -> int:
             log.error("the worker stopped: %s", exc)
             notifier.close()
             return 1
-        log.info("stopping: giving a running sweep %.0f s", STOP_GRACE_SECONDS)
+        log.info("stopping: a running sweep is cancelled (grace %.0f s)", STOP_GRACE_SECONDS)
         notifier.stopping("stopping (signal)")
         try:
             await asyncio.wait_for(worker.shutdown(), STOP_GRACE_SECONDS + 5.0)
