@@ -37,11 +37,11 @@ from statehub.fire import (
 )
 from statehub.lock import SweepLock
 from statehub.logs import OneLineFormatter, setup_logging
-from statehub.notify import Notifier, ascii_status, watchdog_interval
 from statehub.scheduler import Daemon, misfire_grace, validate_for_daemon
 from statehub.settings import Settings, load_settings
 from statehub.store import ActivityRun, Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN
+from statehub.systemd_notify import Notifier, ascii_status, watchdog_interval
 from statehub.timefmt import iso, utc_now
 
 T0 = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)

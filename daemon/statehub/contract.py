@@ -67,6 +67,17 @@ DETAIL_KEYS: Final = frozenset(
 )
 """Every key of a sweep's detail (``interrupted`` is added only when true)."""
 
+
+class SweepOutcome:
+    """What one progress event says of its sweep (``status``, ``compare``, the page)."""
+
+    COMPLETED: Final = "completed"
+    AUTOMATION_ERROR: Final = "automation_error"
+    """It ran, with at least one C-00."""
+    INTERRUPTED: Final = "interrupted"
+    LOCK_SKIPPED: Final = "lock_skipped"
+
+
 # -- section 5: sources ---------------------------------------------------------------
 
 SOURCE_MANUAL: Final = "manual"

@@ -47,6 +47,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from statehub.compare import WHOLE_FLEET_EVENT, SweepRow, slot_bounds, utc_z
+from statehub.contract import Detail
 from statehub.cron import cron_trigger
 from statehub.hubsview import fleet_section
 from statehub.settings import CHECK_IDS, Settings
@@ -605,22 +606,11 @@ def events_view(
     shown = []
     for event in events:
         detail = event.detail
-        started = _moment(detail.get("started_at")) or parse_iso(event.created_at)
-        if not since <= started < until:
+        row = SweepRow.from_event(event)
+        if not since <= row.started_at < until:
             continue
-        if source is not None and detail.get("source") != source:
+        if source is not None and detail.get(Detail.SOURCE) != source:
             continue
-        row = SweepRow(
-            created_at=event.created_at,
-            event_type=event.event_type,
-            source=str(detail.get("source")),
-            lock_skipped=bool(detail.get("lock_skipped")),
-            automation_error=bool(detail.get("automation_error")),
-            interrupted=bool(detail.get("interrupted")),
-            duration_seconds=detail.get("duration_seconds"),
-            assessment_failures=detail.get("assessment_failures"),
-            started_at=started,
-        )
         shown.append(
             {
                 "id": event.id,
@@ -629,7 +619,7 @@ def events_view(
                 "label": describe_row(row),
                 "errors": [
                     f"{item.get('repo') or '(sweep)'}: {item.get('message')}"
-                    for item in detail.get("automation_errors") or []
+                    for item in detail.get(Detail.AUTOMATION_ERRORS) or []
                     if isinstance(item, dict)
                 ],
                 "json": json.dumps(event.as_dict(), indent=2, ensure_ascii=False)[:20000],

@@ -68,10 +68,10 @@ from statehub.fire import (
 )
 from statehub.live import config_changes
 from statehub.logs import setup_logging
-from statehub.notify import Notifier, watchdog_interval
 from statehub.settings import Settings, load_settings, public_dict, read_token
 from statehub.store import ActivityRun, Store
 from statehub.sweepsummary import sweep_words
+from statehub.systemd_notify import Notifier, watchdog_interval
 from statehub.timefmt import iso, parse_iso, utc_now
 
 log = logging.getLogger("statehub.scheduler")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from statehub.compare import SweepRow, utc_z
-from statehub.contract import AUTOMATION_ERROR, SWEEP_RESULT_KEY, RunOutcome
+from statehub.contract import AUTOMATION_ERROR, SWEEP_RESULT_KEY, Detail, RunOutcome
 from statehub.cron import cron_trigger
 from statehub.settings import Settings
 from statehub.store import ActivityRun, Store
@@ -166,7 +166,7 @@ class RunView:
         detail = context.get(SWEEP_RESULT_KEY)
         swept = SweepSummary.of(detail) if isinstance(detail, dict) else None
         failed = run.outcome in (RunOutcome.ERROR, RunOutcome.FAILED) or (
-            isinstance(detail, dict) and bool(detail.get("automation_error"))
+            isinstance(detail, dict) and bool(detail.get(Detail.AUTOMATION_ERROR))
         )
         duration = context.get("duration_seconds")
         event_id = context.get("progress_event_id")

@@ -23,9 +23,9 @@ from temporalio.worker import Worker
 from statehub import alerts
 from statehub.fire import record_interrupted_fires
 from statehub.logs import setup_logging
-from statehub.notify import Notifier, watchdog_interval
 from statehub.settings import Settings
 from statehub.store import Store
+from statehub.systemd_notify import Notifier, watchdog_interval
 from statehub.temporal.activity import SweepActivity
 from statehub.temporal.schedule import connect
 from statehub.temporal.workflow import SweepWorkflow
