@@ -56,6 +56,8 @@ class Detail:
     WARNINGS: Final = "warnings"
     NEW_FINDINGS: Final = "new_findings"
     """Findings new since their repo's previous assessment."""
+    ACCEPTED: Final = "accepted"
+    """The findings the baseline accepts (not reported): ``{"total", "repos"}``."""
     WORKPLAN_CHANGES: Final = "workplan_changes"
     """The workplan registry's changes this sweep, by kind: added, changed, moved, removed."""
     INTERRUPTED: Final = "interrupted"
