@@ -89,6 +89,12 @@ SOURCE_DAEMON: Final = "local-daemon"
 SOURCE_FALLBACK: Final = "local-fallback"
 SOURCE_TIMER: Final = "local-timer"
 
+# -- section 8: the processes that run the schedule --------------------------------
+
+HEARTBEAT_PREFIX: Final = "heartbeat:"
+"""hub_state keys ``heartbeat:<process>`` (``daemon``, ``worker``): the process's record of
+itself, which every status surface reads (:mod:`statehub.statusmodel`)."""
+
 # -- section 8: outcomes of a run of the schedule (activity_runs.outcome) -------------
 
 

@@ -451,7 +451,14 @@ def status_view(
     rows = cache.rows(store, since=since, now=moment)
     newest = cache.newest(since=since)
     model = build_status(
-        settings, store, now=moment, newest=newest, since=since, check=check, repo=repo
+        settings,
+        store,
+        now=moment,
+        newest=newest,
+        since=since,
+        check=check,
+        repo=repo,
+        count_events=False,
     )
     created = _moment(model.database.first_record_at)  # the rule of compare (issue 15)
     strip = build_strip(

@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from statehub.compare import SweepRow, utc_z
-from statehub.contract import AUTOMATION_ERROR, SWEEP_RESULT_KEY, Detail, RunOutcome
+from statehub.contract import (
+    AUTOMATION_ERROR,
+    HEARTBEAT_PREFIX,
+    SWEEP_RESULT_KEY,
+    Detail,
+    RunOutcome,
+)
 from statehub.cron import cron_trigger
 from statehub.settings import Settings
 from statehub.store import ActivityRun, Store
@@ -42,8 +48,6 @@ RUNS_SHOWN = 10
 """The newest runs of the schedule shown, on the terminal and on the page."""
 FINDINGS_READ = 5000
 """Findings read at most (the newest assessed repos first): a screen, not an export."""
-HEARTBEAT_PREFIX = "heartbeat:"
-"""hub_state keys ``heartbeat:<process>`` (``daemon``, ``worker``): its last beat."""
 HEARTBEAT_ALIVE_SECONDS = 180
 """A heartbeat newer than this counts as alive (the processes beat once a minute)."""
 
@@ -250,7 +254,7 @@ class Database:
     exists: bool
     size_bytes: int | None
     wal_bytes: int | None
-    events: int = 0
+    events: int | None = 0  # None: not counted (the page does not show it)
     first_record_at: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -355,12 +359,15 @@ def build_status(
     since: datetime | None = None,
     check: str = "",
     repo: str = "",
+    count_events: bool = True,
 ) -> StatusModel:
     """The status model read from ``store`` (None: there is no database yet).
 
     ``newest`` gives the newest event of each source created since ``since`` when the
     caller keeps it already (the page's window); otherwise it is read from the store, over
     the retention window. ``check`` and ``repo`` narrow the findings (as the page's filter).
+    ``count_events`` False leaves the events uncounted (a scan of the table the page does
+    without).
     """
     schedule = settings.schedule
     cron = cron_trigger(schedule.trigger, schedule.zone)
@@ -391,7 +398,7 @@ def build_status(
         exists=True,
         size_bytes=database.size_bytes,
         wal_bytes=database.wal_bytes,
-        events=store.count_events(),
+        events=store.count_events() if count_events else None,
         first_record_at=store.first_record_at(),
     )
     if newest is None:
