@@ -31,6 +31,7 @@ from typing import Any
 from statehub.compare import SweepRow, utc_z
 from statehub.contract import (
     AUTOMATION_ERROR,
+    DAEMON_KEY,
     HEARTBEAT_PREFIX,
     SWEEP_RESULT_KEY,
     Detail,
@@ -113,20 +114,28 @@ class ProcessState:
 def process_states(store: Store, now: datetime) -> list[ProcessState]:
     """The recorded state of each process that runs the schedule, by name.
 
-    The one reader of what the daemon and the worker record of themselves in hub_state:
-    a plain time (a heartbeat), or a JSON record ``{"at", "state", "pid", "trigger",
-    "mode"}``.
+    The one reader, for every status surface, of what the daemon and the worker record of
+    themselves in hub_state: under ``heartbeat:<name>`` a plain time (a heartbeat); and
+    under :data:`DAEMON_KEY` the daemon's own record (``state``, ``pid``,
+    ``heartbeat_at``, ``stopped_at``, the ``schedule`` it really runs), which wins over its
+    heartbeat.
     """
-    states: list[ProcessState] = []
+    records: dict[str, dict[str, Any]] = {}
     for key, value in store.state_items(HEARTBEAT_PREFIX).items():
-        record: dict[str, Any] = {"at": value}
-        if value.startswith("{"):
-            try:
-                loaded = json.loads(value)
-            except ValueError:
-                loaded = None
-            if isinstance(loaded, dict):
-                record = loaded
+        records[key[len(HEARTBEAT_PREFIX) :]] = _record(value) or {"at": value}
+    daemon = _record(store.get_state(DAEMON_KEY) or "")
+    if daemon is not None:
+        recorded = daemon.get("schedule")
+        schedule: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+        records["daemon"] = {
+            "at": daemon.get("stopped_at") or daemon.get("heartbeat_at"),
+            "state": daemon.get("state"),
+            "pid": daemon.get("pid"),
+            "trigger": schedule.get("trigger"),
+            "mode": schedule.get("mode"),
+        }
+    states: list[ProcessState] = []
+    for name, record in sorted(records.items()):
         at = _moment(record.get("at"))
         if record.get("state") == "stopped":
             state = "stopped"
@@ -137,7 +146,7 @@ def process_states(store: Store, now: datetime) -> list[ProcessState]:
         pid = record.get("pid")
         states.append(
             ProcessState(
-                name=key[len(HEARTBEAT_PREFIX) :],
+                name=name,
                 state=state,
                 at=at,
                 pid=pid if isinstance(pid, int) else None,
@@ -146,6 +155,17 @@ def process_states(store: Store, now: datetime) -> list[ProcessState]:
             )
         )
     return states
+
+
+def _record(value: str) -> dict[str, Any] | None:
+    """A JSON object kept in hub_state, None for anything else."""
+    if not value.startswith("{"):
+        return None
+    try:
+        loaded = json.loads(value)
+    except ValueError:
+        return None
+    return loaded if isinstance(loaded, dict) else None
 
 
 @dataclass(frozen=True, kw_only=True)
