@@ -10,10 +10,10 @@ from pathlib import Path
 from apscheduler.triggers.interval import IntervalTrigger
 
 from gitfleet import write_config
-from statehub.notify import Notifier
 from statehub.scheduler import HEARTBEAT_KEY, Daemon
 from statehub.settings import load_settings
 from statehub.store import Store
+from statehub.systemd_notify import Notifier
 from statehub.timefmt import iso
 
 MOMENT = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)

@@ -28,13 +28,13 @@ from statehub.compare import compare
 from statehub.daemonstate import read_daemon
 from statehub.fire import Runner
 from statehub.lock import hold_role
-from statehub.notify import Notifier
 from statehub.page import status_view
 from statehub.scheduler import Daemon
 from statehub.settings import Settings, load_settings
 from statehub.store import Store
 from statehub.store import schema as storeschema
 from statehub.sweep import EVENT_ALL
+from statehub.systemd_notify import Notifier
 from statehub.timefmt import iso, utc_now
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

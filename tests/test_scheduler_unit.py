@@ -32,13 +32,13 @@ from statehub.errors import ConfigError
 from statehub.fire import Backend, InProcessBackend, Runner
 from statehub.lock import SweepLock
 from statehub.logs import OneLineFormatter, setup_logging
-from statehub.notify import Notifier, ascii_status, watchdog_interval
 from statehub.runs import MARKER_PREFIX
 from statehub.runs import record_interrupted as record_interrupted_fires
 from statehub.scheduler import Daemon, misfire_grace, validate_for_daemon
 from statehub.settings import Settings, load_settings
 from statehub.store import ActivityRun, Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN
+from statehub.systemd_notify import Notifier, ascii_status, watchdog_interval
 from statehub.timefmt import iso, utc_now
 
 T0 = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)

@@ -228,8 +228,15 @@ def test_runs_are_named_by_origin_and_a_stopped_daemon_says_so(tmp_path: Path) -
                     context_snapshot={"origin": origin, "source": "activity-core"},
                 )
             )
-        record = {"at": iso(NOW), "state": "stopped", "pid": 4242, "trigger": "*/5 * * * *"}
-        store.set_state("heartbeat:daemon", json.dumps(record))
+        # The daemon's record of itself, written at a clean stop (its heartbeat dropped).
+        record = {
+            "state": "stopped",
+            "pid": 4242,
+            "heartbeat_at": iso(NOW - timedelta(seconds=30)),
+            "stopped_at": iso(NOW),
+            "schedule": {"trigger": "*/5 * * * *", "mode": "active"},
+        }
+        store.set_state("daemon", json.dumps(record))
         store.set_state("heartbeat:worker", iso(NOW - timedelta(minutes=10)))
     model = read_status(settings, now=NOW)
     buffer = io.StringIO()
@@ -242,6 +249,7 @@ def test_runs_are_named_by_origin_and_a_stopped_daemon_says_so(tmp_path: Path) -
     assert [run["origin"] for run in model.as_dict()["runs"]] == ["http", "temporal", "schedule"]
     processes = model.as_dict()["processes"]
     assert (processes["daemon"]["state"], processes["daemon"]["pid"]) == ("stopped", 4242)
+    assert processes["daemon"]["at"] == "2026-03-28T12:00:00Z"  # when it stopped
     assert processes["worker"]["state"] == "gone"
     assert "fires on '*/5 * * * *', not the file's '0 9 * * *'" in out
 

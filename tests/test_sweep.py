@@ -17,6 +17,7 @@ from api_support import event_rows
 from clirun import start_statehub
 from contract_keys import DETAIL_KEYS
 from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
+from statehub import contract
 from statehub.errors import UsageError
 from statehub.lock import SweepLock, is_locked, lock_path
 from statehub.settings import Settings, load_settings
@@ -55,6 +56,11 @@ def test_event_has_every_contract_key(tmp_path: Path, fleet: Path) -> None:
     assert event.detail["started_at"] <= event.detail["finished_at"] == event.created_at
     assert event.created_at.endswith("Z")
     assert event_rows(settings.database_path) == [event.as_dict()]
+
+
+def test_contract_py_spells_the_keys_of_section_5() -> None:
+    """contract.DETAIL_KEYS, which the code reads and writes, are the keys the contract shows."""
+    assert contract.DETAIL_KEYS == DETAIL_KEYS
 
 
 def test_chosen_repos_make_a_consistency_sweep_event(tmp_path: Path, fleet: Path) -> None:

@@ -81,6 +81,7 @@ from statehub import __version__
 from statehub.alerts import observed_sweep
 from statehub.apiplans import add_workplan_routes
 from statehub.cancel import Cancel
+from statehub.contract import SOURCE_MANUAL
 from statehub.errors import EXIT_AUTOMATION_ERROR, EXIT_OK, StoreError
 from statehub.live import LiveSettings
 from statehub.lock import is_locked
@@ -140,7 +141,9 @@ class SweepRequest(BaseModel):
         description="time budget, 1..3600 (default: [sweep] max_seconds)",
     )
     source: str = Field(
-        default="manual", pattern=SOURCE_PATTERN, description="who asks: recorded as detail.source"
+        default=SOURCE_MANUAL,
+        pattern=SOURCE_PATTERN,
+        description="who asks: recorded as detail.source",
     )
     remote: bool = Field(default=False, description="git fetch each repo first")
     scheduled: bool = Field(
@@ -153,7 +156,7 @@ class SweepRequest(BaseModel):
     def _scheduled_names_its_scheduler(self) -> SweepRequest:
         # A scheduled run is counted, pinged and compared by its source: "manual" (the
         # default) would hide it among the sweeps people start by hand.
-        if self.scheduled and self.source == "manual":
+        if self.scheduled and self.source == SOURCE_MANUAL:
             raise ValueError("a scheduled sweep needs a source naming its scheduler, not manual")
         return self
 

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statehub.contract import AUTOMATION_ERROR, EVENT_TYPES, RepoKind
+from statehub.contract import AUTOMATION_ERROR, EVENT_TYPES, SOURCE_MANUAL, RepoKind
 from statehub.errors import EXIT_USAGE, StatehubError
 from statehub.safetext import visible
 
@@ -121,7 +121,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     repos = None if args.all or not args.repo else list(args.repo)
     if args.scheduled and repos is not None:
         raise_usage("--scheduled records a run of the schedule: it sweeps all repos, not --repo")
-    if args.scheduled and args.source == "manual":
+    if args.scheduled and args.source == SOURCE_MANUAL:
         raise_usage("--scheduled needs --source naming the scheduler (not manual)")
     settings = load(args)
     if repos is not None:
@@ -734,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:  # one statement a command
     )
     sweep.add_argument(
         "--source",
-        default="manual",
+        default=SOURCE_MANUAL,
         type=_source_name,
         metavar="S",
         help="who asks: recorded as detail.source (default: manual)",

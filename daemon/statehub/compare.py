@@ -57,13 +57,13 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.text import Text
 
-from statehub.contract import EVENT_ALL, NOT_SCHEDULERS
+from statehub.contract import EVENT_ALL, NOT_SCHEDULERS, Detail, SweepOutcome
 from statehub.cron import cron_trigger
 from statehub.daemonstate import daemon_schedule
 from statehub.render import compact_table, or_dash, say, seconds, short_time
 from statehub.safetext import visible
 from statehub.settings import Settings
-from statehub.store import Store
+from statehub.store import ProgressEvent, Store
 from statehub.timefmt import parse_iso, utc_now
 
 WHOLE_FLEET_EVENT = EVENT_ALL  # contract section 5
@@ -120,6 +120,26 @@ class SweepRow:
             started_at=_moment(started, created),
         )
 
+    @classmethod
+    def from_event(cls, event: ProgressEvent) -> SweepRow:
+        """From a whole event (its ``started_at``, or else ``created_at``)."""
+        detail = event.detail
+        duration = detail.get(Detail.DURATION_SECONDS)
+        failures = detail.get(Detail.ASSESSMENT_FAILURES)
+        return cls.from_row(
+            (
+                event.created_at,
+                event.event_type,
+                detail.get(Detail.SOURCE),
+                detail.get(Detail.LOCK_SKIPPED),
+                detail.get(Detail.AUTOMATION_ERROR),
+                detail.get(Detail.INTERRUPTED),
+                duration if isinstance(duration, int | float) else None,
+                failures if isinstance(failures, int) else None,
+                detail.get(Detail.STARTED_AT),
+            )
+        )
+
     @property
     def completed(self) -> bool:
         return not self.lock_skipped and not self.interrupted
@@ -128,10 +148,12 @@ class SweepRow:
     def outcome(self) -> str:
         """``lock_skipped``, ``interrupted``, ``automation_error`` or ``completed``."""
         if self.lock_skipped:
-            return "lock_skipped"
+            return SweepOutcome.LOCK_SKIPPED
         if self.interrupted:
-            return "interrupted"
-        return "automation_error" if self.automation_error else "completed"
+            return SweepOutcome.INTERRUPTED
+        if self.automation_error:
+            return SweepOutcome.AUTOMATION_ERROR
+        return SweepOutcome.COMPLETED
 
 
 def _moment(started: object, created: object) -> datetime:

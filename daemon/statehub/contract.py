@@ -56,6 +56,8 @@ class Detail:
     WARNINGS: Final = "warnings"
     NEW_FINDINGS: Final = "new_findings"
     """Findings new since their repo's previous assessment."""
+    ACCEPTED: Final = "accepted"
+    """The findings the baseline accepts (not reported): ``{"total", "repos"}``."""
     WORKPLAN_CHANGES: Final = "workplan_changes"
     """The workplan registry's changes this sweep, by kind: added, changed, moved, removed."""
     INTERRUPTED: Final = "interrupted"
@@ -72,6 +74,17 @@ DETAIL_KEYS: Final = frozenset(
 )
 """Every key of a sweep's detail (``interrupted``, ``cancelled`` are added only when true)."""
 
+
+class SweepOutcome:
+    """What one progress event says of its sweep (``status``, ``compare``, the page)."""
+
+    COMPLETED: Final = "completed"
+    AUTOMATION_ERROR: Final = "automation_error"
+    """It ran, with at least one C-00."""
+    INTERRUPTED: Final = "interrupted"
+    LOCK_SKIPPED: Final = "lock_skipped"
+
+
 # -- section 5: sources ---------------------------------------------------------------
 
 SOURCE_MANUAL: Final = "manual"
@@ -84,6 +97,14 @@ SOURCE_CANARY: Final = "canary"
 """``statehub schedule run-now --force``: covers a slot, never doubles one."""
 NOT_SCHEDULERS: Final = frozenset({SOURCE_MANUAL, SOURCE_CANARY})
 """Sources that are not a scheduler: their sweeps never make a slot doubled."""
+
+# -- section 8: the processes that run the schedule --------------------------------
+
+HEARTBEAT_PREFIX: Final = "heartbeat:"
+"""hub_state keys ``heartbeat:<process>`` (``daemon``, ``worker``): the process's record of
+itself, which every status surface reads (:mod:`statehub.statusmodel`)."""
+DAEMON_KEY: Final = "daemon"
+"""The hub_state key of the daemon's record of itself: its life and the schedule it runs."""
 
 # -- section 8: outcomes of a run of the schedule (activity_runs.outcome) -------------
 

@@ -53,7 +53,7 @@ from statehub.compare import (
     slot_bounds,
     utc_z,
 )
-from statehub.contract import NOT_SCHEDULERS
+from statehub.contract import NOT_SCHEDULERS, Detail
 from statehub.cron import cron_trigger
 from statehub.hubsview import fleet_section
 from statehub.settings import CHECK_IDS, Settings
@@ -457,7 +457,14 @@ def status_view(
     rows = cache.rows(store, since=since, now=moment)
     newest = cache.newest(since=since)
     model = build_status(
-        settings, store, now=moment, newest=newest, since=since, check=check, repo=repo
+        settings,
+        store,
+        now=moment,
+        newest=newest,
+        since=since,
+        check=check,
+        repo=repo,
+        count_events=False,
     )
     created = _moment(model.database.first_record_at)  # the rule of compare (issue 15)
     strip = build_strip(
@@ -612,22 +619,11 @@ def events_view(
     shown = []
     for event in events:
         detail = event.detail
-        started = _moment(detail.get("started_at")) or parse_iso(event.created_at)
-        if not since <= started < until:
+        row = SweepRow.from_event(event)
+        if not since <= row.started_at < until:
             continue
-        if source is not None and detail.get("source") != source:
+        if source is not None and detail.get(Detail.SOURCE) != source:
             continue
-        row = SweepRow(
-            created_at=event.created_at,
-            event_type=event.event_type,
-            source=str(detail.get("source")),
-            lock_skipped=bool(detail.get("lock_skipped")),
-            automation_error=bool(detail.get("automation_error")),
-            interrupted=bool(detail.get("interrupted")),
-            duration_seconds=detail.get("duration_seconds"),
-            assessment_failures=detail.get("assessment_failures"),
-            started_at=started,
-        )
         shown.append(
             {
                 "id": event.id,
@@ -636,7 +632,7 @@ def events_view(
                 "label": describe_row(row),
                 "errors": [
                     f"{item.get('repo') or '(sweep)'}: {item.get('message')}"
-                    for item in detail.get("automation_errors") or []
+                    for item in detail.get(Detail.AUTOMATION_ERRORS) or []
                     if isinstance(item, dict)
                 ],
                 "json": json.dumps(event.as_dict(), indent=2, ensure_ascii=False)[:20000],

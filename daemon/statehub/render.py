@@ -1,4 +1,4 @@
-"""How results look on a terminal: rich tables and short summaries for the command line.
+"""How results look on a terminal: rich tables, the status screen and short summaries.
 
 Text that comes from a repository (names, paths, messages, workplan titles, link targets)
 is printed as text, never read as rich markup (a file named ``x[/b]`` is just that), and
@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from statehub.contract import AUTOMATION_ERROR, EVENT_ALL
+from statehub.contract import AUTOMATION_ERROR, EVENT_ALL, Detail, SweepOutcome
 from statehub.safetext import visible
 from statehub.settings import Settings
 from statehub.store import ActivityRun, ProgressEvent
@@ -89,7 +89,7 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
     if summary.lock_skipped:
         out.print(plain(f"{summary.words()} (event {event.id}, source {summary.source})"))
         return
-    processed = detail["repos_processed"]
+    processed = detail[Detail.REPOS_PROCESSED]
     if processed:
         findings_table(
             out,
@@ -112,9 +112,10 @@ def findings_table(
     table.add_column("path", overflow="fold")
     table.add_column("message", overflow="fold")
     for repo, finding in sorted(
-        rows, key=lambda row: (row[1]["check"] != "C-00", not row[1].get("new"), row[0])
+        rows, key=lambda row: (row[1]["check"] != AUTOMATION_ERROR, not row[1].get("new"), row[0])
     ):
-        style = "red" if finding["check"] == "C-00" else ("bold" if finding.get("new") else None)
+        error = finding["check"] == AUTOMATION_ERROR
+        style = "red" if error else ("bold" if finding.get("new") else None)
         cells = [plain(repo), plain(finding["check"])]
         if marks:
             cells.append(plain("new" if finding.get("new") else ""))
@@ -142,9 +143,9 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
         table.add_column(column, overflow="fold")
     for event in events:
         detail = event.detail
-        if detail.get("lock_skipped"):
+        if detail.get(Detail.LOCK_SKIPPED):
             outcome = "lock-skipped"
-        elif detail.get("automation_error"):
+        elif detail.get(Detail.AUTOMATION_ERROR):
             outcome = "automation error"
         else:
             outcome = "ok"
@@ -155,10 +156,10 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
                     event.id,
                     event.created_at,
                     event.event_type,
-                    detail.get("source", ""),
+                    detail.get(Detail.SOURCE, ""),
                     outcome,
-                    len(detail.get("repos_processed", [])),
-                    detail.get("assessment_failures", ""),
+                    len(detail.get(Detail.REPOS_PROCESSED, [])),
+                    detail.get(Detail.ASSESSMENT_FAILURES, ""),
                 )
             )
         )
@@ -331,7 +332,11 @@ def _status_sweeps(out: Console, model: StatusModel) -> None:
         table.add_column(column, overflow="fold")
     for column in ("duration s", "failures"):
         table.add_column(column, justify="right", overflow="fold")
-    styles = {"automation_error": "red", "interrupted": "red", "lock_skipped": "yellow"}
+    styles = {
+        SweepOutcome.AUTOMATION_ERROR: "red",
+        SweepOutcome.INTERRUPTED: "red",
+        SweepOutcome.LOCK_SKIPPED: "yellow",
+    }
     for item in seen:
         row = item.row
         assert row is not None

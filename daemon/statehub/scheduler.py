@@ -70,7 +70,6 @@ from statehub.fire import DAEMON_ORIGINS, Backend, Clock, Runner, Running, make_
 from statehub.live import config_changes
 from statehub.lock import hold_role
 from statehub.logs import setup_logging
-from statehub.notify import Notifier, watchdog_interval
 from statehub.runs import record_interrupted, run_failed
 from statehub.settings import (
     ScheduleSettings,
@@ -81,6 +80,7 @@ from statehub.settings import (
 )
 from statehub.store import ActivityRun, Store
 from statehub.sweepsummary import sweep_words
+from statehub.systemd_notify import Notifier, watchdog_interval
 from statehub.timefmt import iso, parse_iso, utc_now
 
 log = logging.getLogger("statehub.scheduler")

@@ -55,6 +55,7 @@ from statehub.configread import (
     read_regular_file,
     unknown_variables,
 )
+from statehub.contract import SOURCE_CLUSTER, SOURCE_DAEMON, SOURCE_FALLBACK, SOURCE_TIMER
 from statehub.errors import ConfigError
 from statehub.fleetscan import MAX_DEPTH
 
@@ -117,7 +118,7 @@ def _regex(value: str) -> str:
 class HubSettings(_Section):
     database: Path = Path("var/statehub.db")
     retention_days: int = Field(90, ge=1, le=36500)
-    retired_sources: Annotated[list[str], Capped] = ["local-timer"]
+    retired_sources: Annotated[list[str], Capped] = [SOURCE_TIMER]
     name: str = Field("", max_length=64)  # empty: the host name (effective_name)
 
     @field_validator("name")
@@ -204,7 +205,7 @@ class ScheduleSettings(_Section):
     misfire_grace_seconds: int = Field(30, ge=1, le=3600)
     enabled: bool = True
     mode: Literal["standby", "active"] = "standby"
-    primary_sources: Annotated[list[str], Capped] = ["activity-core"]
+    primary_sources: Annotated[list[str], Capped] = [SOURCE_CLUSTER]
     # Whole minutes in practice; a fraction is accepted (tests shorten the grace to seconds).
     primary_grace_minutes: int | float = Field(35, gt=0, le=10_080)  # up to a week
     remote: bool = False
@@ -212,8 +213,8 @@ class ScheduleSettings(_Section):
     # Empty: this host's API as [api] host and port give it (issue 15: a port set only
     # under [api] used to be ignored here).
     api_url: str = ""
-    source: str = "local-daemon"
-    fallback_source: str = "local-fallback"
+    source: str = SOURCE_DAEMON
+    fallback_source: str = SOURCE_FALLBACK
     # Standby: how long after its slot a fallback waits before it sweeps, and stands down if
     # the returning primary's sweep of the slot is recorded or under way by then (issue 20:
     # at a hand-back no slot is swept by both). Seconds; a fraction is accepted for tests.
@@ -320,7 +321,7 @@ class TemporalSettings(_Section):
     namespace: str = Field("default", min_length=1)
     task_queue: str = ""  # empty: derived from the hub's name and definition id
     schedule_id: str = ""  # empty: derived from the hub's name and definition id
-    source: str = "activity-core"
+    source: str = SOURCE_CLUSTER
     tls: bool = False
     tls_cert_file: str = ""
     tls_key_file: str = ""

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from statehub.compare import SweepRow, utc_z
-from statehub.contract import AUTOMATION_ERROR, SWEEP_RESULT_KEY, RunOutcome
+from statehub.contract import (
+    AUTOMATION_ERROR,
+    DAEMON_KEY,
+    HEARTBEAT_PREFIX,
+    SWEEP_RESULT_KEY,
+    Detail,
+    RunOutcome,
+)
 from statehub.cron import cron_trigger
 from statehub.settings import Settings
 from statehub.store import ActivityRun, Store
@@ -42,8 +49,6 @@ RUNS_SHOWN = 10
 """The newest runs of the schedule shown, on the terminal and on the page."""
 FINDINGS_READ = 5000
 """Findings read at most (the newest assessed repos first): a screen, not an export."""
-HEARTBEAT_PREFIX = "heartbeat:"
-"""hub_state keys ``heartbeat:<process>`` (``daemon``, ``worker``): its last beat."""
 HEARTBEAT_ALIVE_SECONDS = 180
 """A heartbeat newer than this counts as alive (the processes beat once a minute)."""
 
@@ -109,20 +114,28 @@ class ProcessState:
 def process_states(store: Store, now: datetime) -> list[ProcessState]:
     """The recorded state of each process that runs the schedule, by name.
 
-    The one reader of what the daemon and the worker record of themselves in hub_state:
-    a plain time (a heartbeat), or a JSON record ``{"at", "state", "pid", "trigger",
-    "mode"}``.
+    The one reader, for every status surface, of what the daemon and the worker record of
+    themselves in hub_state: under ``heartbeat:<name>`` a plain time (a heartbeat); and
+    under :data:`DAEMON_KEY` the daemon's own record (``state``, ``pid``,
+    ``heartbeat_at``, ``stopped_at``, the ``schedule`` it really runs), which wins over its
+    heartbeat.
     """
-    states: list[ProcessState] = []
+    records: dict[str, dict[str, Any]] = {}
     for key, value in store.state_items(HEARTBEAT_PREFIX).items():
-        record: dict[str, Any] = {"at": value}
-        if value.startswith("{"):
-            try:
-                loaded = json.loads(value)
-            except ValueError:
-                loaded = None
-            if isinstance(loaded, dict):
-                record = loaded
+        records[key[len(HEARTBEAT_PREFIX) :]] = _record(value) or {"at": value}
+    daemon = _record(store.get_state(DAEMON_KEY) or "")
+    if daemon is not None:
+        recorded = daemon.get("schedule")
+        schedule: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+        records["daemon"] = {
+            "at": daemon.get("stopped_at") or daemon.get("heartbeat_at"),
+            "state": daemon.get("state"),
+            "pid": daemon.get("pid"),
+            "trigger": schedule.get("trigger"),
+            "mode": schedule.get("mode"),
+        }
+    states: list[ProcessState] = []
+    for name, record in sorted(records.items()):
         at = _moment(record.get("at"))
         if record.get("state") == "stopped":
             state = "stopped"
@@ -133,7 +146,7 @@ def process_states(store: Store, now: datetime) -> list[ProcessState]:
         pid = record.get("pid")
         states.append(
             ProcessState(
-                name=key[len(HEARTBEAT_PREFIX) :],
+                name=name,
                 state=state,
                 at=at,
                 pid=pid if isinstance(pid, int) else None,
@@ -142,6 +155,17 @@ def process_states(store: Store, now: datetime) -> list[ProcessState]:
             )
         )
     return states
+
+
+def _record(value: str) -> dict[str, Any] | None:
+    """A JSON object kept in hub_state, None for anything else."""
+    if not value.startswith("{"):
+        return None
+    try:
+        loaded = json.loads(value)
+    except ValueError:
+        return None
+    return loaded if isinstance(loaded, dict) else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,7 +190,7 @@ class RunView:
         detail = context.get(SWEEP_RESULT_KEY)
         swept = SweepSummary.of(detail) if isinstance(detail, dict) else None
         failed = run.outcome in (RunOutcome.ERROR, RunOutcome.FAILED) or (
-            isinstance(detail, dict) and bool(detail.get("automation_error"))
+            isinstance(detail, dict) and bool(detail.get(Detail.AUTOMATION_ERROR))
         )
         duration = context.get("duration_seconds")
         event_id = context.get("progress_event_id")
@@ -250,7 +274,7 @@ class Database:
     exists: bool
     size_bytes: int | None
     wal_bytes: int | None
-    events: int = 0
+    events: int | None = 0  # None: not counted (the page does not show it)
     first_record_at: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -355,12 +379,15 @@ def build_status(
     since: datetime | None = None,
     check: str = "",
     repo: str = "",
+    count_events: bool = True,
 ) -> StatusModel:
     """The status model read from ``store`` (None: there is no database yet).
 
     ``newest`` gives the newest event of each source created since ``since`` when the
     caller keeps it already (the page's window); otherwise it is read from the store, over
     the retention window. ``check`` and ``repo`` narrow the findings (as the page's filter).
+    ``count_events`` False leaves the events uncounted (a scan of the table the page does
+    without).
     """
     schedule = settings.schedule
     cron = cron_trigger(schedule.trigger, schedule.zone)
@@ -391,7 +418,7 @@ def build_status(
         exists=True,
         size_bytes=database.size_bytes,
         wal_bytes=database.wal_bytes,
-        events=store.count_events(),
+        events=store.count_events() if count_events else None,
         first_record_at=store.first_record_at(),
     )
     if newest is None:

@@ -43,6 +43,8 @@ from statehub.timefmt import iso, utc_now
 
 __all__ = ["EVENT_ALL", "EVENT_CHOSEN", "EVENT_TYPES", "discover", "run_sweep", "select"]
 
+_REACHED = (RepoKind.ASSESSED, RepoKind.UNCHANGED)  # not missing, not over budget
+
 # hub_state key holding the sweep in progress; found at the next start, it means the
 # holder died (kill -9, power loss) and an "interrupted" event is written for it.
 _IN_PROGRESS = "sweep_in_progress"
@@ -503,7 +505,7 @@ def _sweep_locked(
         repos_processed=needs_action,
         repos_reassessed=len(reassessed),
         new_findings=sum(mark["new"] for marks in marked.values() for mark in marks),
-        accepted=_accepted_counts(db, [o.target.name for o in outcomes if o.kind != "missing"]),
+        accepted=_accepted_counts(db, [o.target.name for o in outcomes if o.kind in _REACHED]),
         workplan_changes=plan_changes,
         warnings=root_warnings(settings),
         skipped_clean=clean,

@@ -26,9 +26,9 @@ from faultkit import activity_runs
 
 from daemon_support import wait_for
 from gitfleet import make_repo, write_config
-from statehub.notify import Notifier
 from statehub.scheduler import Daemon
 from statehub.settings import Settings, load_settings
+from statehub.systemd_notify import Notifier
 from statehub.timefmt import iso
 
 START = datetime(2026, 11, 27, 10, 0, 58, tzinfo=UTC)  # 2 s before the 10:01 slot

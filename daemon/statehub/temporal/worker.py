@@ -24,10 +24,10 @@ from temporalio.worker import Worker
 from statehub import alerts
 from statehub.lock import hold_role
 from statehub.logs import setup_logging
-from statehub.notify import Notifier, watchdog_interval
 from statehub.runs import record_interrupted
 from statehub.settings import Settings
 from statehub.store import Store
+from statehub.systemd_notify import Notifier, watchdog_interval
 from statehub.temporal.activity import SweepActivity
 from statehub.temporal.schedule import connect
 from statehub.temporal.workflow import SweepWorkflow
