@@ -190,3 +190,32 @@ def test_accept_before_any_sweep_is_a_usage_error(tmp_path: Path, fleet: Path) -
         "statehub: no sweep is recorded yet: run `statehub sweep` first\n",
     )
     assert not (tmp_path / "statehub-baseline.toml").exists()
+
+
+def test_a_findings_line_reaches_the_event_and_the_api(tmp_path: Path, fleet: Path) -> None:
+    """C-04, C-21 and C-23 carry `line` in the sweep's event and in /repos/{name}."""
+    from api_support import client, serve_fleet
+
+    files = {
+        **good_files("r"),
+        "README.md": "# r\n\nSee [x](gone.md).\n",
+        "notes.txt": "a\n" + BLOCK,
+        "k.pem": "\n\n" + pem(),
+    }
+    make_repo(fleet, "r", files)
+    server = serve_fleet(tmp_path, fleet)
+    with server, client(server.url) as http:
+        event = http.post("/consistency/sweep/remote-all", json={}).json()
+        (entry,) = event["detail"]["repos_processed"]
+        assert [(f["check"], f["line"]) for f in entry["findings"]] == [
+            ("C-04", 3),
+            ("C-21", 2),
+            ("C-23", 3),
+        ]
+        repo = http.get("/repos/r").json()
+    assert [(f["check"], f["path"], f["line"]) for f in repo["findings"]] == [
+        ("C-04", "README.md", 3),
+        ("C-21", "notes.txt", 2),
+        ("C-23", "k.pem", 3),
+    ]
+    assert all("line_hash" not in f for f in repo["findings"])
