@@ -219,3 +219,56 @@ def test_a_findings_line_reaches_the_event_and_the_api(tmp_path: Path, fleet: Pa
         ("C-23", "k.pem", 3),
     ]
     assert all("line_hash" not in f for f in repo["findings"])
+
+
+def test_two_users_sweeping_one_repo_do_not_flip_new(tmp_path: Path, fleet: Path) -> None:
+    """A key one sweeper cannot read is a C-00 naming it; its C-23 stands, never new again."""
+    import os
+    import shutil
+    import subprocess
+
+    import clirun
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to sweep as a user who may not read the key")
+    # Root without the capabilities that bypass file permissions: a user that is not the
+    # key's owner (the units run as their own user), sharing the store.
+    other = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search")
+    root = make_repo(fleet, "api", {**good_files("api"), "deploy/id_rsa": pem()})
+    key = root / "deploy" / "id_rsa"
+    key.chmod(0)
+    os.utime(key, (key.stat().st_mtime - 60,) * 2)  # as committed: git trusts its stat
+    git(root, "update-index", "--refresh")
+    config = write_config(tmp_path, roots=[fleet])
+
+    def sweep_as(prefix: tuple[str, ...]) -> dict[str, Any]:
+        done = subprocess.run(
+            [*prefix, *clirun.command(["sweep", "--json"], config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=clirun.environment(None, ()),
+        )
+        detail: dict[str, Any] = json.loads(done.stdout)["detail"]
+        return detail
+
+    def findings(detail: dict[str, Any]) -> list[tuple[str, str | None, bool]]:
+        return [
+            (f["check"], f["path"], f["new"])
+            for entry in detail["repos_processed"]
+            for f in entry["findings"]
+        ]
+
+    owner = sweep_as(())
+    assert findings(owner) == [("C-23", "deploy/id_rsa", False)]
+    (root / "NOTES.md").write_text("a change: the next sweep reads the repo again\n")
+    _publish(root, "notes")
+    stranger = sweep_as(other)
+    assert findings(stranger) == [("C-00", "deploy/id_rsa", True), ("C-23", "deploy/id_rsa", False)]
+    assert stranger["automation_errors"][0]["message"].startswith(
+        "deploy/id_rsa: cannot be read for C-21..C-23 (permission denied)"
+    )
+    again = sweep_as(())
+    assert findings(again) == [("C-23", "deploy/id_rsa", False)]
+    assert again["new_findings"] == 0
