@@ -48,10 +48,11 @@ DEFAULT_LOCKFILES = (
     "Gemfile.lock",
     "composer.lock",
 )
-RULES_VERSION = 3
+RULES_VERSION = 4
 """Bumped when what a check finds changes (2: C-21 looks for blocks, C-23 honours the allow
 marker; issue 15. 3: C-23 needs key material, findings carry their line, C-11 counts a
-plan the index names, a file that cannot be read is a C-00; issue 21). It is part of every
+plan the index names, a file that cannot be read is a C-00; 4: a README in any letter
+case; issue 21). It is part of every
 repo's fingerprint, so an upgrade re-reads each repo once instead of keeping findings that
 the new rules would not give."""
 
