@@ -63,10 +63,11 @@ def _not_keys_repo(fleet: Path) -> None:
 
 
 def _readme_repos(fleet: Path) -> Planted:
-    """A repo per README name (all pass C-01), one with none, one with an empty README."""
+    """A repo per README name (all pass C-01, ``Readme.md`` as npm packages name it), one
+    with none, one with an empty README."""
     planted: Planted = set()
     for number, name in enumerate(
-        ("README.rst", "README.txt", "README", "README.markdown", "README.adoc")
+        ("README.rst", "README.txt", "README", "README.markdown", "README.adoc", "Readme.md")
     ):
         files = {k: v for k, v in good_files(f"doc{number}").items() if k != "README.md"}
         make_repo(fleet, f"doc{number}", {**files, name: "Title\n=====\n\nText.\n"})

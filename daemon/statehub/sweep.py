@@ -540,8 +540,13 @@ def _evidence(
         else:
             continue  # missing or over budget
         if found:
+            # `line` only where the finding has one (C-04, C-21, C-23; issue 21).
             findings = [
-                {key: finding.get(key) for key in ("check", "message", "path", "line", "new")}
+                {
+                    key: finding.get(key)
+                    for key in ("check", "message", "path", "line", "new")
+                    if key != "line" or finding.get("line") is not None
+                }
                 for finding in found
             ]
             entries.append(
