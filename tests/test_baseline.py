@@ -179,6 +179,8 @@ def test_a_malformed_baseline_is_a_configuration_error(tmp_path: Path, fleet: Pa
     assert done.stderr.startswith("statehub: configuration error: ")
     assert "statehub-baseline.toml: is not a TOML file" in done.stderr
     assert len(done.stderr.splitlines()) == 1
+    checked = statehub("config", "check", config=config)
+    assert (checked.returncode, checked.stderr) == (78, done.stderr)
 
 
 def test_accept_before_any_sweep_is_a_usage_error(tmp_path: Path, fleet: Path) -> None:

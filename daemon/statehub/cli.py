@@ -552,6 +552,7 @@ def cmd_temporal_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from statehub.baseline import load as load_baseline
     from statehub.errors import EXIT_CONFIG
     from statehub.render import config_warnings
     from statehub.settings import settings_and_errors
@@ -563,6 +564,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for error in errors:
             sys.stderr.write(f"statehub: configuration error: {visible(str(error))}\n")
         return EXIT_CONFIG
+    load_baseline(settings.baseline_path)  # a malformed baseline stops a sweep: say so now
     warnings = config_warnings(settings)
     where = settings.config_file or "(built-in defaults)"
     for warning in warnings:
