@@ -221,7 +221,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         "repo": printable(path.name),
         "path": printable(str(path)),
         "head": outcome.head,
-        "findings": [finding.as_dict() for finding in outcome.findings],
+        "findings": [finding.public_dict() for finding in outcome.findings],
     }
     if args.json:
         print_json(document)

@@ -231,6 +231,14 @@ class Finding:
             "line_hash": self.line_hash,
         }
 
+    def public_dict(self) -> dict[str, Any]:
+        """What people and programs read of it: ``line`` only where it has one, and never
+        the line hash (the baseline's business)."""
+        shown: dict[str, Any] = {"check": self.check, "message": self.message, "path": self.path}
+        if self.line is not None:
+            shown["line"] = self.line
+        return shown
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
         """The finding :meth:`as_dict` gave (``line`` and ``line_hash`` may be absent)."""
