@@ -179,6 +179,8 @@ def test_a_malformed_baseline_is_a_configuration_error(tmp_path: Path, fleet: Pa
     assert done.stderr.startswith("statehub: configuration error: ")
     assert "statehub-baseline.toml: is not a TOML file" in done.stderr
     assert len(done.stderr.splitlines()) == 1
+    checked = statehub("config", "check", config=config)
+    assert (checked.returncode, checked.stderr) == (78, done.stderr)
 
 
 def test_accept_before_any_sweep_is_a_usage_error(tmp_path: Path, fleet: Path) -> None:
@@ -190,3 +192,97 @@ def test_accept_before_any_sweep_is_a_usage_error(tmp_path: Path, fleet: Path) -
         "statehub: no sweep is recorded yet: run `statehub sweep` first\n",
     )
     assert not (tmp_path / "statehub-baseline.toml").exists()
+
+
+def test_a_findings_line_reaches_the_event_and_the_api(tmp_path: Path, fleet: Path) -> None:
+    """C-04, C-21 and C-23 carry `line` in the sweep's event and in /repos/{name}."""
+    from api_support import client, serve_fleet
+
+    files = {
+        **good_files("r"),
+        "README.md": "# r\n\nSee [x](gone.md).\n",
+        "notes.txt": "a\n" + BLOCK,
+        "k.pem": "\n\n" + pem(),
+    }
+    make_repo(fleet, "r", files)
+    server = serve_fleet(tmp_path, fleet)
+    with server, client(server.url) as http:
+        event = http.post("/consistency/sweep/remote-all", json={}).json()
+        (entry,) = event["detail"]["repos_processed"]
+        assert [(f["check"], f["line"]) for f in entry["findings"]] == [
+            ("C-04", 3),
+            ("C-21", 2),
+            ("C-23", 3),
+        ]
+        repo = http.get("/repos/r").json()
+    assert [(f["check"], f["path"], f["line"]) for f in repo["findings"]] == [
+        ("C-04", "README.md", 3),
+        ("C-21", "notes.txt", 2),
+        ("C-23", "k.pem", 3),
+    ]
+    assert all("line_hash" not in f for f in repo["findings"])
+
+
+@pytest.mark.parametrize("git_trusts_its_stat", [True, False], ids=["file", "whole-repo"])
+def test_two_users_sweeping_one_repo_do_not_flip_new(
+    tmp_path: Path, fleet: Path, git_trusts_its_stat: bool
+) -> None:
+    """A key one sweeper cannot read is a C-00 naming it; its C-23 stands, never new again.
+
+    Where the index's stat of the key still holds, only the content check meets the key
+    (a C-00 naming it); where it does not, libgit2 must hash the key and the whole read
+    fails (a C-00 for the repo). Either way the C-23 of the owner's sweep stands.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    import clirun
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to sweep as a user who may not read the key")
+    # Root without the capabilities that bypass file permissions: a user that is not the
+    # key's owner (the units run as their own user), sharing the store.
+    other = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search")
+    root = make_repo(fleet, "api", {**good_files("api"), "deploy/id_rsa": pem()})
+    key = root / "deploy" / "id_rsa"
+    key.chmod(0)
+    if git_trusts_its_stat:
+        os.utime(key, (key.stat().st_mtime - 60,) * 2)  # as committed: not racily clean
+        git(root, "update-index", "--refresh")
+    else:
+        os.utime(key, (key.stat().st_mtime + 60,) * 2)  # touched since: git must hash it
+    config = write_config(tmp_path, roots=[fleet])
+
+    def sweep_as(prefix: tuple[str, ...]) -> dict[str, Any]:
+        done = subprocess.run(
+            [*prefix, *clirun.command(["sweep", "--json"], config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=clirun.environment(None, ()),
+        )
+        detail: dict[str, Any] = json.loads(done.stdout)["detail"]
+        return detail
+
+    def findings(detail: dict[str, Any]) -> list[tuple[str, str | None, bool]]:
+        return [
+            (f["check"], f["path"], f["new"])
+            for entry in detail["repos_processed"]
+            for f in entry["findings"]
+        ]
+
+    owner = sweep_as(())
+    assert findings(owner) == [("C-23", "deploy/id_rsa", False)]
+    (root / "NOTES.md").write_text("a change: the next sweep reads the repo again\n")
+    _publish(root, "notes")
+    stranger = sweep_as(other)
+    unread_path = "deploy/id_rsa" if git_trusts_its_stat else None
+    assert findings(stranger) == [("C-00", unread_path, True), ("C-23", "deploy/id_rsa", False)]
+    message = stranger["automation_errors"][0]["message"]
+    assert "id_rsa" in message
+    assert "ermission denied" in message
+    again = sweep_as(())
+    assert findings(again) == [("C-23", "deploy/id_rsa", False)]
+    assert again["new_findings"] == 0

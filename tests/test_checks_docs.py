@@ -79,12 +79,24 @@ def test_root_doc_with_a_single_character_passes(tmp_path: Path, name: str) -> N
     assert _run(repo_with(tmp_path, {name: "x"})) == []
 
 
-def test_readme_in_another_case_is_missing_but_named(tmp_path: Path) -> None:
-    """A readme.md is not README.md; the message names what was found."""
-    findings = _run(repo_with(tmp_path, {"README.md": None, "readme.md": "# r\n"}))
-    assert ids(findings) == ["C-01"]
-    assert "no README at the root" in findings[0].message
-    assert "'readme.md'" in findings[0].message
+@pytest.mark.parametrize("name", ["readme.md", "Readme.md", "readme", "ReadMe.rst"])
+def test_readme_in_another_case_counts(tmp_path: Path, name: str) -> None:
+    """A Readme.md or readme.md is a README, as npm and GitHub read it (issue 21)."""
+    assert _run(repo_with(tmp_path, {"README.md": None, name: "# r\n"})) == []
+
+
+def test_readme_in_another_case_is_read_for_links(tmp_path: Path) -> None:
+    """The links of a Readme.md are C-04's to read like README.md's."""
+    findings = _run(repo_with(tmp_path, {"README.md": None, "Readme.md": "[a](gone.md)\n"}))
+    assert [(f.check, f.path) for f in findings] == [("C-04", "Readme.md")]
+
+
+def test_agents_in_another_case_is_missing_but_named(tmp_path: Path) -> None:
+    """An agents.md is not AGENTS.md; the message names what was found."""
+    findings = _run(repo_with(tmp_path, {"AGENTS.md": None, "agents.md": "# a\n"}))
+    assert ids(findings) == ["C-02"]
+    assert "AGENTS.md is missing" in findings[0].message
+    assert "'agents.md'" in findings[0].message
 
 
 def test_readme_that_is_a_folder_is_not_a_file(tmp_path: Path) -> None:

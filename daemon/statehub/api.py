@@ -174,6 +174,9 @@ class FindingOut(BaseModel):
     check: str
     message: str
     path: str | None
+    line: int | None = Field(
+        default=None, description="C-04, C-21, C-23: the 1-based line the finding is about"
+    )
     new: bool = Field(
         default=False,
         description="absent from the repo's previous assessment (a repo's first has none)",

@@ -237,7 +237,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         "repo": printable(path.name),
         "path": printable(str(path)),
         "head": outcome.head,
-        "findings": [finding.as_dict() for finding in outcome.findings],
+        "findings": [finding.public_dict() for finding in outcome.findings],
     }
     if args.json:
         print_json(document)
@@ -575,6 +575,7 @@ def cmd_temporal_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from statehub.baseline import load as load_baseline
     from statehub.errors import EXIT_CONFIG
     from statehub.render import config_warnings
     from statehub.settings import settings_and_errors
@@ -586,6 +587,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for error in errors:
             sys.stderr.write(f"statehub: configuration error: {visible(str(error))}\n")
         return EXIT_CONFIG
+    load_baseline(settings.baseline_path)  # a malformed baseline stops a sweep: say so now
     warnings = config_warnings(settings)
     where = settings.config_file or "(built-in defaults)"
     for warning in warnings:

@@ -522,17 +522,21 @@ def _sweep_locked(
 
 
 def _unread_kept(outcome: RepoOutcome, standing: dict[str, Assessment]) -> list[dict[str, Any]]:
-    """The previous findings of the files this read could not read.
+    """The previous findings of what this read could not read: a file, or the whole repo.
 
-    A file that a content check could not read (a C-00 naming it, issue 20) keeps what
-    the last read that could read it found: a sweep by a user who may not read a 0600 key
-    leaves its C-23 standing instead of dropping it, so two users sweeping one repo do not
-    make the finding new again at every turn.
+    A file that a content check could not read (a C-00 naming it, issue 20) keeps what the
+    last read that could read it found; so does a repo that could not be read at all (a
+    C-00 and nothing else: libgit2 refused a file it had to hash, a bound was hit). A sweep
+    by a user who may not read a 0600 key then leaves its C-23 standing instead of dropping
+    it, so two users sweeping one repo in turn do not make the finding new at every turn.
+    The C-00 says what was not read; the repo is read again at the next sweep.
     """
     previous = standing.get(outcome.target.name)
-    unread = {f.path for f in outcome.errors if f.path is not None}
-    if previous is None or not unread:
+    if previous is None or not outcome.errors:
         return []
+    if outcome.fingerprint is None and len(outcome.errors) == len(outcome.findings):
+        return [finding for finding in previous.findings if finding["check"] != AUTOMATION_ERROR]
+    unread = {f.path for f in outcome.errors if f.path is not None}
     return [
         finding
         for finding in previous.findings
@@ -575,8 +579,13 @@ def _evidence(
         else:
             continue  # missing or over budget
         if found:
+            # `line` only where the finding has one (C-04, C-21, C-23; issue 21).
             findings = [
-                {key: finding.get(key) for key in ("check", "message", "path", "line", "new")}
+                {
+                    key: finding.get(key)
+                    for key in ("check", "message", "path", "line", "new")
+                    if key != "line" or finding.get("line") is not None
+                }
                 for finding in found
             ]
             entries.append(

@@ -48,10 +48,11 @@ DEFAULT_LOCKFILES = (
     "Gemfile.lock",
     "composer.lock",
 )
-RULES_VERSION = 3
+RULES_VERSION = 4
 """Bumped when what a check finds changes (2: C-21 looks for blocks, C-23 honours the allow
 marker; issue 15. 3: C-23 needs key material, findings carry their line, C-11 counts a
-plan the index names, a file that cannot be read is a C-00; issue 21). It is part of every
+plan the index names, a file that cannot be read is a C-00; 4: a README in any letter
+case; issue 21). It is part of every
 repo's fingerprint, so an upgrade re-reads each repo once instead of keeping findings that
 the new rules would not give."""
 
@@ -229,6 +230,14 @@ class Finding:
             "line": self.line,
             "line_hash": self.line_hash,
         }
+
+    def public_dict(self) -> dict[str, Any]:
+        """What people and programs read of it: ``line`` only where it has one, and never
+        the line hash (the baseline's business)."""
+        shown: dict[str, Any] = {"check": self.check, "message": self.message, "path": self.path}
+        if self.line is not None:
+            shown["line"] = self.line
+        return shown
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:

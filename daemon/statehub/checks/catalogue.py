@@ -38,8 +38,8 @@ CATALOGUE: tuple[CheckText, ...] = (
     ),
     CheckText(
         id="C-01",
-        summary="no README at the root (any of `readme_names`: README.md, .rst, .txt, "
-        ".markdown, .adoc or plain), or it is empty",
+        summary="no README at the root (any of `readme_names`, in any case: README.md, .rst, "
+        ".txt, .markdown, .adoc or plain), or it is empty",
         why="a repo without a README cannot be picked up by the next person.",
         fix="add a README.md that says what the repo is and how to run it.",
         accept="a repo with a README of another name: add it to `[checks] readme_names` "

@@ -44,10 +44,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import posixpath
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from statehub.checks import AUTOMATION_ERROR, Finding, RepoContext
@@ -147,8 +149,9 @@ class KeyBlock:
     digest: str  # of its base64 body: an edited key is another key
 
 
-def _lines_after(data: bytes, match: re.Match[bytes]) -> list[bytes]:
-    """The lines that follow a BEGIN marker (at most :data:`MAX_KEY_LINES` and one).
+def _lines_after(data: bytes, match: re.Match[bytes]) -> Iterator[bytes]:
+    """The lines that follow a BEGIN marker (at most :data:`MAX_KEY_LINES` and one), one
+    at a time: a marker followed by no key costs the lines up to the first that is none.
 
     A key written as one string with ``\\n`` escapes (JSON, a literal in code) is split on
     them; a key on one line between its BEGIN and END markers, on blanks; any other key's
@@ -159,18 +162,21 @@ def _lines_after(data: bytes, match: re.Match[bytes]) -> list[bytes]:
     rest = data[match.end() : line_end].replace(b"\\r", b"")
     pieces = rest.split(b"\\n")
     if len(pieces) > 1 and not all(_blank(piece) for piece in pieces[1:]):
-        return pieces[: MAX_KEY_LINES + 1]  # more than the string's end after the escape
+        yield from pieces[: MAX_KEY_LINES + 1]  # more than the string's end after the escape
+        return
     end_marker = _END.search(rest)
     if end_marker is not None:
-        return [*rest[: end_marker.start()].split(), end_marker.group()]
-    lines: list[bytes] = []
+        yield from rest[: end_marker.start()].split()
+        yield end_marker.group()
+        return
     position = line_end + 1
-    while position < len(data) and len(lines) <= MAX_KEY_LINES:
+    for _ in range(MAX_KEY_LINES + 1):
+        if position >= len(data):
+            return
         end = data.find(b"\n", position)
         end = len(data) if end < 0 else end
-        lines.append(data[position:end])
+        yield data[position:end]
         position = end + 1
-    return lines
 
 
 def _blank(line: bytes) -> bool:
@@ -178,7 +184,7 @@ def _blank(line: bytes) -> bool:
     return not line.strip(b" \t\r\"'`,;+()\\")
 
 
-def _pem_body(lines: list[bytes]) -> list[bytes] | None:
+def _pem_body(lines: Iterator[bytes]) -> list[bytes] | None:
     """The base64 lines of an armoured key up to its END line; None when it is no key.
 
     Headers (``Proc-Type: 4,ENCRYPTED``, ``Version:``) and blanks may come before the body;
@@ -200,9 +206,9 @@ def _pem_body(lines: list[bytes]) -> list[bytes] | None:
     return None
 
 
-def _putty_body(lines: list[bytes]) -> list[bytes] | None:
+def _putty_body(lines: Iterator[bytes]) -> list[bytes] | None:
     """The private lines of a PuTTY key file; None when its header is not followed by them."""
-    for number, raw in enumerate(lines):
+    for raw in lines:
         line = raw.replace(b"\\n", b"").replace(b"\\r", b"")
         private = _PRIVATE_LINES.match(line)
         if private is None:
@@ -211,7 +217,7 @@ def _putty_body(lines: list[bytes]) -> list[bytes] | None:
             return None
         count = int(private.group(1))
         body: list[bytes] = []
-        for body_raw in lines[number + 1 : number + 1 + count]:
+        for body_raw in itertools.islice(lines, count):
             part = _BODY_LINE.fullmatch(body_raw.replace(b"\\n", b"").replace(b"\\r", b""))
             if part is None:
                 return None
@@ -230,6 +236,7 @@ def private_keys(data: bytes) -> list[KeyBlock]:
     if not any(hint in data for hint in _KEY_HINTS):
         return []
     keys: list[KeyBlock] = []
+    counted, line_number = 0, 1  # lines counted up to the last key: linear, not quadratic
     for match in _BEGIN.finditer(data):
         line, before = _line_around(data, match.start())
         if ALLOW_MARKER in line or ALLOW_NEXT_MARKER in before:
@@ -239,9 +246,11 @@ def private_keys(data: bytes) -> list[KeyBlock]:
         body = _putty_body(lines) if putty else _pem_body(lines)
         if body is None:
             continue
+        line_number += data.count(b"\n", counted, match.start())
+        counted = match.start()
         keys.append(
             KeyBlock(
-                line=data.count(b"\n", 0, match.start()) + 1,
+                line=line_number,
                 kind="PuTTY key file" if putty else match.group(1).decode("ascii"),
                 digest=content_digest(b"".join(body)),
             )

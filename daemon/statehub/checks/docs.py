@@ -3,12 +3,13 @@
 Decisions where the contract is silent (section 3 of ``CONTRACT.md``):
 
 - C-01 wants one of ``[checks] readme_names`` (default ``README.md``, ``README.rst``,
-  ``README.txt``, ``README``, ``README.markdown``, ``README.adoc``; issues 15 and 21),
-  judging the first of them present; C-04 reads it only when it is Markdown (``.md``,
-  ``.markdown``): the links of reStructuredText or AsciiDoc are not read.
-- The names are exact (C-02 wants ``AGENTS.md``); a file that holds only whitespace (or
-  only a byte-order mark) is empty. A ``readme.md`` in another case does not count, but
-  the message names it so the fix is obvious.
+  ``README.txt``, ``README``, ``README.markdown``, ``README.adoc``; issues 15 and 21), in
+  any letter case (``Readme.md``, ``readme.md``: GitHub and npm read them), judging the
+  first of them present; C-04 reads it only when it is Markdown (``.md``, ``.markdown``):
+  the links of reStructuredText or AsciiDoc are not read.
+- C-02 wants the exact name ``AGENTS.md``; a file that holds only whitespace (or only a
+  byte-order mark) is empty. An ``agents.md`` in another case does not count, but the
+  message names it so the fix is obvious.
 - The workplans index is ``workplans/README.md`` in any letter case, because the contract
   calls ``README.md`` "in any case" *the* human index: ``workplans/readme.md`` satisfies
   C-03 and is the file C-04 and C-11 read. When two spellings exist, ``README.md`` wins.
@@ -51,9 +52,21 @@ def _markdown(name: str) -> bool:
     return name.lower().endswith((".md", ".markdown"))
 
 
-def _readme_name(accepted: tuple[str, ...], root_names: set[str]) -> str:
-    """The README C-01 judges: the first accepted name present at the root, else the first."""
-    return next((name for name in accepted if name in root_names), accepted[0])
+def _readme_name(accepted: tuple[str, ...], root_names: set[str], *, any_case: bool) -> str:
+    """The document judged: the first accepted name present at the root, else the first.
+
+    With ``any_case`` (the README), a name in another letter case counts when no exact one
+    is present: ``Readme.md`` and ``readme.md`` are READMEs to GitHub and npm alike.
+    """
+    for name in accepted:
+        if name in root_names:
+            return name
+    if any_case:
+        by_case = {name.lower(): name for name in sorted(root_names, reverse=True)}
+        for name in accepted:
+            if name.lower() in by_case:
+                return by_case[name.lower()]
+    return accepted[0]
 
 
 # -- reading files inside the repo ------------------------------------------------------
@@ -431,7 +444,7 @@ def _root_doc(
     ctx: RepoContext, check: str, accepted: tuple[str, ...], root_names: set[str]
 ) -> Finding | None:
     """C-01/C-02: none of the accepted names present, not a file, or empty."""
-    name = _readme_name(accepted, root_names)
+    name = _readme_name(accepted, root_names, any_case=check == README_CHECK)
     if name not in root_names:
         wanted = {n.lower() for n in accepted}
         others = sorted(n for n in root_names if n.lower() in wanted)
@@ -542,7 +555,7 @@ def run(ctx: RepoContext) -> list[Finding]:
             root_names = {entry.name for entry in ctx.root.iterdir()}
         except OSError:
             root_names = set()
-    readme = _readme_name(ctx.settings.readme_names, root_names)
+    readme = _readme_name(ctx.settings.readme_names, root_names, any_case=True)
     wanted = ((README_CHECK, ctx.settings.readme_names), ("C-02", ("AGENTS.md",)))
     for check, accepted in wanted:
         if enabled(check) and (finding := _root_doc(ctx, check, accepted, root_names)):

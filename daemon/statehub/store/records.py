@@ -58,7 +58,11 @@ class Assessment:
             "head": self.head,
             "status": self.status,
             "assessed_at": self.assessed_at,
-            "findings": self.findings,
+            # The line hash is for the baseline file (statehub.baseline), not for readers.
+            "findings": [
+                {key: value for key, value in finding.items() if key != "line_hash"}
+                for finding in self.findings
+            ],
         }
 
 
