@@ -518,3 +518,22 @@ def test_two_configurations_reaching_one_database_by_a_hard_link_share_its_lock(
             holder.stdout.close()
     assert skipped.detail["lock_skipped"] is True
     assert run_sweep(second).detail["lock_skipped"] is False
+
+
+def test_an_event_lists_at_most_100_findings_of_a_repo_and_says_how_many(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """A repo with 250 invalid workplans: its event entry keeps the first 100 findings with
+    findings_total and truncated; the standing assessment keeps them all."""
+    files = {f"workplans/bad-{n:03d}.md": "no front matter\n" for n in range(250)}
+    make_repo(fleet, "plans", files)
+    settings = settings_for(tmp_path, fleet)
+    event = run_sweep(settings)
+    [entry] = event.detail["repos_processed"]
+    with Store.open(settings.database_path) as store:
+        standing = store.assessments()["plans"]
+        [stored] = store.events(limit=1)
+    assert len(entry["findings"]) == 100
+    assert entry["truncated"] is True
+    assert entry["findings_total"] == len(standing.findings) > 250
+    assert stored.detail["repos_processed"][0]["findings_total"] == entry["findings_total"]

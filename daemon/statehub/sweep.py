@@ -554,6 +554,10 @@ def _accepted_counts(db: Store, reached: list[str]) -> dict[str, Any]:
     return {"total": sum(repos.values()), "repos": repos}
 
 
+EVENT_FINDINGS_PER_REPO = 100
+"""Findings of one repo an event lists at most; the entry then says ``findings_total``."""
+
+
 def _evidence(
     outcomes: list[RepoOutcome],
     standing: dict[str, Assessment],
@@ -586,16 +590,20 @@ def _evidence(
                     for key in ("check", "message", "path", "line", "new")
                     if key != "line" or finding.get("line") is not None
                 }
-                for finding in found
+                for finding in found[:EVENT_FINDINGS_PER_REPO]
             ]
-            entries.append(
-                {
-                    "repo": name,
-                    "head": head,
-                    "reassessed": outcome.kind == RepoKind.ASSESSED,
-                    "findings": findings,
-                }
-            )
+            entry: dict[str, Any] = {
+                "repo": name,
+                "head": head,
+                "reassessed": outcome.kind == RepoKind.ASSESSED,
+                "findings": findings,
+            }
+            if len(found) > EVENT_FINDINGS_PER_REPO:
+                # The rest stay in the repo's standing assessment (/repos/NAME, statehub
+                # findings): one repo's findings must not make every event huge (issue 25).
+                entry["findings_total"] = len(found)
+                entry["truncated"] = True
+            entries.append(entry)
         else:
             clean.append(name)
     return entries, sorted(clean)
