@@ -323,7 +323,7 @@ def test_repos_lists_standing_assessments(hub: Hub) -> None:
     assert gamma.status_code == 200
     assert gamma.json()["status"] == "findings"
     assert "C-02" in {finding["check"] for finding in gamma.json()["findings"]}
-    assert gamma.json() == by_name["gamma"]
+    assert gamma.json() == {**by_name["gamma"], "findings_total": 2}
 
 
 def test_unknown_repo_is_404_with_reason(hub: Hub) -> None:
@@ -684,3 +684,25 @@ def test_sigterm_during_a_sweep_stops_promptly(tmp_path: Path, fleet: Path) -> N
     ]
     assert [detail["source"] for detail in interrupted] == ["doomed"]
     assert interrupted[0]["automation_error"] is True
+
+
+def test_a_repos_findings_are_answered_a_page_at_a_time(tmp_path: Path, fleet: Path) -> None:
+    """GET /repos/{name} answers at most `limit` findings from `offset`, with findings_total;
+    the pages together are the whole standing assessment."""
+    files = {f"workplans/bad-{n:03d}.md": "no front matter\n" for n in range(250)}
+    make_repo(fleet, "plans", files)
+    with serve_fleet(tmp_path, fleet) as server, client(server.url) as http:
+        assert http.post(SWEEP, json={}).status_code == 200
+        first = http.get("/repos/plans", params={"limit": 100}).json()
+        pages = [first]
+        while len(pages) * 100 < first["findings_total"]:
+            pages.append(
+                http.get("/repos/plans", params={"limit": 100, "offset": len(pages) * 100}).json()
+            )
+        whole = http.get("/repos/plans").json()
+        too_many = http.get("/repos/plans", params={"limit": 100_000})
+    assert first["findings_total"] > 250
+    assert len(first["findings"]) == 100
+    assert [f for page in pages for f in page["findings"]] == whole["findings"]
+    assert len(whole["findings"]) == whole["findings_total"]
+    assert too_many.status_code == 422

@@ -118,6 +118,8 @@ METRICS_MAX_EVENTS = 100_000
 DOCS_ASSETS = "/docs-assets"
 """Where Swagger UI's script and style are served (from the fastapi-offline package)."""
 OPEN_PATHS = frozenset({"/healthz"})
+REPO_FINDINGS_PAGE = 1000
+"""Findings of one repo a GET /repos/{name} answers at most (issue 25: one answer bounded)."""
 
 EventTypeName = Literal["consistency_sweep_remote_all", "consistency_sweep"]
 if set(get_args(EventTypeName)) != set(EVENT_TYPES):  # the two lists must name the same types
@@ -195,6 +197,9 @@ class AssessmentOut(BaseModel):
     status: Literal["ok", "findings", "error"]
     assessed_at: str
     findings: list[FindingOut]
+    findings_total: int | None = Field(
+        None, description="every finding of the assessment (GET /repos/{name} pages them)"
+    )
 
 
 class HealthOut(BaseModel):
@@ -785,13 +790,23 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
         responses={**_PROBLEMS, 404: {"model": Problem, "description": "never assessed"}},
         summary="One repo's standing assessment",
     )
-    def repo(name: str) -> JSONResponse:
-        """One repo's standing assessment; 404 when no sweep has assessed it."""
+    def repo(
+        name: str,
+        offset: Annotated[int, Query(ge=0, le=10_000_000, description="findings skipped")] = 0,
+        limit: Annotated[
+            int, Query(ge=1, le=REPO_FINDINGS_PAGE, description="findings at most")
+        ] = REPO_FINDINGS_PAGE,
+    ) -> JSONResponse:
+        """One repo's standing assessment, its findings a page at a time (``offset``,
+        ``limit``; ``findings_total`` counts them all); 404 when no sweep has assessed it."""
         with pool.store() as db:
             found = db.assessment(name)
         if found is None:
             raise HTTPException(404, detail=f"unknown repo: {name!r} (never assessed)")
-        return JSONResponse(found.as_dict())
+        document = found.as_dict()
+        document["findings_total"] = len(document["findings"])
+        document["findings"] = document["findings"][offset : offset + limit]
+        return JSONResponse(document)
 
     @app.get(
         "/healthz",
