@@ -66,7 +66,12 @@ def test_json_and_explicit_configs_are_not_announced(tmp_path: Path, args: tuple
 def test_misspelt_variable_is_a_warning_naming_the_key() -> None:
     """One underscore where two belong: the warning names the variable and the key meant."""
     warnings = environment_warnings(
-        {"STATEHUB_SWEEP_MAX_SECONDS": "60", "STATEHUB_CONFIG": "x", "STATEHUB_SWEEP__WORKERS": "2"}
+        {
+            "STATEHUB_SWEEP_MAX_SECONDS": "60",
+            "STATEHUB_CONFIG": "x",
+            "STATEHUB_LOG_LEVEL": "debug",
+            "STATEHUB_SWEEP__WORKERS": "2",
+        }
     )
     assert warnings == [
         "$STATEHUB_SWEEP_MAX_SECONDS is not a setting and is ignored; "

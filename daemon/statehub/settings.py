@@ -58,6 +58,7 @@ from statehub.configread import (
 from statehub.contract import SOURCE_CLUSTER, SOURCE_DAEMON, SOURCE_FALLBACK, SOURCE_TIMER
 from statehub.errors import ConfigError
 from statehub.fleetscan import MAX_DEPTH
+from statehub.logs import LEVEL_VARIABLE
 
 ENV_CONFIG = "STATEHUB_CONFIG"
 ENV_PREFIX = "STATEHUB_"
@@ -656,7 +657,7 @@ def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
         Settings,
         os.environ if environ is None else environ,
         prefix=ENV_PREFIX,
-        known=(ENV_CONFIG,),
+        known=(ENV_CONFIG, LEVEL_VARIABLE),  # $STATEHUB_LOG_LEVEL: read by statehub.logs
         private=PRIVATE_ENV_PREFIXES,
     )
 
