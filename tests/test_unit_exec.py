@@ -189,7 +189,7 @@ def test_archived_timer_cannot_fetch_without_the_dropin(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     errors = _last_detail(view)["automation_errors"]
     assert sorted(error["repo"] for error in errors) == list(REPO_NAMES)
-    assert all("Read-only file system" in error["message"] for error in errors)
+    assert all(error["message"].endswith("the repo is read-only") for error in errors)
 
 
 def _readme_dropin(tmp_path: Path, repos: list[str], uid: int) -> Path:

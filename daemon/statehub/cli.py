@@ -164,7 +164,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             origin="cli",
             source=args.source,
             sweep=lambda cancel: sweep_in_process(
-                settings, source=args.source, cancel=cancel, progress=progress
+                settings,
+                source=args.source,
+                cancel=cancel,
+                progress=progress,
+                remote=True if args.remote else None,  # `sweep --scheduled --remote` fetches
             ),
         )
         return ProgressEvent(

@@ -175,15 +175,17 @@ def sweep_in_process(
     source: str,
     cancel: Cancel,
     progress: ProgressCallback | None = None,
+    remote: bool | None = None,
 ) -> dict[str, Any]:
-    """A scheduled sweep of all repos in this process, with its [notify] pings and posts."""
+    """A scheduled sweep of all repos in this process, with its [notify] pings and posts;
+    it fetches when ``remote`` says so (None: ``[schedule] remote``)."""
     return observed_sweep(
         settings,
         source=source,
         whole_fleet=True,
         run=lambda: run_sweep(
             settings,
-            remote=settings.schedule.remote,
+            remote=settings.schedule.remote if remote is None else remote,
             source=source,
             progress=progress,
             cancel=cancel,
