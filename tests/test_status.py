@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from contract_keys import sweep_detail
 from statehub.cli import main
+from statehub.daemonstate import DaemonRecord
 from statehub.render import render_status
 from statehub.settings import Settings, load_settings
 from statehub.statusmodel import read_status
@@ -212,8 +214,8 @@ def test_populated_text(tmp_path: Path) -> None:
 
 
 def test_runs_are_named_by_origin_and_a_stopped_daemon_says_so(tmp_path: Path) -> None:
-    """The screen shows runs of every origin as such; a daemon that recorded its stop is
-    stopped (with the trigger it really fired on), a silent worker is gone."""
+    """The screen shows runs of every origin as such; an alive daemon's own schedule is the
+    one shown; once it records its stop it is stopped at once; a silent worker is gone."""
     _, settings = settings_in(tmp_path)
     with Store.open(settings.database_path) as store:
         for hour, origin in enumerate(("schedule", "temporal", "http")):
@@ -228,50 +230,27 @@ def test_runs_are_named_by_origin_and_a_stopped_daemon_says_so(tmp_path: Path) -
                     context_snapshot={"origin": origin, "source": "activity-core"},
                 )
             )
-        # The daemon's record of itself, written at a clean stop (its heartbeat dropped).
-        record = {
-            "state": "stopped",
-            "pid": 4242,
-            "heartbeat_at": iso(NOW - timedelta(seconds=30)),
-            "stopped_at": iso(NOW),
-            "schedule": {"trigger": "*/5 * * * *", "mode": "active"},
-        }
-        store.set_state("daemon", json.dumps(record))
         store.set_state("heartbeat:worker", iso(NOW - timedelta(minutes=10)))
+    # A daemon started with STATEHUB_SCHEDULE__TRIGGER: it fires on its own trigger.
+    overridden = settings.schedule.model_copy(update={"trigger": "*/5 * * * *"})
+    record = DaemonRecord(settings.model_copy(update={"schedule": overridden}))
+    record.alive(at=NOW - timedelta(seconds=30))
+
+    alive = read_status(settings, now=NOW).as_dict()
+    record.stopped("SIGTERM", at=NOW)
     model = read_status(settings, now=NOW)
     buffer = io.StringIO()
-
     render_status(Console(file=buffer, width=160), model)
 
+    assert (alive["schedule"]["trigger"], alive["schedule"]["from_daemon"]) == ("*/5 * * * *", True)
+    assert alive["processes"]["daemon"]["state"] == "alive"
     out = buffer.getvalue()
     assert "daemon's" not in out
     assert "the last 3 run(s) of the schedule, from any origin" in out
     assert [run["origin"] for run in model.as_dict()["runs"]] == ["http", "temporal", "schedule"]
     processes = model.as_dict()["processes"]
-    assert (processes["daemon"]["state"], processes["daemon"]["pid"]) == ("stopped", 4242)
+    assert (processes["daemon"]["state"], processes["daemon"]["pid"]) == ("stopped", os.getpid())
     assert processes["daemon"]["at"] == "2026-03-28T12:00:00Z"  # when it stopped
     assert processes["worker"]["state"] == "gone"
+    assert model.schedule.trigger == "0 9 * * *"  # stopped: the file's schedule again
     assert "fires on '*/5 * * * *', not the file's '0 9 * * *'" in out
-
-
-def test_a_clock_behind_the_store_is_a_warning_of_status_and_healthz(tmp_path: Path) -> None:
-    """The store's newest event two days ahead of the clock: `statehub status` and /healthz
-    both warn (as after a clock stepped back), /healthz still 200."""
-    from api_support import client, serve_fleet
-    from clirun import statehub
-
-    fleet = tmp_path / "fleet"
-    fleet.mkdir()
-    server = serve_fleet(tmp_path, fleet)
-    ahead = datetime.now(UTC) + timedelta(days=2)
-    with Store.open(tmp_path / "statehub.db") as store:
-        store.append_event(
-            "consistency_sweep", sweep_detail("local-daemon", ahead), created_at=ahead
-        )
-    shown = statehub("status", config=server.config)
-    with server, client(server.url) as http:
-        health = http.get("/healthz")
-    assert "the clock is 2.0 day(s) behind the store's newest event" in shown.stdout
-    assert health.status_code == 200
-    [warning] = health.json()["warnings"]
-    assert warning.startswith("the clock is 2.0 day(s) behind the store's newest event")

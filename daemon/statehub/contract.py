@@ -103,8 +103,6 @@ NOT_SCHEDULERS: Final = frozenset({SOURCE_MANUAL, SOURCE_CANARY})
 HEARTBEAT_PREFIX: Final = "heartbeat:"
 """hub_state keys ``heartbeat:<process>`` (``daemon``, ``worker``): the process's record of
 itself, which every status surface reads (:mod:`statehub.statusmodel`)."""
-DAEMON_KEY: Final = "daemon"
-"""The hub_state key of the daemon's record of itself: its life and the schedule it runs."""
 
 # -- section 8: outcomes of a run of the schedule (activity_runs.outcome) -------------
 

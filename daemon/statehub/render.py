@@ -264,7 +264,7 @@ def render_status(out: Console, model: StatusModel) -> None:
         f"{schedule['mode']} mode, {state}; next fire {_fire(schedule)}",
     )
     for process in model.processes:
-        say(out, _process_line(process.as_dict(), schedule["trigger"]))
+        say(out, _process_line(process.as_dict(), schedule["configured_trigger"]))
     database = model.database
     if not database.exists:
         say(out, f"database  {database.path}: no database yet (run a sweep first)")

@@ -27,17 +27,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from statehub.compare import SweepRow, utc_z
 from statehub.contract import (
     AUTOMATION_ERROR,
-    DAEMON_KEY,
     HEARTBEAT_PREFIX,
     SWEEP_RESULT_KEY,
     Detail,
     RunOutcome,
 )
 from statehub.cron import cron_trigger
+from statehub.daemonstate import DaemonState, effective_schedule, read_daemon
 from statehub.settings import Settings
 from statehub.store import ActivityRun, Store
 from statehub.sweepsummary import SweepSummary
@@ -55,7 +56,9 @@ HEARTBEAT_ALIVE_SECONDS = 180
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleView:
-    """The ``[schedule]`` definition as configured, and its next fire."""
+    """The ``[schedule]`` that runs, and its next fire: the alive daemon's own (environment
+    overrides included, :func:`statehub.daemonstate.daemon_schedule`'s rule), else the
+    configuration's. ``configured_trigger`` is the file's, to show when they differ."""
 
     id: str
     name: str
@@ -67,9 +70,13 @@ class ScheduleView:
     fallback_source: str
     primary_sources: tuple[str, ...]
     next_fire: datetime | None  # in the schedule's zone
+    from_daemon: bool = False
+    configured_trigger: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "from_daemon": self.from_daemon,
+            "configured_trigger": self.configured_trigger,
             "id": self.id,
             "name": self.name,
             "trigger": self.trigger,
@@ -114,47 +121,43 @@ class ProcessState:
 def process_states(store: Store, now: datetime) -> list[ProcessState]:
     """The recorded state of each process that runs the schedule, by name.
 
-    The one reader, for every status surface, of what the daemon and the worker record of
-    themselves in hub_state: under ``heartbeat:<name>`` a plain time (a heartbeat); and
-    under :data:`DAEMON_KEY` the daemon's own record (``state``, ``pid``,
-    ``heartbeat_at``, ``stopped_at``, the ``schedule`` it really runs), which wins over its
-    heartbeat.
+    The one reader, for every status surface, of what the processes record of themselves
+    in hub_state (``heartbeat:<name>``): the daemon through
+    :func:`statehub.daemonstate.read_daemon` (its life judged there, and the schedule it
+    really runs); any other process (the Temporal worker) by its heartbeat's age.
     """
-    records: dict[str, dict[str, Any]] = {}
-    for key, value in store.state_items(HEARTBEAT_PREFIX).items():
-        records[key[len(HEARTBEAT_PREFIX) :]] = _record(value) or {"at": value}
-    daemon = _record(store.get_state(DAEMON_KEY) or "")
-    if daemon is not None:
-        recorded = daemon.get("schedule")
-        schedule: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
-        records["daemon"] = {
-            "at": daemon.get("stopped_at") or daemon.get("heartbeat_at"),
-            "state": daemon.get("state"),
-            "pid": daemon.get("pid"),
-            "trigger": schedule.get("trigger"),
-            "mode": schedule.get("mode"),
-        }
     states: list[ProcessState] = []
-    for name, record in sorted(records.items()):
+    daemon = read_daemon(store, now=now)
+    for key, value in store.state_items(HEARTBEAT_PREFIX).items():
+        name = key[len(HEARTBEAT_PREFIX) :]
+        if name == "daemon" and daemon is not None:
+            continue  # its own record, below (a bare time is an older daemon's heartbeat)
+        record = _record(value) or {"at": value}
         at = _moment(record.get("at"))
-        if record.get("state") == "stopped":
-            state = "stopped"
-        elif at is not None and (now - at).total_seconds() <= HEARTBEAT_ALIVE_SECONDS:
-            state = "alive"
-        else:
-            state = "gone"
+        fresh = at is not None and (now - at).total_seconds() <= HEARTBEAT_ALIVE_SECONDS
         pid = record.get("pid")
         states.append(
             ProcessState(
                 name=name,
-                state=state,
+                state="stopped"
+                if record.get("state") == "stopped"
+                else ("alive" if fresh else "gone"),
                 at=at,
                 pid=pid if isinstance(pid, int) else None,
-                trigger=_text(record.get("trigger")),
-                mode=_text(record.get("mode")),
             )
         )
-    return states
+    if daemon is not None:
+        states.append(
+            ProcessState(
+                name="daemon",
+                state=daemon.state,
+                at=_moment(daemon.stopped_at or daemon.heartbeat_at),
+                pid=daemon.pid,
+                trigger=_text(daemon.schedule.get("trigger")),
+                mode=_text(daemon.schedule.get("mode")),
+            )
+        )
+    return sorted(states, key=lambda state: state.name)
 
 
 def _record(value: str) -> dict[str, Any] | None:
@@ -390,20 +393,7 @@ def build_status(
     without).
     """
     schedule = settings.schedule
-    cron = cron_trigger(schedule.trigger, schedule.zone)
-    next_fire: datetime | None = cron.get_next_fire_time(None, now.astimezone(schedule.zone))
-    view = ScheduleView(
-        id=schedule.id,
-        name=schedule.name,
-        trigger=schedule.trigger,
-        timezone=schedule.timezone,
-        enabled=schedule.enabled,
-        mode=schedule.mode,
-        source=schedule.source,
-        fallback_source=schedule.fallback_source,
-        primary_sources=tuple(schedule.primary_sources),
-        next_fire=next_fire,
-    )
+    view = _schedule_view(settings, None if store is None else read_daemon(store, now=now), now)
     path = settings.database_path
     database = Database(
         path=path,
@@ -425,7 +415,7 @@ def build_status(
         since = now - timedelta(days=settings.hub.retention_days)
         rows = [SweepRow.from_row(raw) for raw in store.last_event_per_source(since=since)]
         newest = {row.source: row for row in rows}
-    expected = {*schedule.primary_sources, schedule.source, schedule.fallback_source}
+    expected = {*view.primary_sources, view.source, view.fallback_source}
     last_sweeps = [
         SourceLast(source=name, expected=name in expected, row=newest.get(name))
         for name in sorted(set(newest) | expected)
@@ -479,6 +469,35 @@ def clock_warnings(newest_created_at: str | None, now: datetime) -> list[str]:
 def _span(span: timedelta) -> str:
     hours = span.total_seconds() / 3600
     return f"{hours / 24:.1f} day(s)" if hours >= 24 else f"{hours:.1f} hour(s)"
+
+
+def _schedule_view(settings: Settings, daemon: DaemonState | None, now: datetime) -> ScheduleView:
+    """The alive daemon's effective schedule, else the configuration's."""
+    effective = effective_schedule(settings)
+    from_daemon = daemon is not None and daemon.alive and bool(daemon.schedule)
+    shown: dict[str, Any] = {**effective, **(daemon.schedule if daemon and from_daemon else {})}
+    try:
+        zone = ZoneInfo(str(shown["timezone"]))
+        cron = cron_trigger(str(shown["trigger"]), zone)
+    except (ValueError, KeyError, ZoneInfoNotFoundError):  # a record we cannot read
+        shown, from_daemon = effective, False
+        zone = settings.schedule.zone
+        cron = cron_trigger(settings.schedule.trigger, zone)
+    next_fire: datetime | None = cron.get_next_fire_time(None, now.astimezone(zone))
+    return ScheduleView(
+        id=str(shown["id"]),
+        name=str(shown["name"]),
+        trigger=str(shown["trigger"]),
+        timezone=str(shown["timezone"]),
+        enabled=bool(shown["enabled"]),
+        mode=str(shown["mode"]),
+        source=str(shown["source"]),
+        fallback_source=str(shown["fallback_source"]),
+        primary_sources=tuple(str(name) for name in shown["primary_sources"]),
+        next_fire=next_fire,
+        from_daemon=from_daemon,
+        configured_trigger=settings.schedule.trigger,
+    )
 
 
 def _findings(store: Store, *, check: str, repo: str) -> tuple[list[RepoFindings], bool]:
