@@ -111,6 +111,16 @@ class SweepActivity:
             "workflow_started_at": task.workflow_started_at,
             "scheduled": task.scheduled_for is not None,
         }
+        # This run as statehub.runs records it, missed or swept.
+        the_run: dict[str, Any] = {
+            "origin": "temporal",
+            "source": temporal.source,
+            "scheduled_for": scheduled_for,
+            "fired": fired,
+            "run_id": run_id,
+            "definition_id": task.definition_id,
+            "context": context,
+        }
         late = (fired - scheduled_for).total_seconds()
         schedule = self.settings.schedule
         if (
@@ -119,17 +129,7 @@ class SweepActivity:
             and late > schedule.misfire_grace_seconds
         ):
             # The slot is past: sweeping now would be a sweep nobody scheduled.
-            record_missed(
-                self.settings,
-                origin="temporal",
-                source=temporal.source,
-                scheduled_for=scheduled_for,
-                fired=fired,
-                late_seconds=late,
-                run_id=run_id,
-                definition_id=task.definition_id,
-                context=context,
-            )
+            record_missed(self.settings, late_seconds=late, **the_run)
             return {
                 "outcome": "missed",
                 "scheduled_for": task.scheduled_for,
@@ -167,19 +167,7 @@ class SweepActivity:
                 activity.heartbeat(*newest)
                 sent[:] = [now, list(newest)]
 
-        result = record_run(
-            self.settings,
-            origin="temporal",
-            source=temporal.source,
-            sweep=sweep,
-            scheduled_for=scheduled_for,
-            fired=fired,
-            run_id=run_id,
-            definition_id=task.definition_id,
-            context=context,
-            cancel=cancel,
-            tick=tick,
-        )
+        result = record_run(self.settings, sweep=sweep, cancel=cancel, tick=tick, **the_run)
         self._current = None
         run = result.run
         context = run.context_snapshot
