@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from statehub.contract import HEARTBEAT_PREFIX
 from statehub.errors import StoreError
 from statehub.lock import pid_alive
 from statehub.settings import Settings
@@ -28,7 +29,7 @@ from statehub.timefmt import iso, parse_iso, utc_now
 
 log = logging.getLogger("statehub.daemonstate")
 
-HEARTBEAT_KEY = "heartbeat:daemon"
+HEARTBEAT_KEY = f"{HEARTBEAT_PREFIX}daemon"
 HEARTBEAT_SECONDS = 60
 GONE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS  # no heartbeat for this long: the daemon is gone
 

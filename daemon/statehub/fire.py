@@ -24,10 +24,9 @@ from typing import Any, Protocol
 
 from statehub.alerts import fallback_state
 from statehub.cancel import Cancel
-from statehub.contract import SOURCE_CANARY
+from statehub.contract import DECISIONS, SOURCE_CANARY, RunOutcome
 from statehub.errors import TriggerError
 from statehub.runs import (
-    DECISIONS,
     hard_timeout,
     record_decision,
     record_run,
@@ -302,13 +301,13 @@ class Runner:
         if force:
             return CANARY_SOURCE
         if not schedule.enabled:
-            return "disabled"
+            return RunOutcome.DISABLED
         if schedule.mode == "active":
             return schedule.source
         if self._primary_fresh(context, now=fired) or self._primary_back(
             context, scheduled_for=scheduled_for
         ):
-            return "primary_healthy"
+            return RunOutcome.PRIMARY_HEALTHY
         log.warning(
             "standby: no completed sweep from %s within %g min (%s); sweeping as %s",
             ", ".join(schedule.primary_sources),
@@ -391,7 +390,7 @@ class Runner:
             context.update(running_run_id=running.run_id, running_since=iso(running.since))
         record_decision(
             self.settings,
-            decision="overlap_skipped",
+            decision=RunOutcome.OVERLAP_SKIPPED,
             scheduled_for=scheduled_for,
             context=context,
             clock=self.clock,
@@ -401,6 +400,6 @@ class Runner:
             definition_id=self.settings.schedule.id,
             fired_at=iso(self.clock()),
             scheduled_for=iso(scheduled_for),
-            outcome="overlap_skipped",
+            outcome=RunOutcome.OVERLAP_SKIPPED,
             context_snapshot=context,
         )

@@ -37,7 +37,7 @@ from typing import Any
 
 from statehub.alerts import observed_sweep
 from statehub.cancel import Cancel, Stopped, stopped_by
-from statehub.contract import SWEEP_RESULT_KEY
+from statehub.contract import SWEEP_RESULT_KEY, Detail, RunOutcome
 from statehub.cron import cron_trigger, previous_fire_time
 from statehub.errors import StatehubError, StoreError
 from statehub.lock import pid_alive
@@ -54,11 +54,6 @@ MARKER_PREFIX = "scheduler_fire:"
 HARD_TIMEOUT_MARGIN_SECONDS = 60  # a run waits max_seconds + this for its sweep
 CANCEL_GRACE_SECONDS = 5.0  # after a stop, how long a sweep gets to record itself cancelled
 
-RUN_OUTCOMES = ("swept", "failed", "lock_skipped", "cancelled", "error")
-"""The outcomes of a run of the definition: the rows of ``activity_runs``."""
-DECISIONS = ("primary_healthy", "overlap_skipped", "disabled")
-"""A scheduler's decisions not to run: the rows of ``schedule_decisions``."""
-
 Clock = Callable[[], datetime]
 Sweep = Callable[[Cancel], Mapping[str, Any]]
 """A sweep of all repos, stoppable by its ``Cancel``; returns the recorded event as a dict."""
@@ -66,18 +61,18 @@ Sweep = Callable[[Cancel], Mapping[str, Any]]
 
 def sweep_outcome(detail: Mapping[str, Any]) -> str:
     """The outcome of a run whose sweep recorded ``detail``."""
-    if detail.get("lock_skipped"):
-        return "lock_skipped"
-    if detail.get("cancelled"):
-        return "cancelled"
-    if detail.get("automation_error") or detail.get("exit_code") == 1:
-        return "failed"
-    return "swept"
+    if detail.get(Detail.LOCK_SKIPPED):
+        return RunOutcome.LOCK_SKIPPED
+    if detail.get(Detail.CANCELLED):
+        return RunOutcome.CANCELLED
+    if detail.get(Detail.AUTOMATION_ERROR) or detail.get(Detail.EXIT_CODE) == 1:
+        return RunOutcome.FAILED
+    return RunOutcome.SWEPT
 
 
 def run_failed(run: ActivityRun) -> bool:
     """True when a run is an automation failure: outcome ``failed`` or ``error``."""
-    return run.outcome in ("failed", "error")
+    return run.outcome in (RunOutcome.FAILED, RunOutcome.ERROR)
 
 
 def slot_of(settings: Settings, moment: datetime) -> datetime:
@@ -301,13 +296,13 @@ def _sweep_and_judge(
         event = wait_bounded(sweep, timeout=timeout, cancel=cancel, tick=tick)
     except Stopped as exc:
         error = exc
-        outcome = "cancelled"
+        outcome = RunOutcome.CANCELLED
         snapshot["cancelled_by"] = stopped_by(exc)
     except Abandoned as exc:
         error = exc
         snapshot["error"] = str(exc)
         if exc.stopped_by is not None:
-            outcome = "cancelled"
+            outcome = RunOutcome.CANCELLED
             snapshot["cancelled_by"] = exc.stopped_by
         else:
             outcome = "error"
@@ -327,7 +322,7 @@ def _sweep_and_judge(
         snapshot[SWEEP_KEY] = dict(detail)
         snapshot["progress_event_id"] = event.get("id") if isinstance(event, Mapping) else None
         outcome = sweep_outcome(detail)
-        if outcome == "cancelled":
+        if outcome == RunOutcome.CANCELLED:
             snapshot["cancelled_by"] = detail.get("cancelled_by")
     return event, error, outcome
 
@@ -350,7 +345,7 @@ def record_missed(
         definition_id=definition_id or settings.schedule.id,
         fired_at=iso(fired),
         scheduled_for=iso(scheduled_for),
-        outcome="missed",
+        outcome=RunOutcome.MISSED,
         context_snapshot={
             "definition_name": settings.schedule.name,
             "origin": origin,
@@ -426,12 +421,12 @@ def log_run(run: ActivityRun) -> None:
     what = f"run {run.run_id} for {run.scheduled_for}: {run.outcome}"
     if run.outcome == "error":
         log.error("%s: %s", what, context.get("error", "unknown error"))
-    elif run.outcome == "cancelled":
+    elif run.outcome == RunOutcome.CANCELLED:
         log.warning("%s by %s", what, context.get("cancelled_by"))
-    elif isinstance(detail, dict) and run.outcome in ("swept", "failed"):
+    elif isinstance(detail, dict) and run.outcome in (RunOutcome.SWEPT, RunOutcome.FAILED):
         errors = detail.get("automation_errors") or []
         first = errors[0] if errors else {}
-        (log.error if run.outcome == "failed" else log.info)(
+        (log.error if run.outcome == RunOutcome.FAILED else log.info)(
             "%s as %s: event %s, %s%s",
             what,
             context.get("source"),
@@ -464,7 +459,7 @@ def record_decision(
         "context": dict(context),
     }
     _write(settings, f"the decision {decision}", lambda store: store.record_decision(row))
-    if decision == "overlap_skipped":
+    if decision == RunOutcome.OVERLAP_SKIPPED:
         log.warning(
             "slot %s: %s (run %s still going)",
             row["scheduled_for"],

@@ -57,6 +57,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from statehub.cancel import Cancel, raise_on_sigterm
+from statehub.contract import SWEEP_RESULT_KEY, RunOutcome
 from statehub.cron import cron_trigger, next_fire_times
 from statehub.daemonstate import (
     HEARTBEAT_KEY,
@@ -579,7 +580,7 @@ def run_now_command(settings: Settings, *, force: bool, as_json: bool) -> int:
     else:
         sys.stdout.write(_describe_run(run))
     stopper = str(run.context_snapshot.get("cancelled_by"))
-    if run.outcome == "cancelled" and stopper in signal.Signals.__members__:
+    if run.outcome == RunOutcome.CANCELLED and stopper in signal.Signals.__members__:
         return 128 + int(signal.Signals[stopper])  # as a shell reports a signal's end
     return 1 if run_failed(run) else 0
 
@@ -603,7 +604,7 @@ def _describe_run(run: ActivityRun) -> str:
         lines.append(f"  cancelled by   {context['cancelled_by']}")
     if context.get("error"):
         lines.append(f"  error          {context['error']}")
-    sweep = context.get("consistency_sweep_remote_all")
+    sweep = context.get(SWEEP_RESULT_KEY)
     if isinstance(sweep, dict):
         lines.append(f"  sweep          {sweep_words(sweep)}")
     # The whole context is for scripts: --json prints it (issue 15).

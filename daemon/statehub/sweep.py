@@ -27,6 +27,7 @@ from statehub.contract import (
     EVENT_ALL,
     EVENT_CHOSEN,
     EVENT_TYPES,
+    SOURCE_MANUAL,
     Detail,
     RepoKind,
 )
@@ -213,7 +214,7 @@ def run_sweep(
     repos: Sequence[str] | None = None,
     remote: bool = False,
     max_seconds: int | None = None,
-    source: str = "manual",
+    source: str = SOURCE_MANUAL,
     progress: ProgressCallback | None = None,
     store: Store | None = None,
     cancel: Cancel | None = None,

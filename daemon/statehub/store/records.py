@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from statehub.contract import AUTOMATION_ERROR
+
 
 @dataclass(frozen=True, kw_only=True)
 class ProgressEvent:
@@ -47,7 +49,7 @@ class Assessment:
     def status(self) -> str:
         """``error`` (a C-00), ``findings`` (C-01..C-23) or ``ok``."""
         checks = {finding["check"] for finding in self.findings}
-        if "C-00" in checks:
+        if AUTOMATION_ERROR in checks:
             return "error"
         return "findings" if checks else "ok"
 

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+from statehub.contract import SWEEP_RESULT_KEY
 from statehub.store.compact import events_by_id, to_json
 from statehub.store.connection import StoreBase
 from statehub.store.records import ActivityRun
@@ -161,7 +162,7 @@ class Runs(StoreBase):
             return cursor.rowcount + decided.rowcount
 
 
-SWEEP_KEY = "consistency_sweep_remote_all"  # contract section 8: the sweep's detail
+SWEEP_KEY = SWEEP_RESULT_KEY  # contract section 8: the sweep's detail
 
 
 def sweep_event_of(connection: sqlite3.Connection, context: dict[str, Any]) -> int | None:

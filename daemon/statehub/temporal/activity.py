@@ -33,6 +33,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from statehub.cancel import Cancel
+from statehub.contract import RunOutcome
 from statehub.runs import record_missed, record_run, sweep_in_process
 from statehub.settings import Settings
 from statehub.temporal.workflow import ACTIVITY_NAME, AUTOMATION_ERROR_TYPE, SweepTask
@@ -131,7 +132,7 @@ class SweepActivity:
             # The slot is past: sweeping now would be a sweep nobody scheduled.
             record_missed(self.settings, late_seconds=late, **the_run)
             return {
-                "outcome": "missed",
+                "outcome": RunOutcome.MISSED,
                 "scheduled_for": task.scheduled_for,
                 "started_at": iso(fired),
                 "late_seconds": round(late, 3),
@@ -171,9 +172,9 @@ class SweepActivity:
         self._current = None
         run = result.run
         context = run.context_snapshot
-        if run.outcome in ("swept", "lock_skipped") and result.event is not None:
+        if run.outcome in (RunOutcome.SWEPT, RunOutcome.LOCK_SKIPPED) and result.event is not None:
             return event_summary(dict(result.event))
-        if run.outcome == "failed" and result.event is not None:
+        if run.outcome == RunOutcome.FAILED and result.event is not None:
             detail = result.event["detail"]
             errors = detail.get("automation_errors") or []
             first = errors[0] if errors else {}
@@ -184,7 +185,7 @@ class SweepActivity:
             )
             summary = event_summary(dict(result.event))
             raise ApplicationError(message, summary, type=AUTOMATION_ERROR_TYPE, non_retryable=True)
-        if run.outcome == "cancelled":
+        if run.outcome == RunOutcome.CANCELLED:
             message = f"the sweep was cancelled by {context.get('cancelled_by')}"
             raise ApplicationError(message, type="Cancelled", non_retryable=True)
         error = result.error

@@ -22,6 +22,7 @@ from datetime import timedelta
 from temporalio.worker import Worker
 
 from statehub import alerts
+from statehub.contract import HEARTBEAT_PREFIX
 from statehub.lock import hold_role
 from statehub.logs import setup_logging
 from statehub.runs import record_interrupted
@@ -37,7 +38,7 @@ log = logging.getLogger("statehub.temporal")
 
 STOP_GRACE_SECONDS = 5.0  # SIGTERM gives a running sweep this long, then it is interrupted
 STATUS_SECONDS = 30.0  # how often STATUS= (and the heartbeat) is refreshed
-HEARTBEAT_KEY = "heartbeat:worker"  # hub_state: the status page shows it (statehub.page)
+HEARTBEAT_KEY = f"{HEARTBEAT_PREFIX}worker"  # hub_state: the status page shows it (statehub.page)
 
 
 def worker_command(settings: Settings) -> int:
