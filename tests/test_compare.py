@@ -151,6 +151,7 @@ def test_counts_per_source(hub: Hub) -> None:
         "automation_errors": 1,
         "trigger_errors": 0,
         "interrupted": 0,
+        "cancelled": 0,
         "assessment_failures_last": 7,
         "first_at": iso(base + timedelta(minutes=1, seconds=2)),
         "last_at": iso(base + timedelta(minutes=31, seconds=9)),
@@ -163,6 +164,7 @@ def test_counts_per_source(hub: Hub) -> None:
         "automation_errors": 0,
         "trigger_errors": 0,
         "interrupted": 0,
+        "cancelled": 0,
         "assessment_failures_last": 2,
         "first_at": iso(base + timedelta(minutes=46, seconds=1.5)),
         "last_at": iso(base + timedelta(minutes=47)),
@@ -235,6 +237,22 @@ def test_lock_skipped_and_interrupted_do_not_cover(hub: Hub) -> None:
     summary = report["sources"]["activity-core"]
     assert (summary["sweeps"], summary["lock_skipped"], summary["interrupted"]) == (2, 1, 1)
     assert summary["automation_errors"] == 2
+
+
+def test_a_sweep_stopped_by_the_operator_does_not_cover_nor_count(hub: Hub) -> None:
+    """A Ctrl-C'd sweep neither covers its slot nor counts as a sweep; it is counted cancelled."""
+    first = NOW - timedelta(hours=1)
+    stopped = sweep_detail("activity-core", first + timedelta(minutes=1))
+    stopped.update(cancelled=True, cancelled_by="SIGINT")
+    hub.store.append_event(WHOLE, stopped, created_at=first + timedelta(minutes=2))
+    for minutes in (16, 31, 46):
+        hub.sweep("activity-core", first + timedelta(minutes=minutes))
+
+    report = hub.report(1)
+
+    assert report["slots"]["missed"] == ["2026-11-27T11:00:00Z"]
+    summary = report["sources"]["activity-core"]
+    assert (summary["sweeps"], summary["cancelled"], summary["automation_errors"]) == (3, 1, 0)
 
 
 def test_chosen_repo_sweep_does_not_cover(hub: Hub) -> None:

@@ -103,11 +103,13 @@ class SweepRow:
     duration_seconds: float | None
     assessment_failures: int | None
     started_at: datetime
+    cancelled: bool = False
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> SweepRow:
         """From a row of :meth:`Store.sweep_rows`; a missing ``started_at`` means created_at."""
-        created, event_type, source, lock, error, interrupted, duration, failures, started = row
+        created, event_type, source, lock, error, interrupted, duration, failures, started = row[:9]
+        cancelled = row[9] if len(row) > 9 else None
         return cls(
             created_at=str(created),
             event_type=str(event_type),
@@ -118,6 +120,7 @@ class SweepRow:
             duration_seconds=None if duration is None else float(duration),
             assessment_failures=None if failures is None else int(failures),
             started_at=_moment(started, created),
+            cancelled=bool(cancelled),
         )
 
     @classmethod
@@ -137,20 +140,25 @@ class SweepRow:
                 duration if isinstance(duration, int | float) else None,
                 failures if isinstance(failures, int) else None,
                 detail.get(Detail.STARTED_AT),
+                detail.get(Detail.CANCELLED),
             )
         )
 
     @property
     def completed(self) -> bool:
-        return not self.lock_skipped and not self.interrupted
+        """Ran to its end: neither lock-skipped, interrupted nor stopped by the operator."""
+        return not (self.lock_skipped or self.interrupted or self.cancelled)
 
     @property
     def outcome(self) -> str:
-        """``lock_skipped``, ``interrupted``, ``automation_error`` or ``completed``."""
+        """``lock_skipped``, ``interrupted``, ``cancelled``, ``automation_error`` or
+        ``completed``."""
         if self.lock_skipped:
             return SweepOutcome.LOCK_SKIPPED
         if self.interrupted:
             return SweepOutcome.INTERRUPTED
+        if self.cancelled:
+            return SweepOutcome.CANCELLED
         if self.automation_error:
             return SweepOutcome.AUTOMATION_ERROR
         return SweepOutcome.COMPLETED
@@ -182,6 +190,7 @@ class SourceSummary:
     mean_duration_seconds: float | None
     max_duration_seconds: float | None
     trigger_errors: int = 0
+    cancelled: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -190,6 +199,7 @@ class SourceSummary:
             "automation_errors": self.automation_errors,
             "trigger_errors": self.trigger_errors,
             "interrupted": self.interrupted,
+            "cancelled": self.cancelled,
             "assessment_failures_last": self.assessment_failures_last,
             "first_at": self.first_at,
             "last_at": self.last_at,
@@ -381,6 +391,7 @@ def summarize_sources(
             mean_duration_seconds=round(sum(durations) / len(durations), 3) if durations else None,
             max_duration_seconds=max(durations) if durations else None,
             trigger_errors=len(fails),
+            cancelled=sum(row.cancelled for row in events),
         )
     return summaries
 

@@ -82,6 +82,8 @@ class SweepOutcome:
     AUTOMATION_ERROR: Final = "automation_error"
     """It ran, with at least one C-00."""
     INTERRUPTED: Final = "interrupted"
+    CANCELLED: Final = "cancelled"
+    """Stopped by the operator (``cancelled_by``): it did not run to its end, not an error."""
     LOCK_SKIPPED: Final = "lock_skipped"
 
 

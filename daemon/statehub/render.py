@@ -335,6 +335,7 @@ def _status_sweeps(out: Console, model: StatusModel) -> None:
     styles = {
         SweepOutcome.AUTOMATION_ERROR: "red",
         SweepOutcome.INTERRUPTED: "red",
+        SweepOutcome.CANCELLED: "yellow",
         SweepOutcome.LOCK_SKIPPED: "yellow",
     }
     for item in seen:

@@ -19,7 +19,8 @@ SWEEP_COLUMNS = (
     " json_extract(detail, '$.source'), json_extract(detail, '$.lock_skipped'),"
     " json_extract(detail, '$.automation_error'), json_extract(detail, '$.interrupted'),"
     " json_extract(detail, '$.duration_seconds'),"
-    " json_extract(detail, '$.assessment_failures'), json_extract(detail, '$.started_at')"
+    " json_extract(detail, '$.assessment_failures'), json_extract(detail, '$.started_at'),"
+    " json_extract(detail, '$.cancelled')"
 )
 
 
@@ -30,7 +31,7 @@ class Reports(StoreBase):
         """Events created in ``[since, until]``, oldest first, as rows of ``_SWEEP_COLUMNS``.
 
         A row is ``(created_at, event_type, source, lock_skipped, automation_error,
-        interrupted, duration_seconds, assessment_failures, started_at)``.
+        interrupted, duration_seconds, assessment_failures, started_at, cancelled)``.
         """
         sql = (
             f"SELECT {SWEEP_COLUMNS} FROM sweep_events"  # noqa: S608

@@ -1,0 +1,338 @@
+"""One story everywhere (issue 20): a scenario played with real processes on one store, then
+every surface read back and held to the same facts.
+
+The scenario: the Temporal cluster sweeps (``activity-core``); a person sweeps and runs the
+canary in the cluster's slot; the standby daemon's fire finds the primary healthy; a second
+daemon is refused; the first stops on SIGTERM; a manual ``--remote`` sweep is stopped with
+Ctrl-C while a fetch hangs; a broken repo (its ``.git`` pointing nowhere) makes the
+CronJob's scheduled sweep and a Temporal run fail with a C-00. The surfaces: ``status``,
+``runs``, ``compare``, ``events`` (all ``--json``), ``GET /progress/``, ``GET /repos``, the
+page and ``/status.json``, the runbook's verbatim SQL, and Temporal's own workflow status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api_support import ApiServer, HangingRemote, client, free_port, make_slow_repo
+from clirun import start_statehub, statehub
+from daemon_support import CONTRACT_QUERY, DaemonProcess, wait_for
+from gitfleet import commit_all, git, make_repo, write_config
+from temporal_support import TemporalServer, status
+
+FAR_TRIGGER = "30 4 1 1 *"  # the processes' own trigger: nothing fires by itself
+NO_FIRE = {"STATEHUB_SCHEDULE__TRIGGER": FAR_TRIGGER}
+SCHEDULE_ID = "sched-one-story"
+
+
+def cli_json(config: Path, *args: str) -> Any:
+    """``statehub ARGS --json``, exit 0, its document."""
+    done = statehub(*args, "--json", config=config)
+    assert done.returncode == 0, (args, done.stderr)
+    return json.loads(done.stdout)
+
+
+def in_progress(database: Path) -> bool:
+    """True while a sweep's in-progress marker is in hub_state."""
+    if not database.exists():
+        return False
+    with sqlite3.connect(database, timeout=10) as connection:
+        try:
+            row = connection.execute(
+                "SELECT 1 FROM hub_state WHERE key = 'sweep_in_progress'"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return False
+    return row is not None
+
+
+@pytest.fixture
+def hanging() -> Iterator[HangingRemote]:
+    remote = HangingRemote()
+    try:
+        yield remote
+    finally:
+        remote.close()
+
+
+def test_every_surface_tells_the_same_story(
+    tmp_path: Path, fleet: Path, temporal_server: TemporalServer, hanging: HangingRemote
+) -> None:
+    """After one scenario of runs, stops and failures, every surface states the same facts."""
+    make_repo(fleet, "alpha")
+    make_repo(fleet, "untidy", {"README.md": "# untidy\n"})  # findings, no error
+    make_slow_repo(fleet, "slow", hanging)
+    make_repo(fleet, "doomed")  # assessed clean, then broken: its C-00 is new once
+    port = free_port()
+    queue = f"tq-{tmp_path.name}"[:60]
+    schedule_id = f"{SCHEDULE_ID}-{free_port()}"
+    config = write_config(
+        tmp_path,
+        roots=[fleet],
+        api=f"port = {port}",
+        schedule='mode = "standby"',
+        sweep="fetch_timeout_seconds = 60",
+        temporal=(
+            f'address = "{temporal_server.address}"\ntask_queue = "{queue}"\n'
+            f'schedule_id = "{schedule_id}"'
+        ),
+    )
+    database = tmp_path / "statehub.db"
+
+    # Independent starts, in parallel: the Temporal schedule and its worker, the daemon,
+    # the server.
+    with ThreadPoolExecutor(4) as pool:
+        synced = pool.submit(statehub, "temporal", "sync", config=config, env=NO_FIRE)
+        worker_future = pool.submit(
+            DaemonProcess, config, command=("temporal", "worker"), extra_env=NO_FIRE
+        )
+        daemon_future = pool.submit(DaemonProcess, config, extra_env=NO_FIRE)
+        server = ApiServer(config, port)
+        server_future = pool.submit(server.start)
+        worker, daemon = worker_future.result(), daemon_future.result()
+    try:
+        assert synced.result().returncode == 0, synced.result().stderr
+        server_future.result()
+        worker.wait_line("worker polling", 60)
+        daemon.wait_line("scheduled 'State Hub Consistency Sweep'", 20)
+
+        # The cluster sweeps; meanwhile a second daemon is refused.
+        temporal_server.trigger(schedule_id)
+        second = statehub("daemon", config=config)
+        assert second.returncode == 78
+        assert f"another daemon (pid {daemon.pid}) already runs" in second.stderr
+        [first_run] = temporal_server.closed_workflows(schedule_id, 1, timeout=60)
+        assert status(first_run) == "completed"
+
+        # A person and the canary in the cluster's slot; the daemon's fire stands down.
+        with ThreadPoolExecutor(2) as pool:
+            fire = pool.submit(statehub, "schedule", "run-now", config=config)
+            assert statehub("sweep", "--all", config=config).returncode == 0
+            assert fire.result().returncode == 0
+        assert statehub("schedule", "run-now", "--force", config=config).returncode == 0
+
+        # The daemon stops cleanly.
+        daemon.send(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+
+        # Ctrl-C in a manual sweep whose fetch hangs.
+        sweeping = start_statehub("sweep", "--all", "--remote", config=config)
+        try:
+            wait_for(lambda: in_progress(database), 30, "the remote sweep in progress")
+            sweeping.send_signal(signal.SIGINT)
+            assert sweeping.wait(15) == 130
+        finally:
+            if sweeping.poll() is None:
+                sweeping.kill()
+                sweeping.wait(5)
+
+        # A broken repo: the CronJob's scheduled sweep and a Temporal run fail with a C-00.
+        shutil.rmtree(fleet / "doomed" / ".git")
+        (fleet / "doomed" / ".git").write_text("gitdir: /nonexistent/one-story\n", "utf-8")
+        scheduled = statehub(
+            "sweep", "--all", "--scheduled", "--source", "activity-core", config=config
+        )
+        assert scheduled.returncode == 1, scheduled.stderr
+        git(fleet / "alpha", "rm", "-q", "AGENTS.md")  # a finding new at the last sweep
+        commit_all(fleet / "alpha", "drop AGENTS.md")
+        temporal_server.trigger(schedule_id)
+        closed = temporal_server.closed_workflows(schedule_id, 2, timeout=60)
+        assert worker.process.poll() is None
+
+        surfaces = read_surfaces(config, server, database)
+        surfaces["temporal"] = {run["execution"]["runId"]: status(run) for run in closed}
+    finally:
+        worker.send(signal.SIGTERM)
+        for process in (worker, daemon):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(20)
+            process.close()
+        server.stop()
+    assert_one_story(surfaces, config)
+
+
+def assert_one_story(seen: dict[str, Any], config: Path) -> None:
+    """The facts, surface by surface."""
+    events = {event["id"]: event for event in seen["events"]}
+    last_event = events[max(events)]
+    runs = {run["run_id"]: run for run in seen["runs"]}
+    every = {run["run_id"]: run for run in seen["runs_all"]}
+
+    # Temporal's own word, and the runs: one completed, one failed, each one row.
+    temporal = seen["temporal"]
+    assert sorted(temporal.values()) == ["completed", "failed"]
+    for run_id, state in temporal.items():
+        assert runs[run_id]["outcome"] == {"completed": "swept", "failed": "failed"}[state]
+        assert runs[run_id]["context_snapshot"]["origin"] == "temporal"
+
+    # The runs of the definition: the cluster's two, the CronJob's failed one, the canary.
+    told = sorted(
+        (run["outcome"], run["context_snapshot"]["source"], run["context_snapshot"]["origin"])
+        for run in runs.values()
+    )
+    assert told == [
+        ("failed", "activity-core", "cli"),
+        ("failed", "activity-core", "temporal"),
+        ("swept", "activity-core", "temporal"),
+        ("swept", "canary", "run-now"),
+    ]
+    decided = [run for run_id, run in every.items() if run_id not in runs]
+    assert [run["outcome"] for run in decided] == ["primary_healthy"]
+    assert set(runs) < set(every)
+
+    # The runbook's verbatim SQL: the same runs, each with its sweep's detail, no decision.
+    assert {row[0] for row in seen["sql"]} == set(runs)
+    for run_id, _, scheduled_for, sweep_result in seen["sql"]:
+        snapshot = runs[run_id]["context_snapshot"]
+        assert scheduled_for == runs[run_id]["scheduled_for"]
+        assert json.loads(sweep_result) == snapshot["consistency_sweep_remote_all"]
+        event = events[snapshot["progress_event_id"]]
+        assert event["detail"] == snapshot["consistency_sweep_remote_all"]
+        assert event["detail"]["source"] == snapshot["source"]
+        # failed exactly when its sweep had a C-00
+        assert event["detail"]["automation_error"] == (runs[run_id]["outcome"] == "failed")
+
+    # events --json and GET /progress/ are the same events.
+    assert seen["progress"] == seen["events"]
+    sources = [event["detail"]["source"] for event in sorted(events.values(), key=by_id)]
+    cluster = "activity-core"
+    assert sources == [cluster, "manual", "canary", "manual", cluster, cluster]
+    [stopped] = [event for event in events.values() if event["detail"].get("cancelled")]
+    assert stopped["detail"]["source"] == "manual"
+    assert stopped["detail"]["cancelled_by"] == "SIGINT"
+    assert stopped["detail"]["automation_error"] is False
+    assert not any(event["detail"].get("interrupted") for event in events.values())
+
+    # status --json and /status.json: one model; the daemon stopped, by SIGTERM.
+    model, page_model = seen["status"], seen["status_json"]
+    for key in ("schedule", "runs", "findings", "open_findings", "new_findings", "last_sweeps"):
+        assert model[key] == page_model[key], key
+    for shown in (model, page_model):
+        daemon = shown["processes"]["daemon"]
+        assert (daemon["state"], daemon["trigger"], daemon["mode"]) == (
+            "stopped",
+            FAR_TRIGGER,
+            "standby",
+        )
+        assert {run["run_id"]: run["outcome"] for run in shown["runs"]} == {
+            run_id: run["outcome"] for run_id, run in every.items()
+        }
+        for run in shown["runs"]:
+            if run["event_id"] is not None:
+                assert run["source"] == events[run["event_id"]]["detail"]["source"]
+    shown_daemon = seen["schedule"]["daemon"]
+    assert (shown_daemon["state"], shown_daemon["stopped_by"]) == ("stopped", "SIGTERM")
+    last_sweeps = {name: item["outcome"] for name, item in model["last_sweeps"].items()}
+    assert last_sweeps == {
+        "activity-core": "automation_error",
+        "canary": "completed",
+        "manual": "cancelled",  # Ctrl-C is neither completed nor an error
+        "local-daemon": None,
+        "local-fallback": None,
+    }
+
+    # compare: sources counted as the events say; a cancelled sweep is no sweep; no doubling.
+    compared = seen["compare"]
+    counted = {
+        name: (item["sweeps"], item["automation_errors"], item["cancelled"])
+        for name, item in compared["sources"].items()
+    }
+    assert counted == {"activity-core": (3, 2, 0), "canary": (1, 0, 0), "manual": (1, 0, 1)}
+    assert compared["slots"]["doubled"] == []
+    assert "doubled" not in compared["verdict"].replace("no doubled", "")
+
+    # Which findings are new: the last sweep's event, GET /repos, status and the page agree.
+    new_in_event = {
+        (repo["repo"], finding["check"], finding["path"])
+        for repo in last_event["detail"]["repos_processed"]
+        for finding in repo["findings"]
+        if finding["new"]
+    }
+    assert new_in_event and {repo for repo, _, _ in new_in_event} == {"alpha"}
+    assert last_event["detail"]["new_findings"] == len(new_in_event)
+    new_in_api = {
+        (repo["repo"], finding["check"], finding["path"])
+        for repo in seen["repos"]
+        for finding in repo["findings"]
+        if finding["new"]
+    }
+    assert new_in_api == new_in_event
+    new_in_status = {
+        (repo["repo"], check["check"], finding["path"])
+        for repo in model["findings"]
+        for check in repo["checks"]
+        for finding in check["findings"]
+        if finding["new"]
+    }
+    assert new_in_status == new_in_event
+    assert model["new_findings"] == len(new_in_event)
+    # The C-00 was new once: at the CronJob's sweep, the first to see it.
+    doomed_new = [
+        [
+            f["new"]
+            for r in e["detail"]["repos_processed"]
+            if r["repo"] == "doomed"
+            for f in r["findings"]
+        ]
+        for e in sorted(events.values(), key=by_id)
+    ]
+    assert doomed_new == [[], [], [], [], [True], [False]]
+
+    # The page: the daemon stopped, the last run's sweep in the same words, nothing doubled.
+    page = seen["page"]
+    assert "stopped" in page
+    assert html.escape(model["runs"][0]["sweep"]) in page
+    assert 'data-state="doubled"' not in page and " dbl" not in page
+    assert re.search(r"\b0 missed · 0 doubled ·", page), page
+
+    # The workplan registry: the command line and the API list the same plans.
+    assert seen["workplans"]["workplans"] == seen["workplans_http"]["workplans"]
+
+
+def by_id(event: dict[str, Any]) -> int:
+    return int(event["id"])
+
+
+def read_surfaces(config: Path, server: ApiServer, database: Path) -> dict[str, Any]:
+    """Every surface, read at once."""
+    found: dict[str, Any] = {}
+    with ThreadPoolExecutor(7) as pool:
+        cli = {
+            "schedule": pool.submit(cli_json, config, "schedule", "show"),
+            "status": pool.submit(cli_json, config, "status"),
+            "runs": pool.submit(cli_json, config, "runs"),
+            "runs_all": pool.submit(cli_json, config, "runs", "--all"),
+            "compare": pool.submit(cli_json, config, "compare"),
+            "events": pool.submit(cli_json, config, "events"),
+            "workplans": pool.submit(cli_json, config, "workplans"),
+        }
+        with client(server.url) as http:
+            for name, path in {
+                "progress": "/progress/",
+                "repos": "/repos",
+                "status_json": "/status.json",
+                "workplans_http": "/workplans",
+            }.items():
+                answer = http.get(path)
+                assert answer.status_code == 200, (path, answer.text)
+                found[name] = answer.json()
+            page = http.get("/")
+            assert page.status_code == 200
+            found["page"] = page.text
+        found.update({name: future.result() for name, future in cli.items()})
+    with sqlite3.connect(database) as connection:
+        found["sql"] = connection.execute(CONTRACT_QUERY).fetchall()
+    return found
