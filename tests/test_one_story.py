@@ -22,6 +22,7 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from api_support import ApiServer, HangingRemote, client, free_port, make_slow_r
 from clirun import start_statehub, statehub
 from daemon_support import CONTRACT_QUERY, DaemonProcess, wait_for
 from gitfleet import commit_all, git, make_repo, write_config
+from statehub.compare import compare
+from statehub.settings import load_settings
+from statehub.timefmt import parse_iso
 from temporal_support import TemporalServer, status
 
 FAR_TRIGGER = "30 4 1 1 *"  # the processes' own trigger: nothing fires by itself
@@ -114,6 +118,7 @@ def test_every_surface_tells_the_same_story(
         second = statehub("daemon", config=config)
         assert second.returncode == 78
         assert f"another daemon (pid {daemon.pid}) already runs" in second.stderr
+        assert second.stderr.count("\n") == 1  # one line, no traceback
         [first_run] = temporal_server.closed_workflows(schedule_id, 1, timeout=60)
         assert status(first_run) == "completed"
 
@@ -122,7 +127,8 @@ def test_every_surface_tells_the_same_story(
             fire = pool.submit(statehub, "schedule", "run-now", config=config)
             assert statehub("sweep", "--all", config=config).returncode == 0
             assert fire.result().returncode == 0
-        assert statehub("schedule", "run-now", "--force", config=config).returncode == 0
+        canary = statehub("schedule", "run-now", "--force", config=config)
+        assert canary.returncode == 0, canary.stderr
 
         # The daemon stops cleanly.
         daemon.send(signal.SIGTERM)
@@ -154,6 +160,12 @@ def test_every_surface_tells_the_same_story(
 
         surfaces = read_surfaces(config, server, database)
         surfaces["temporal"] = {run["execution"]["runId"]: status(run) for run in closed}
+        surfaces["run_now_text"] = canary.stdout
+        [failed] = [run for run in closed if status(run) == "failed"]
+        described = temporal_server.cli(
+            "workflow", "describe", "-w", failed["execution"]["workflowId"], "-o", "json"
+        )
+        assert "AutomationError" in described.stdout  # failed for its C-00, nothing else
     finally:
         worker.send(signal.SIGTERM)
         for process in (worker, daemon):
@@ -298,6 +310,25 @@ def assert_one_story(seen: dict[str, Any], config: Path) -> None:
     assert 'data-state="doubled"' not in page and " dbl" not in page
     assert re.search(r"\b0 missed · 0 doubled ·", page), page
 
+    new_on_page = re.findall(
+        r'href="/status/repos/([^"]+)">[^<]*</a> <span class="pill new">new</span>', page
+    )
+    assert set(new_on_page) == {repo for repo, _, _ in new_in_event}
+    starred = re.findall(r'<span class="check[^"]*">(C-\d\d)\*</span>', page)
+    assert sorted(starred) == sorted({check for _, check, _ in new_in_event})
+
+    # One summary in words: what run-now printed is what status says of the canary's run.
+    [canary_run] = [run for run in model["runs"] if run["source"] == "canary"]
+    assert f"sweep          {canary_run['sweep']}" in seen["run_now_text"]
+
+    # The slot the cluster swept first, once it has ended: covered, by three sources, and
+    # not doubled (the person and the canary are not schedulers).
+    first_sweep = parse_iso(events[min(events)]["detail"]["started_at"])
+    slot_end = first_sweep.replace(minute=first_sweep.minute // 15 * 15, second=0, microsecond=0)
+    slot_end += timedelta(minutes=15)
+    slot = compare(load_settings(config), since_hours=0.25, now=slot_end).as_dict()["slots"]
+    assert (slot["covered"], slot["doubled"], slot["missed"]) == (1, [], [])
+
     # The workplan registry: the command line and the API list the same plans.
     assert seen["workplans"]["workplans"] == seen["workplans_http"]["workplans"]
 
@@ -333,6 +364,25 @@ def read_surfaces(config: Path, server: ApiServer, database: Path) -> dict[str, 
             assert page.status_code == 200
             found["page"] = page.text
         found.update({name: future.result() for name, future in cli.items()})
-    with sqlite3.connect(database) as connection:
-        found["sql"] = connection.execute(CONTRACT_QUERY).fetchall()
+    found["sql"] = contract_query(database)
     return found
+
+
+def contract_query(database: Path) -> list[tuple[Any, ...]]:
+    """The runbook's verbatim query run as an operator would, with the sqlite3 shell (or,
+    where it is not installed, the same SQLite through Python)."""
+    shell = shutil.which("sqlite3")
+    if shell is None:
+        with sqlite3.connect(database) as connection:
+            return connection.execute(CONTRACT_QUERY).fetchall()
+    done = subprocess.run(
+        [shell, "-readonly", "-json", str(database), CONTRACT_QUERY],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    rows: list[dict[str, Any]] = json.loads(done.stdout or "[]")
+    return [
+        (row["run_id"], row["fired_at"], row["scheduled_for"], row["sweep_result"]) for row in rows
+    ]
