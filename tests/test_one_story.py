@@ -173,7 +173,15 @@ def test_every_surface_tells_the_same_story(
                 process.wait(20)
             process.close()
         server.stop()
+    assert worker.process.returncode == 0
     assert_one_story(surfaces, config)
+
+    # Both processes that run the schedule stopped cleanly: status says so at once.
+    processes = cli_json(config, "status")["processes"]
+    assert {name: item["state"] for name, item in processes.items()} == {
+        "daemon": "stopped",
+        "worker": "stopped",
+    }
 
 
 def assert_one_story(seen: dict[str, Any], config: Path) -> None:

@@ -294,7 +294,10 @@ def test_a_triggered_schedule_sweeps_through_the_worker_and_records_one_run(
             "SELECT value FROM hub_state WHERE key = 'heartbeat:worker'"
         ).fetchone()
     assert contract_row[0] == row["run_id"]
-    assert heartbeat is not None and parse_iso(heartbeat[0]) <= utc_now()  # the status page's
+    assert heartbeat is not None  # stopped cleanly: it says so at once, for the status page
+    stopped = json.loads(heartbeat[0])
+    assert (stopped["state"], stopped["stopped_by"]) == ("stopped", "SIGTERM")
+    assert parse_iso(stopped["at"]) <= utc_now()
     assert json.loads(contract_row[3])["source"] == "activity-core"
     shown = statehub("temporal", "show", config=config)
     assert shown.returncode == 0

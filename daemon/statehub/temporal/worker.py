@@ -5,8 +5,9 @@ time). Under systemd (``Type=notify``) it sends ``READY=1`` once polling, ``STAT
 with the last run, ``WATCHDOG=1`` from its event loop (so a hung loop is restarted) and
 ``STOPPING=1`` on SIGTERM or SIGINT (SIGHUP is logged and ignored: restart it to read
 a new configuration); a running sweep then stops at once and is recorded ``cancelled`` by
-that signal, and the worker exits 0. One worker per hub: a second one on the same database
-exits 78 naming the first's pid. A worker that cannot connect at start exits 1 (systemd
+that signal, the worker records itself ``stopped`` (``heartbeat:worker``, as JSON: every
+status surface says so at once) and exits 0. One worker per hub: a second one on the same
+database exits 78 naming the first's pid. A worker that cannot connect at start exits 1 (systemd
 restarts it); once running, it rides out a Temporal outage (the SDK keeps polling) and
 resumes when the server is back.
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
+import os
 import signal
 from datetime import timedelta
 
@@ -62,8 +65,11 @@ async def _run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     sweeps = SweepActivity(settings)
 
+    stopped_by: list[str] = []
+
     def on_stop(signum: signal.Signals) -> None:
         sweeps.stop(signum.name)  # a running sweep stops now, recorded cancelled by it
+        stopped_by.append(signum.name)
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -112,6 +118,7 @@ async def _run(settings: Settings) -> int:
             log.warning("the worker did not stop in time; leaving without it")
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+    _record_stopped(settings, stopped_by[0] if stopped_by else None)
     notifier.close()
     return 0
 
@@ -140,6 +147,19 @@ def _heartbeat(settings: Settings) -> None:
             store.set_state(HEARTBEAT_KEY, iso(utc_now()))
     except Exception as exc:  # the heartbeat must never stop the pings
         log.warning("cannot record the heartbeat: %s", exc)
+
+
+def _record_stopped(settings: Settings, signal_name: str | None) -> None:
+    """Record a clean stop at once (the heartbeat's key, as JSON): every status surface
+    says ``stopped`` now, not ``alive`` until the heartbeat ages."""
+    record = {"at": iso(utc_now()), "state": "stopped", "pid": os.getpid()}
+    if signal_name:
+        record["stopped_by"] = signal_name
+    try:
+        with Store.open(settings.database_path) as store:
+            store.set_state(HEARTBEAT_KEY, json.dumps(record))
+    except Exception as exc:  # the exit status must not depend on it
+        log.warning("cannot record the stop: %s", exc)
 
 
 def _last_run(settings: Settings) -> str:
