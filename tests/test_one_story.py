@@ -264,6 +264,20 @@ def assert_one_story(seen: dict[str, Any], config: Path) -> None:
         "local-fallback": None,
     }
 
+    # Counts: the status model's are those of GET /repos; each run's words are its event's.
+    with_findings = [repo["repo"] for repo in seen["repos"] if repo["findings"]]
+    assert (model["repos_assessed"], model["repos_with_findings"]) == (
+        len(seen["repos"]),
+        len(with_findings),
+    )
+    assert sorted(repo["repo"] for repo in model["findings"]) == sorted(with_findings)
+    for run in model["runs"]:
+        if run["event_id"] is not None:
+            detail = events[run["event_id"]]["detail"]
+            assert run["sweep"].startswith(f"{detail['repos_reassessed']} re-read, "), run
+            errors = len(detail["automation_errors"])
+            assert run["sweep"].endswith(f", {errors} automation error(s)"), run
+
     # compare: sources counted as the events say; a cancelled sweep is no sweep; no doubling.
     compared = seen["compare"]
     counted = {
@@ -313,7 +327,7 @@ def assert_one_story(seen: dict[str, Any], config: Path) -> None:
 
     # The page: the daemon stopped, the last run's sweep in the same words, nothing doubled.
     page = seen["page"]
-    assert "stopped" in page
+    assert "stopped" in page and "cancelled" in page  # the daemon; the Ctrl-C'd sweep
     assert html.escape(model["runs"][0]["sweep"]) in page
     assert 'data-state="doubled"' not in page and " dbl" not in page
     assert re.search(r"\b0 missed · 0 doubled ·", page), page

@@ -161,8 +161,9 @@ def _moment(text: str | None) -> datetime | None:
 
 
 def row_state(row: SweepRow) -> str:
-    """The cell class of one event: ``error``, ``failures``, ``clean`` or ``skipped``."""
-    if row.lock_skipped:
+    """The cell class of one event: ``error``, ``failures``, ``clean`` or ``skipped`` (also a
+    sweep the operator stopped: it did not run to its end, and is no error)."""
+    if row.lock_skipped or row.cancelled:
         return "skipped"
     if row.automation_error or row.interrupted:
         return "error"
@@ -172,7 +173,7 @@ def row_state(row: SweepRow) -> str:
 def describe_row(row: SweepRow) -> str:
     """One line of a cell's title: ``activity-core 10:15:03 swept, 3 failing repos, 4.2 s``."""
     what = {
-        "skipped": "lock-skipped",
+        "skipped": "cancelled by the operator" if row.cancelled else "lock-skipped",
         "error": "interrupted" if row.interrupted else "automation error",
         "failures": f"swept, {row.assessment_failures} repo(s) failing",
         "clean": "swept clean",
