@@ -37,7 +37,10 @@ from statehub.settings import load_settings
 from statehub.timefmt import parse_iso
 from temporal_support import TemporalServer, status
 
-FAR_TRIGGER = "30 4 1 1 *"  # the processes' own trigger: nothing fires by itself
+# The file keeps the default trigger (*/15: the slots compare and the page count); the
+# daemon, the worker and the Temporal Schedule run on an override that never fires during
+# the test, so every run is one the scenario asked for.
+FAR_TRIGGER = "30 4 1 1 *"
 NO_FIRE = {"STATEHUB_SCHEDULE__TRIGGER": FAR_TRIGGER}
 SCHEDULE_ID = "sched-one-story"
 
@@ -53,7 +56,7 @@ def in_progress(database: Path) -> bool:
     """True while a sweep's in-progress marker is in hub_state."""
     if not database.exists():
         return False
-    with sqlite3.connect(database, timeout=10) as connection:
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
         try:
             row = connection.execute(
                 "SELECT 1 FROM hub_state WHERE key = 'sweep_in_progress'"
@@ -65,6 +68,7 @@ def in_progress(database: Path) -> bool:
 
 @pytest.fixture
 def hanging() -> Iterator[HangingRemote]:
+    """An origin that never answers: a --remote sweep waits on it until stopped."""
     remote = HangingRemote()
     try:
         yield remote
@@ -330,7 +334,10 @@ def assert_one_story(seen: dict[str, Any], config: Path) -> None:
     assert "stopped" in page and "cancelled" in page  # the daemon; the Ctrl-C'd sweep
     assert html.escape(model["runs"][0]["sweep"]) in page
     assert 'data-state="doubled"' not in page and " dbl" not in page
-    assert re.search(r"\b0 missed · 0 doubled ·", page), page
+    # (a slot that ended between the store's first record and the first sweep is missed
+    # on both: the test may start seconds before a quarter hour)
+    missed = len(compared["slots"]["missed"])
+    assert re.search(rf"\b{missed} missed · 0 doubled ·", page), page
 
     new_on_page = re.findall(
         r'href="/status/repos/([^"]+)">[^<]*</a> <span class="pill new">new</span>', page
