@@ -114,15 +114,16 @@ def test_every_surface_tells_the_same_story(
     try:
         assert synced.result().returncode == 0, synced.result().stderr
         server_future.result()
-        worker.wait_line("worker polling", 60)
-        daemon.wait_line("scheduled 'State Hub Consistency Sweep'", 20)
 
-        # The cluster sweeps; meanwhile a second daemon is refused.
+        # The cluster sweeps (Temporal holds the run until the worker polls); meanwhile a
+        # second daemon is refused.
         temporal_server.trigger(schedule_id)
+        daemon.wait_line("scheduled 'State Hub Consistency Sweep'", 20)
         second = statehub("daemon", config=config)
         assert second.returncode == 78
         assert f"another daemon (pid {daemon.pid}) already runs" in second.stderr
         assert second.stderr.count("\n") == 1  # one line, no traceback
+        worker.wait_line("worker polling", 60)
         [first_run] = temporal_server.closed_workflows(schedule_id, 1, timeout=60)
         assert status(first_run) == "completed"
 
