@@ -335,3 +335,15 @@ def test_schedule_api_url_follows_the_api_port(
     """An empty [schedule] api_url is this host's API as [api] host and port give it."""
     settings = load_settings(write_config(tmp_path, roots=[tmp_path], **sections))
     assert settings.schedule_api_url == expected
+
+
+def test_readme_is_short_explains_its_terms_and_links_every_document() -> None:
+    """The README stays at most 250 lines, defines the runbook's terms, and links every
+    document of docs/ (the detail lives there)."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250
+    glossary = text.split("\n## Glossary\n", 1)[1].split("\n## ", 1)[0]
+    for term in ("activity-core", "custodian-sync", "local-timer", "definition id", "remote_all"):
+        assert term in glossary, term
+    for document in sorted((README.parent / "docs").glob("*.md")):
+        assert f"](docs/{document.name})" in text, document.name
