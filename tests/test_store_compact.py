@@ -57,6 +57,29 @@ def test_an_event_of_another_shape_is_stored_whole(tmp_path: Path) -> None:
     assert _rows(tmp_path / "hub.db", "SELECT entries FROM sweep_events") == [(None,)]
 
 
+def test_an_event_with_cut_finding_lists_is_stored_whole_and_reads_back(tmp_path: Path) -> None:
+    """An entry with findings_total and truncated (issue 25) keeps the event whole: the store
+    and the view progress_events give it back exactly."""
+    cut = {"repo": "b", "head": "f" * 40, "reassessed": True, "findings": []}
+    cut |= {"findings_total": 7, "truncated": True}
+    detail = {
+        "source": "x",
+        "repos_processed": [
+            {"repo": "a", "head": None, "reassessed": False, "findings": [{"check": "C-15"}]},
+            cut,
+        ],
+        "skipped_clean": ["c"],
+        "findings_truncated": True,
+    }
+    with Store.open(tmp_path / "hub.db") as store:
+        store.append_event("consistency_sweep", detail)
+        [back] = store.events()
+    assert back.detail == detail
+    [(whole,)] = _rows(tmp_path / "hub.db", "SELECT detail FROM progress_events")
+    assert json.loads(whole) == detail
+    assert _rows(tmp_path / "hub.db", "SELECT entries FROM sweep_events") == [(None,)]
+
+
 def test_pruning_drops_entries_no_event_refers_to(tmp_path: Path) -> None:
     """After the events that named an entry are pruned, the entry and its fleet go too."""
     old = {

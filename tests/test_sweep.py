@@ -17,7 +17,7 @@ from api_support import event_rows
 from clirun import start_statehub
 from contract_keys import DETAIL_KEYS
 from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
-from statehub import contract
+from statehub import contract, sweep
 from statehub.errors import UsageError
 from statehub.lock import SweepLock, is_locked, lock_path
 from statehub.settings import Settings, load_settings
@@ -537,3 +537,35 @@ def test_an_event_lists_at_most_100_findings_of_a_repo_and_says_how_many(
     assert entry["truncated"] is True
     assert entry["findings_total"] == len(standing.findings) > 250
     assert stored.detail["repos_processed"][0]["findings_total"] == entry["findings_total"]
+
+
+def test_an_event_lists_a_bounded_number_of_findings_whatever_the_fleet(
+    tmp_path: Path, fleet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the fleet-wide bound at 20, 30 repos of 4 findings each: the event lists 20
+    findings, every later entry lists none with findings_total and truncated, every repo
+    keeps its entry, and assessment_failures counts the whole fleet; the re-sweep the same."""
+    monkeypatch.setattr(sweep, "EVENT_FINDINGS", 20)
+    for n in range(30):
+        make_repo(fleet, f"repo-{n:02d}", {f"workplans/bad-{k}.md": "none\n" for k in range(3)})
+    make_repo(fleet, "clean")
+    settings = settings_for(tmp_path, fleet)
+    first, again = run_sweep(settings), run_sweep(settings)
+    with Store.open(settings.database_path) as store:
+        standing = store.assessments()
+        stored = {event.id: event.detail for event in store.events(limit=2)}
+    totals = {name: len(a.findings) for name, a in standing.items() if a.findings}
+    assert len(totals) == 30 and min(totals.values()) >= 4
+    for event in (first, again):
+        entries = event.detail["repos_processed"]
+        assert stored[event.id] == event.detail
+        assert sorted(entry["repo"] for entry in entries) == sorted(totals)
+        assert sum(len(entry["findings"]) for entry in entries) == 20
+        cut = [entry for entry in entries if entry.get("truncated")]
+        assert len(cut) == 30 - 20 // min(totals.values())
+        assert all(entry["findings_total"] == totals[entry["repo"]] for entry in cut)
+        assert [entry["findings"] for entry in cut[1:]] == [[]] * (len(cut) - 1)
+        assert event.detail["findings_truncated"] is True
+        assert event.detail["assessment_failures"] == 30
+        assert event.detail["skipped_clean"] == ["clean"]
+    assert [e["reassessed"] for e in again.detail["repos_processed"]] == [False] * 30

@@ -66,13 +66,18 @@ class Detail:
     """Only on the event of a sweep the operator stopped, written at once by its process."""
     CANCELLED_BY: Final = "cancelled_by"
     """With ``cancelled``: the signal that stopped it (``SIGINT``, ``SIGTERM``)."""
+    FINDINGS_TRUNCATED: Final = "findings_truncated"
+    """Only when an entry of ``repos_processed`` lists fewer findings than its repo has."""
 
 
-_ONLY_WHEN_TRUE: Final = frozenset({"INTERRUPTED", "CANCELLED", "CANCELLED_BY"})
+_ONLY_WHEN_TRUE: Final = frozenset(
+    {"INTERRUPTED", "CANCELLED", "CANCELLED_BY", "FINDINGS_TRUNCATED"}
+)
 DETAIL_KEYS: Final = frozenset(
     value for name, value in vars(Detail).items() if name.isupper() and name not in _ONLY_WHEN_TRUE
 )
-"""Every key of a sweep's detail (``interrupted``, ``cancelled`` are added only when true)."""
+"""Every key of a sweep's detail (``interrupted``, ``cancelled``, ``findings_truncated`` are
+added only when true)."""
 
 
 class SweepOutcome:

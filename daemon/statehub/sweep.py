@@ -517,6 +517,8 @@ def _sweep_locked(
         automation_errors=errors,
         assessment_failures=db.count_failing_repos(),
     )
+    if any(entry.get("truncated") for entry in needs_action):
+        detail[Detail.FINDINGS_TRUNCATED] = True
     return db.append_event(
         request.event_type, detail, created_at=finished, clear_state=_IN_PROGRESS
     )
@@ -558,6 +560,14 @@ def _accepted_counts(db: Store, reached: list[str]) -> dict[str, Any]:
 EVENT_FINDINGS_PER_REPO = 100
 """Findings of one repo an event lists at most; the entry then says ``findings_total``."""
 
+EVENT_FINDINGS = 2_000
+"""Findings one event lists at most, the whole fleet together (about 0.5 MB of JSON).
+
+Repos keep theirs in the event's order until this is spent; every later entry lists none
+(``"findings": []``, ``findings_total``, ``"truncated": true``). Only finding lists are
+cut: every repo that needs action keeps its entry, so the event stays under about 1 MB up
+to a fleet of several thousand repos with findings, whatever each repo holds."""
+
 
 def _evidence(
     outcomes: list[RepoOutcome],
@@ -571,42 +581,48 @@ def _evidence(
     standing assessment was reused (``false``; nothing of it is new); every other repo
     reached is clean. ``repos_processed`` keeps the order the repos were handed out in;
     ``skipped_clean`` is in name order (the store keeps it as the rest of the fleet).
+    Finding lists are cut to :data:`EVENT_FINDINGS_PER_REPO` a repo and
+    :data:`EVENT_FINDINGS` an event (issue 25).
     """
     entries: list[dict[str, Any]] = []
     clean: list[str] = []
+    budget = EVENT_FINDINGS
     for outcome in outcomes:
         name = outcome.target.name
         if outcome.kind == RepoKind.ASSESSED:
             head, found = outcome.head, marked[name]
         elif outcome.kind == RepoKind.UNCHANGED and name in standing:
             head = standing[name].head
-            found = [{**finding, "new": False} for finding in standing[name].findings]
+            found = standing[name].findings
         else:
             continue  # missing or over budget
-        if found:
-            # `line` only where the finding has one (C-04, C-21, C-23; issue 21).
-            findings = [
-                {
-                    key: finding.get(key)
-                    for key in ("check", "message", "path", "line", "new")
-                    if key != "line" or finding.get("line") is not None
-                }
-                for finding in found[:EVENT_FINDINGS_PER_REPO]
-            ]
-            entry: dict[str, Any] = {
-                "repo": name,
-                "head": head,
-                "reassessed": outcome.kind == RepoKind.ASSESSED,
-                "findings": findings,
-            }
-            if len(found) > EVENT_FINDINGS_PER_REPO:
-                # The rest stay in the repo's standing assessment (/repos/NAME, statehub
-                # findings): one repo's findings must not make every event huge (issue 25).
-                entry["findings_total"] = len(found)
-                entry["truncated"] = True
-            entries.append(entry)
-        else:
+        if not found:
             clean.append(name)
+            continue
+        listed = found[: min(EVENT_FINDINGS_PER_REPO, budget)]
+        budget -= len(listed)
+        reassessed = outcome.kind == RepoKind.ASSESSED
+        # `line` only where the finding has one (C-04, C-21, C-23; issue 21).
+        findings = [
+            {
+                key: finding.get(key) if reassessed or key != "new" else False
+                for key in ("check", "message", "path", "line", "new")
+                if key != "line" or finding.get("line") is not None
+            }
+            for finding in listed
+        ]
+        entry: dict[str, Any] = {
+            "repo": name,
+            "head": head,
+            "reassessed": reassessed,
+            "findings": findings,
+        }
+        if len(listed) < len(found):
+            # The rest stay in the repo's standing assessment (/repos/NAME, statehub
+            # findings): no repo, nor the fleet, may make every event huge (issue 25).
+            entry["findings_total"] = len(found)
+            entry["truncated"] = True
+        entries.append(entry)
     return entries, sorted(clean)
 
 
