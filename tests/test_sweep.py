@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from api_support import event_rows
-from clirun import start_statehub
+from clirun import start_statehub, statehub
 from contract_keys import DETAIL_KEYS
 from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
 from statehub import contract, sweep
@@ -440,8 +440,6 @@ def test_a_file_name_that_is_not_utf8_is_assessed_and_shown_escaped(
     """An untracked folder named with byte 0xff and a tracked file with 0xfe: the repo is
     assessed (no C-00), each shown escaped in the event, the table and the store, and an
     unchanged re-sweep skips it clean."""
-    from clirun import statehub
-
     root = make_repo(fleet, "alpha")
     raw = os.fsencode(root)
     markers = "<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n"
@@ -524,19 +522,24 @@ def test_an_event_lists_at_most_100_findings_of_a_repo_and_says_how_many(
     tmp_path: Path, fleet: Path
 ) -> None:
     """A repo with 250 invalid workplans: its event entry keeps the first 100 findings with
-    findings_total and truncated; the standing assessment keeps them all."""
+    findings_total and truncated, `statehub sweep` says how many it did not list; the
+    standing assessment keeps them all."""
     files = {f"workplans/bad-{n:03d}.md": "no front matter\n" for n in range(250)}
     make_repo(fleet, "plans", files)
+    write(make_repo(fleet, "untracked"), {"notes.txt": "x\n"})  # listed whole
     settings = settings_for(tmp_path, fleet)
     event = run_sweep(settings)
-    [entry] = event.detail["repos_processed"]
+    [entry] = [e for e in event.detail["repos_processed"] if e["repo"] == "plans"]
     with Store.open(settings.database_path) as store:
         standing = store.assessments()["plans"]
         [stored] = store.events(limit=1)
     assert len(entry["findings"]) == 100
     assert entry["truncated"] is True
     assert entry["findings_total"] == len(standing.findings) > 250
-    assert stored.detail["repos_processed"][0]["findings_total"] == entry["findings_total"]
+    assert stored.detail == event.detail and event.detail["findings_truncated"] is True
+    shown = statehub("sweep", config=tmp_path / "statehub.toml")
+    unlisted = entry["findings_total"] - 100
+    assert f"{unlisted} more finding(s) not listed here: statehub findings" in shown.stdout
 
 
 def test_an_event_lists_a_bounded_number_of_findings_whatever_the_fleet(

@@ -96,6 +96,12 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
             [(item["repo"], finding) for item in processed for finding in item["findings"]],
             title=f"sweep {event.id}",
         )
+    unlisted = sum(
+        item.get("findings_total", len(item["findings"])) - len(item["findings"])
+        for item in processed
+    )
+    if unlisted > 0:  # the event's bound (issue 25): the standing assessments hold them all
+        out.print(plain(f"{unlisted} more finding(s) not listed here: statehub findings"))
     out.print(plain(f"event {event.id} ({event.event_type}): {summary.words()}"))
 
 

@@ -308,10 +308,16 @@ def _first_sweep(settings: Settings, exe: str, shown: str) -> None:
         for finding in entry["findings"]
         if finding["check"] != AUTOMATION_ERROR
     ]
+    # The findings the event's bound left unlisted (issue 25) count too.
+    unlisted = sum(
+        entry.get("findings_total", len(entry["findings"])) - len(entry["findings"])
+        for entry in detail["repos_processed"]
+    )
     repos = {entry["repo"] for entry in detail["repos_processed"]}
     errors = len(detail["automation_errors"])
+    total = len(findings) + unlisted
     sys.stdout.write(
-        f"first sweep: {len(findings)} finding(s) in {len(repos)} of {detail['repos_total']} "
+        f"first sweep: {total} finding(s) in {len(repos)} of {detail['repos_total']} "
         f"repo(s), {errors} automation error(s); see them: {exe} findings --config {shown}\n"
     )
     if findings:

@@ -56,10 +56,13 @@ class SweepSummary:
         reread = int(detail.get(Detail.REPOS_REASSESSED, len(processed)))
         chosen = event_type == EVENT_CHOSEN
         if chosen:
+            # An entry whose list the event's bound cut (issue 25) counts as failing: its
+            # unlisted findings are C-01..C-23 unless a repo has hundreds of C-00s.
             failing = sum(
                 1
                 for item in processed
-                if any(f.get("check") != AUTOMATION_ERROR for f in item.get("findings") or [])
+                if item.get("truncated")
+                or any(f.get("check") != AUTOMATION_ERROR for f in item.get("findings") or [])
             )
         else:
             failing = int(detail.get(Detail.ASSESSMENT_FAILURES) or 0)
