@@ -32,9 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from daemon_support import DaemonProcess, NotifySocket, runs, wait_for
+from daemon_support import DaemonProcess, NotifySocket, runs
 from gitfleet import make_repo, write_config
 from temporal_support import TemporalServer
+from waiting import wait_for
 
 
 def status_kb(pid: int, name: str) -> int:

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from daemon_support import store_rows
 from gitfleet import make_repo, write_config
 
 START_TIMEOUT = 30.0
@@ -152,10 +152,11 @@ def make_slow_repo(parent: Path, name: str, remote: HangingRemote) -> Path:
 
 def event_rows(database: Path) -> list[dict[str, Any]]:
     """Every row of ``progress_events``, read with plain sqlite3, oldest first."""
-    with contextlib.closing(sqlite3.connect(database)) as connection:
-        rows = connection.execute(
-            "SELECT id, event_type, created_at, detail FROM progress_events ORDER BY id"
-        ).fetchall()
+    rows = store_rows(
+        database,
+        "progress_events",
+        "SELECT id, event_type, created_at, detail FROM progress_events ORDER BY id",
+    )
     return [
         {"id": row[0], "event_type": row[1], "created_at": row[2], "detail": json.loads(row[3])}
         for row in rows
@@ -163,16 +164,6 @@ def event_rows(database: Path) -> list[dict[str, Any]]:
 
 
 def count_events(database: Path) -> int:
-    with contextlib.closing(sqlite3.connect(database)) as connection:
-        return int(connection.execute("SELECT count(*) FROM progress_events").fetchone()[0])
-
-
-def wait_for(predicate: Any, *, timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout`` seconds pass; returns the last."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
+    """How many ``progress_events`` rows the store holds (0 before it has the table)."""
+    rows = store_rows(database, "progress_events", "SELECT count(*) FROM progress_events")
+    return int(rows[0][0]) if rows else 0

@@ -21,23 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from waiting import wait_for
+
 # Contract section 8, verbatim (every test config keeps the default definition id).
 CONTRACT_QUERY = """select run_id, fired_at, scheduled_for,
        context_snapshot->'consistency_sweep_remote_all' as sweep_result
 from activity_runs where definition_id = '7c4e9a12-8f3b-4d5e-9c6a-1b2d3e4f5a6b'
 order by fired_at desc limit 5;"""
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 def contract_runs(database: Path) -> list[tuple[Any, ...]]:
@@ -46,16 +36,28 @@ def contract_runs(database: Path) -> list[tuple[Any, ...]]:
         return connection.execute(CONTRACT_QUERY).fetchall()
 
 
-def runs(database: Path, *, order: str = "fired_at") -> list[dict[str, Any]]:
-    """Every activity run, context parsed, ordered by the column ``order``: ``fired_at``
-    (oldest fire first) or ``rowid`` (as recorded). None before the database exists."""
-    if not database.exists():
+def store_rows(database: Path, table: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql``, which reads ``table`` (a table or a view), with plain sqlite3;
+    none while the store or that table does not exist yet (the file appears before its
+    schema is committed)."""
+    if not database.exists():  # sqlite3.connect would create it
         return []
     with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
-        rows = connection.execute(
-            "SELECT run_id, fired_at, scheduled_for, outcome, context_snapshot"
-            f" FROM activity_runs ORDER BY {order}"
-        ).fetchall()
+        exists = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?", (table,)
+        ).fetchone()
+        return connection.execute(sql).fetchall() if exists else []
+
+
+def runs(database: Path, *, order: str = "fired_at") -> list[dict[str, Any]]:
+    """Every activity run, context parsed, ordered by the column ``order``: ``fired_at``
+    (oldest fire first) or ``rowid`` (as recorded). None before the store has the table."""
+    rows = store_rows(
+        database,
+        "activity_runs",
+        "SELECT run_id, fired_at, scheduled_for, outcome, context_snapshot"
+        f" FROM activity_runs ORDER BY {order}",
+    )
     return [
         {
             "run_id": row[0],
@@ -69,17 +71,14 @@ def runs(database: Path, *, order: str = "fired_at") -> list[dict[str, Any]]:
 
 
 def decisions(database: Path) -> list[dict[str, Any]]:
-    """Every scheduler decision not to sweep (``schedule_decisions``), oldest first."""
-    if not database.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
-        try:
-            rows = connection.execute(
-                "SELECT decided_at, scheduled_for, decision, context FROM schedule_decisions"
-                " ORDER BY decided_at, id"
-            ).fetchall()
-        except sqlite3.OperationalError:  # being created
-            return []
+    """Every scheduler decision not to sweep (``schedule_decisions``), oldest first; none
+    before the store has the table."""
+    rows = store_rows(
+        database,
+        "schedule_decisions",
+        "SELECT decided_at, scheduled_for, decision, context FROM schedule_decisions"
+        " ORDER BY decided_at, id",
+    )
     return [
         {
             "decided_at": row[0],
@@ -92,17 +91,10 @@ def decisions(database: Path) -> list[dict[str, Any]]:
 
 
 def fire_markers(database: Path) -> list[str]:
-    """The ``hub_state`` keys of the fires in progress; none before the database exists
-    (or while it is being created: no table yet)."""
-    if not database.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
-        try:
-            rows = connection.execute(
-                "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
-            ).fetchall()
-        except sqlite3.OperationalError:
-            return []
+    """The ``hub_state`` keys of the fires in progress; none before the store has the table."""
+    rows = store_rows(
+        database, "hub_state", "SELECT key FROM hub_state WHERE key LIKE 'scheduler_fire:%'"
+    )
     return [row[0] for row in rows]
 
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon_support import wait_for
+from waiting import wait_for
 
 START_SECONDS = 60.0
 

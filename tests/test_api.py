@@ -28,7 +28,6 @@ from api_support import (
     make_slow_repo,
     serve_fleet,
     server_env,
-    wait_for,
 )
 from clirun import statehub
 from contract_keys import DETAIL_KEYS, EVENT_KEYS
@@ -36,6 +35,7 @@ from gitfleet import make_repo, write_config
 from statehub.api import SHUTDOWN_GRACE_SECONDS
 from statehub.lock import SweepLock
 from statehub.timefmt import parse_iso
+from waiting import wait_for
 
 SWEEP = "/consistency/sweep/remote-all"
 SLOW_FETCH = 4  # seconds a remote sweep of the hub's fleet lasts (its 'slow' repo hangs)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from api_support import ApiServer, client, free_port, wait_for
+from api_support import ApiServer, client, free_port
 from gitfleet import make_repo, write, write_config
+from waiting import wait_for
 
 
 def _config(folder: Path, fleet: Path, port: int, token: Path, **sections: str) -> Path:

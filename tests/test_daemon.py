@@ -22,7 +22,6 @@ from daemon_support import (
     contract_runs,
     decisions,
     runs,
-    wait_for,
 )
 from gitfleet import make_repo, write, write_config
 from statehub.lock import SweepLock
@@ -31,6 +30,7 @@ from statehub.settings import load_settings
 from statehub.store import Store
 from statehub.sweep import EVENT_ALL
 from statehub.timefmt import iso, utc_now
+from waiting import wait_for
 
 ACTIVE_EVERY_MINUTE = 'mode = "active"\ntrigger = "* * * * *"'
 NEVER_SOON = 'trigger = "0 0 1 1 *"'  # once a year: no fire during a test

@@ -20,8 +20,8 @@ import pytest
 
 import clirun
 from api_support import event_rows
-from daemon_support import wait_for
 from gitfleet import make_repo
+from waiting import wait_for
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 STAMP = CHECKOUT / ".venv" / ".statehub-installed"

@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from api_support import HangingRemote, client, event_rows, make_slow_repo, serve_fleet
 from clirun import start_statehub, statehub
 from contract_keys import sweep_detail
-from daemon_support import DaemonProcess, contract_runs, decisions, runs, wait_for
+from daemon_support import DaemonProcess, contract_runs, decisions, runs
 from gitfleet import make_repo, write_config
 from statehub.compare import compare
 from statehub.daemonstate import read_daemon
@@ -36,6 +36,7 @@ from statehub.store import schema as storeschema
 from statehub.sweep import EVENT_ALL
 from statehub.systemd_notify import Notifier
 from statehub.timefmt import iso, utc_now
+from waiting import wait_for
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -29,7 +29,6 @@ from api_support import (
     event_rows,
     make_slow_repo,
     serve_fleet,
-    wait_for,
 )
 from clirun import start_statehub, statehub
 from daemon_support import CONTRACT_QUERY, fire_markers, runs
@@ -42,6 +41,7 @@ from statehub.lock import SweepLock
 from statehub.runs import scheduled_sweep
 from statehub.settings import load_settings
 from statehub.timefmt import iso, parse_iso, utc_now
+from waiting import wait_for
 
 SWEEP = "/consistency/sweep/remote-all"
 DEFINITION_ID = "7c4e9a12-8f3b-4d5e-9c6a-1b2d3e4f5a6b"  # the default [schedule] id

@@ -23,7 +23,7 @@ import pytest
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from daemon_support import NotifySocket, wait_for
+from daemon_support import NotifySocket
 from gitfleet import make_repo, write_config
 from statehub import scheduler
 from statehub.cancel import Cancel
@@ -40,6 +40,7 @@ from statehub.store import ActivityRun, Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN
 from statehub.systemd_notify import Notifier, ascii_status, watchdog_interval
 from statehub.timefmt import iso, utc_now
+from waiting import wait_for
 
 T0 = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 

@@ -30,12 +30,12 @@ from daemon_support import (
     decisions,
     fire_markers,
     runs,
-    wait_for,
 )
 from gitfleet import HangingServer, make_repo, write_config
 from statehub.timefmt import parse_iso, utc_now
 from temporal_support import TemporalServer, free_port, status
 from test_alerts import Receiver
+from waiting import wait_for
 
 SCHEDULE_ID_LINE = 'schedule_id = "{}"'
 FAR_TRIGGER = "30 4 1 1 *"  # once a year: the schedule never fires by itself during a test

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api_support import client, free_port
-from daemon_support import NotifySocket, wait_for
+from api_support import client, count_events, free_port
+from daemon_support import NotifySocket
 from gitfleet import git, make_repo, write_config
 from test_infra import API_UNIT, SWEEPD_UNIT, SYNC_SERVICE, SYSTEMD, unit_exec_start
 from unitfile import unit_settings
@@ -36,6 +36,7 @@ from unitsandbox import (
     sandboxed,
     stop_unit,
 )
+from waiting import wait_for
 
 INSTALLED_BINARY = "/opt/statehub/bin/statehub"
 
@@ -292,7 +293,7 @@ def test_sweepd_unit_exec_start_sweeps_clean(tmp_path: Path) -> None:
     database = view.state / "statehub.db"
     try:
         wait_for(
-            lambda: process.poll() is not None or (database.exists() and _has_event(database)),
+            lambda: process.poll() is not None or _has_event(database),
             timeout=90,
             what="the daemon's first sweep",
             step=0.5,
@@ -310,8 +311,4 @@ def test_sweepd_unit_exec_start_sweeps_clean(tmp_path: Path) -> None:
 
 
 def _has_event(database: Path) -> bool:
-    try:
-        with sqlite3.connect(database) as connection:
-            return bool(connection.execute("SELECT count(*) FROM progress_events").fetchone()[0])
-    except sqlite3.Error:
-        return False
+    return count_events(database) > 0

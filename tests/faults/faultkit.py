@@ -8,7 +8,6 @@ statehub, so a test sees exactly what was committed.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import sqlite3
@@ -17,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon_support import runs
+from daemon_support import runs, store_rows
 from gitfleet import good_files, make_repo
 
 HERE = Path(__file__).resolve().parent
@@ -89,26 +88,15 @@ def _read(database: Path, sql: str) -> list[tuple[Any, ...]]:
         return connection.execute(sql).fetchall()
 
 
-def events(database: Path) -> list[dict[str, Any]]:
-    """Every progress event, oldest first, detail parsed."""
-    rows = _read(
-        database, "SELECT id, event_type, created_at, detail FROM progress_events ORDER BY id"
-    )
-    return [
-        {"id": row[0], "event_type": row[1], "created_at": row[2], "detail": json.loads(row[3])}
-        for row in rows
-    ]
-
-
 def activity_runs(database: Path) -> list[dict[str, Any]]:
     """Every activity run in the order recorded, context parsed."""
     return runs(database, order="rowid")
 
 
 def hub_state(database: Path) -> dict[str, str]:
-    return {
-        str(key): str(value) for key, value in _read(database, "SELECT key, value FROM hub_state")
-    }
+    """Every ``hub_state`` key and value; none before the store has the table."""
+    rows = store_rows(database, "hub_state", "SELECT key, value FROM hub_state")
+    return {str(key): str(value) for key, value in rows}
 
 
 def integrity(database: Path) -> str:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from faultkit import activity_runs, copy_fleet, events, rss_kib
+from faultkit import activity_runs, copy_fleet, rss_kib
 
-from api_support import ApiServer, client, free_port
-from daemon_support import DaemonProcess, wait_for
+from api_support import ApiServer, client, event_rows, free_port
+from daemon_support import DaemonProcess
 from gitfleet import write_config
+from waiting import wait_for
 
 IDLE_AFTER_FIRE = 2.0  # seconds after a recorded run before its process counts as idle
 _NEXT = re.compile(r"next: (?:(\d{4}-\d\d-\d\d) )?(\d\d:\d\d:\d\d)Z")
@@ -164,7 +165,7 @@ def run_soak(
             daemon.close()
             api_exit = server.stop()
     runs = activity_runs(database)
-    by_id = {event["id"]: event for event in events(database)}
+    by_id = {event["id"]: event for event in event_rows(database)}
     return SoakResult(
         slots=expected,
         runs=runs,

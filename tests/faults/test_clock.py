@@ -24,12 +24,12 @@ import apscheduler.schedulers.base
 import pytest
 from faultkit import activity_runs
 
-from daemon_support import wait_for
 from gitfleet import make_repo, write_config
 from statehub.scheduler import Daemon
 from statehub.settings import Settings, load_settings
 from statehub.systemd_notify import Notifier
 from statehub.timefmt import iso
+from waiting import wait_for
 
 START = datetime(2026, 11, 27, 10, 0, 58, tzinfo=UTC)  # 2 s before the 10:01 slot
 SETTLE = 0.5  # seconds given to a wake-up that must fire nothing, before looking

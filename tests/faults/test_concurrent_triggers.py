@@ -19,9 +19,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from faultkit import activity_runs, copy_fleet, events, integrity
+from faultkit import activity_runs, copy_fleet, integrity
 
-from api_support import ApiServer, client, free_port
+from api_support import ApiServer, client, event_rows, free_port
 from clirun import statehub
 from gitfleet import HangingServer, make_repo, write_config
 from statehub.lock import is_locked
@@ -104,7 +104,7 @@ def test_two_hundred_concurrent_triggers_one_sweep_at_a_time(tmp_path: Path, fle
     told += [json.loads(out)["id"] for _, out, _ in results["cli"]]
     fired = [json.loads(out) for _, out, _ in results["fire"]]
     told += [run["context_snapshot"]["progress_event_id"] for run in fired]
-    stored = events(database)
+    stored = event_rows(database)
     assert len(stored) == HTTP + CLI + FIRES == 200
     assert sorted(told) == [event["id"] for event in stored]
     sources = [event["detail"]["source"] for event in stored]

@@ -25,12 +25,12 @@ from typing import Any
 
 import httpx
 import pytest
-from faultkit import IN_PROGRESS, events, hub_state, integrity
+from faultkit import IN_PROGRESS, hub_state, integrity
 
-from api_support import ApiServer, client, free_port
+from api_support import ApiServer, client, event_rows, free_port
 from clirun import STATEHUB, statehub
-from daemon_support import wait_for
 from gitfleet import HangingServer, make_repo, write_config
+from waiting import wait_for
 
 SWEEP = "/consistency/sweep/remote-all"
 BUSY_SECONDS = 5  # statehub.store.BUSY_TIMEOUT_MS: how long a writer waits for the lock
@@ -75,7 +75,7 @@ def make_scene(tmp_path: Path, fleet: Path, hanging: HangingServer, database: Pa
     config.write_text(text.replace('"statehub.db"', f'"{database}"'), encoding="utf-8")
     first = statehub("sweep", "--json", config=config)
     assert first.returncode == 0, first.stderr
-    assert len(events(database)) == 1
+    assert len(event_rows(database)) == 1
     return Scene(config=config, database=database, port=port)
 
 
@@ -107,7 +107,7 @@ def assert_next_sweep_succeeds(scene: Scene, before: list[dict[str, Any]]) -> No
     """The next sweep exits 0; the events are those before plus exactly this one."""
     result = statehub("sweep", "--json", config=scene.config)
     assert result.returncode == 0, result.stderr
-    after = events(scene.database)
+    after = event_rows(scene.database)
     assert after[: len(before)] == before
     [new] = after[len(before) :]
     assert new["detail"]["lock_skipped"] is False
@@ -217,10 +217,10 @@ FULL = r"(disk I/O error|database or disk is full) \(its file system is full: \d
 
 def test_locked_database_is_one_c00_line(scene: Scene) -> None:
     """Another writer holds the database past the 5 s busy timeout: exit 1, one line, no event."""
-    before = events(scene.database)
+    before = event_rows(scene.database)
     with exclusive_writer(scene.database):
         result = statehub("sweep", "--json", config=scene.config, timeout=30)
-        assert events(scene.database) == before
+        assert event_rows(scene.database) == before
     assert_one_error_line(result, re.escape(error_line(scene, "database is locked")))
     assert IN_PROGRESS not in hub_state(scene.database)
     assert_next_sweep_succeeds(scene, before)
@@ -228,10 +228,10 @@ def test_locked_database_is_one_c00_line(scene: Scene) -> None:
 
 def test_read_only_database_is_one_c00_line(scene: Scene) -> None:
     """A database file that cannot be written: exit 1, one line, no event; then it works."""
-    before = events(scene.database)
+    before = event_rows(scene.database)
     with read_only(scene.database):
         result = statehub("sweep", "--json", config=scene.config)
-        assert events(scene.database) == before
+        assert event_rows(scene.database) == before
     reason = "attempt to write a readonly database"
     assert_one_error_line(result, re.escape(error_line(scene, reason)))
     assert IN_PROGRESS not in hub_state(scene.database)
@@ -275,12 +275,12 @@ def test_full_disk_is_one_c00_line(tmp_path: Path, fleet: Path, hanging: Hanging
     """A full file system (a 4 MiB tmpfs): exit 1, one line saying so; then it works."""
     with small_tmpfs(tmp_path / "disk") as disk:
         scene = make_scene(tmp_path, fleet, hanging, disk / "statehub.db")
-        before = events(scene.database)
+        before = event_rows(scene.database)
         filler = fill(disk)
         result = statehub("sweep", "--json", config=scene.config)
         assert_one_error_line(result, re.escape(error_line(scene, "")) + FULL)
         filler.unlink()
-        assert events(scene.database) == before
+        assert event_rows(scene.database) == before
         assert IN_PROGRESS not in hub_state(scene.database)
         assert_next_sweep_succeeds(scene, before)
 
@@ -294,7 +294,7 @@ def test_file_size_limit_is_one_c00_line(scene: Scene) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
         resource.setrlimit(resource.RLIMIT_FSIZE, (36 * 1024, 36 * 1024))
 
-    before = events(scene.database)
+    before = event_rows(scene.database)
     result = subprocess.run(
         [*STATEHUB, "sweep", "--json", "--config", str(scene.config)],
         capture_output=True,
@@ -304,14 +304,14 @@ def test_file_size_limit_is_one_c00_line(scene: Scene) -> None:
         check=False,
     )
     assert_one_error_line(result, re.escape(error_line(scene, "disk I/O error")))
-    assert events(scene.database) == before
+    assert event_rows(scene.database) == before
     # A sweep that failed after its marker was committed is recorded as interrupted by the
     # next one: one complete event for it, never a partial one.
     stuck = IN_PROGRESS in hub_state(scene.database)
     print("the failed sweep left its marker:", stuck)
     result = statehub("sweep", "--json", config=scene.config)
     assert result.returncode == 0, result.stderr
-    after = events(scene.database)
+    after = event_rows(scene.database)
     assert after[: len(before)] == before
     added = after[len(before) :]
     assert [bool(event["detail"].get("interrupted")) for event in added] == (
@@ -362,7 +362,7 @@ def assert_available(server: ApiServer, before: list[dict[str, Any]], database: 
         sweep = http.post(SWEEP, json={})
     assert (health.status_code, health.json()["database"]) == (200, "ok")
     assert sweep.status_code == 200
-    after = events(database)
+    after = event_rows(database)
     assert after[: len(before)] == before
     assert [event["id"] for event in after[len(before) :]] == [sweep.json()["id"]]
     assert "Traceback" not in server.log_text()
@@ -371,18 +371,18 @@ def assert_available(server: ApiServer, before: list[dict[str, Any]], database: 
 def test_api_locked_database_is_503(scene: Scene) -> None:
     """Locked past the busy timeout: POST 503 and /healthz 503 name it; then both 200."""
     with ApiServer(scene.config, scene.port) as server:
-        before = events(scene.database)
+        before = event_rows(scene.database)
         with exclusive_writer(scene.database):
             sweep, health = post_and_health(server.url)
         assert_unavailable(scene, sweep, health, re.escape("database is locked"))
-        assert events(scene.database) == before
+        assert event_rows(scene.database) == before
         assert_available(server, before, scene.database)
 
 
 def test_api_read_only_database_is_503(scene: Scene) -> None:
     """A database file that cannot be written: POST 503 and /healthz 503; then both 200."""
     with ApiServer(scene.config, scene.port) as server:
-        before = events(scene.database)
+        before = event_rows(scene.database)
         with read_only(scene.database, open_elsewhere=True):
             sweep, health = post_and_health(server.url)
         # A new connection opens the file read-only; one reusing a descriptor the server
@@ -395,7 +395,7 @@ def test_api_read_only_database_is_503(scene: Scene) -> None:
             )
         )
         assert_unavailable(scene, sweep, health, reason)
-        assert events(scene.database) == before
+        assert event_rows(scene.database) == before
         assert_available(server, before, scene.database)
 
 
@@ -428,7 +428,7 @@ def test_api_full_disk_is_503(tmp_path: Path, fleet: Path, hanging: HangingServe
     with small_tmpfs(tmp_path / "disk") as disk:
         scene = make_scene(tmp_path, fleet, hanging, disk / "statehub.db")
         with ApiServer(scene.config, scene.port, log=tmp_path / "serve.log") as server:
-            before = events(scene.database)
+            before = event_rows(scene.database)
             filler = fill(disk)
             sweep, health = post_and_health(server.url)
             assert sweep.status_code == 503
@@ -444,6 +444,6 @@ def test_api_full_disk_is_503(tmp_path: Path, fleet: Path, hanging: HangingServe
                 health.json()["database"],
             ), health.json()
             filler.unlink()
-            assert events(scene.database) == before
+            assert event_rows(scene.database) == before
             assert IN_PROGRESS not in hub_state(scene.database)
             assert_available(server, before, scene.database)

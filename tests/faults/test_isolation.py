@@ -12,7 +12,6 @@ import json
 import os
 import resource
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,17 +25,17 @@ from faultkit import (
     IN_PROGRESS,
     LAUNCH,
     child_pids,
-    events,
     hub_state,
     is_running,
     worker_pids,
 )
 
 import hostilekit
-from api_support import client, serve_fleet
+from api_support import client, event_rows, serve_fleet
 from clirun import start_statehub, statehub
 from daemon_support import NotifySocket
 from gitfleet import HangingServer, make_repo, write_config
+from waiting import wait_for
 
 REPO_TIMEOUT = 3
 MEMORY_MB = 256
@@ -44,24 +43,9 @@ STOP_GRACE = 10  # the documented grace of `statehub serve` on SIGTERM
 SETTLE = 15.0  # bound of every wait for something that takes well under a second
 
 
-def wait_until(predicate: Any, what: str, timeout: float = SETTLE) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def sweeping(database: Path) -> bool:
     """True once a sweep of ``database`` has taken the lock (its in-progress marker is set)."""
-    if not database.exists():  # sqlite3.connect would create it
-        return False
-    try:
-        return IN_PROGRESS in hub_state(database)
-    except sqlite3.Error:  # the store is being created
-        return False
+    return IN_PROGRESS in hub_state(database)
 
 
 def sweep_json(config: Path, *args: str, timeout: float = 120) -> dict[str, Any]:
@@ -154,8 +138,8 @@ def test_a_stuck_sweep_leaves_the_api_responsive_and_stoppable(tmp_path: Path, f
         stuck = threading.Thread(target=post, daemon=True)
         stuck.start()
         database = tmp_path / "statehub.db"
-        wait_until(lambda: sweeping(database), "the sweep to start")
-        workers = wait_until(lambda: worker_pids(server.process.pid), "the sweep's workers")
+        wait_for(lambda: sweeping(database), SETTLE, "the sweep to start")
+        workers = wait_for(lambda: worker_pids(server.process.pid), SETTLE, "the sweep's workers")
 
         with client(server.url, timeout=5) as http:
             health = http.get("/healthz")
@@ -170,10 +154,10 @@ def test_a_stuck_sweep_leaves_the_api_responsive_and_stoppable(tmp_path: Path, f
     assert status == 0
     stuck.join(10)
     assert answers == [503]  # the stuck request is told the server stopped
-    wait_until(lambda: not any(is_running(pid) for pid in workers), "the workers to die")
+    wait_for(lambda: not any(is_running(pid) for pid in workers), SETTLE, "the workers to die")
 
     after = sweep_json(server.config, "--max-seconds", "2")
-    interrupted = [e for e in events(database) if e["detail"].get("interrupted")]
+    interrupted = [e for e in event_rows(database) if e["detail"].get("interrupted")]
     assert len(interrupted) == 1
     assert after["skipped_budget"] == ["fifo-object"]  # still stuck: its worker cut at 2 s
 
@@ -198,17 +182,22 @@ def test_a_stuck_sweep_keeps_the_daemon_watchdog_and_sigterm(tmp_path: Path, fle
     )
     try:
         database = tmp_path / "statehub.db"
-        wait_until(lambda: sweeping(database), "the fire")
-        workers = wait_until(lambda: worker_pids(daemon.pid), "the sweep's workers")
+        wait_for(lambda: sweeping(database), SETTLE, "the fire")
+        workers = wait_for(lambda: worker_pids(daemon.pid), SETTLE, "the sweep's workers")
         since = time.monotonic()
-        time.sleep(3)
-        pings = [moment for moment, value in notify.fields("WATCHDOG") if moment >= since]
-        assert len(pings) >= 4  # one every half WATCHDOG_USEC, the sweep notwithstanding
+        # One ping every half WATCHDOG_USEC, the sweep notwithstanding: four of them come
+        # while the sweep is still stuck on its repo.
+        wait_for(
+            lambda: len([m for m, _ in notify.fields("WATCHDOG") if m >= since]) >= 4,
+            SETTLE,
+            "four watchdog pings during the stuck sweep",
+        )
+        assert sweeping(database) and all(is_running(pid) for pid in workers)
 
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(STOP_GRACE + 5) == 0
         assert notify.fields("STOPPING")
-        wait_until(lambda: not any(is_running(pid) for pid in workers), "the workers to die")
+        wait_for(lambda: not any(is_running(pid) for pid in workers), SETTLE, "the workers to die")
     finally:
         if daemon.poll() is None:
             daemon.kill()
@@ -223,16 +212,18 @@ def test_kill_9_mid_sweep_leaves_no_worker_and_is_recorded(tmp_path: Path, fleet
     config = write_config(tmp_path, roots=[fleet], sweep="max_seconds = 300\nworkers = 2")
     sweep = start_statehub("sweep", "--all", config=config)
     try:
-        workers = wait_until(
-            lambda: len(worker_pids(sweep.pid)) == 2 and worker_pids(sweep.pid), "two workers"
+        workers = wait_for(
+            lambda: len(worker_pids(sweep.pid)) == 2 and worker_pids(sweep.pid),
+            SETTLE,
+            "two workers",
         )
     finally:
         sweep.kill()
         sweep.wait(10)
-    wait_until(lambda: not any(is_running(pid) for pid in workers), "the workers to die")
+    wait_for(lambda: not any(is_running(pid) for pid in workers), SETTLE, "the workers to die")
 
     detail = sweep_json(config, "--max-seconds", "2")
-    recorded = events(tmp_path / "statehub.db")
+    recorded = event_rows(tmp_path / "statehub.db")
     assert [e["detail"].get("interrupted", False) for e in recorded] == [True, False]
     assert detail["lock_skipped"] is False
     assert "good" in detail["skipped_clean"] + [e["repo"] for e in detail["repos_processed"]]
@@ -247,7 +238,7 @@ def test_a_killed_sweep_leaves_no_fetch_behind(tmp_path: Path, fleet: Path) -> N
         )
         sweep = start_statehub("sweep", "--all", "--remote", config=config)
         try:
-            worker, fetch = wait_until(
+            worker, fetch = wait_for(
                 lambda: next(
                     (
                         (pid, child_pids(pid, b"fetch"))
@@ -256,13 +247,14 @@ def test_a_killed_sweep_leaves_no_fetch_behind(tmp_path: Path, fleet: Path) -> N
                     ),
                     None,
                 ),
+                SETTLE,
                 "a worker running git fetch",
             )
         finally:
             sweep.kill()
             sweep.wait(10)
-        wait_until(lambda: not is_running(worker), "the worker to die")
-        wait_until(lambda: not any(is_running(pid) for pid in fetch), "its git fetch to die")
+        wait_for(lambda: not is_running(worker), SETTLE, "the worker to die")
+        wait_for(lambda: not any(is_running(pid) for pid in fetch), SETTLE, "its git fetch to die")
 
 
 def test_two_configs_reaching_one_database_share_one_lock(tmp_path: Path, fleet: Path) -> None:
@@ -282,7 +274,7 @@ def test_two_configs_reaching_one_database_share_one_lock(tmp_path: Path, fleet:
     )
     holder = start_statehub("sweep", "--all", config=direct)
     try:
-        wait_until(lambda: sweeping(real / "statehub.db"), "the first sweep")
+        wait_for(lambda: sweeping(real / "statehub.db"), SETTLE, "the first sweep")
         detail = sweep_json(through_link)
     finally:
         holder.kill()

@@ -27,7 +27,6 @@ from faultkit import (
     activity_runs,
     child_commands,
     copy_fleet,
-    events,
     hub_state,
     integrity,
     kill9,
@@ -35,13 +34,13 @@ from faultkit import (
     touch_indexes,
 )
 
-from api_support import ApiServer, client, free_port
+from api_support import ApiServer, client, event_rows, free_port
 from clirun import start_statehub, statehub
-from daemon_support import wait_for
 from gitfleet import HangingServer, make_repo, write_config
 from statehub.lock import is_locked
 from statehub.settings import load_settings
 from statehub.sweep import run_sweep
+from waiting import wait_for
 
 SEED = 20261127
 KILLS = {"cli": 8, "api": 6, "daemon": 6}
@@ -155,7 +154,7 @@ def test_twenty_random_kills_lose_nothing(scene: Scene) -> None:
         if reread:  # the sweep assesses every repo again, not only fetches
             touch_indexes(scene.copies)
         delay = rng.uniform(0.0, WINDOW)
-        before, runs_before = events(database), activity_runs(database)
+        before, runs_before = event_rows(database), activity_runs(database)
 
         victim = Victim(scene, entry, n)
         marker = started_marker(database)
@@ -167,7 +166,7 @@ def test_twenty_random_kills_lose_nothing(scene: Scene) -> None:
         # Right after the kill: the file is sound, every committed event is intact and
         # the killed sweep wrote none; the lock is free.
         assert integrity(database) == "ok"
-        assert events(database) == before
+        assert event_rows(database) == before
         assert not is_locked(database)
         assert json.loads(hub_state(database)[IN_PROGRESS]) == marker
 
@@ -180,7 +179,7 @@ def test_twenty_random_kills_lose_nothing(scene: Scene) -> None:
             answer = statehub("sweep", "--json", "--source", f"next-{n}", config=scene.config)
             assert answer.returncode == 0, answer.stderr
             event_id = json.loads(answer.stdout)["id"]
-        after = events(database)
+        after = event_rows(database)
         assert after[: len(before)] == before
         interrupted, recovered = after[len(before) :]
         assert interrupted["event_type"] == marker["event_type"] == "consistency_sweep_remote_all"
@@ -226,7 +225,8 @@ def test_twenty_random_kills_lose_nothing(scene: Scene) -> None:
     elapsed = time.monotonic() - started
     print(f"20 kills in {elapsed:.1f} s:\n" + "\n".join(report))
     assert len(report) == 20
-    assert sum(1 for event in events(database) if event["detail"].get("interrupted")) == len(order)
+    interrupted = [event for event in event_rows(database) if event["detail"].get("interrupted")]
+    assert len(interrupted) == len(order)
 
 
 # -- a kill at every write boundary ---------------------------------------------------------
@@ -269,7 +269,7 @@ def test_kill_before_and_after_every_commit_loses_nothing(tmp_path: Path, fleet:
     plant_stale_marker(database)
     baseline = tmp_path / "baseline.db"
     baseline.write_bytes(database.read_bytes())
-    history = events(database)
+    history = event_rows(database)
     log = tmp_path / "kill.log"
 
     counting = popen_launch(
@@ -287,14 +287,14 @@ def test_kill_before_and_after_every_commit_loses_nothing(tmp_path: Path, fleet:
             )
             assert process.wait(timeout=60) == -9
             assert integrity(database) == "ok"
-            left = events(database)
+            left = event_rows(database)
             assert left[: len(history)] == history
             killed_marker = hub_state(database).get(IN_PROGRESS)
             written = [event["detail"]["run_id"] for event in left[len(history) :]]
 
             recovery = run_sweep(settings)
             assert recovery.detail["lock_skipped"] is False
-            final = events(database)
+            final = event_rows(database)
             assert final[: len(left)] == left
             run_ids = [event["detail"]["run_id"] for event in final[len(history) :]]
             # Every run is recorded exactly once: the stale one, the killed one if it
