@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from statehub.scheduler import TEST_TRIGGER_SECONDS_ENV
 from waiting import wait_for
 
 # Contract section 8, verbatim (every test config keeps the default definition id).
@@ -98,11 +99,23 @@ def fire_markers(database: Path) -> list[str]:
     return [row[0] for row in rows]
 
 
-def clear_of_minute_boundary(seconds_needed: float) -> None:
-    """Sleep past the next full minute if fewer than ``seconds_needed`` s are left before it."""
-    left = 60 - time.time() % 60
-    if left < seconds_needed:
-        time.sleep(left + 1)
+def clear_of_slot_boundary(period: int, seconds_needed: float) -> None:
+    """Wait until at least ``seconds_needed`` s are left before the next fire of a trigger
+    that fires every ``period`` seconds (on the wall clock, as cron does)."""
+    assert seconds_needed < period
+    wait_for(
+        lambda: period - time.time() % period >= seconds_needed,
+        period,
+        f"{seconds_needed} s clear of a {period} s slot boundary",
+        step=0.1,
+    )
+
+
+def fire_every_env(seconds: int) -> dict[str, str]:
+    """The environment that makes a daemon fire at every ``seconds``-th second of the minute
+    instead of at its ``[schedule] trigger`` (a test hook of ``statehub.scheduler``)."""
+    assert 60 % seconds == 0, "a divisor of 60, so that every minute has the same slots"
+    return {TEST_TRIGGER_SECONDS_ENV: str(seconds)}
 
 
 class NotifySocket:
@@ -178,6 +191,9 @@ class DaemonProcess:
     """``python -m statehub daemon --config CFG`` as a subprocess; stderr is collected.
 
     ``command`` runs another long-running command the same way (``("temporal", "worker")``).
+    ``fire_every`` (seconds, a divisor of 60) replaces the schedule's trigger with the
+    daemon's test trigger (``statehub.scheduler.TEST_TRIGGER_SECONDS_ENV``): fires at every
+    N-th second of the minute, so a test of real fires takes seconds.
     """
 
     def __init__(
@@ -189,8 +205,11 @@ class DaemonProcess:
         journal: bool = False,
         extra_env: dict[str, str] | None = None,
         command: tuple[str, ...] = ("daemon",),
+        fire_every: int | None = None,
     ) -> None:
         env = dict(os.environ)
+        if fire_every is not None:
+            env.update(fire_every_env(fire_every))
         if notify is not None:
             env["NOTIFY_SOCKET"] = notify.path
         if watchdog_usec is not None:

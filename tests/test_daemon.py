@@ -18,7 +18,7 @@ from clirun import start_statehub, statehub
 from daemon_support import (
     DaemonProcess,
     NotifySocket,
-    clear_of_minute_boundary,
+    clear_of_slot_boundary,
     contract_runs,
     decisions,
     runs,
@@ -32,7 +32,7 @@ from statehub.sweep import EVENT_ALL
 from statehub.timefmt import iso, utc_now
 from waiting import wait_for
 
-ACTIVE_EVERY_MINUTE = 'mode = "active"\ntrigger = "* * * * *"'
+FIRE_EVERY = 20  # seconds: the daemons' test trigger (a real minute: test_fires_on_the_minute)
 NEVER_SOON = 'trigger = "0 0 1 1 *"'  # once a year: no fire during a test
 
 
@@ -78,16 +78,12 @@ def append_primary_sweep(config: Path, created_at: datetime, source: str = "acti
 def test_real_fires_in_each_mode(
     tmp_path: Path, small_fleet: Path, notify: NotifySocket, daemons: list[DaemonProcess]
 ) -> None:
-    """Three daemons wait for the same minute: active sweeps, standby idles or takes over."""
+    """Three daemons wait for the same slot: active sweeps, standby idles or takes over."""
     active_cfg = write_config(
-        folder(tmp_path, "active"), roots=[small_fleet], schedule=ACTIVE_EVERY_MINUTE
+        folder(tmp_path, "active"), roots=[small_fleet], schedule='mode = "active"'
     )
-    idle_cfg = write_config(
-        folder(tmp_path, "idle"), roots=[small_fleet], schedule='trigger = "* * * * *"'
-    )
-    takeover_cfg = write_config(
-        folder(tmp_path, "takeover"), roots=[small_fleet], schedule='trigger = "* * * * *"'
-    )
+    idle_cfg = write_config(folder(tmp_path, "idle"), roots=[small_fleet])
+    takeover_cfg = write_config(folder(tmp_path, "takeover"), roots=[small_fleet])
     append_primary_sweep(idle_cfg, utc_now())
     append_primary_sweep(takeover_cfg, utc_now() - timedelta(hours=2))
     active_db, idle_db, takeover_db = (
@@ -95,10 +91,16 @@ def test_real_fires_in_each_mode(
     )
 
     # The bad-config reload below must happen before the first fire.
-    clear_of_minute_boundary(8)
-    active = DaemonProcess(active_cfg, notify=notify, watchdog_usec=2_000_000, journal=True)
-    idle = DaemonProcess(idle_cfg)
-    takeover = DaemonProcess(takeover_cfg)
+    clear_of_slot_boundary(FIRE_EVERY, 10)
+    active = DaemonProcess(
+        active_cfg,
+        notify=notify,
+        watchdog_usec=2_000_000,
+        journal=True,
+        fire_every=FIRE_EVERY,
+    )
+    idle = DaemonProcess(idle_cfg, fire_every=FIRE_EVERY)
+    takeover = DaemonProcess(takeover_cfg, fire_every=FIRE_EVERY)
     daemons.extend([active, idle, takeover])
     ready_at, _ = notify.wait_field("READY", 10)
     for daemon in (idle, takeover):
@@ -117,15 +119,15 @@ def test_real_fires_in_each_mode(
     assert not runs(active_db)  # no fire yet: the one below comes after the refused reload
 
     for database in (active_db, takeover_db):
-        wait_for(lambda database=database: runs(database), 75, f"a fire in {database}")
-    wait_for(lambda: decisions(idle_db), 75, "the idle standby's decision")
+        wait_for(lambda database=database: runs(database), FIRE_EVERY + 15, f"a fire in {database}")
+    wait_for(lambda: decisions(idle_db), FIRE_EVERY + 15, "the idle standby's decision")
     fire_seen = time.monotonic()
 
     # active: swept as local-daemon at the slot, visible through the contract's query.
     [active_run] = runs(active_db)
     assert active_run["outcome"] == "swept"
     slot = datetime.fromisoformat(str(active_run["scheduled_for"]).replace("Z", "+00:00"))
-    assert slot.second == 0 and slot.microsecond == 0
+    assert slot.second % FIRE_EVERY == 0 and slot.microsecond == 0
     fired_at = datetime.fromisoformat(str(active_run["fired_at"]).replace("Z", "+00:00"))
     assert timedelta(0) <= fired_at - slot < timedelta(seconds=1)
     [(run_id, _, scheduled_for, sweep_result)] = contract_runs(active_db)
@@ -171,6 +173,27 @@ def test_real_fires_in_each_mode(
         assert daemon.wait(10) == 0
     assert time.monotonic() - stop_sent < 10
     notify.wait_field("STOPPING", 2, after=stop_sent)
+
+
+@pytest.mark.slow
+def test_fires_on_the_minute(
+    tmp_path: Path, small_fleet: Path, daemons: list[DaemonProcess]
+) -> None:
+    """Without the test trigger, ``* * * * *`` fires at second 0 of two real minutes."""
+    config = write_config(
+        tmp_path, roots=[small_fleet], schedule='mode = "active"\ntrigger = "* * * * *"'
+    )
+    daemon = DaemonProcess(config)
+    daemons.append(daemon)
+    database = load_settings(config).database_path
+    fired = wait_for(lambda: runs(database)[1:] and runs(database), 130, "two fires")
+    slots = [datetime.fromisoformat(str(run["scheduled_for"])) for run in fired]
+    assert [(slot.second, slot.microsecond) for slot in slots] == [(0, 0), (0, 0)]
+    assert slots[1] - slots[0] == timedelta(minutes=1)
+    assert [run["outcome"] for run in fired] == ["swept", "swept"]
+    assert not any("test trigger" in line for line in daemon.lines())
+    daemon.send(signal.SIGTERM)
+    assert daemon.wait(10) == 0
 
 
 def test_sighup_reloads_mode_and_enabled(

@@ -54,6 +54,7 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from statehub.cancel import Cancel, raise_on_sigterm
@@ -113,6 +114,22 @@ def schedule_trigger(settings: Settings) -> Any:
         raise ConfigError(shown, "schedule.trigger", f"{schedule.trigger!r}: {exc}") from None
 
 
+# A hook of the test suite, not a setting (issue 24): set to N (a divisor of 60), the daemon
+# fires at every N-th second of the minute instead of at [schedule] trigger, so that a test
+# of real fires takes seconds, not minutes. Read from this process's environment only, never
+# from the configuration file; a daemon that runs with it says so at WARNING.
+TEST_TRIGGER_SECONDS_ENV = "_STATEHUB_TEST_TRIGGER_SECONDS"
+
+
+def _test_trigger(settings: Settings) -> Any:
+    """The seconds-level trigger of :data:`TEST_TRIGGER_SECONDS_ENV`, or None when unset."""
+    seconds = os.environ.get(TEST_TRIGGER_SECONDS_ENV, "")
+    if not seconds:
+        return None
+    log.warning("test trigger: firing every %s s, not at %r", seconds, settings.schedule.trigger)
+    return CronTrigger(second=f"*/{int(seconds)}", timezone=settings.schedule.zone)
+
+
 def validate_for_daemon(settings: Settings) -> Any:
     """Check what only the daemon needs (trigger, API token); returns the trigger.
 
@@ -121,7 +138,8 @@ def validate_for_daemon(settings: Settings) -> Any:
     trigger = schedule_trigger(settings)
     if settings.schedule.trigger_via == "http":
         read_token(settings)
-    return trigger
+    test_trigger = _test_trigger(settings)
+    return trigger if test_trigger is None else test_trigger
 
 
 # -- the daemon -----------------------------------------------------------------------

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from faultkit import activity_runs, copy_fleet, rss_kib
+from faultkit import IN_PROGRESS, activity_runs, copy_fleet, hub_state, rss_kib, worker_pids
 
 from api_support import ApiServer, client, event_rows, free_port
 from daemon_support import DaemonProcess
 from gitfleet import write_config
 from waiting import wait_for
 
-IDLE_AFTER_FIRE = 2.0  # seconds after a recorded run before its process counts as idle
 _NEXT = re.compile(r"next: (?:(\d{4}-\d\d-\d\d) )?(\d\d:\d\d:\d\d)Z")
 
 
@@ -41,7 +40,7 @@ class Reads:
 
 @dataclass(kw_only=True)
 class SoakResult:
-    slots: list[datetime]  # the minute slots expected, from the first announced on
+    slots: list[datetime]  # the slots expected, from the first announced on
     runs: list[dict[str, Any]]  # every activity run recorded, oldest first
     sweeps: dict[int, dict[str, Any]]  # the progress events of the runs, by id
     rss_after_fire: list[int]  # daemon VmRSS (KiB), idle after each fire
@@ -103,9 +102,11 @@ def run_soak(
     *,
     repos: int = 5,
     read_rate: float = 20.0,
+    fire_every: int | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> SoakResult:
-    """Run the daemon for ``slots`` minute slots under ``read_rate`` reads a second."""
+    """Run the daemon for ``slots`` minute slots under ``read_rate`` reads a second; with
+    ``fire_every``, slots of that many seconds (the daemon's test trigger)."""
     fleet = folder / "fleet"
     fleet.mkdir()
     copy_fleet(fleet, repos)
@@ -121,7 +122,8 @@ def run_soak(
     stop = threading.Event()
     reads = Reads()
     server = ApiServer(config, port, log=folder / "serve.log").start()
-    daemon = DaemonProcess(config)
+    daemon = DaemonProcess(config, fire_every=fire_every)
+    period = timedelta(seconds=fire_every) if fire_every else timedelta(minutes=1)
     reader = threading.Thread(
         target=_read_steadily, args=(server.url, read_rate, stop, reads), daemon=True
     )
@@ -131,10 +133,10 @@ def run_soak(
         reader.start()
         _, line = daemon.wait_line("scheduled 'State Hub Consistency Sweep'", 30)
         first = first_slot(line, datetime.now(UTC))
-        expected = [first + timedelta(minutes=n) for n in range(slots)]
+        expected = [first + n * period for n in range(slots)]
         say(
             f"daemon pid {daemon.pid}, api pid {server.process.pid}; "
-            f"slots {expected[0]:%H:%M} .. {expected[-1]:%H:%M} UTC"
+            f"slots {expected[0]:%H:%M:%S} .. {expected[-1]:%H:%M:%S} UTC"
         )
         api_start = 0
         for count in range(1, slots + 1):
@@ -149,7 +151,12 @@ def run_soak(
                 f"run {count} of {slots}",
                 step=0.2,
             )
-            time.sleep(IDLE_AFTER_FIRE)
+            wait_for(
+                lambda: IN_PROGRESS not in hub_state(database) and not worker_pids(daemon.pid),
+                30,
+                "the daemon idle after its fire (no sweep, no worker)",
+                step=0.1,
+            )
             rss_after_fire.append(rss_kib(daemon.pid))
             if count == 1:
                 api_start = rss_kib(server.process.pid)
