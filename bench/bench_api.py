@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import random
 import shutil
+import socket
 import sqlite3
 import statistics
 import sys
@@ -37,9 +38,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from api_support import ApiServer, HangingRemote, free_port, make_slow_repo
+from api_support import ApiServer, HangingRemote, make_slow_repo
 from gitfleet import make_repo, write_config
 from statehub.store import Store
+from waiting import wait_for
 
 PROGRESS = "/progress/?event_type=consistency_sweep_remote_all&limit=5"
 SWEEP = "/consistency/sweep/remote-all"
@@ -316,7 +318,7 @@ async def bare(scope, receive, send):
 fastapi = FastAPI()
 fastapi.get("/x")(lambda: [])
 app = bare if sys.argv[1] == "bare" else fastapi
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
+uvicorn.run(app, fd=int(sys.argv[2]), log_level="warning", access_log=False)
 """
 
 
@@ -329,10 +331,17 @@ def floors(connections: int) -> None:
         return
     cases = (("bare", "bare uvicorn ASGI app", "/"), ("fastapi", "empty FastAPI endpoint", "/x"))
     for which, kind, path in cases:
-        port = free_port()
-        process = subprocess.Popen([sys.executable, "-c", _FLOOR_APP, which, str(port)])
+        # The app serves on a socket this process listens on (port 0, passed down).
+        listening = socket.create_server(("127.0.0.1", 0))
+        port = listening.getsockname()[1]
+        fd = listening.fileno()
+        process = subprocess.Popen(
+            [sys.executable, "-c", _FLOOR_APP, which, str(fd)], pass_fds=(fd,)
+        )
+        listening.close()
         try:
-            time.sleep(3)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
+                wait_for(lambda p=path: http.get(p).is_success, 30, f"the {which} app")
             figures = wrk_latency(f"http://127.0.0.1:{port}{path}", connections)
         finally:
             process.terminate()
@@ -382,11 +391,10 @@ def main() -> int:
         with contextlib.closing(sqlite3.connect(database)) as connection:
             connection.execute("DELETE FROM repo_assessments")
             connection.commit()
-        port = free_port()
         config = write_config(
-            folder, roots=[fleet], api=f"port = {port}", sweep="fetch_timeout_seconds = 600"
+            folder, roots=[fleet], api="port = 0", sweep="fetch_timeout_seconds = 600"
         )
-        server = ApiServer(config, port)
+        server = ApiServer(config)
         with server:
             asyncio.run(measure(server, remote, args))
         if args.keep is not None:

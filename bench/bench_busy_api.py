@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import hostilekit
-from api_support import ApiServer, client, free_port
+from api_support import ApiServer, client
 from bench_sweep import build_fleet
 from gitfleet import make_repo, write_config
 
@@ -68,11 +68,10 @@ def measure(server: ApiServer, requests: int) -> dict[str, list[float]]:
 
 
 def scene(folder: Path, fleet: Path, requests: int, sweep: str) -> dict[str, list[float]]:
-    port = free_port()
-    config = write_config(folder, roots=[fleet], sweep=sweep, api=f"port = {port}")
+    config = write_config(folder, roots=[fleet], sweep=sweep, api="port = 0")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{folder / 'statehub.db'}{suffix}").unlink(missing_ok=True)
-    with ApiServer(config, port) as server:
+    with ApiServer(config) as server:
         return measure(server, requests)
 
 

@@ -27,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from api_support import ApiServer, free_port
+from api_support import ApiServer
 from gitfleet import make_repo, write_config
 
 PARTIAL_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
@@ -71,13 +71,12 @@ def main() -> int:
         fleet = folder / "fleet"
         fleet.mkdir()
         make_repo(fleet, "alpha")
-        port = free_port()
         config = write_config(
             folder,
             roots=[fleet],
-            api=f"port = {port}\nheader_timeout_seconds = {args.header_timeout}",
+            api=f"port = 0\nheader_timeout_seconds = {args.header_timeout}",
         )
-        server = ApiServer(config, port)
+        server = ApiServer(config)
         held: dict[socket.socket, float] = {}
         open_for: list[float] = []
         probes: list[float] = []
@@ -85,7 +84,7 @@ def main() -> int:
         with server, httpx.Client(base_url=server.url, timeout=5.0, trust_env=False) as http:
             started = time.monotonic()
             for _ in range(args.connections):
-                held[open_idle(port)] = time.monotonic()
+                held[open_idle(server.port)] = time.monotonic()
             opened = time.monotonic() - started
             while time.monotonic() - started < args.seconds:
                 probe = time.monotonic()
@@ -98,7 +97,7 @@ def main() -> int:
                 for conn in closed_by_server(held):
                     open_for.append(time.monotonic() - held.pop(conn))
                     conn.close()
-                    held[open_idle(port)] = time.monotonic()
+                    held[open_idle(server.port)] = time.monotonic()
                 time.sleep(0.2)
             for conn in held:
                 conn.close()

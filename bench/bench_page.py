@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from api_support import ApiServer, free_port
+from api_support import ApiServer
 from bench_api import WireClient, build_store, percentile, stored_events
 from gitfleet import write_config
 from statehub.page import WindowRows, render, status_view
@@ -124,8 +124,7 @@ def main() -> int:
             add_repos_and_runs(database, args.repos)
             print(f"built {args.events} events and {args.repos} repos in {seconds:.1f} s")
         (folder / "fleet").mkdir(exist_ok=True)
-        port = free_port()
-        config = write_config(folder, roots=[folder / "fleet"], api=f"port = {port}")
+        config = write_config(folder, roots=[folder / "fleet"], api="port = 0")
         settings = load_settings(config)
 
         print(f"{'ms':<34} {'median':>8} {'p95':>8} {'max':>8}")
@@ -146,14 +145,14 @@ def main() -> int:
         print(line("in process: queries (status_view)", view_ms))
         print(line("in process: render (Jinja2)", render_ms))
 
-        with ApiServer(config, port):
+        with ApiServer(config) as server:
             paths = [
                 ("GET / (24 h)", "/", "target: median <= 50 ms"),
                 ("GET /?window=7d", "/?window=7d", ""),
                 ("GET /?check=C-13", "/?check=C-13", ""),
                 ("GET /status/repos/repo-0000", "/status/repos/repo-0000", ""),
             ]
-            for text in asyncio.run(over_http(port, paths, args.requests)):
+            for text in asyncio.run(over_http(server.port, paths, args.requests)):
                 print(text)
     finally:
         if args.keep is None:

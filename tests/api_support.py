@@ -1,10 +1,12 @@
 """The real HTTP server as a subprocess, for the API tests and the benchmark.
 
-:class:`ApiServer` runs ``python -m statehub serve --config CFG`` on a free loopback port,
+:class:`ApiServer` runs ``python -m statehub serve --config CFG``, reads the port it bound
+from its ``listening on HOST:PORT`` line (a test config says ``port = 0``: the kernel picks a
+free port for the server itself, so two suites on one machine never reach each other's),
 waits for ``/healthz`` (bounded), and stops it with SIGTERM (bounded, then SIGKILL).
 :class:`HangingRemote` is a TCP listener that never answers: a repo whose origin points at
 it makes a ``remote`` sweep last exactly ``fetch_timeout_seconds``, without a sleep in the
-code under test.
+code under test. :func:`refusing_address` is a loopback address where a connection is refused.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,16 +28,10 @@ import httpx
 
 from daemon_support import store_rows
 from gitfleet import make_repo, write_config
+from waiting import wait_for
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (bind to port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def server_env() -> dict[str, str]:
@@ -52,23 +49,40 @@ def client(base_url: str, *, token: str | None = None, timeout: float = 30.0) ->
     return httpx.Client(base_url=base_url, timeout=timeout, trust_env=False, headers=headers)
 
 
+_LISTENING = re.compile(r" statehub\.api: listening on \S+:(\d+)$", re.MULTILINE)
+
+
+def listening_port(log_text: str) -> int | None:
+    """The port of the server's ``listening on HOST:PORT`` line in its log, if written."""
+    found = _LISTENING.search(log_text)
+    return int(found.group(1)) if found else None
+
+
 class ApiServer:
-    """``statehub serve`` as a subprocess; use as a context manager or call start/stop."""
+    """``statehub serve`` as a subprocess; use as a context manager or call start/stop.
+
+    :attr:`port` and :attr:`url` are the address the server bound, known once started (each
+    start of a ``port = 0`` config binds a new one).
+    """
 
     def __init__(
-        self, config: Path, port: int, *, log: Path | None = None, prefix: tuple[str, ...] = ()
+        self, config: Path, *, log: Path | None = None, prefix: tuple[str, ...] = ()
     ) -> None:
         self.config = config
         self.prefix = prefix  # e.g. ("prlimit", "--nofile=128", "--"): run under limits
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = 0
         self.log = log if log is not None else config.with_suffix(".serve.log")
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def url(self) -> str:
+        assert self.port, "the server's address is known once it has started"
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self, timeout: float = START_TIMEOUT) -> ApiServer:
-        """Start the server and wait until ``/healthz`` answers (200 or 503)."""
+        """Start the server, read the port it bound, wait until ``/healthz`` answers."""
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
+            process = subprocess.Popen(
                 [
                     *self.prefix,
                     *(sys.executable, "-m", "statehub", "serve", "--config", str(self.config)),
@@ -78,17 +92,28 @@ class ApiServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        with client(self.url, timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"statehub serve exited early:\n{self.log_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if http.get("/healthz").status_code in (200, 503):
-                        return self
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"statehub serve did not answer in {timeout} s:\n{self.log_text()}")
+        self.process = process
+
+        def bound() -> int | None:
+            if process.poll() is not None:
+                raise RuntimeError(f"statehub serve exited early:\n{self.log_text()}")
+            return listening_port(self.log_text())
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"statehub serve exited early:\n{self.log_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                return http.get("/healthz").status_code in (200, 503)
+            return False
+
+        try:
+            self.port = wait_for(bound, timeout, "the server's 'listening on' line")
+            with client(self.url, timeout=2.0) as http:
+                wait_for(healthy, timeout, f"/healthz of {self.url}")
+        except AssertionError as exc:
+            self.stop()
+            raise RuntimeError(f"statehub serve: {exc}:\n{self.log_text()}") from None
+        return self
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, wait (bounded), SIGKILL if needed; returns the exit status."""
@@ -122,11 +147,20 @@ class ApiServer:
 
 
 def serve_fleet(folder: Path, fleet: Path, **sections: str) -> ApiServer:
-    """A (not yet started) server over the repos under ``fleet``, its config in ``folder``."""
-    port = free_port()
-    api = f"port = {port}\n" + sections.pop("api", "")
+    """A (not yet started) server over the repos under ``fleet``, its config in ``folder``
+    (``port = 0``: the address is the server's to pick)."""
+    api = "port = 0\n" + sections.pop("api", "")
     config = write_config(folder, roots=[fleet], api=api.strip(), **sections)
-    return ApiServer(config, port)
+    return ApiServer(config)
+
+
+@contextlib.contextmanager
+def refusing_address() -> Iterator[str]:
+    """``127.0.0.1:PORT`` where a connection is refused: a socket holds the port, bound
+    but not listening, so no other process can listen there meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{held.getsockname()[1]}"
 
 
 class HangingRemote:

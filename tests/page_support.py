@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from api_support import ApiServer, free_port
+from api_support import ApiServer
 from contract_keys import sweep_detail
 from gitfleet import write_config
 from statehub.store import ActivityRun, Assessment, Store
@@ -197,18 +197,17 @@ def plant(database: Path, now: datetime | None = None) -> Planted:
 def planted_server(
     folder: Path, *, token: str | None = None, api_lines: str = ""
 ) -> Iterator[tuple[ApiServer, Planted]]:
-    """``statehub serve`` on a free loopback port over a freshly planted store; with
+    """``statehub serve`` on a loopback port of its choosing over a freshly planted store; with
     ``token``, a token file holding it (the page then asks for a login); ``api_lines`` are
     more lines of ``[api]``."""
     fleet = folder / "fleet"
     fleet.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    api = f"port = {port}"
+    api = "port = 0"
     if token is not None:
         (folder / "token").write_text(f"{token}\n", encoding="utf-8")
         api += '\ntoken_file = "token"'
     api += f"\n{api_lines}" if api_lines else ""
     config = write_config(folder, roots=[fleet], api=api)
     planted = plant(folder / "statehub.db")
-    with ApiServer(config, port) as server:
+    with ApiServer(config) as server:
         yield server, planted

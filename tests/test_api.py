@@ -24,7 +24,6 @@ from api_support import (
     client,
     count_events,
     event_rows,
-    free_port,
     make_slow_repo,
     serve_fleet,
     server_env,
@@ -592,7 +591,7 @@ def test_server_refuses_to_start_without_a_usable_token(
     """A non-loopback host without a token, or an empty/missing token file: exit 78."""
     if token_text is not None:
         (tmp_path / "api-token").write_text(token_text, encoding="utf-8")
-    config = write_config(tmp_path, roots=[fleet], api=f"port = {free_port()}\n{api}")
+    config = write_config(tmp_path, roots=[fleet], api=f"port = 0\n{api}")
     done = subprocess.run(
         [sys.executable, "-m", "statehub", "serve", "--config", str(config)],
         capture_output=True,
@@ -629,8 +628,10 @@ def test_server_logs_each_request_and_stops_with_status_0(tmp_path: Path, fleet:
 def test_port_in_use_is_exit_status_1(tmp_path: Path, fleet: Path) -> None:
     """A second server on a port already taken exits 1 with the reason on stderr."""
     with serve_fleet(tmp_path, fleet) as first:
+        (tmp_path / "second").mkdir()
+        second = write_config(tmp_path / "second", roots=[fleet], api=f"port = {first.port}")
         done = subprocess.run(
-            [sys.executable, "-m", "statehub", "serve", "--config", str(first.config)],
+            [sys.executable, "-m", "statehub", "serve", "--config", str(second)],
             capture_output=True,
             text=True,
             env=server_env(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from api_support import ApiServer, client, free_port
+from api_support import ApiServer, client
 from gitfleet import make_repo, write, write_config
 from waiting import wait_for
 
@@ -22,11 +22,11 @@ def _reloaded(server: ApiServer, marker: str, seen: int) -> bool:
 def test_sighup_reaches_checks_budget_and_token(tmp_path: Path, fleet: Path) -> None:
     """After SIGHUP the next sweep uses the new checks and budget, and only the new token works."""
     write(make_repo(fleet, "dirty"), {"scratch.txt": "x"})
-    port = free_port()
+    port = 0  # the server picks its port
     token = tmp_path / "token"
     token.write_text("first-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
     config = _config(tmp_path, fleet, port, token)
-    with ApiServer(config, port) as server, client(server.url, timeout=60) as http:
+    with ApiServer(config) as server, client(server.url, timeout=60) as http:
         first = http.post(
             "/consistency/sweep/remote-all",
             json={},
@@ -61,17 +61,17 @@ def test_sighup_reaches_checks_budget_and_token(tmp_path: Path, fleet: Path) -> 
 def test_sighup_refuses_a_bad_file_and_a_restart_only_change(tmp_path: Path, fleet: Path) -> None:
     """A bad file, or a new port, is refused on one line and the old configuration kept."""
     make_repo(fleet, "alpha")
-    port = free_port()
+    port = 0  # the server picks its port
     token = tmp_path / "token"
     token.write_text("the-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
     config = _config(tmp_path, fleet, port, token, sweep="max_seconds = 9")
     auth = {"Authorization": "Bearer the-token-0123456789abcdefghijklmnop"}
-    with ApiServer(config, port) as server, client(server.url, timeout=60) as http:
+    with ApiServer(config) as server, client(server.url, timeout=60) as http:
         assert server.process is not None
         config.write_text(config.read_text().replace("max_seconds = 9", "max_seconds = 0"))
         server.process.send_signal(signal.SIGHUP)
         assert wait_for(lambda: _reloaded(server, "reload refused", 0), timeout=10)
-        _config(tmp_path, fleet, free_port(), token, sweep="max_seconds = 5")
+        _config(tmp_path, fleet, server.port, token, sweep="max_seconds = 5")  # 0 before
         server.process.send_signal(signal.SIGHUP)
         assert wait_for(lambda: _reloaded(server, "reload refused", 1), timeout=10)
 
@@ -90,11 +90,11 @@ def test_sighup_that_adds_a_token_takes_effect_and_removing_it_is_refused(
     """A token added by a reload is required at once (API and page); unsetting it needs a
     restart and keeps the token."""
     make_repo(fleet, "alpha")
-    port = free_port()
+    port = 0  # the server picks its port
     config = write_config(tmp_path, roots=[fleet], api=f"port = {port}")
     token = tmp_path / "token"
     token.write_text("added-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
-    with ApiServer(config, port) as server, client(server.url, timeout=60) as http:
+    with ApiServer(config) as server, client(server.url, timeout=60) as http:
         assert server.process is not None
         assert http.get("/repos").status_code == 200
         _config(tmp_path, fleet, port, token)

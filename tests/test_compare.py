@@ -482,32 +482,33 @@ def test_an_http_trigger_that_fails_before_sweeping_is_an_automation_error(
     tmp_path: Path, fleet: Path
 ) -> None:
     """run-now via http with the API down: compare counts an automation error of the source."""
-    from api_support import free_port
+    from api_support import refusing_address
     from gitfleet import make_repo
     from gitfleet import write_config as fleet_config
 
     make_repo(fleet, "alpha")
-    config = fleet_config(
-        tmp_path,
-        roots=[fleet],
-        schedule=f'mode = "active"\ntrigger_via = "http"\napi_url = "http://127.0.0.1:{free_port()}"',
-    )
-    fired = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "statehub",
-            "schedule",
-            "run-now",
-            "--json",
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    with refusing_address() as address:
+        config = fleet_config(
+            tmp_path,
+            roots=[fleet],
+            schedule=f'mode = "active"\ntrigger_via = "http"\napi_url = "http://{address}"',
+        )
+        fired = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "statehub",
+                "schedule",
+                "run-now",
+                "--json",
+                "--config",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     assert json.loads(fired.stdout)["outcome"] == "error", fired.stdout + fired.stderr
 
     report = compare(load_settings(config), since_hours=1).as_dict()

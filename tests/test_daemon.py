@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api_support import ApiServer, HangingRemote, free_port
+from api_support import ApiServer, HangingRemote
 from clirun import start_statehub, statehub
 from daemon_support import (
     DaemonProcess,
@@ -431,9 +431,8 @@ def api_config(tmp_path: Path, small_fleet: Path) -> Iterator[Callable[[str], Pa
     """A running `statehub serve` with a token; returns a writer of configs that use it."""
     token = tmp_path / "api-token"
     token.write_text("a-long-enough-test-token-0123456789abcdefghijklmnop\n", encoding="utf-8")
-    port = free_port()
 
-    def configure(schedule: str) -> Path:
+    def configure(schedule: str, port: int) -> Path:
         return write_config(
             tmp_path,
             roots=[small_fleet],
@@ -441,8 +440,9 @@ def api_config(tmp_path: Path, small_fleet: Path) -> Iterator[Callable[[str], Pa
             schedule=f'trigger_via = "http"\napi_url = "http://127.0.0.1:{port}"\n{schedule}',
         )
 
-    with ApiServer(configure('mode = "active"'), port):
-        yield configure
+    # The server picks its port (0); the configs of the commands then name the one it bound.
+    with ApiServer(configure('mode = "active"', 0)) as server:
+        yield lambda schedule: configure(schedule, server.port)
 
 
 def test_run_now_through_the_api(api_config: Callable[[str], Path]) -> None:

@@ -15,14 +15,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from api_support import client, count_events, free_port
+from api_support import client, count_events, listening_port
 from daemon_support import NotifySocket
 from gitfleet import git, make_repo, write_config
 from test_infra import API_UNIT, SWEEPD_UNIT, SYNC_SERVICE, SYSTEMD, unit_exec_start
@@ -243,8 +242,7 @@ def test_archived_timer_fetches_with_the_readme_dropin(tmp_path: Path) -> None:
 @needs_namespaces
 def test_api_unit_exec_start_sweeps_clean(tmp_path: Path) -> None:
     """statehub-api.service's ExecStartPre and ExecStart in its sandbox: a POSTed sweep exits 0."""
-    port = free_port()
-    view = _with_unit(_sandbox_fleet(tmp_path, api=f"port = {port}"), API_UNIT)
+    view = _with_unit(_sandbox_fleet(tmp_path, api="port = 0"), API_UNIT)
     for _, argv in exec_lines(view, "ExecStartPre"):
         assert run_in_unit(view, argv, timeout=60).returncode == 0
     (_, argv), *_ = exec_lines(view, "ExecStart")
@@ -255,8 +253,13 @@ def test_api_unit_exec_start_sweeps_clean(tmp_path: Path) -> None:
             sandboxed(view, argv, network=False), stdout=sink, stderr=subprocess.STDOUT
         )
     try:
+        port = wait_for(
+            lambda: alive(process, log) and listening_port(log.read_text(errors="replace")),
+            30,
+            "the server's 'listening on' line",
+        )
         with client(f"http://127.0.0.1:{port}", timeout=5.0) as http:
-            wait_for_answer(http, process, log)
+            wait_for(lambda: alive(process, log) and answers(http), 30, "/healthz")
             response = http.post("/consistency/sweep/remote-all", json={}, timeout=120)
         assert response.status_code == 200, response.text
         detail = response.json()["detail"]
@@ -266,16 +269,17 @@ def test_api_unit_exec_start_sweeps_clean(tmp_path: Path) -> None:
         stop_unit(process)
 
 
-def wait_for_answer(http: Any, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until /healthz answers; fails with the server's log if it exits or 30 s pass."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text(errors="replace")
-        with contextlib.suppress(httpx.TransportError):
-            if http.get("/healthz").status_code in (200, 503):
-                return
-        time.sleep(0.1)
-    raise AssertionError("statehub serve did not answer:\n" + log.read_text(errors="replace"))
+def alive(process: subprocess.Popen[bytes], log: Path) -> bool:
+    """True while ``process`` runs; AssertionError with its log once it has exited."""
+    assert process.poll() is None, log.read_text(errors="replace")
+    return True
+
+
+def answers(http: Any) -> bool:
+    """True once ``/healthz`` answers (200, or 503 while degraded)."""
+    with contextlib.suppress(httpx.TransportError):
+        return bool(http.get("/healthz").status_code in (200, 503))
+    return False
 
 
 @needs_namespaces

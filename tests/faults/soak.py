@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from faultkit import IN_PROGRESS, activity_runs, copy_fleet, hub_state, rss_kib, worker_pids
 
-from api_support import ApiServer, client, event_rows, free_port
+from api_support import ApiServer, client, event_rows
 from daemon_support import DaemonProcess
 from gitfleet import write_config
 from waiting import wait_for
@@ -110,18 +110,17 @@ def run_soak(
     fleet = folder / "fleet"
     fleet.mkdir()
     copy_fleet(fleet, repos)
-    port = free_port()
     config = write_config(
         folder,
         roots=[fleet],
         schedule='mode = "active"\ntrigger = "* * * * *"',
-        api=f"port = {port}",
+        api="port = 0",
     )
     database = folder / "statehub.db"
     began = time.monotonic()
     stop = threading.Event()
     reads = Reads()
-    server = ApiServer(config, port, log=folder / "serve.log").start()
+    server = ApiServer(config, log=folder / "serve.log").start()
     daemon = DaemonProcess(config, fire_every=fire_every)
     period = timedelta(seconds=fire_every) if fire_every else timedelta(minutes=1)
     reader = threading.Thread(

@@ -21,7 +21,7 @@ from typing import Any
 
 from faultkit import activity_runs, copy_fleet, integrity
 
-from api_support import ApiServer, client, event_rows, free_port
+from api_support import ApiServer, client, event_rows
 from clirun import statehub
 from gitfleet import HangingServer, make_repo, write_config
 from statehub.lock import is_locked
@@ -46,17 +46,16 @@ def test_two_hundred_concurrent_triggers_one_sweep_at_a_time(tmp_path: Path, fle
     copy_fleet(fleet, 20)
     with HangingServer() as hanging:
         make_repo(fleet, "zz-hang", origin_url=hanging.url)
-        port = free_port()
         config = write_config(
             tmp_path,
             roots=[fleet],
             sweep="fetch_timeout_seconds = 1",
             schedule='mode = "active"\nremote = true',
-            api=f"port = {port}",
+            api="port = 0",
             extra='[repos.overrides."zz-hang"]\ndisable = ["C-00"]\n',
         )
         database = load_settings(config).database_path
-        with ApiServer(config, port, log=tmp_path / "serve.log") as server:
+        with ApiServer(config, log=tmp_path / "serve.log") as server:
             results: dict[str, list[Any]] = {}
 
             def post(n: int) -> tuple[int, dict[str, Any]]:

@@ -27,7 +27,7 @@ import httpx
 import pytest
 from faultkit import IN_PROGRESS, hub_state, integrity
 
-from api_support import ApiServer, client, event_rows, free_port
+from api_support import ApiServer, client, event_rows
 from clirun import STATEHUB, statehub
 from gitfleet import HangingServer, make_repo, write_config
 from waiting import wait_for
@@ -49,7 +49,6 @@ time.sleep(float(sys.argv[2]))
 class Scene:
     config: Path
     database: Path
-    port: int
 
 
 @pytest.fixture
@@ -63,12 +62,11 @@ def make_scene(tmp_path: Path, fleet: Path, hanging: HangingServer, database: Pa
     make_repo(fleet, "alpha")
     make_repo(fleet, "beta")
     make_repo(fleet, "zz-slow", origin_url=hanging.url)
-    port = free_port()
     config = write_config(
         tmp_path,
         roots=[fleet],
         sweep="fetch_timeout_seconds = 2",
-        api=f"port = {port}",
+        api="port = 0",
         extra='[repos.overrides."zz-slow"]\ndisable = ["C-00"]\n',
     )
     text = config.read_text(encoding="utf-8")
@@ -76,7 +74,7 @@ def make_scene(tmp_path: Path, fleet: Path, hanging: HangingServer, database: Pa
     first = statehub("sweep", "--json", config=config)
     assert first.returncode == 0, first.stderr
     assert len(event_rows(database)) == 1
-    return Scene(config=config, database=database, port=port)
+    return Scene(config=config, database=database)
 
 
 @pytest.fixture
@@ -370,7 +368,7 @@ def assert_available(server: ApiServer, before: list[dict[str, Any]], database: 
 
 def test_api_locked_database_is_503(scene: Scene) -> None:
     """Locked past the busy timeout: POST 503 and /healthz 503 name it; then both 200."""
-    with ApiServer(scene.config, scene.port) as server:
+    with ApiServer(scene.config) as server:
         before = event_rows(scene.database)
         with exclusive_writer(scene.database):
             sweep, health = post_and_health(server.url)
@@ -381,7 +379,7 @@ def test_api_locked_database_is_503(scene: Scene) -> None:
 
 def test_api_read_only_database_is_503(scene: Scene) -> None:
     """A database file that cannot be written: POST 503 and /healthz 503; then both 200."""
-    with ApiServer(scene.config, scene.port) as server:
+    with ApiServer(scene.config) as server:
         before = event_rows(scene.database)
         with read_only(scene.database, open_elsewhere=True):
             sweep, health = post_and_health(server.url)
@@ -401,7 +399,7 @@ def test_api_read_only_database_is_503(scene: Scene) -> None:
 
 def test_api_database_folder_removed_mid_sweep_is_503(scene: Scene) -> None:
     """Its folder removed under a running sweep: that POST is 503; a new database follows."""
-    with ApiServer(scene.config, scene.port) as server:
+    with ApiServer(scene.config) as server:
         answers: list[httpx.Response] = []
 
         def post() -> None:
@@ -427,7 +425,7 @@ def test_api_full_disk_is_503(tmp_path: Path, fleet: Path, hanging: HangingServe
     """A full file system: POST 503 and /healthz 503 say so; once space is freed, both 200."""
     with small_tmpfs(tmp_path / "disk") as disk:
         scene = make_scene(tmp_path, fleet, hanging, disk / "statehub.db")
-        with ApiServer(scene.config, scene.port, log=tmp_path / "serve.log") as server:
+        with ApiServer(scene.config, log=tmp_path / "serve.log") as server:
             before = event_rows(scene.database)
             filler = fill(disk)
             sweep, health = post_and_health(server.url)

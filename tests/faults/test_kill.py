@@ -34,7 +34,7 @@ from faultkit import (
     touch_indexes,
 )
 
-from api_support import ApiServer, client, event_rows, free_port
+from api_support import ApiServer, client, event_rows
 from clirun import start_statehub, statehub
 from gitfleet import HangingServer, make_repo, write_config
 from statehub.lock import is_locked
@@ -64,7 +64,6 @@ LOCAL_FIRE = {"STATEHUB_SCHEDULE__REMOTE": "false"}  # the next fire does not wa
 class Scene:
     config: Path
     database: Path
-    port: int
     copies: list[Path]
     logs: Path
 
@@ -76,13 +75,12 @@ def scene(tmp_path: Path, fleet: Path) -> Iterator[Scene]:
     with HangingServer() as hanging:
         for name in HANGING:
             make_repo(fleet, name, origin_url=hanging.url)
-        port = free_port()
         config = write_config(
             tmp_path,
             roots=[fleet],
             sweep="fetch_timeout_seconds = 1\nmax_seconds = 120\nworkers = 2",
             schedule='mode = "active"\nremote = true',
-            api=f"port = {port}",
+            api="port = 0",
         )
         logs = tmp_path / "logs"
         logs.mkdir()
@@ -91,7 +89,6 @@ def scene(tmp_path: Path, fleet: Path) -> Iterator[Scene]:
         yield Scene(
             config=config,
             database=load_settings(config).database_path,
-            port=port,
             copies=copies,
             logs=logs,
         )
@@ -110,7 +107,7 @@ class Victim:
                 "sweep", "--remote", "--json", "--source", "kill-cli", config=scene.config, log=log
             )
         elif entry == "api":
-            self.server = ApiServer(scene.config, scene.port, log=log).start()
+            self.server = ApiServer(scene.config, log=log).start()
             assert self.server.process is not None
             self.process = self.server.process
             self.poster = threading.Thread(target=self._post, args=(self.server.url,))
