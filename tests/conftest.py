@@ -34,7 +34,8 @@ def fleet(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One Temporal dev server for the whole run (started on first use, stopped at the end)."""
+    """One Temporal dev server per pytest process (started on first use, stopped at the end;
+    each xdist worker has its own, on a port it checked is its own: temporal_support)."""
     from temporal_support import TemporalServer
 
     server = TemporalServer(tmp_path_factory.mktemp("temporal"))
@@ -47,7 +48,8 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One ``statehub serve`` over a planted store (tests/page_support.py) per session."""
+    """One ``statehub serve`` over a planted store (tests/page_support.py) per pytest
+    process, on a port of its own choosing (port 0)."""
     from page_support import planted_server
 
     with planted_server(tmp_path_factory.mktemp("page")) as served:
@@ -55,7 +57,9 @@ def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the slow fault tests (tests/faults, about 4 minutes) last, so that the progress
-    of `./dev test` moves from the start instead of sitting at 2% (issue 15)."""
+    """Order the slow fault tests (tests/faults): on several processes (xdist, the default)
+    first, so that the longest start early and the short ones fill in around them; on one
+    process last, so that the progress of `./dev test` moves from the start (issue 15)."""
     faults = Path(__file__).resolve().parent / "faults"
-    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(faults))
+    distributed = hasattr(config, "workerinput")
+    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(faults) != distributed)

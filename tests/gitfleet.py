@@ -13,6 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from statehub.settings import Settings
 
 GOOD_README = (
     "# {name}\n\nSee [the agents guide](AGENTS.md) and [the plans](workplans/README.md).\n"
@@ -133,6 +137,16 @@ def write_config(folder: Path, *, roots: list[Path], extra: str = "", **sections
     path = folder / "statehub.toml"
     path.write_text(text + extra, encoding="utf-8")
     return path
+
+
+def fleet_settings(
+    folder: Path, *, roots: list[Path], extra: str = "", **sections: str
+) -> Settings:
+    """The :class:`statehub.settings.Settings` of :func:`write_config`'s file, loaded as the
+    program loads it: the suite's one builder of settings."""
+    from statehub.settings import load_settings
+
+    return load_settings(write_config(folder, roots=roots, extra=extra, **sections))
 
 
 @contextmanager

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
+from gitfleet import HangingServer, commit_all, fleet_settings, git, make_repo, write, write_config
 from statehub.assess import assess_target
 from statehub.checks import EffectiveChecks, Finding, RepoContext
 from statehub.checks import git as git_checks
 from statehub.gitstate import read_state
 from statehub.outcome import RepoOutcome, Target
-from statehub.settings import Settings, load_settings
+from statehub.settings import Settings
 from statehub.sweep import run_sweep
 
 CHECKS = Settings().checks_for("demo")
@@ -87,7 +87,7 @@ def commit(root: Path, files: dict[str, str | bytes], note: str = "change") -> N
 
 
 def sweep_detail(tmp_path: Path, fleet: Path, **sections: str) -> dict[str, Any]:
-    settings = load_settings(write_config(tmp_path, roots=[fleet], **sections))
+    settings = fleet_settings(tmp_path, roots=[fleet], **sections)
     return run_sweep(settings).detail
 
 

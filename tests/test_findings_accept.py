@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from checkkit import context, ids, repo_with
-from gitfleet import good_files, make_repo, write_config
+from gitfleet import fleet_settings, good_files, make_repo, write_config
 from keykit import begin, pem
 from statehub.checks import Finding, assess
 from statehub.errors import ConfigError
@@ -173,7 +173,7 @@ def test_bad_accept_settings_are_one_line(tmp_path: Path, text: str, key: str, r
 def test_new_findings_are_marked(tmp_path: Path, fleet: Path) -> None:
     """A finding absent from the repo's previous assessment is new in event, store and API form."""
     root = make_repo(fleet, "alpha")
-    settings = load_settings(write_config(tmp_path, roots=[fleet]))
+    settings = fleet_settings(tmp_path, roots=[fleet])
 
     first = run_sweep(settings)
     (root / "notes.txt").write_text("stray\n", encoding="utf-8")  # C-15 appears
@@ -198,7 +198,7 @@ def test_a_repo_seen_first_has_nothing_new(tmp_path: Path, fleet: Path) -> None:
     """The first assessment of a repo marks none of its findings new."""
     root = make_repo(fleet, "alpha")
     (root / "stray.txt").write_text("x\n", encoding="utf-8")
-    settings = load_settings(write_config(tmp_path, roots=[fleet]))
+    settings = fleet_settings(tmp_path, roots=[fleet])
     event = run_sweep(settings)
     [entry] = event.detail["repos_processed"]
     assert [(f["check"], f["new"]) for f in entry["findings"]] == [("C-15", False)]
@@ -207,7 +207,7 @@ def test_a_repo_seen_first_has_nothing_new(tmp_path: Path, fleet: Path) -> None:
 def test_sweep_warns_of_a_missing_or_empty_root(tmp_path: Path, fleet: Path) -> None:
     """Roots that do not exist or hold no repo are named in detail.warnings, every sweep."""
     gone = tmp_path / "nowhere"
-    settings = load_settings(write_config(tmp_path, roots=[gone, fleet]))
+    settings = fleet_settings(tmp_path, roots=[gone, fleet])
     for _ in range(2):
         event = run_sweep(settings)
         assert event.detail["warnings"] == [

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gitfleet import write_config
+from gitfleet import fleet_settings
 from statehub.scheduler import HEARTBEAT_KEY, Daemon
-from statehub.settings import load_settings
 from statehub.store import Store
 from statehub.systemd_notify import Notifier
 from statehub.timefmt import iso
@@ -21,7 +20,7 @@ MOMENT = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 
 def test_daemon_records_a_heartbeat_when_it_starts(tmp_path: Path, fleet: Path) -> None:
     """Starting the daemon writes heartbeat:daemon: the time of its clock, alive, its pid."""
-    settings = load_settings(write_config(tmp_path, roots=[fleet]))
+    settings = fleet_settings(tmp_path, roots=[fleet])
     daemon = Daemon(
         settings,
         notifier=Notifier(None),

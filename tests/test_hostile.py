@@ -18,10 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from gitfleet import commit_all, git, git_env, loopback_http, make_repo, write, write_config
+from gitfleet import (
+    commit_all,
+    fleet_settings,
+    git,
+    git_env,
+    loopback_http,
+    make_repo,
+    write,
+)
 from statehub.assess import assess_target
 from statehub.outcome import Target
-from statehub.settings import load_settings
 from statehub.sweep import run_sweep
 
 HOOKS = (
@@ -345,7 +352,7 @@ def test_a_hostile_repo_runs_nothing(tmp_path: Path, http_url: str, case: str) -
     """Neither a sweep nor a --remote assessment runs the payload; C-13 reports the keys."""
     at = scene(tmp_path, http_url, "victim")
     hostile = CASES[case](at)
-    settings = load_settings(write_config(tmp_path, roots=[at.fleet]))
+    settings = fleet_settings(tmp_path, roots=[at.fleet])
 
     detail = run_sweep(settings).detail
     assert not at.marker.exists(), "a sweep ran the payload"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import clirun
-from gitfleet import good_files, make_repo, write_config
+from gitfleet import fleet_settings, good_files, make_repo, write_config
 from statehub.checks import catalogue
 from statehub.settings import CHECK_IDS, CHECKOUT_CONFIG, load_settings
 
@@ -333,7 +333,7 @@ def test_schedule_api_url_follows_the_api_port(
     tmp_path: Path, sections: dict[str, str], expected: str
 ) -> None:
     """An empty [schedule] api_url is this host's API as [api] host and port give it."""
-    settings = load_settings(write_config(tmp_path, roots=[tmp_path], **sections))
+    settings = fleet_settings(tmp_path, roots=[tmp_path], **sections)
     assert settings.schedule_api_url == expected
 
 

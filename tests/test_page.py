@@ -16,7 +16,7 @@ import pytest
 
 from api_support import ApiServer, client
 from clirun import statehub
-from gitfleet import write_config
+from gitfleet import fleet_settings
 from page_support import HOSTILE, Planted, planted_server, slot_label
 
 
@@ -323,11 +323,10 @@ def test_window_rows_read_only_new_events_and_match_a_fresh_read(tmp_path: Path)
 def test_page_of_an_empty_store(tmp_path: Path) -> None:
     """A store without events: no missed slot (all before the store), no finding."""
     from statehub.page import render, status_view
-    from statehub.settings import load_settings
     from statehub.store import Store
 
     (tmp_path / "fleet").mkdir()
-    settings = load_settings(write_config(tmp_path, roots=[tmp_path / "fleet"]))
+    settings = fleet_settings(tmp_path, roots=[tmp_path / "fleet"])
     with Store.open(settings.database_path) as store:
         view = status_view(settings, store)
     page = render("status.html", **view)

@@ -32,14 +32,13 @@ from api_support import (
 )
 from clirun import start_statehub, statehub
 from daemon_support import CONTRACT_QUERY, fire_markers, runs
-from gitfleet import make_repo, write_config
+from gitfleet import fleet_settings, make_repo, write_config
 from statehub.cancel import Cancel
 from statehub.compare import compare
 from statehub.cron import cron_trigger, previous_fire_time
 from statehub.errors import StoreError
 from statehub.lock import SweepLock
 from statehub.runs import scheduled_sweep
-from statehub.settings import load_settings
 from statehub.timefmt import iso, parse_iso, utc_now
 from waiting import wait_for
 
@@ -309,7 +308,7 @@ def test_a_killed_scheduled_sweep_is_recorded_by_the_next(tmp_path: Path, fleet:
 
 def test_a_scheduled_sweep_that_raises_is_an_error_row_compare_counts(tmp_path: Path) -> None:
     """A sweep that fails before any event: an error row, re-raised, a trigger error in compare."""
-    settings = load_settings(write_config(tmp_path, roots=[tmp_path]))
+    settings = fleet_settings(tmp_path, roots=[tmp_path])
 
     def failing(_cancel: Cancel) -> dict[str, object]:
         raise StoreError("disk I/O error")

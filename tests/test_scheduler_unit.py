@@ -24,7 +24,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon_support import NotifySocket
-from gitfleet import make_repo, write_config
+from gitfleet import fleet_settings, make_repo
 from statehub import scheduler
 from statehub.cancel import Cancel
 from statehub.cron import cron_trigger, next_fire_times
@@ -35,7 +35,7 @@ from statehub.logs import OneLineFormatter, setup_logging
 from statehub.runs import MARKER_PREFIX
 from statehub.runs import record_interrupted as record_interrupted_fires
 from statehub.scheduler import Daemon, misfire_grace, validate_for_daemon
-from statehub.settings import Settings, load_settings
+from statehub.settings import Settings
 from statehub.store import ActivityRun, Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN
 from statehub.systemd_notify import Notifier, ascii_status, watchdog_interval
@@ -52,7 +52,7 @@ def make_settings(tmp_path: Path, fleet: Path) -> Callable[..., Settings]:
     make_repo(fleet, "beta")
 
     def build(**sections: str) -> Settings:
-        return load_settings(write_config(tmp_path, roots=[fleet], **sections))
+        return fleet_settings(tmp_path, roots=[fleet], **sections)
 
     return build
 
@@ -604,12 +604,25 @@ def test_notifier_sends_ascii_status_on_a_real_socket(monkeypatch: pytest.Monkey
     assert ascii_status("naïve") == "naive"
 
 
-def test_notifier_is_a_no_op_outside_systemd() -> None:
-    """Without NOTIFY_SOCKET every notification is silently dropped."""
-    notifier = Notifier()
-    notifier.ready("active")
-    notifier.watchdog()
-    notifier.stopping("bye")
+def test_notifier_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without NOTIFY_SOCKET every notification is dropped: a bound socket gets none of them."""
+    notify = NotifySocket()
+    try:
+        outside = Notifier()  # NOTIFY_SOCKET is unset (the suite's autouse fixture)
+        outside.ready("outside")
+        outside.status("outside")
+        outside.reloading()
+        outside.watchdog()
+        outside.stopping("outside")
+        # The same socket does receive what a notifier under systemd sends, after those.
+        monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
+        inside = Notifier()
+        inside.stopping("inside")
+        notify.wait_field("STATUS", 5, lambda value: value == "inside")
+        inside.close()
+        assert [data for _, data in notify.messages()] == [b"STOPPING=1\nSTATUS=inside"]
+    finally:
+        notify.close()
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from gitfleet import make_repo, write, write_config
+from gitfleet import fleet_settings, make_repo, write
 from statehub.retention import prune
-from statehub.settings import load_settings
 from statehub.store import Store
 from statehub.store.schema import MIGRATIONS
 from statehub.sweep import run_sweep
@@ -27,7 +26,7 @@ def test_sweeps_read_back_whole_and_entries_are_stored_once(tmp_path: Path, flee
     write(make_repo(fleet, "dirty"), {"scratch.txt": "x"})
     for name in ("clean-1", "clean-2"):
         make_repo(fleet, name)
-    settings = load_settings(write_config(tmp_path, roots=[fleet]))
+    settings = fleet_settings(tmp_path, roots=[fleet])
 
     events = [run_sweep(settings) for _ in range(3)]
 

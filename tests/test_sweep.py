@@ -16,17 +16,13 @@ import pytest
 from api_support import event_rows
 from clirun import start_statehub, statehub
 from contract_keys import DETAIL_KEYS
-from gitfleet import HangingServer, commit_all, git, make_repo, write, write_config
+from gitfleet import HangingServer, commit_all, fleet_settings, git, make_repo, write, write_config
 from statehub import contract, sweep
 from statehub.errors import UsageError
 from statehub.lock import SweepLock, is_locked, lock_path
-from statehub.settings import Settings, load_settings
+from statehub.settings import load_settings
 from statehub.store import Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN, discover, run_sweep
-
-
-def settings_for(tmp_path: Path, fleet: Path, **sections: str) -> Settings:
-    return load_settings(write_config(tmp_path, roots=[fleet], **sections))
 
 
 def processed(detail: dict[str, object]) -> dict[str, list[str]]:
@@ -39,7 +35,7 @@ def processed(detail: dict[str, object]) -> dict[str, list[str]]:
 def test_event_has_every_contract_key(tmp_path: Path, fleet: Path) -> None:
     """A sweep of all repos records one event with every key of contract section 5."""
     write(make_repo(fleet, "alpha"), {"scratch.txt": "x"})
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
 
     event = run_sweep(settings, source="activity-core")
 
@@ -67,7 +63,7 @@ def test_chosen_repos_make_a_consistency_sweep_event(tmp_path: Path, fleet: Path
     """--repo NAME sweeps only that repo and records event_type consistency_sweep."""
     make_repo(fleet, "alpha")
     make_repo(fleet, "beta")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
 
     event = run_sweep(settings, repos=["beta"])
 
@@ -79,7 +75,7 @@ def test_chosen_repos_make_a_consistency_sweep_event(tmp_path: Path, fleet: Path
 def test_unknown_repo_name_is_a_usage_error(tmp_path: Path, fleet: Path) -> None:
     """A repo name that is neither configured nor known raises UsageError and records nothing."""
     make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
 
     with pytest.raises(UsageError, match="nope"):
         run_sweep(settings, repos=["nope"])
@@ -93,7 +89,7 @@ def test_unchanged_repos_are_skipped_clean_and_keep_their_findings(
     make_repo(fleet, "clean")
     dirty = make_repo(fleet, "dirty")
     write(dirty, {"scratch.txt": "x"})
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
 
     first = run_sweep(settings)
     second = run_sweep(settings)
@@ -110,7 +106,7 @@ def test_unchanged_repos_are_skipped_clean_and_keep_their_findings(
 def test_a_clean_repo_that_changed_is_skipped_clean(tmp_path: Path, fleet: Path) -> None:
     """A repo re-read with no finding is in skipped_clean, not in repos_processed."""
     repo = make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     write(repo, {"notes.md": "more\n"})
     commit_all(repo)
@@ -129,7 +125,7 @@ def test_a_folder_that_is_not_a_work_tree_is_reused_when_unchanged(
     """C-12: read once, then reused like any unchanged repo until it becomes a work tree."""
     plain = fleet / "plain"
     (plain / "sub").mkdir(parents=True)
-    settings = settings_for(tmp_path, fleet, repos=f'paths = ["{plain}"]')
+    settings = fleet_settings(tmp_path, roots=[fleet], repos=f'paths = ["{plain}"]')
 
     first = run_sweep(settings)
     second = run_sweep(settings)
@@ -163,7 +159,7 @@ def test_any_change_makes_a_repo_assessed_again(tmp_path: Path, fleet: Path, cha
     """A change to HEAD, refs, the index, the work tree or the check settings ends a clean skip."""
     repo = make_repo(fleet, "alpha")
     write(repo, {"scratch.txt": "one", "notes/a.txt": "a"})
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     time.sleep(0.01)  # a new mtime even on a coarse clock
 
@@ -187,7 +183,7 @@ def test_any_change_makes_a_repo_assessed_again(tmp_path: Path, fleet: Path, cha
     elif change == "new_branch_ref":
         git(repo, "branch", "feature")
     else:
-        settings = settings_for(tmp_path, fleet, checks='disable = ["C-15"]')
+        settings = fleet_settings(tmp_path, roots=[fleet], checks='disable = ["C-15"]')
 
     event = run_sweep(settings)
 
@@ -217,7 +213,7 @@ def test_least_recently_assessed_first_and_budget_rotation(tmp_path: Path, fleet
     """A budget that runs out leaves skipped_budget repos, which come first in the next sweep."""
     for name in ("a", "b", "c"):
         make_repo(fleet, name)
-    settings = settings_for(tmp_path, fleet, sweep="workers = 1")
+    settings = fleet_settings(tmp_path, roots=[fleet], sweep="workers = 1")
     run_sweep(settings)  # all three assessed at one moment: the order is then by name
     stalled = fleet / "b"
     head = git(stalled, "rev-parse", "HEAD").stdout.strip()
@@ -244,7 +240,7 @@ def test_least_recently_assessed_first_and_budget_rotation(tmp_path: Path, fleet
 def test_lock_held_by_another_process_gives_lock_skipped_event(tmp_path: Path, fleet: Path) -> None:
     """While another process holds the sweep lock, a sweep records lock_skipped at once."""
     make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -278,7 +274,7 @@ def test_lock_held_by_another_process_gives_lock_skipped_event(tmp_path: Path, f
 
 def test_two_sweeps_in_one_process_exclude_each_other(tmp_path: Path, fleet: Path) -> None:
     """The flock is per open file, so a second lock in the same process is refused too."""
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     with SweepLock(settings.database_path) as lock:
         assert lock.acquire()
         assert run_sweep(settings).detail["lock_skipped"] is True
@@ -323,7 +319,7 @@ def test_unreadable_repo_is_c00_and_the_rest_are_assessed(tmp_path: Path, fleet:
     broken = fleet / "broken"
     broken.mkdir()
     (broken / ".git").write_text("gitdir: /nowhere/at/all\n")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
 
     event = run_sweep(settings)
 
@@ -341,7 +337,7 @@ def test_c00_can_be_switched_off(tmp_path: Path, fleet: Path) -> None:
     broken = fleet / "broken"
     broken.mkdir()
     (broken / ".git").write_text("gitdir: /nowhere/at/all\n")
-    settings = settings_for(tmp_path, fleet, checks='disable = ["C-00"]')
+    settings = fleet_settings(tmp_path, roots=[fleet], checks='disable = ["C-00"]')
 
     event = run_sweep(settings)
 
@@ -355,7 +351,7 @@ def test_assessment_failures_count_the_whole_fleet(tmp_path: Path, fleet: Path) 
     for name in ("one", "two"):
         write(make_repo(fleet, name), {"scratch.txt": "x"})
     make_repo(fleet, "three")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
 
     event = run_sweep(settings, repos=["three"])
@@ -368,7 +364,7 @@ def test_duplicate_names_get_a_suffix(tmp_path: Path) -> None:
     first, second = tmp_path / "one", tmp_path / "two"
     make_repo(first, "same", with_origin=False)
     make_repo(second, "same", with_origin=False)
-    settings = load_settings(write_config(tmp_path, roots=[first, second]))
+    settings = fleet_settings(tmp_path, roots=[first, second])
 
     fleet_found = discover(settings)
 
@@ -380,7 +376,7 @@ def test_exclude_patterns_leave_repos_out(tmp_path: Path, fleet: Path) -> None:
     """Repos whose names match an exclude glob are not part of the fleet."""
     make_repo(fleet, "keep", with_origin=False)
     make_repo(fleet, "old-archive", with_origin=False)
-    settings = settings_for(tmp_path, fleet, repos='exclude = ["*-archive"]')
+    settings = fleet_settings(tmp_path, roots=[fleet], repos='exclude = ["*-archive"]')
 
     assert [t.name for t in discover(settings).targets] == ["keep"]
 
@@ -389,8 +385,8 @@ def test_a_repo_left_out_by_exclude_is_never_missing(tmp_path: Path, fleet: Path
     """A repo swept once and then excluded is not skipped_missing: it left the fleet."""
     make_repo(fleet, "keep", with_origin=False)
     make_repo(fleet, "old-archive", with_origin=False)
-    run_sweep(settings_for(tmp_path, fleet))
-    settings = settings_for(tmp_path, fleet, repos='exclude = ["*-archive"]')
+    run_sweep(fleet_settings(tmp_path, roots=[fleet]))
+    settings = fleet_settings(tmp_path, roots=[fleet], repos='exclude = ["*-archive"]')
 
     first, second = run_sweep(settings), run_sweep(settings)
 
@@ -405,9 +401,9 @@ def test_a_fetch_cut_by_the_sweeps_deadline_is_over_budget(tmp_path: Path, fleet
     make_repo(fleet, "fine", with_origin=False)
     with HangingServer() as server:
         make_repo(fleet, "slow", origin_url=server.url)
-        settings = settings_for(
+        settings = fleet_settings(
             tmp_path,
-            fleet,
+            roots=[fleet],
             sweep="max_seconds = 4\nfetch_timeout_seconds = 60\nrepo_timeout_seconds = 60",
         )
         event = run_sweep(settings, remote=True)
@@ -422,8 +418,8 @@ def test_a_fetch_past_its_own_timeout_is_a_c00(tmp_path: Path, fleet: Path) -> N
     """--remote: a fetch that outlasts fetch_timeout_seconds well within the budget is a C-00."""
     with HangingServer() as server:
         make_repo(fleet, "slow", origin_url=server.url)
-        settings = settings_for(
-            tmp_path, fleet, sweep="max_seconds = 60\nfetch_timeout_seconds = 1"
+        settings = fleet_settings(
+            tmp_path, roots=[fleet], sweep="max_seconds = 60\nfetch_timeout_seconds = 1"
         )
         event = run_sweep(settings, remote=True)
 
@@ -463,7 +459,7 @@ def test_a_file_name_that_is_not_utf8_is_assessed_and_shown_escaped(
 def test_the_database_and_the_lock_are_created_owner_only(tmp_path: Path, fleet: Path) -> None:
     """Under a umask of 022, the database, its WAL and the lock file are created 0600."""
     make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     old = os.umask(0o022)
     try:
         run_sweep(settings)
@@ -486,12 +482,12 @@ def test_two_configurations_reaching_one_database_by_a_hard_link_share_its_lock(
     sweeps through the first name: the lock follows the file, not its path."""
     make_repo(fleet, "alpha")
     (tmp_path / "one").mkdir()
-    first = settings_for(tmp_path / "one", fleet)
+    first = fleet_settings(tmp_path / "one", roots=[fleet])
     run_sweep(first)
     other = tmp_path / "two"
     other.mkdir()
     os.link(first.database_path, other / "statehub.db")
-    second = settings_for(other, fleet)
+    second = fleet_settings(other, roots=[fleet])
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -527,7 +523,7 @@ def test_an_event_lists_at_most_100_findings_of_a_repo_and_says_how_many(
     files = {f"workplans/bad-{n:03d}.md": "no front matter\n" for n in range(250)}
     make_repo(fleet, "plans", files)
     write(make_repo(fleet, "untracked"), {"notes.txt": "x\n"})  # listed whole
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     event = run_sweep(settings)
     [entry] = [e for e in event.detail["repos_processed"] if e["repo"] == "plans"]
     with Store.open(settings.database_path) as store:
@@ -552,7 +548,7 @@ def test_an_event_lists_a_bounded_number_of_findings_whatever_the_fleet(
     for n in range(30):
         make_repo(fleet, f"repo-{n:02d}", {f"workplans/bad-{k}.md": "none\n" for k in range(3)})
     make_repo(fleet, "clean")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     first, again = run_sweep(settings), run_sweep(settings)
     with Store.open(settings.database_path) as store:
         standing = store.assessments()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import hostilekit
-from api_support import event_rows
+from api_support import event_rows, refusing_address
 from clirun import statehub
 from daemon_support import (
     CONTRACT_QUERY,
@@ -30,7 +30,7 @@ from daemon_support import (
 )
 from gitfleet import HangingServer, make_repo, write_config
 from statehub.timefmt import parse_iso, utc_now
-from temporal_support import TemporalServer, free_port, status
+from temporal_support import TemporalServer, status
 from test_alerts import Receiver
 from waiting import wait_for
 
@@ -214,16 +214,14 @@ def test_show_without_a_schedule_and_without_a_server(
 
     down = tmp_path / "down"
     down.mkdir()
-    port = free_port()
     config, _ = temporal_config(down, fleet, temporal_server)
-    config.write_text(
-        config.read_text().replace(temporal_server.address, f"127.0.0.1:{port}"), encoding="utf-8"
-    )
-    done = statehub("temporal", "sync", config=config)
+    with refusing_address() as address:
+        config.write_text(
+            config.read_text().replace(temporal_server.address, address), encoding="utf-8"
+        )
+        done = statehub("temporal", "sync", config=config)
     assert done.returncode == 1
-    assert done.stderr.startswith(
-        f"statehub: error: cannot connect to Temporal at 127.0.0.1:{port}"
-    )
+    assert done.stderr.startswith(f"statehub: error: cannot connect to Temporal at {address}")
     assert len(done.stderr.strip().splitlines()) == 1
 
 
@@ -356,7 +354,7 @@ def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
             )
             heartbeat = wait_for(
                 lambda: heartbeat_details(temporal_server, first["execution"]["workflowId"]),
-                10,
+                30,
                 "the activity's heartbeat after the first repo",
                 0.2,
             )
@@ -478,7 +476,8 @@ def test_failover_standby_follows_a_temporal_primary_and_takes_over_while_it_is_
             tmp_path,
             fleet,
             server,
-            schedule='mode = "standby"\nprimary_grace_minutes = 0.1',  # 6 s
+            # 15 s: a run-now right after the primary's sweep is fresh on a loaded machine too
+            schedule='mode = "standby"\nprimary_grace_minutes = 0.25',
         )
         sync(config)
         worker = start_worker(config)
@@ -493,7 +492,7 @@ def test_failover_standby_follows_a_temporal_primary_and_takes_over_while_it_is_
         assert down.returncode == 1
         assert "cannot connect to Temporal" in down.stderr
         primary_at = healthy["context_snapshot"]["primary_last_sweep_at"]
-        grace_over = parse_iso(primary_at) + timedelta(seconds=7)
+        grace_over = parse_iso(primary_at) + timedelta(seconds=16)
         wait_for(lambda: utc_now() > grace_over, 30, "the grace to pass", 0.2)
         took_over = run_now(config)
         assert took_over["outcome"] == "swept"

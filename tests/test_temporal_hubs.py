@@ -12,13 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from api_support import ApiServer, client
+from api_support import ApiServer, client, event_rows
 from clirun import statehub
 from daemon_support import DaemonProcess, runs
 from gitfleet import make_repo
 from statehub.settings import load_settings
 from temporal_support import TemporalServer, status
-from test_temporal import FAR_TRIGGER, events, run_now, start_worker, stop_worker
+from test_temporal import FAR_TRIGGER, run_now, start_worker, stop_worker
 
 
 def init_hub(folder: Path, name: str, server: TemporalServer, *schedule: str) -> Path:
@@ -46,7 +46,7 @@ def hubs_json(config: Path) -> dict[str, dict[str, Any]]:
 
 def cluster_sweeps(database: Path) -> list[dict[str, Any]]:
     """The sweep events the hub's worker recorded (source activity-core)."""
-    return [event for event in events(database) if event["detail"]["source"] == "activity-core"]
+    return [event for event in event_rows(database) if event["detail"]["source"] == "activity-core"]
 
 
 def in_parallel(*calls: Any) -> list[Any]:

@@ -24,9 +24,9 @@ import apscheduler.schedulers.base
 import pytest
 from faultkit import activity_runs
 
-from gitfleet import make_repo, write_config
+from gitfleet import fleet_settings, make_repo
 from statehub.scheduler import Daemon
-from statehub.settings import Settings, load_settings
+from statehub.settings import Settings
 from statehub.systemd_notify import Notifier
 from statehub.timefmt import iso
 from waiting import wait_for
@@ -82,7 +82,7 @@ def settings_for(tmp_path: Path, fleet: Path, policy: str) -> Settings:
     make_repo(fleet, "alpha")
     make_repo(fleet, "beta")
     schedule = f'mode = "active"\ntrigger = "* * * * *"\nmisfire_policy = "{policy}"'
-    return load_settings(write_config(tmp_path, roots=[fleet], schedule=schedule))
+    return fleet_settings(tmp_path, roots=[fleet], schedule=schedule)
 
 
 @pytest.fixture
