@@ -30,7 +30,7 @@ from daemon_support import store_rows
 from gitfleet import make_repo, write_config
 from waiting import wait_for
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0  # a bound on a hang: a loaded machine starts Python slowly
 STOP_TIMEOUT = 20.0
 
 

@@ -115,7 +115,7 @@ def wake_at(daemon: Daemon, clock: ManualClock, moment: datetime) -> None:
 
 
 def wait_runs(settings: Settings, count: int) -> list[tuple[str, str]]:
-    wait_for(lambda: len(slots(settings)) >= count, 15, f"{count} recorded run(s)")
+    wait_for(lambda: len(slots(settings)) >= count, 60, f"{count} recorded run(s)")
     time.sleep(SETTLE)  # a burst would show up now
     return slots(settings)
 
