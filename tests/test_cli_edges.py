@@ -10,17 +10,17 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 import clirun
-from api_support import client, free_port
+from api_support import client, listening_port
 from clirun import statehub
 from gitfleet import make_repo, write_config
 from statehub.settings import load_settings
+from waiting import wait_for
 
 
 @pytest.mark.parametrize("command", [("status",), ("config", "show"), ("events",)])
@@ -75,18 +75,30 @@ def test_serve_takes_host_and_port(tmp_path: Path) -> None:
     """`serve --port N` listens on N whatever [api] port says; `--host` off loopback still
     needs a token (exit 78)."""
     config = write_config(tmp_path, roots=[tmp_path], api="port = 9")
-    port = free_port()
+    log = tmp_path / "serve.log"
+    # --port 0: the kernel's choice, read from the server's log (never a port picked here).
     server = clirun.start_statehub(
-        "serve", "--host", "127.0.0.1", "--port", str(port), config=config
+        "serve", "--host", "127.0.0.1", "--port", "0", config=config, log=log
     )
+
+    def running() -> bool:
+        assert server.poll() is None, log.read_text(errors="replace")
+        return True
+
+    def answers(http: httpx.Client) -> int | None:
+        with contextlib.suppress(httpx.TransportError):
+            return http.get("/healthz").status_code
+        return None
+
     try:
-        deadline = time.monotonic() + 60
-        status = None
+        port = wait_for(
+            lambda: running() and listening_port(log.read_text(errors="replace")),
+            60,
+            "the server's 'listening on' line",
+        )
+        assert port != 9  # --port, not [api] port
         with client(f"http://127.0.0.1:{port}", timeout=2.0) as http:
-            while status is None and time.monotonic() < deadline and server.poll() is None:
-                with contextlib.suppress(httpx.TransportError):
-                    status = http.get("/healthz").status_code
-                time.sleep(0.05)
+            status = wait_for(lambda: running() and answers(http), 60, "/healthz")
         assert status in (200, 503)
     finally:
         server.terminate()
