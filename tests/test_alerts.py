@@ -26,6 +26,7 @@ from statehub.fire import InProcessBackend, Runner
 from statehub.settings import load_settings
 from statehub.store import Store
 from statehub.timefmt import utc_now
+from waiting import wait_for
 
 WAIT = 15.0
 
@@ -308,9 +309,7 @@ def test_sweep_through_the_api_pings(tmp_path: Path, fleet: Path, receiver: Rece
     with ApiServer(config) as server, client(server.url) as http:
         answer = http.post("/consistency/sweep/remote-all", json={"source": "activity-core"})
         assert answer.status_code == 200
-        deadline = time.monotonic() + WAIT
-        while len(receiver.paths()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: len(receiver.paths()) >= 2, WAIT, "the start and success pings")
     assert receiver.paths() == ["/ping/abc/start", "/ping/abc"]
     assert receiver.requests[1].body.decode().startswith(f"event {answer.json()['id']} ")
 

@@ -23,6 +23,7 @@ from statehub.lock import SweepLock, is_locked, lock_path
 from statehub.settings import load_settings
 from statehub.store import Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN, discover, run_sweep
+from waiting import wait_for
 
 
 def processed(detail: dict[str, object]) -> dict[str, list[str]]:
@@ -290,10 +291,7 @@ def test_kill_minus_nine_keeps_events_and_frees_the_lock(tmp_path: Path, fleet: 
     with HangingServer() as server:
         git(hanging, "remote", "set-url", "origin", server.url)
         process = start_statehub("sweep", "--remote", config=config)
-        deadline = time.monotonic() + 20
-        while not is_locked(settings.database_path) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert is_locked(settings.database_path)
+        wait_for(lambda: is_locked(settings.database_path), 20, "the sweep to take the lock")
         time.sleep(0.3)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)

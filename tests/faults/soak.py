@@ -22,9 +22,8 @@ from typing import Any
 import httpx
 from faultkit import IN_PROGRESS, activity_runs, copy_fleet, hub_state, rss_kib, worker_pids
 
-from api_support import ApiServer, client, event_rows
+from api_support import client, event_rows, serve_fleet
 from daemon_support import DaemonProcess
-from gitfleet import write_config
 from waiting import wait_for
 
 _NEXT = re.compile(r"next: (?:(\d{4}-\d\d-\d\d) )?(\d\d:\d\d:\d\d)Z")
@@ -110,17 +109,13 @@ def run_soak(
     fleet = folder / "fleet"
     fleet.mkdir()
     copy_fleet(fleet, repos)
-    config = write_config(
-        folder,
-        roots=[fleet],
-        schedule='mode = "active"\ntrigger = "* * * * *"',
-        api="port = 0",
-    )
+    served = serve_fleet(folder, fleet, schedule='mode = "active"\ntrigger = "* * * * *"')
+    config = served.config
     database = folder / "statehub.db"
     began = time.monotonic()
     stop = threading.Event()
     reads = Reads()
-    server = ApiServer(config, log=folder / "serve.log").start()
+    server = served.start()
     daemon = DaemonProcess(config, fire_every=fire_every)
     period = timedelta(seconds=fire_every) if fire_every else timedelta(minutes=1)
     reader = threading.Thread(

@@ -21,9 +21,9 @@ from typing import Any
 
 from faultkit import activity_runs, copy_fleet, integrity
 
-from api_support import ApiServer, client, event_rows
+from api_support import client, event_rows, serve_fleet
 from clirun import statehub
-from gitfleet import HangingServer, make_repo, write_config
+from gitfleet import HangingServer, make_repo
 from statehub.lock import is_locked
 from statehub.settings import load_settings
 from statehub.timefmt import parse_iso
@@ -46,16 +46,16 @@ def test_two_hundred_concurrent_triggers_one_sweep_at_a_time(tmp_path: Path, fle
     copy_fleet(fleet, 20)
     with HangingServer() as hanging:
         make_repo(fleet, "zz-hang", origin_url=hanging.url)
-        config = write_config(
+        server = serve_fleet(
             tmp_path,
-            roots=[fleet],
+            fleet,
             sweep="fetch_timeout_seconds = 1",
             schedule='mode = "active"\nremote = true',
-            api="port = 0",
             extra='[repos.overrides."zz-hang"]\ndisable = ["C-00"]\n',
         )
+        config = server.config
         database = load_settings(config).database_path
-        with ApiServer(config, log=tmp_path / "serve.log") as server:
+        with server:
             results: dict[str, list[Any]] = {}
 
             def post(n: int) -> tuple[int, dict[str, Any]]:
