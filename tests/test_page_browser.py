@@ -1,6 +1,6 @@
 """The status page in a real browser: headless Chromium (Debian's) driven by Playwright.
 
-One browser for the session, against the session's real ``statehub serve`` over a planted
+One browser for the module, against the session's real ``statehub serve`` over a planted
 store (tests/page_support.py). Every request the browser makes is recorded, every console
 message and page error too; screenshots of the page at a laptop's and a phone's size are
 saved under ``tests/artifacts/`` (ignored by git) for a person to look at.
@@ -56,9 +56,11 @@ class Recorder:
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole session."""
+    """One headless Chromium for this module's tests. Not for the session: Playwright's sync
+    API holds an event loop in the thread while it runs, and a later test of the same process
+    that calls asyncio.run() would fail (an order dependence)."""
     if shutil.which(CHROMIUM) is None:
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
