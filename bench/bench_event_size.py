@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from api_support import ApiServer, client, free_port, server_env
+from api_support import ApiServer, client, server_env
 from gitfleet import git, good_files, make_repo, write, write_config
 
 STATEHUB = (sys.executable, "-m", "statehub")
@@ -145,8 +145,7 @@ def main() -> int:
         if not fleet.exists():
             fleet.mkdir()
             build_fleet(fleet, args.workplans)
-        port = free_port()
-        config = write_config(folder, roots=[fleet], api=f"port = {port}")
+        config = write_config(folder, roots=[fleet], api="port = 0")
         print(f"fleet built in {time.perf_counter() - began:.1f} s")
         sweep_rss = 0.0
         for n in range(args.sweeps):
@@ -162,7 +161,7 @@ def main() -> int:
         newest = json.loads(done.stdout)
         newest = newest[0] if isinstance(newest, list) else newest
         event_bytes = len(json.dumps(newest, separators=(",", ":")).encode())
-        with ApiServer(config, port) as server, client(server.url, timeout=120) as http:
+        with ApiServer(config) as server, client(server.url, timeout=120) as http:
             progress_bytes = len(http.get("/progress/").content)
             assert server.process is not None
             status = Path(f"/proc/{server.process.pid}/status").read_text()
