@@ -46,10 +46,11 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One ``statehub serve`` over a planted store (tests/page_support.py) per pytest
-    process, on a port of its own choosing (port 0)."""
+    """One ``statehub serve`` over a planted store (tests/page_support.py) per module, on a
+    port of its own choosing (port 0). Not per session: the planted heartbeat and slots are
+    relative to the planting, so a test run many minutes later would see them stale."""
     from page_support import planted_server
 
     with planted_server(tmp_path_factory.mktemp("page")) as served:

@@ -301,6 +301,10 @@ def test_progress_lists_newest_first_with_filters(hub: Hub) -> None:
 
 def test_progress_event_type_remote_all_holds_only_those(hub: Hub) -> None:
     """event_type=consistency_sweep_remote_all lists only sweeps of all repos."""
+    # One event of each type, whatever ran before in this module (tests run in any order).
+    assert hub.http.post(SWEEP, json={"source": "remote-all-filter"}).status_code == 200
+    done = statehub("sweep", "--repo", "alpha", "--json", config=hub.server.config)
+    assert done.returncode == 0, done.stderr
     listed = hub.http.get("/progress/", params={"event_type": "consistency_sweep_remote_all"})
     assert listed.status_code == 200
     assert listed.json()

@@ -1,6 +1,6 @@
 """The status page in a real browser: headless Chromium (Debian's) driven by Playwright.
 
-One browser for the module, against the session's real ``statehub serve`` over a planted
+One browser for the module, against the module's real ``statehub serve`` over a planted
 store (tests/page_support.py). Every request the browser makes is recorded, every console
 message and page error too; screenshots of the page at a laptop's and a phone's size are
 saved under ``tests/artifacts/`` (ignored by git) for a person to look at.
