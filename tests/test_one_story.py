@@ -20,6 +20,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -28,14 +29,15 @@ from typing import Any
 
 import pytest
 
-from api_support import ApiServer, HangingRemote, client, free_port, make_slow_repo
+from api_support import ApiServer, HangingRemote, client, make_slow_repo
 from clirun import start_statehub, statehub
-from daemon_support import CONTRACT_QUERY, DaemonProcess, wait_for
+from daemon_support import CONTRACT_QUERY, DaemonProcess
 from gitfleet import commit_all, git, make_repo, write_config
 from statehub.compare import compare
 from statehub.settings import load_settings
 from statehub.timefmt import parse_iso
 from temporal_support import TemporalServer, status
+from waiting import wait_for
 
 # The file keeps the default trigger (*/15: the slots compare and the page count); the
 # daemon, the worker and the Temporal Schedule run on an override that never fires during
@@ -84,13 +86,12 @@ def test_every_surface_tells_the_same_story(
     make_repo(fleet, "untidy", {"README.md": "# untidy\n"})  # findings, no error
     make_slow_repo(fleet, "slow", hanging)
     make_repo(fleet, "doomed")  # assessed clean, then broken: its C-00 is new once
-    port = free_port()
     queue = f"tq-{tmp_path.name}"[:60]
-    schedule_id = f"{SCHEDULE_ID}-{free_port()}"
+    schedule_id = f"{SCHEDULE_ID}-{uuid.uuid4().hex[:10]}"
     config = write_config(
         tmp_path,
         roots=[fleet],
-        api=f"port = {port}",
+        api="port = 0",
         schedule='mode = "standby"',
         sweep="fetch_timeout_seconds = 60",
         temporal=(
@@ -108,7 +109,7 @@ def test_every_surface_tells_the_same_story(
             DaemonProcess, config, command=("temporal", "worker"), extra_env=NO_FIRE
         )
         daemon_future = pool.submit(DaemonProcess, config, extra_env=NO_FIRE)
-        server = ApiServer(config, port)
+        server = ApiServer(config)
         server_future = pool.submit(server.start)
         worker, daemon = worker_future.result(), daemon_future.result()
     try:

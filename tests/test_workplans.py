@@ -6,16 +6,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gitfleet import commit_all, git, make_repo, workplan, write, write_config
-from statehub.settings import Settings, load_settings
+from gitfleet import commit_all, fleet_settings, git, make_repo, workplan, write
+from statehub.settings import Settings
 from statehub.store import Store
 from statehub.sweep import run_sweep
 
 PLAN = "workplans/DEMO-WP-0001-plan.md"
-
-
-def settings_for(tmp_path: Path, fleet: Path, **sections: str) -> Settings:
-    return load_settings(write_config(tmp_path, roots=[fleet], **sections))
 
 
 def plans(settings: Settings, **filters: Any) -> dict[tuple[str, str], dict[str, Any]]:
@@ -42,7 +38,7 @@ def test_first_sweep_records_every_plan(tmp_path: Path, fleet: Path) -> None:
         },
     )
     commit_all(fleet / "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
 
     event = run_sweep(settings)
 
@@ -58,7 +54,7 @@ def test_first_sweep_records_every_plan(tmp_path: Path, fleet: Path) -> None:
 def test_status_change_is_one_change(tmp_path: Path, fleet: Path) -> None:
     """A plan whose status moves is recorded as 'ID: old -> new' by the sweep that saw it."""
     root = make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     write(root, {PLAN: workplan("DEMO-WP-0001", status="finished")})
     commit_all(root)
@@ -73,7 +69,7 @@ def test_status_change_is_one_change(tmp_path: Path, fleet: Path) -> None:
 def test_new_plan_is_added(tmp_path: Path, fleet: Path) -> None:
     """A workplan file added to a repo is one 'added' change."""
     root = make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     write(root, {"workplans/DEMO-WP-0003-more.md": workplan("DEMO-WP-0003", status="draft")})
 
@@ -86,7 +82,7 @@ def test_new_plan_is_added(tmp_path: Path, fleet: Path) -> None:
 def test_rename_with_same_id_is_a_move(tmp_path: Path, fleet: Path) -> None:
     """A file renamed with the same id is one plan moved, its first sighting kept."""
     root = make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     before = plans(settings)[("alpha", "DEMO-WP-0001")]
     git(root, "mv", PLAN, "workplans/DEMO-WP-0001-renamed.md")
@@ -106,7 +102,7 @@ def test_rename_with_same_id_is_a_move(tmp_path: Path, fleet: Path) -> None:
 def test_removed_plan_leaves_the_registry_its_history_stays(tmp_path: Path, fleet: Path) -> None:
     """A deleted workplan is removed from the registry and its removal recorded."""
     root = make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     git(root, "rm", "-q", PLAN)
     commit_all(root)
@@ -121,7 +117,7 @@ def test_repo_leaving_the_fleet_leaves_the_registry(tmp_path: Path, fleet: Path)
     """A repo gone from the fleet takes its plans out of the registry; their history stays."""
     make_repo(fleet, "alpha")
     make_repo(fleet, "beta")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     shutil.rmtree(fleet / "beta")
 
@@ -138,7 +134,7 @@ def test_repo_leaving_the_fleet_leaves_the_registry(tmp_path: Path, fleet: Path)
 def test_broken_front_matter_stays_visible_with_its_finding(tmp_path: Path, fleet: Path) -> None:
     """A plan whose front matter does not parse is recorded under its path with its C-05."""
     root = make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     write(root, {PLAN: "---\nid: [unclosed\n---\n"})
     commit_all(root)
@@ -158,7 +154,7 @@ def test_broken_front_matter_stays_visible_with_its_finding(tmp_path: Path, flee
 def test_unchanged_resweep_changes_nothing(tmp_path: Path, fleet: Path) -> None:
     """A re-sweep of an unchanged fleet reuses the registry: no change, every plan kept."""
     make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     before = plans(settings)
 
@@ -176,7 +172,7 @@ def test_unchanged_resweep_changes_nothing(tmp_path: Path, fleet: Path) -> None:
 def test_repo_never_read_into_the_registry_is_read_again(tmp_path: Path, fleet: Path) -> None:
     """A store whose registry lacks a repo (an upgraded one) reads it again, not clean-skipped."""
     make_repo(fleet, "alpha")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     run_sweep(settings)
     with Store.open(settings.database_path) as store, store.transaction() as connection:
         connection.execute("DELETE FROM workplans")
@@ -192,7 +188,7 @@ def test_filters_by_status_repo_and_change(tmp_path: Path, fleet: Path) -> None:
     """The registry answers by status, by repo and by time of change."""
     root = make_repo(fleet, "alpha")
     make_repo(fleet, "beta")
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
     first = run_sweep(settings)
     write(root, {PLAN: workplan("DEMO-WP-0001", status="blocked")})
     commit_all(root)
@@ -208,7 +204,7 @@ def test_plans_are_recorded_with_the_workplan_checks_disabled(tmp_path: Path, fl
     """With C-05..C-11 disabled the registry still reads every plan itself."""
     make_repo(fleet, "alpha")
     disabled = 'disable = ["C-05", "C-06", "C-07", "C-08", "C-09", "C-10", "C-11"]'
-    settings = settings_for(tmp_path, fleet, checks=disabled)
+    settings = fleet_settings(tmp_path, roots=[fleet], checks=disabled)
 
     run_sweep(settings)
 
@@ -219,7 +215,7 @@ def test_shared_id_keeps_both_plans(tmp_path: Path, fleet: Path) -> None:
     """Two files with one id (C-08): the first in path order has the id, the other its path."""
     root = make_repo(fleet, "alpha")
     write(root, {"workplans/DEMO-WP-0001-copy.md": workplan("DEMO-WP-0001", status="draft")})
-    settings = settings_for(tmp_path, fleet)
+    settings = fleet_settings(tmp_path, roots=[fleet])
 
     run_sweep(settings)
 
