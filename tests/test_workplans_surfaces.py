@@ -89,7 +89,8 @@ def test_plan_entering_a_watched_status_is_posted_once(tmp_path: Path, fleet: Pa
         receiver.close()
 
     [post] = posts
-    assert post["text"] == "statehub: workplan in alpha: DEMO-WP-0001: active -> blocked"
+    # The webhook's text escapes chat markup (<, >, &), as every text it posts does.
+    assert post["text"] == "statehub: workplan in alpha: DEMO-WP-0001: active -&gt; blocked"
     assert [(p["repo"], p["plan_id"], p["new_status"]) for p in post["details"]["workplans"]] == [
         ("alpha", "DEMO-WP-0001", "blocked")
     ]

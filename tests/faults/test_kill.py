@@ -307,15 +307,16 @@ def test_kill_before_and_after_every_commit_loses_nothing(tmp_path: Path, fleet:
             restore(database, baseline)
     print("(kill, commit, events it left, events after the next sweep, interrupted):")
     print("\n".join(map(str, outcomes)))
-    # The six commits of this sweep: 1 the earlier run's interrupted event (its marker
-    # cleared with it), 2 its own marker, 3 save_assessments, 4 mark_assessed (the clean
-    # repo), 5 forget_repos (the gone one), 6 its event (its marker cleared with it).
-    assert commits == 6
+    # The seven commits of this sweep: 1 the earlier run's interrupted event (its marker
+    # cleared with it), 2 its own marker, 3 the workplan registry, 4 save_assessments,
+    # 5 mark_assessed (the clean repo), 6 forget_repos (the gone one), 7 its event (its
+    # marker cleared with it).
+    assert commits == 7
     assert outcomes == [
         ("before", 1, 0, 2, 1),  # nothing of it committed: it never started
         ("before", 2, 1, 2, 1),  # its marker rolled back: it never started
-        *[("before", n, 1, 3, 2) for n in (3, 4, 5, 6)],  # started: recorded interrupted
+        *[("before", n, 1, 3, 2) for n in (3, 4, 5, 6, 7)],  # started: recorded interrupted
         ("after", 1, 1, 2, 1),
-        *[("after", n, 1, 3, 2) for n in (2, 3, 4, 5)],
-        ("after", 6, 2, 3, 1),  # its own event made it: not recorded a second time
+        *[("after", n, 1, 3, 2) for n in (2, 3, 4, 5, 6)],
+        ("after", 7, 2, 3, 1),  # its own event made it: not recorded a second time
     ]
