@@ -91,6 +91,14 @@ def decisions(database: Path) -> list[dict[str, Any]]:
     ]
 
 
+def sweep_in_progress(database: Path) -> bool:
+    """True while a sweep's in-progress marker is in hub_state; False before the store has
+    the table."""
+    return bool(
+        store_rows(database, "hub_state", "SELECT 1 FROM hub_state WHERE key = 'sweep_in_progress'")
+    )
+
+
 def fire_markers(database: Path) -> list[str]:
     """The ``hub_state`` keys of the fires in progress; none before the store has the table."""
     rows = store_rows(

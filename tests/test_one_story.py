@@ -31,7 +31,7 @@ import pytest
 
 from api_support import ApiServer, HangingRemote, client, make_slow_repo
 from clirun import start_statehub, statehub
-from daemon_support import CONTRACT_QUERY, DaemonProcess
+from daemon_support import CONTRACT_QUERY, DaemonProcess, sweep_in_progress
 from gitfleet import commit_all, git, make_repo, write_config
 from statehub.compare import compare
 from statehub.settings import load_settings
@@ -52,20 +52,6 @@ def cli_json(config: Path, *args: str) -> Any:
     done = statehub(*args, "--json", config=config)
     assert done.returncode == 0, (args, done.stderr)
     return json.loads(done.stdout)
-
-
-def in_progress(database: Path) -> bool:
-    """True while a sweep's in-progress marker is in hub_state."""
-    if not database.exists():
-        return False
-    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
-        try:
-            row = connection.execute(
-                "SELECT 1 FROM hub_state WHERE key = 'sweep_in_progress'"
-            ).fetchone()
-        except sqlite3.OperationalError:
-            return False
-    return row is not None
 
 
 @pytest.fixture
@@ -143,7 +129,7 @@ def test_every_surface_tells_the_same_story(
         # Ctrl-C in a manual sweep whose fetch hangs.
         sweeping = start_statehub("sweep", "--all", "--remote", config=config)
         try:
-            wait_for(lambda: in_progress(database), 30, "the remote sweep in progress")
+            wait_for(lambda: sweep_in_progress(database), 30, "the remote sweep in progress")
             sweeping.send_signal(signal.SIGINT)
             assert sweeping.wait(15) == 130
         finally:

@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from api_support import HangingRemote, client, event_rows, make_slow_repo, serve_fleet
 from clirun import start_statehub, statehub
 from contract_keys import sweep_detail
-from daemon_support import DaemonProcess, contract_runs, decisions, runs
+from daemon_support import DaemonProcess, contract_runs, decisions, runs, sweep_in_progress
 from gitfleet import make_repo, write_config
 from statehub.compare import compare
 from statehub.daemonstate import read_daemon
@@ -53,20 +53,6 @@ def record_sweep(settings: Settings, source: str, started: datetime) -> None:
     detail = sweep_detail(source, started)
     with Store.open(settings.database_path) as store:
         store.append_event(EVENT_ALL, detail, created_at=started + timedelta(seconds=3))
-
-
-def in_progress(database: Path) -> bool:
-    """True while a sweep's in-progress marker is in hub_state."""
-    if not database.exists():
-        return False
-    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
-        try:
-            row = connection.execute(
-                "SELECT 1 FROM hub_state WHERE key = 'sweep_in_progress'"
-            ).fetchone()
-        except sqlite3.OperationalError:
-            return False
-    return row is not None
 
 
 # -- slots ----------------------------------------------------------------------------
@@ -227,7 +213,7 @@ def test_a_manual_sweep_stopped_by_the_operator_records_itself_cancelled(
     database = tmp_path / "statehub.db"
     sweeping = start_statehub("sweep", "--all", "--remote", config=config)
     try:
-        wait_for(lambda: in_progress(database), 30, "the sweep in progress")
+        wait_for(lambda: sweep_in_progress(database), 30, "the sweep in progress")
         sweeping.send_signal(signum)
         assert sweeping.wait(15) == status
     finally:
@@ -237,7 +223,7 @@ def test_a_manual_sweep_stopped_by_the_operator_records_itself_cancelled(
     detail = event["detail"]
     assert (detail["cancelled"], detail["cancelled_by"]) == (True, signum.name)
     assert (detail["automation_error"], detail["automation_errors"]) == (False, [])
-    assert not in_progress(database)
+    assert not sweep_in_progress(database)
     assert statehub("sweep", "--all", config=config).returncode == 0
     assert [row["detail"].get("interrupted", False) for row in event_rows(database)] == [
         False,
@@ -256,7 +242,7 @@ def test_run_now_stopped_by_sigterm_is_a_cancelled_run(tmp_path: Path, slow_flee
     database = tmp_path / "statehub.db"
     firing = start_statehub("schedule", "run-now", config=config)
     try:
-        wait_for(lambda: in_progress(database), 30, "the sweep in progress")
+        wait_for(lambda: sweep_in_progress(database), 30, "the sweep in progress")
         firing.send_signal(signal.SIGTERM)
         assert firing.wait(15) == 143
     finally:
@@ -363,7 +349,7 @@ def test_a_daemon_stopped_mid_sweep_records_the_run_cancelled_at_once(
     daemon = Daemon(settings, notifier=Notifier(None), trigger=IntervalTrigger(seconds=1))
     daemon.start()
     try:
-        wait_for(lambda: in_progress(settings.database_path), 30, "the sweep in progress")
+        wait_for(lambda: sweep_in_progress(settings.database_path), 30, "the sweep in progress")
     finally:
         started = time.monotonic()
         daemon.stop("SIGTERM")

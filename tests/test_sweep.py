@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,33 @@ from statehub.settings import load_settings
 from statehub.store import Store
 from statehub.sweep import EVENT_ALL, EVENT_CHOSEN, discover, run_sweep
 from waiting import wait_for
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(database: Path) -> Iterator[None]:
+    """The sweep lock of ``database`` held by another process until the block ends (then
+    the process is killed: its lock dies with it)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from statehub.lock import SweepLock;"
+            "lock = SweepLock(Path(sys.argv[1])); assert lock.acquire();"
+            "print('held', flush=True); time.sleep(60)",
+            str(database),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()
 
 
 def processed(detail: dict[str, object]) -> dict[str, list[str]]:
@@ -242,28 +271,9 @@ def test_lock_held_by_another_process_gives_lock_skipped_event(tmp_path: Path, f
     """While another process holds the sweep lock, a sweep records lock_skipped at once."""
     make_repo(fleet, "alpha")
     settings = fleet_settings(tmp_path, roots=[fleet])
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from statehub.lock import SweepLock;"
-            "lock = SweepLock(Path(sys.argv[1])); assert lock.acquire();"
-            "print('held', flush=True); time.sleep(60)",
-            str(settings.database_path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(settings.database_path):
         assert is_locked(settings.database_path)
         event = run_sweep(settings, source="local-daemon")
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
-        if holder.stdout is not None:
-            holder.stdout.close()
 
     assert event.detail["lock_skipped"] is True
     assert event.detail["started_at"] == event.detail["finished_at"]
@@ -486,28 +496,9 @@ def test_two_configurations_reaching_one_database_by_a_hard_link_share_its_lock(
     other.mkdir()
     os.link(first.database_path, other / "statehub.db")
     second = fleet_settings(other, roots=[fleet])
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from statehub.lock import SweepLock;"
-            "lock = SweepLock(Path(sys.argv[1])); assert lock.acquire();"
-            "print('held', flush=True); time.sleep(60)",
-            str(first.database_path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(first.database_path):
         assert is_locked(second.database_path)
         skipped = run_sweep(second, source="local-daemon")
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
-        if holder.stdout is not None:
-            holder.stdout.close()
     assert skipped.detail["lock_skipped"] is True
     assert run_sweep(second).detail["lock_skipped"] is False
 
