@@ -49,7 +49,6 @@ from statehub.timefmt import iso, utc_now
 
 log = logging.getLogger("statehub.runs")
 
-SWEEP_KEY = SWEEP_RESULT_KEY  # context_snapshot key holding the sweep's detail (section 8)
 MARKER_PREFIX = "scheduler_fire:"
 HARD_TIMEOUT_MARGIN_SECONDS = 60  # a run waits max_seconds + this for its sweep
 CANCEL_GRACE_SECONDS = 5.0  # after a stop, how long a sweep gets to record itself cancelled
@@ -319,7 +318,7 @@ def _sweep_and_judge(
     else:
         detail = event.get("detail") if isinstance(event, Mapping) else None
         detail = detail if isinstance(detail, Mapping) else {}
-        snapshot[SWEEP_KEY] = dict(detail)
+        snapshot[SWEEP_RESULT_KEY] = dict(detail)
         snapshot["progress_event_id"] = event.get("id") if isinstance(event, Mapping) else None
         outcome = sweep_outcome(detail)
         if outcome == RunOutcome.CANCELLED:
@@ -417,7 +416,7 @@ def _write(settings: Settings, what: str, write: Callable[[Store], object]) -> s
 def log_run(run: ActivityRun) -> None:
     """One log line for a recorded run (ERROR for an error or a failed sweep)."""
     context = run.context_snapshot
-    detail = context.get(SWEEP_KEY)
+    detail = context.get(SWEEP_RESULT_KEY)
     what = f"run {run.run_id} for {run.scheduled_for}: {run.outcome}"
     if run.outcome == "error":
         log.error("%s: %s", what, context.get("error", "unknown error"))

@@ -28,7 +28,7 @@ class Runs(StoreBase):
         with self.transaction() as connection:
             event_id = sweep_event_of(connection, context)
             if event_id is not None:  # the view puts the event's detail back in its place
-                context = {**context, SWEEP_KEY: None}
+                context = {**context, SWEEP_RESULT_KEY: None}
             # A run recorded again (same run_id) replaces its row (see save_assessments).
             self.db.table("fire_runs").insert(
                 {
@@ -115,7 +115,7 @@ class Runs(StoreBase):
         for row in rows:
             context = json.loads(row["context_snapshot"])
             if row["sweep_event"] is not None:
-                context[SWEEP_KEY] = details.get(row["sweep_event"])
+                context[SWEEP_RESULT_KEY] = details.get(row["sweep_event"])
             runs.append(
                 ActivityRun(
                     run_id=row["run_id"],
@@ -162,14 +162,11 @@ class Runs(StoreBase):
             return cursor.rowcount + decided.rowcount
 
 
-SWEEP_KEY = SWEEP_RESULT_KEY  # contract section 8: the sweep's detail
-
-
 def sweep_event_of(connection: sqlite3.Connection, context: dict[str, Any]) -> int | None:
-    """The event whose detail ``context`` holds under :data:`SWEEP_KEY`, when it is exactly
+    """The event whose detail ``context`` holds under :data:`SWEEP_RESULT_KEY`, when it is exactly
     that event's detail (then the run refers to it instead of copying it)."""
     event_id = context.get("progress_event_id")
-    detail = context.get(SWEEP_KEY)
+    detail = context.get(SWEEP_RESULT_KEY)
     if not isinstance(event_id, int) or isinstance(event_id, bool) or not isinstance(detail, dict):
         return None
     row = connection.execute(
