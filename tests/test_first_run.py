@@ -20,6 +20,7 @@ import pytest
 
 import clirun
 from api_support import event_rows
+from daemon_support import fire_every_env
 from gitfleet import make_repo
 from waiting import wait_for
 
@@ -62,8 +63,8 @@ def test_dev_run_with_repos_in_src_shows_findings_and_its_daemon_sweeps(
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     config = home / ".config" / "statehub" / "statehub.toml"
     database = config.parent / "var" / "statehub.db"
-    # Every minute: the first fire comes within a minute, not the default quarter hour.
-    env = dev_env(home, STATEHUB_SCHEDULE__TRIGGER="* * * * *")
+    # The suite's trigger (every 5 s): the next fire comes at once, not at the quarter hour.
+    env = dev_env(home, **fire_every_env(5))
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             ["./dev", "run"],
@@ -89,7 +90,7 @@ def test_dev_run_with_repos_in_src_shows_findings_and_its_daemon_sweeps(
             rows = event_rows(database)
             return [row for row in rows if row["detail"]["source"] == "local-daemon"]
 
-        (fired, *_) = wait_for(daemon_sweep, 100, "the daemon's sweep at its next fire", 0.5)
+        (fired, *_) = wait_for(daemon_sweep, 60, "the daemon's sweep at its next fire", 0.5)
         assert fired["detail"]["repos_total"] == 3
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -337,7 +337,9 @@ class Runner:
     def _primary_fresh(self, context: dict[str, Any], *, now: datetime) -> bool:
         """The standby's test: a primary sweep within the grace; recorded in ``context``."""
         schedule = self.settings.schedule
-        primary = self.backend.newest_primary_sweep(until=now)
+        # Recorded at or before now: `until` is exclusive and timestamps are whole
+        # milliseconds, so a primary sweep recorded in this very millisecond counts too.
+        primary = self.backend.newest_primary_sweep(until=now + timedelta(milliseconds=1))
         cutoff = now - timedelta(minutes=schedule.primary_grace_minutes)
         fresh = primary is not None and parse_iso(str(primary["created_at"])) >= cutoff
         context.update(
