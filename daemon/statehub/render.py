@@ -100,8 +100,16 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
         item.get("findings_total", len(item["findings"])) - len(item["findings"])
         for item in processed
     )
-    if unlisted > 0:  # the event's bound (issue 25): the standing assessments hold them all
+    # The event's bounds (issue 25): the standing assessments hold them all.
+    if unlisted > 0:
         out.print(plain(f"{unlisted} more finding(s) not listed here: statehub findings"))
+    unlisted_repos = summary.need_action - len(processed)
+    if unlisted_repos > 0:
+        out.print(
+            plain(
+                f"{unlisted_repos} more repo(s) that need action not listed here: statehub findings"
+            )
+        )
     out.print(plain(f"event {event.id} ({event.event_type}): {summary.words()}"))
 
 
@@ -164,7 +172,7 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
                     event.event_type,
                     detail.get(Detail.SOURCE, ""),
                     outcome,
-                    len(detail.get(Detail.REPOS_PROCESSED, [])),
+                    SweepSummary.of(detail).need_action,
                     detail.get(Detail.ASSESSMENT_FAILURES, ""),
                 )
             )
