@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -148,10 +148,8 @@ def check_table(out: Console, document: Mapping[str, Any]) -> None:
     out.print(plain(f"{document['repo']} at {head}: {len(findings)} finding(s)"))
 
 
-def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
-    if not events:
-        out.print(plain("no events"))
-        return
+def events_table(out: Console, events: Iterable[ProgressEvent]) -> None:
+    """One row an event, its counts only: the events may be read as the table is built."""
     table = Table()
     for column in ("id", "created_at", "type", "source", "outcome", "need action", "failures"):
         table.add_column(column, overflow="fold")
@@ -177,7 +175,7 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
                 )
             )
         )
-    out.print(table)
+    out.print(table if table.row_count else plain("no events"))
 
 
 def workplans_table(
