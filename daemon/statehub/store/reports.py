@@ -11,6 +11,7 @@ from typing import Any
 
 from statehub.store.compact import STORED_DETAIL, read_events, to_json
 from statehub.store.connection import StoreBase
+from statehub.store.events import EVENTS_BATCH
 from statehub.store.records import ProgressEvent
 from statehub.timefmt import iso, parse_iso
 
@@ -150,13 +151,9 @@ class Reports(StoreBase):
         with self._guard() as connection:
             rows = connection.execute(sql, (scan,))
             # A few events at a time: each may be up to 1 MB (issue 25).
-            while batch := rows.fetchmany(HISTORY_BATCH):
+            while batch := rows.fetchmany(EVENTS_BATCH):
                 history.extend(_said_of(repo, event) for event in read_events(connection, batch))
         return history
-
-
-HISTORY_BATCH = 8
-"""Events :meth:`Reports.repo_history` makes whole at a time."""
 
 
 def _said_of(repo: str, event: ProgressEvent) -> tuple[Any, ...]:
