@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from api_support import event_rows
 from clirun import statehub
+from contract_keys import sweep_detail
 from gitfleet import fleet_settings, make_repo, write, write_config
 from statehub import eventsize
 from statehub.eventsize import EVENT_FINDINGS_BYTES, EVENT_LIST_BYTES, fit_lists, json_bytes
+from statehub.page import ERRORS_SHOWN, events_view
+from statehub.render import sweep_table
+from statehub.store import Store
 from statehub.sweep import _base_detail, run_sweep
 from statehub.sweepsummary import SweepSummary
 
@@ -131,7 +138,8 @@ def test_a_sweep_past_the_budget_lists_a_head_and_counts_every_repo(
     """With the lists' budget at 2,500 bytes, 16 repos with findings, 16 clean, 3 missing:
     the event lists the repos that fit, counts all (repos_need_action, repos_clean,
     repos_missing, repos_truncated), is stored compact and read back alike by the store
-    and plain SQL, and `statehub events` counts 16 that need action."""
+    and plain SQL; `statehub events` counts 16 that need action, the sweep's table says how
+    many it did not list, and an unlisted repo's history says so."""
     monkeypatch.setattr(eventsize, "EVENT_LIST_BYTES", 2_500)
     template = make_repo(tmp_path / "template", "template")
     for n in range(16):
@@ -163,6 +171,30 @@ def test_a_sweep_past_the_budget_lists_a_head_and_counts_every_repo(
     assert table.returncode == 0
     row = next(line for line in table.stdout.splitlines() if "consistency_sweep_remote" in line)
     assert row.split("│")[-3].strip() == "16"
+    shown = io.StringIO()
+    sweep_table(Console(file=shown, width=200), event)
+    more = f"{16 - len(listed)} more repo(s) that need action not listed here: statehub findings"
+    assert more in shown.getvalue()
+    unlisted = next(f"dirty-{n:02d}" for n in range(16) if f"dirty-{n:02d}" not in listed)
+    with Store.open(settings.database_path) as store:
+        [said] = store.repo_history(unlisted, scan=5)
+    assert said[4] == "unlisted"
+
+
+def test_the_events_page_names_the_first_errors_and_counts_the_rest(tmp_path: Path) -> None:
+    """An event listing 30 of its 50 C-00s: the events page names 20 and says 30 more."""
+    started = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    errors = [{"repo": f"repo-{n:02d}", "check": "C-00", "message": "timed out"} for n in range(30)]
+    detail = sweep_detail("activity-core", started, automation_errors=errors)
+    detail |= {"automation_error": True, "automation_errors_total": 50}
+    with Store.open(tmp_path / "hub.db") as store:
+        store.append_event("consistency_sweep_remote_all", detail, created_at=started)
+        view = events_view(store, since=started, until=started + timedelta(minutes=15), source=None)
+    [shown] = view["events"]
+    assert shown["errors"][:2] == ["repo-00: timed out", "repo-01: timed out"]
+    assert shown["errors"][ERRORS_SHOWN:] == [
+        "and 30 more automation error(s): statehub findings --check C-00"
+    ]
 
 
 def test_an_event_within_the_budget_lists_everything() -> None:
