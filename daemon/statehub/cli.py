@@ -11,7 +11,6 @@ Exit status: 0 done (assessment failures included), 1 automation error, 2 usage,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -282,21 +281,21 @@ def cmd_events(args: argparse.Namespace) -> int:
         # Checked here, not by argparse: with --json the error is a JSON document too.
         raise_usage(f"unknown event type {args.event_type!r}: {' or '.join(EVENT_TYPE_NAMES)}")
     since = utc_now() - timedelta(hours=args.since_hours) if args.since_hours else None
-    store = open_store(load(args))
-    with contextlib.ExitStack() as stack:
-        # Read a few at a time and printed as read: up to --limit events of up to 1 MB
-        # each are never held at once (issue 25).
-        events = (
-            iter(())
-            if store is None
-            else stack.enter_context(store).iter_events(
-                event_type=args.event_type, limit=args.limit, since=since
-            )
-        )
+
+    def show(events: Iterable[Any]) -> None:
         if args.json:
             print_json_list(event.as_dict() for event in events)
         else:
             events_table(console(), events)
+
+    store = open_store(load(args))
+    if store is None:
+        show([])
+        return 0
+    with store:
+        # Read a few at a time and printed as read: up to --limit events of up to 1 MB
+        # each are never held at once (issue 25).
+        show(store.iter_events(event_type=args.event_type, limit=args.limit, since=since))
     return 0
 
 
