@@ -33,6 +33,10 @@ DETAIL_KEYS = {
     "warnings",  # issue 15
     "new_findings",  # issue 15
     "workplan_changes",  # issue 26
+    "repos_need_action",  # issue 25
+    "repos_clean",  # issue 25
+    "repos_missing",  # issue 25
+    "repos_over_budget",  # issue 25
 }
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,11 @@ from api_support import (
     server_env,
 )
 from clirun import statehub
-from contract_keys import DETAIL_KEYS, EVENT_KEYS
+from contract_keys import DETAIL_KEYS, EVENT_KEYS, sweep_detail
 from gitfleet import make_repo, write_config
-from statehub.api import SHUTDOWN_GRACE_SECONDS
+from statehub.api import PROGRESS_BYTES, SHUTDOWN_GRACE_SECONDS, TRUNCATED_HEADER
 from statehub.lock import SweepLock
+from statehub.store import Store
 from statehub.timefmt import parse_iso
 from waiting import wait_for
 
@@ -693,9 +694,11 @@ def test_sigterm_during_a_sweep_stops_promptly(tmp_path: Path, fleet: Path) -> N
 
 def test_a_repos_findings_are_answered_a_page_at_a_time(tmp_path: Path, fleet: Path) -> None:
     """GET /repos/{name} answers at most `limit` findings from `offset`, with findings_total;
-    the pages together are the whole standing assessment."""
+    the pages together are the whole standing assessment. GET /repos lists its first 100,
+    with findings_total and truncated, and the other repo whole."""
     files = {f"workplans/bad-{n:03d}.md": "no front matter\n" for n in range(250)}
     make_repo(fleet, "plans", files)
+    make_repo(fleet, "small", {"README.md": "# small\n"})
     with serve_fleet(tmp_path, fleet) as server, client(server.url) as http:
         assert http.post(SWEEP, json={}).status_code == 200
         first = http.get("/repos/plans", params={"limit": 100}).json()
@@ -706,8 +709,41 @@ def test_a_repos_findings_are_answered_a_page_at_a_time(tmp_path: Path, fleet: P
             )
         whole = http.get("/repos/plans").json()
         too_many = http.get("/repos/plans", params={"limit": 100_000})
+        listed = {repo["repo"]: repo for repo in http.get("/repos").json()}
+        small = http.get("/repos/small").json()
     assert first["findings_total"] > 250
     assert len(first["findings"]) == 100
     assert [f for page in pages for f in page["findings"]] == whole["findings"]
     assert len(whole["findings"]) == whole["findings_total"]
     assert too_many.status_code == 422
+    assert listed["plans"] == {**first, "truncated": True}
+    assert listed["small"] == {
+        key: value for key, value in small.items() if key != "findings_total"
+    }
+    assert len(listed["small"]["findings"]) == small["findings_total"] > 0
+
+
+def test_progress_stops_at_its_byte_bound_and_says_so(tmp_path: Path, fleet: Path) -> None:
+    """Ten events of 0.94 MB each: GET /progress/ (limit 50) answers the newest 8 (7.5 MB,
+    under its 8 MB bound) with X-Statehub-Truncated: 8; until= the oldest answered gives the
+    other 2; a limit the bound does not reach has no header."""
+    names = [f"platform+service-{n:06d}" for n in range(36_000)]  # 0.94 MB of clean names
+    database = tmp_path / "statehub.db"
+    start = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    with Store.open(database) as store:
+        for n in range(10):
+            started = start + timedelta(minutes=15 * n)
+            detail = sweep_detail("activity-core", started, skipped_clean=names)
+            store.append_event("consistency_sweep_remote_all", detail, created_at=started)
+    with serve_fleet(tmp_path, fleet) as server, client(server.url, timeout=60) as http:
+        first = http.get("/progress/")
+        rest = http.get("/progress/", params={"until": first.json()[-1]["created_at"]})
+        five = http.get("/progress/", params={"limit": 5})
+    assert first.status_code == 200
+    assert 7_000_000 < len(first.content) <= PROGRESS_BYTES
+    assert first.headers[TRUNCATED_HEADER] == "8"
+    assert [event["id"] for event in first.json()] == list(range(10, 2, -1))
+    assert [event["id"] for event in rest.json()] == [2, 1]
+    assert TRUNCATED_HEADER not in rest.headers
+    assert [event["id"] for event in five.json()] == [10, 9, 8, 7, 6]
+    assert TRUNCATED_HEADER not in five.headers

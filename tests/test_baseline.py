@@ -145,6 +145,30 @@ def test_findings_lists_the_standing_and_the_accepted(fleet_config: Path) -> Non
     )
 
 
+def test_findings_pages_with_offset_and_limit_and_says_the_total(fleet_config: Path) -> None:
+    """--offset and --limit list a page of the standing findings, in the order of the whole
+    list; the text's last line says which of how many, and --json prints the page."""
+    whole = json.loads(statehub("findings", "--json", config=fleet_config).stdout)
+    assert len(whole) == 3
+    page = statehub("findings", "--offset", "1", "--limit", "1", "--json", config=fleet_config)
+    assert json.loads(page.stdout) == whole[1:2]
+    head = statehub("findings", "--limit", "2", config=fleet_config).stdout.splitlines()
+    assert [line.split("  ")[2] for line in head[:2]] == [
+        "tests/certs/server.key:1",
+        "tests/test_tls.py:2",
+    ]
+    assert head[2:] == ["showing 1-2 of 3 finding(s)"]
+    tail = statehub("findings", "--offset", "2", "--limit", "5", config=fleet_config).stdout
+    assert tail.splitlines()[0].startswith("web  C-04  README.md:3  ")
+    assert tail.splitlines()[1:] == ["showing 3-3 of 3 finding(s)"]
+    past = statehub("findings", "--offset", "9", config=fleet_config)
+    assert past.stdout == "showing none of 3 finding(s) (--offset 9)\n"
+    everything = statehub("findings", "--limit", "3", "--check", "C-23", config=fleet_config)
+    assert everything.stdout.splitlines()[-1] == "2 finding(s)"
+    refused = statehub("findings", "--limit", "0", config=fleet_config)
+    assert refused.returncode == 2 and "0 is not in 1.." in refused.stderr
+
+
 def test_prune_drops_entries_of_findings_gone(fleet_config: Path, fleet: Path) -> None:
     """`accept --prune` drops an accepted finding that is gone, and keeps the others."""
     statehub("accept", config=fleet_config)

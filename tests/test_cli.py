@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import clirun
+from api_support import event_rows
 from gitfleet import make_repo, write, write_config
 from statehub.cli import build_parser
 
@@ -149,13 +150,15 @@ def test_check_of_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_events_lists_newest_first_and_filters(tmp_path: Path, fleet: Path) -> None:
-    """events --json lists events newest first, filtered by type and limited."""
+    """events --json lists events newest first, filtered by type and limited: printed one
+    at a time, the document is the one json.dumps gives of the whole list."""
     make_repo(fleet, "alpha")
     config = write_config(tmp_path, roots=[fleet])
     for args in (["--all"], ["--repo", "alpha"], ["--all"]):
         statehub("sweep", *args, config=config)
 
-    everything = json.loads(statehub("events", "--json", config=config).stdout)
+    printed = statehub("events", "--json", config=config).stdout
+    everything = json.loads(printed)
     only_all = json.loads(
         statehub(
             "events",
@@ -170,6 +173,8 @@ def test_events_lists_newest_first_and_filters(tmp_path: Path, fleet: Path) -> N
 
     assert [e["id"] for e in everything] == [3, 2, 1]
     assert [e["id"] for e in only_all] == [3]
+    assert everything == event_rows(tmp_path / "statehub.db")[::-1]
+    assert printed == json.dumps(everything, indent=2, ensure_ascii=False) + "\n"
 
 
 def test_read_commands_on_a_fresh_install_print_nothing_found(tmp_path: Path) -> None:

@@ -109,6 +109,26 @@ def _assessment(repo: str, checks: list[str]) -> Assessment:
     )
 
 
+def test_events_read_a_batch_at_a_time_are_those_of_one_read(tmp_path: Path) -> None:
+    """iter_events in batches of 3 gives the events of one read, newest or oldest first and
+    filtered; an event appended between two batches is not read, nor any twice."""
+    with Store.open(tmp_path / "hub.db") as store:
+        for n in range(10):
+            kind = "consistency_sweep" if n % 3 else "consistency_sweep_remote_all"
+            store.append_event(kind, {"source": "s", "n": n})
+        for options in (
+            {"limit": 8},
+            {"limit": 50, "oldest_first": True},
+            {"limit": 5, "event_type": "consistency_sweep"},
+        ):
+            assert list(store.iter_events(**options, batch=3)) == store.events(**options)
+        reading = store.iter_events(limit=10, batch=3)
+        first = [next(reading) for _ in range(3)]
+        store.append_event("consistency_sweep", {"source": "s", "n": 10})
+        rest = list(reading)
+    assert [event.detail["n"] for event in first + rest] == list(range(9, -1, -1))
+
+
 def test_saved_assessments_replace_earlier_ones_and_read_back_alike(tmp_path: Path) -> None:
     """A repo saved again keeps only its new findings; one read equals the whole read."""
     with Store.open(tmp_path / "hub.db") as store:

@@ -56,9 +56,10 @@ def test_an_event_of_another_shape_is_stored_whole(tmp_path: Path) -> None:
     assert _rows(tmp_path / "hub.db", "SELECT entries FROM sweep_events") == [(None,)]
 
 
-def test_an_event_with_cut_finding_lists_is_stored_whole_and_reads_back(tmp_path: Path) -> None:
-    """An entry with findings_total and truncated (issue 25) keeps the event whole: the store
-    and the view progress_events give it back exactly."""
+def test_an_event_with_cut_finding_lists_is_stored_compact_and_reads_back(tmp_path: Path) -> None:
+    """Entries with findings_total and truncated (issue 25) are stored apart like whole ones
+    (migration 8): the store and the view progress_events give the event back exactly, the
+    keys in the same order, and an entry cut at another total is another stored entry."""
     cut = {"repo": "b", "head": "f" * 40, "reassessed": True, "findings": []}
     cut |= {"findings_total": 7, "truncated": True}
     detail = {
@@ -68,15 +69,33 @@ def test_an_event_with_cut_finding_lists_is_stored_whole_and_reads_back(tmp_path
             cut,
         ],
         "skipped_clean": ["c"],
+        "skipped_missing": [],
+        "skipped_budget": [],
         "findings_truncated": True,
     }
-    with Store.open(tmp_path / "hub.db") as store:
+    grown = {
+        **detail,
+        "repos_processed": [detail["repos_processed"][0], cut | {"findings_total": 9}],
+    }
+    database = tmp_path / "hub.db"
+    with Store.open(database) as store:
         store.append_event("consistency_sweep", detail)
-        [back] = store.events()
-    assert back.detail == detail
-    [(whole,)] = _rows(tmp_path / "hub.db", "SELECT detail FROM progress_events")
-    assert json.loads(whole) == detail
-    assert _rows(tmp_path / "hub.db", "SELECT entries FROM sweep_events") == [(None,)]
+        store.append_event("consistency_sweep", detail)
+        store.append_event("consistency_sweep", grown)
+        back = [event.detail for event in store.events(oldest_first=True)]
+    assert back == [detail, detail, grown]
+    viewed = _rows(database, "SELECT detail FROM progress_events ORDER BY id")
+    assert [json.loads(text) for (text,) in viewed] == back
+    assert [list(entry) for entry in json.loads(viewed[0][0])["repos_processed"]] == [
+        ["repo", "head", "reassessed", "findings"],
+        ["repo", "head", "reassessed", "findings", "findings_total", "truncated"],
+    ]
+    assert _rows(database, "SELECT count(*) FROM sweep_events WHERE entries IS NULL") == [(0,)]
+    assert _rows(database, "SELECT repo, findings_total FROM sweep_entries ORDER BY id") == [
+        ("a", None),
+        ("b", 7),
+        ("b", 9),
+    ]
 
 
 def test_pruning_drops_entries_no_event_refers_to(tmp_path: Path) -> None:

@@ -532,7 +532,8 @@ def test_an_event_lists_a_bounded_number_of_findings_whatever_the_fleet(
 ) -> None:
     """With the fleet-wide bound at 20, 30 repos of 4 findings each: the event lists 20
     findings, every later entry lists none with findings_total and truncated, every repo
-    keeps its entry, and assessment_failures counts the whole fleet; the re-sweep the same."""
+    keeps its entry, and assessment_failures counts the whole fleet; the re-sweep the same.
+    Both are stored compact, and plain SQL on progress_events reads them back alike."""
     monkeypatch.setattr(sweep, "EVENT_FINDINGS", 20)
     for n in range(30):
         make_repo(fleet, f"repo-{n:02d}", {f"workplans/bad-{k}.md": "none\n" for k in range(3)})
@@ -557,3 +558,10 @@ def test_an_event_lists_a_bounded_number_of_findings_whatever_the_fleet(
         assert event.detail["assessment_failures"] == 30
         assert event.detail["skipped_clean"] == ["clean"]
     assert [e["reassessed"] for e in again.detail["repos_processed"]] == [False] * 30
+    assert [(row["id"], row["detail"]) for row in event_rows(settings.database_path)] == [
+        (first.id, first.detail),
+        (again.id, again.detail),
+    ]
+    with sqlite3.connect(settings.database_path) as connection:
+        whole = connection.execute("SELECT count(*) FROM sweep_events WHERE entries IS NULL")
+        assert whole.fetchone() == (0,)

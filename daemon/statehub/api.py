@@ -120,6 +120,13 @@ DOCS_ASSETS = "/docs-assets"
 OPEN_PATHS = frozenset({"/healthz"})
 REPO_FINDINGS_PAGE = 1000
 """Findings of one repo a GET /repos/{name} answers at most (issue 25: one answer bounded)."""
+REPOS_FINDINGS_LISTED = 100
+"""Findings of each repo GET /repos lists at most (issue 25); the repo says how many it has."""
+PROGRESS_BYTES = 8_000_000
+"""Bytes of events one GET /progress/ answers at most (issue 25: an event is up to 1 MB,
+so 50 could be 50 MB); at least one event, whatever its size."""
+TRUNCATED_HEADER = "X-Statehub-Truncated"
+"""Set on a GET /progress/ answer that :data:`PROGRESS_BYTES` cut: how many events it holds."""
 
 EventTypeName = Literal["consistency_sweep_remote_all", "consistency_sweep"]
 if set(get_args(EventTypeName)) != set(EVENT_TYPES):  # the two lists must name the same types
@@ -198,7 +205,12 @@ class AssessmentOut(BaseModel):
     assessed_at: str
     findings: list[FindingOut]
     findings_total: int | None = Field(
-        None, description="every finding of the assessment (GET /repos/{name} pages them)"
+        None,
+        description="every finding of the assessment: GET /repos/{name} pages them, GET "
+        "/repos lists the first 100 and says it only when it lists fewer",
+    )
+    truncated: bool | None = Field(
+        None, description="GET /repos only: true when findings lists fewer than findings_total"
     )
 
 
@@ -722,6 +734,11 @@ def _add_sweep_route(app: FastAPI, live: LiveSettings) -> None:
         return JSONResponse(event)
 
 
+def _json_bytes(document: Any) -> bytes:
+    """``document`` as the answers of :class:`JSONResponse` spell it (compact UTF-8)."""
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
 def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
     # Plain functions: FastAPI runs them in its thread pool, off the event loop.
     def progress(
@@ -747,19 +764,38 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
                 "interrupted or cancelled)"
             ),
         ] = False,
-    ) -> JSONResponse:
+    ) -> Response:
         """Progress events, newest first. The standby's health check is one such request:
-        ``?event_type=consistency_sweep_remote_all&completed=true&source=...&until=now&limit=1``."""
+        ``?event_type=consistency_sweep_remote_all&completed=true&source=...&until=now&limit=1``.
+
+        An answer holds at most 8 MB of events (each event is at most 1 MB), and at least
+        one event: when that bound stops it before ``limit``, the header
+        ``X-Statehub-Truncated`` says how many events it holds. Ask for the rest with
+        ``until`` set to the ``created_at`` of the last event answered."""
+        parts: list[bytes] = []
+        size = 2  # the brackets
+        cut = False
         with pool.store() as db:
-            events = db.events(
+            # A few events read at a time, each serialized at once, so the answer's bound
+            # bounds the memory too.
+            for event in db.iter_events(
                 event_type=event_type,
                 limit=limit,
                 since=since,
                 until=until,
                 sources=source,
                 completed=completed,
-            )
-        return JSONResponse([event.as_dict() for event in events])
+            ):
+                part = _json_bytes(event.as_dict())
+                if parts and size + len(part) + 1 > PROGRESS_BYTES:
+                    cut = True
+                    break
+                parts.append(part)
+                size += len(part) + 1
+        headers = {TRUNCATED_HEADER: str(len(parts))} if cut else None
+        return Response(
+            b"[" + b",".join(parts) + b"]", media_type="application/json", headers=headers
+        )
 
     for path, listed in (("/progress/", True), ("/progress", False)):
         app.add_api_route(
@@ -767,7 +803,19 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
             progress,
             methods=["GET"],
             response_model=list[EventOut],
-            responses=_PROBLEMS,
+            responses={
+                **_PROBLEMS,
+                200: {
+                    "description": "events, newest first",
+                    "headers": {
+                        TRUNCATED_HEADER: {
+                            "description": "only when the answer's size bound (8 MB) stopped "
+                            "it before limit: how many events it holds",
+                            "schema": {"type": "integer"},
+                        }
+                    },
+                },
+            },
             include_in_schema=listed,
             summary="List progress events",
         )
@@ -779,10 +827,12 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
         summary="List the repos' standing assessments",
     )
     def repos() -> JSONResponse:
-        """Every assessed repo's standing assessment, by name."""
+        """Every assessed repo's standing assessment, by name, with its first 100 findings:
+        a repo that has more says ``findings_total`` and ``"truncated": true`` (page them
+        with GET /repos/{name})."""
         with pool.store() as db:
-            found = db.assessments()
-        return JSONResponse([found[name].as_dict() for name in sorted(found)])
+            found = db.assessments_listed(findings=REPOS_FINDINGS_LISTED)
+        return JSONResponse(found)
 
     @app.get(
         "/repos/{name}",

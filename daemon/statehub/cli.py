@@ -15,7 +15,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from statehub.contract import AUTOMATION_ERROR, EVENT_TYPES, SOURCE_MANUAL, RepoKind
@@ -94,6 +94,18 @@ def read_store(settings: Settings, query: Callable[[Store], list[T]]) -> list[T]
 
 def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def print_json_list(items: Iterable[Any]) -> None:
+    """A list printed as :func:`print_json` prints it, one item at a time: a long list of
+    large items (events of up to 1 MB) is never held whole."""
+    out = sys.stdout
+    opened = False
+    for item in items:
+        text = json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+        out.write((",\n  " if opened else "[\n  ") + text)
+        opened = True
+    out.write("\n]\n" if opened else "[]\n")
 
 
 def console() -> Any:
@@ -269,14 +281,21 @@ def cmd_events(args: argparse.Namespace) -> int:
         # Checked here, not by argparse: with --json the error is a JSON document too.
         raise_usage(f"unknown event type {args.event_type!r}: {' or '.join(EVENT_TYPE_NAMES)}")
     since = utc_now() - timedelta(hours=args.since_hours) if args.since_hours else None
-    events = read_store(
-        load(args),
-        lambda store: store.events(event_type=args.event_type, limit=args.limit, since=since),
-    )
-    if args.json:
-        print_json([event.as_dict() for event in events])
-    else:
-        events_table(console(), events)
+
+    def show(events: Iterable[Any]) -> None:
+        if args.json:
+            print_json_list(event.as_dict() for event in events)
+        else:
+            events_table(console(), events)
+
+    store = open_store(load(args))
+    if store is None:
+        show([])
+        return 0
+    with store:
+        # Read a few at a time and printed as read: up to --limit events of up to 1 MB
+        # each are never held at once (issue 25).
+        show(store.iter_events(event_type=args.event_type, limit=args.limit, since=since))
     return 0
 
 
@@ -302,25 +321,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
-    """The standing findings from the store (or the accepted ones), no sweep."""
+    """The standing findings from the store (or the accepted ones), no sweep: a page of
+    them with ``--offset`` and ``--limit``, the text saying how many there are in all."""
     settings = load(args)
     check = _check_id(args.check) if args.check else None
 
-    def query(store: Store) -> list[dict[str, Any]]:
+    def query(store: Store) -> tuple[list[dict[str, Any]], int]:
         if args.accepted:
-            return store.accepted_findings(repo=args.repo, check=check)
-        rows: list[dict[str, Any]] = []
-        for name, assessment in sorted(store.assessments().items()):
-            if args.repo is not None and name != args.repo:
-                continue
-            rows.extend(
-                {"repo": name, **finding}
-                for finding in assessment.findings
-                if (check is None or finding["check"] == check) and (finding["new"] or not args.new)
-            )
-        return rows
+            every = store.accepted_findings(repo=args.repo, check=check)
+            end = None if args.limit is None else args.offset + args.limit
+            return every[args.offset : end], len(every)
+        return store.standing_findings(
+            repo=args.repo, check=check, new=args.new, offset=args.offset, limit=args.limit
+        )
 
-    rows = read_store(settings, query)
+    store = open_store(settings)
+    rows: list[dict[str, Any]] = []
+    total = 0
+    if store is not None:
+        with store:
+            rows, total = query(store)
     for row in rows:
         row.pop("line_hash", None)  # the baseline's business, not a reader's
     if args.json:
@@ -334,7 +354,13 @@ def cmd_findings(args: argparse.Namespace) -> int:
         mark = "  (new)" if row.get("new") else ""
         out.write(visible(f"{row['repo']}  {row['check']}  {where}  {row['message']}{mark}") + "\n")
     kind = "accepted finding(s)" if args.accepted else "finding(s)"
-    out.write(f"{len(rows)} {kind}\n")
+    if len(rows) == total:
+        out.write(f"{total} {kind}\n")
+    elif rows:
+        first = args.offset + 1
+        out.write(f"showing {first:,}-{first + len(rows) - 1:,} of {total:,} {kind}\n")
+    else:
+        out.write(f"showing none of {total:,} {kind} (--offset {args.offset:,})\n")
     return 0
 
 
@@ -878,6 +904,20 @@ def _add_baseline(add: Callable[..., Any], as_json: argparse.ArgumentParser) -> 
         "--accepted",
         action="store_true",
         help="the findings the baseline accepts instead (statehub accept)",
+    )
+    findings.add_argument(
+        "--offset",
+        type=_bounded_int(0, 1_000_000_000),
+        default=0,
+        metavar="K",
+        help="skip the first K findings (default 0)",
+    )
+    findings.add_argument(
+        "--limit",
+        type=_bounded_int(1, 1_000_000_000),
+        metavar="N",
+        help="list at most N findings (default: every one); the last line says how many "
+        "there are in all",
     )
     accept = add(
         "accept",

@@ -68,16 +68,40 @@ class Detail:
     """With ``cancelled``: the signal that stopped it (``SIGINT``, ``SIGTERM``)."""
     FINDINGS_TRUNCATED: Final = "findings_truncated"
     """Only when an entry of ``repos_processed`` lists fewer findings than its repo has."""
+    # Issue 25: an event's lists are cut to a byte budget; these say how long they were.
+    REPOS_NEED_ACTION: Final = "repos_need_action"
+    """How many repos need action, listed in ``repos_processed`` or not."""
+    REPOS_CLEAN: Final = "repos_clean"
+    """How many repos are clean, named in ``skipped_clean`` or not."""
+    REPOS_MISSING: Final = "repos_missing"
+    """How many repos are missing, named in ``skipped_missing`` or not."""
+    REPOS_OVER_BUDGET: Final = "repos_over_budget"
+    """How many repos were over budget, named in ``skipped_budget`` or not."""
+    REPOS_TRUNCATED: Final = "repos_truncated"
+    """Only when a list of repos (``repos_processed``, ``skipped_*``) names fewer than its
+    count: the rest are in their standing assessments (``/repos``, ``statehub findings``)."""
+    AUTOMATION_ERRORS_TOTAL: Final = "automation_errors_total"
+    """Only when ``automation_errors`` lists fewer than occurred: how many did."""
 
 
-_ONLY_WHEN_TRUE: Final = frozenset(
-    {"INTERRUPTED", "CANCELLED", "CANCELLED_BY", "FINDINGS_TRUNCATED"}
+_ONLY_WHEN_CUT_OR_TRUE: Final = frozenset(
+    {
+        "INTERRUPTED",
+        "CANCELLED",
+        "CANCELLED_BY",
+        "FINDINGS_TRUNCATED",
+        "REPOS_TRUNCATED",
+        "AUTOMATION_ERRORS_TOTAL",
+    }
 )
 DETAIL_KEYS: Final = frozenset(
-    value for name, value in vars(Detail).items() if name.isupper() and name not in _ONLY_WHEN_TRUE
+    value
+    for name, value in vars(Detail).items()
+    if name.isupper() and name not in _ONLY_WHEN_CUT_OR_TRUE
 )
-"""Every key of a sweep's detail (``interrupted``, ``cancelled``, ``findings_truncated`` are
-added only when true)."""
+"""Every key of a sweep's detail (``interrupted``, ``cancelled``, ``findings_truncated``,
+``repos_truncated`` are added only when true, ``automation_errors_total`` only when
+``automation_errors`` is cut)."""
 
 
 class SweepOutcome:

@@ -59,6 +59,7 @@ from statehub.hubsview import fleet_section
 from statehub.settings import CHECK_IDS, Settings
 from statehub.statusmodel import RepoFindings, RunView, build_status
 from statehub.store import Store
+from statehub.sweepsummary import counted
 from statehub.timefmt import iso, parse_iso, utc_now
 from statehub.webauth import Session, Sessions, Throttle, client_of, cookie_values, is_https
 
@@ -73,6 +74,8 @@ REPOS_SHOWN = 200
 HISTORY_SCAN = 200
 """A repo's history looks at this many of the newest sweeps that ran."""
 EVENTS_SHOWN = 200
+ERRORS_SHOWN = 20
+"""Automation errors of one event the events page names (it counts the rest)."""
 COOKIE = "statehub_page"
 LOGIN_MAX_BODY = 4096
 PAGE_PREFIXES = ("/status",)
@@ -613,12 +616,15 @@ def events_view(
     store: Store, *, since: datetime, until: datetime, source: str | None
 ) -> dict[str, Any]:
     """The events created in ``[since, until + 1 h)`` that started in ``[since, until)``."""
-    # An event is recorded when its sweep ends, so look a little past the slot.
-    events = store.events(
+    # An event is recorded when its sweep ends, so look a little past the slot. Read a few
+    # at a time: each may be up to 1 MB (issue 25), and only the first shown are kept.
+    events = store.iter_events(
         since=since, until=until + timedelta(hours=1), limit=EVENTS_SHOWN * 4, oldest_first=True
     )
-    shown = []
+    shown: list[dict[str, Any]] = []
     for event in events:
+        if len(shown) == EVENTS_SHOWN:
+            break
         detail = event.detail
         row = SweepRow.from_event(event)
         if not since <= row.started_at < until:
@@ -631,11 +637,7 @@ def events_view(
                 "created_at": event.created_at,
                 "state": row_state(row),
                 "label": describe_row(row),
-                "errors": [
-                    f"{item.get('repo') or '(sweep)'}: {item.get('message')}"
-                    for item in detail.get(Detail.AUTOMATION_ERRORS) or []
-                    if isinstance(item, dict)
-                ],
+                "errors": _error_lines(detail),
                 "json": json.dumps(event.as_dict(), indent=2, ensure_ascii=False)[:20000],
             }
         )
@@ -643,11 +645,23 @@ def events_view(
         "since": day_hm(since) + " UTC",
         "until": day_hm(until) + " UTC",
         "source": source,
-        "events": shown[:EVENTS_SHOWN],
+        "events": shown,
         "labels": CELL_LABELS,
         "refresh": REFRESH_SECONDS,
         "now_text": day_hm(utc_now()) + " UTC",
     }
+
+
+def _error_lines(detail: dict[str, Any]) -> list[str]:
+    """An event's first automation errors, one a line, and how many more it had."""
+    listed = [item for item in detail.get(Detail.AUTOMATION_ERRORS) or [] if isinstance(item, dict)]
+    lines = [
+        f"{item.get('repo') or '(sweep)'}: {item.get('message')}" for item in listed[:ERRORS_SHOWN]
+    ]
+    more = counted(detail, Detail.AUTOMATION_ERRORS_TOTAL, Detail.AUTOMATION_ERRORS) - len(lines)
+    if more > 0:
+        lines.append(f"and {more} more automation error(s): statehub findings --check C-00")
+    return lines
 
 
 # -- routes ---------------------------------------------------------------------------

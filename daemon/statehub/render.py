@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -100,8 +100,16 @@ def sweep_table(out: Console, event: ProgressEvent) -> None:
         item.get("findings_total", len(item["findings"])) - len(item["findings"])
         for item in processed
     )
-    if unlisted > 0:  # the event's bound (issue 25): the standing assessments hold them all
+    # The event's bounds (issue 25): the standing assessments hold them all.
+    if unlisted > 0:
         out.print(plain(f"{unlisted} more finding(s) not listed here: statehub findings"))
+    unlisted_repos = summary.need_action - len(processed)
+    if unlisted_repos > 0:
+        out.print(
+            plain(
+                f"{unlisted_repos} more repo(s) that need action not listed here: statehub findings"
+            )
+        )
     out.print(plain(f"event {event.id} ({event.event_type}): {summary.words()}"))
 
 
@@ -140,10 +148,8 @@ def check_table(out: Console, document: Mapping[str, Any]) -> None:
     out.print(plain(f"{document['repo']} at {head}: {len(findings)} finding(s)"))
 
 
-def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
-    if not events:
-        out.print(plain("no events"))
-        return
+def events_table(out: Console, events: Iterable[ProgressEvent]) -> None:
+    """One row an event, its counts only: the events may be read as the table is built."""
     table = Table()
     for column in ("id", "created_at", "type", "source", "outcome", "need action", "failures"):
         table.add_column(column, overflow="fold")
@@ -164,12 +170,12 @@ def events_table(out: Console, events: Sequence[ProgressEvent]) -> None:
                     event.event_type,
                     detail.get(Detail.SOURCE, ""),
                     outcome,
-                    len(detail.get(Detail.REPOS_PROCESSED, [])),
+                    SweepSummary.of(detail).need_action,
                     detail.get(Detail.ASSESSMENT_FAILURES, ""),
                 )
             )
         )
-    out.print(table)
+    out.print(table if table.row_count else plain("no events"))
 
 
 def workplans_table(

@@ -299,28 +299,23 @@ def _repos(roots: list[str], paths: list[str], depth: int) -> list[Path]:
 def _first_sweep(settings: Settings, exe: str, shown: str) -> None:
     """Sweep once and say how many findings there are, and the one command to accept them
     (``exe``: how to run statehub; ``shown``: the configuration's path, quoted)."""
+    from statehub.store import Store
     from statehub.sweep import run_sweep
+    from statehub.sweepsummary import SweepSummary
 
     detail = run_sweep(settings, source="init").detail
-    findings = [
-        finding
-        for entry in detail["repos_processed"]
-        for finding in entry["findings"]
-        if finding["check"] != AUTOMATION_ERROR
-    ]
-    # The findings the event's bound left unlisted (issue 25) count too.
-    unlisted = sum(
-        entry.get("findings_total", len(entry["findings"])) - len(entry["findings"])
-        for entry in detail["repos_processed"]
-    )
-    repos = {entry["repo"] for entry in detail["repos_processed"]}
-    errors = len(detail["automation_errors"])
-    total = len(findings) + unlisted
+    summary = SweepSummary.of(detail)
+    # Counted in the standing assessments: they hold every finding, the event only those
+    # its size bounds let it list (issue 25).
+    with Store.open(settings.database_path) as store:
+        counts = store.finding_counts()
+    total = sum(count for check, count in counts.items() if check != AUTOMATION_ERROR)
     sys.stdout.write(
-        f"first sweep: {total} finding(s) in {len(repos)} of {detail['repos_total']} "
-        f"repo(s), {errors} automation error(s); see them: {exe} findings --config {shown}\n"
+        f"first sweep: {total} finding(s) in {summary.need_action} of {detail['repos_total']} "
+        f"repo(s), {summary.automation_errors} automation error(s); see them: "
+        f"{exe} findings --config {shown}\n"
     )
-    if findings:
+    if total:
         sys.stdout.write(
             "to accept them as they stand (only new ones are reported from then on): "
             f"{exe} accept --config {shown}\n"

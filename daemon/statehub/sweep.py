@@ -32,6 +32,7 @@ from statehub.contract import (
     RepoKind,
 )
 from statehub.errors import UsageError, WorkerError
+from statehub.eventsize import fit_lists
 from statehub.findings import mark_new
 from statehub.fleetscan import depth_reaching_all, holds_git, repos_below
 from statehub.lock import SweepLock
@@ -333,6 +334,12 @@ def _base_detail(source: str, budget: int, remote: bool) -> dict[str, Any]:
         "accepted": {"total": 0, "repos": {}},
         # Added by issue 26: the workplan registry's changes this sweep, counted by kind.
         "workplan_changes": {"added": 0, "changed": 0, "moved": 0, "removed": 0},
+        # Added by issue 25: how long the lists are, whatever the event's size bound left
+        # of them (statehub.eventsize).
+        "repos_need_action": 0,
+        "repos_clean": 0,
+        "repos_missing": 0,
+        "repos_over_budget": 0,
     }
 
 
@@ -491,33 +498,41 @@ def _sweep_locked(
     db.forget_repos(missing_names)
     needs_action, clean = _evidence(outcomes, standing, marked)
 
-    errors: list[dict[str, str | None]] = [
+    # The sweep's own error first: it tells why the rest were not reached, and an event
+    # whose errors the size bound cuts keeps it (statehub.eventsize).
+    errors: list[dict[str, Any]] = (
+        [] if failure is None else [{"repo": None, "check": AUTOMATION_ERROR, "message": failure}]
+    )
+    errors += [
         {"repo": outcome.target.name, "check": AUTOMATION_ERROR, "message": finding.message}
         for outcome in reassessed
         for finding in outcome.errors
     ]
-    if failure is not None:
-        errors.append({"repo": None, "check": AUTOMATION_ERROR, "message": failure})
     finished = utc_now()
     detail.update(
         finished_at=iso(finished),
         duration_seconds=round(time.monotonic() - clock, 3),
         repos_total=len(targets) + len(gone),
-        repos_processed=needs_action,
         repos_reassessed=len(reassessed),
         new_findings=sum(mark["new"] for marks in marked.values() for mark in marks),
-        accepted=_accepted_counts(db, [o.target.name for o in outcomes if o.kind in _REACHED]),
         workplan_changes=plan_changes,
         warnings=root_warnings(settings),
-        skipped_clean=clean,
-        skipped_missing=missing_names,
-        skipped_budget=over_budget,
         exit_code=1 if errors else 0,
         automation_error=bool(errors),
-        automation_errors=errors,
         assessment_failures=db.count_failing_repos(),
     )
-    if any(entry.get("truncated") for entry in needs_action):
+    # The lists, cut to the event's byte budget with their counts (issue 25).
+    detail.update(
+        fit_lists(
+            errors=errors,
+            need_action=needs_action,
+            missing=missing_names,
+            over_budget=over_budget,
+            clean=clean,
+            accepted=_accepted_counts(db, [o.target.name for o in outcomes if o.kind in _REACHED]),
+        )
+    )
+    if any(entry.get("truncated") for entry in detail[Detail.REPOS_PROCESSED]):
         detail[Detail.FINDINGS_TRUNCATED] = True
     return db.append_event(
         request.event_type, detail, created_at=finished, clear_state=_IN_PROGRESS
@@ -564,9 +579,8 @@ EVENT_FINDINGS = 2_000
 """Findings one event lists at most, the whole fleet together (about 0.5 MB of JSON).
 
 Repos keep theirs in the event's order until this is spent; every later entry lists none
-(``"findings": []``, ``findings_total``, ``"truncated": true``). Only finding lists are
-cut: every repo that needs action keeps its entry, so the event stays under about 1 MB up
-to a fleet of several thousand repos with findings, whatever each repo holds."""
+(``"findings": []``, ``findings_total``, ``"truncated": true``). The bytes of the event's
+lists, findings and repo names, are bounded apart (:mod:`statehub.eventsize`)."""
 
 
 def _evidence(
@@ -582,7 +596,8 @@ def _evidence(
     reached is clean. ``repos_processed`` keeps the order the repos were handed out in;
     ``skipped_clean`` is in name order (the store keeps it as the rest of the fleet).
     Finding lists are cut to :data:`EVENT_FINDINGS_PER_REPO` a repo and
-    :data:`EVENT_FINDINGS` an event (issue 25).
+    :data:`EVENT_FINDINGS` an event (issue 25); the lists' bytes are bounded after
+    (:func:`statehub.eventsize.fit_lists`).
     """
     entries: list[dict[str, Any]] = []
     clean: list[str] = []

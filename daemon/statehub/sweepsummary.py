@@ -12,6 +12,11 @@ Every surface that tells what a sweep did reads it here: ``statehub sweep`` on a
 - **with findings**: the fleet's repos whose assessment has a C-01..C-23 finding (of the
   chosen repos, for a sweep of chosen repos), and how many findings are **new** since
   their repo's previous assessment; **automation errors**: the C-00s.
+
+An event's lists may be cut to its size bound (issue 25, :mod:`statehub.eventsize`): the
+counts are read from its totals (``repos_need_action``, ``repos_clean``, ``repos_missing``,
+``repos_over_budget``, ``automation_errors_total``), and from the lists' lengths in events
+written before them (:func:`counted`).
 """
 
 from __future__ import annotations
@@ -51,14 +56,16 @@ class SweepSummary:
         action as re-read.
         """
         processed = detail.get(Detail.REPOS_PROCESSED) or []
-        clean = len(detail.get(Detail.SKIPPED_CLEAN) or [])
-        reached = len(processed) + clean
-        reread = int(detail.get(Detail.REPOS_REASSESSED, len(processed)))
+        need_action = counted(detail, Detail.REPOS_NEED_ACTION, Detail.REPOS_PROCESSED)
+        clean = counted(detail, Detail.REPOS_CLEAN, Detail.SKIPPED_CLEAN)
+        reached = need_action + clean
+        reread = int(detail.get(Detail.REPOS_REASSESSED, need_action))
         chosen = event_type == EVENT_CHOSEN
         if chosen:
-            # An entry whose list the event's bound cut (issue 25) counts as failing: its
-            # unlisted findings are C-01..C-23 unless a repo has hundreds of C-00s.
-            failing = sum(
+            # An entry whose list the event's bound cut (issue 25) counts as failing, and so
+            # does a repo the event left unlisted: their unlisted findings are C-01..C-23
+            # unless a repo has hundreds of C-00s.
+            failing = (need_action - len(processed)) + sum(
                 1
                 for item in processed
                 if item.get("truncated")
@@ -73,14 +80,16 @@ class SweepSummary:
             chosen=chosen,
             reread=reread,
             reused=max(reached - reread, 0),
-            need_action=len(processed),
+            need_action=need_action,
             clean=clean,
-            missing=len(detail.get(Detail.SKIPPED_MISSING) or []),
-            over_budget=len(detail.get(Detail.SKIPPED_BUDGET) or []),
+            missing=counted(detail, Detail.REPOS_MISSING, Detail.SKIPPED_MISSING),
+            over_budget=counted(detail, Detail.REPOS_OVER_BUDGET, Detail.SKIPPED_BUDGET),
             with_findings=failing,
             new_findings=int(detail.get(Detail.NEW_FINDINGS) or 0),
             accepted=int((detail.get("accepted") or {}).get("total") or 0),
-            automation_errors=len(detail.get(Detail.AUTOMATION_ERRORS) or []),
+            automation_errors=counted(
+                detail, Detail.AUTOMATION_ERRORS_TOTAL, Detail.AUTOMATION_ERRORS
+            ),
             duration_seconds=float(detail.get(Detail.DURATION_SECONDS) or 0.0),
         )
 
@@ -104,6 +113,16 @@ class SweepSummary:
     def as_dict(self) -> dict[str, Any]:
         """The counts for ``--json`` documents, with :meth:`words` as ``text``."""
         return {**asdict(self), "text": self.words()}
+
+
+def counted(detail: Mapping[str, Any], count_key: str, list_key: str) -> int:
+    """How many items a list of ``detail`` had: its count when the event has one (its list
+    may be cut, issue 25), else the list's length (an event written before the counts)."""
+    count = detail.get(count_key)
+    if isinstance(count, int) and not isinstance(count, bool):
+        return count
+    items = detail.get(list_key)
+    return len(items) if isinstance(items, list) else 0
 
 
 def sweep_words(detail: Mapping[str, Any], *, event_type: str = "") -> str:

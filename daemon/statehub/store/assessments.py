@@ -38,6 +38,42 @@ class Assessments(StoreBase):
             for row in rows
         }
 
+    def assessments_listed(self, *, findings: int) -> list[dict[str, Any]]:
+        """Every repo's standing assessment as a document (:meth:`Assessment.as_dict`), by
+        name, listing its first ``findings`` findings; one that has more says
+        ``findings_total`` and ``"truncated": true`` (issue 25). Only those findings are
+        read, whatever a repo holds; ``status`` is the stored one, of all its findings."""
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT repo, path, head, fingerprint, assessed_at, watch, status"
+                " FROM repo_assessments ORDER BY repo"
+            ).fetchall()
+            totals = dict(
+                connection.execute("SELECT repo, count(*) FROM findings GROUP BY repo").fetchall()
+            )
+            listed: dict[str, list[dict[str, Any]]] = {}
+            for repo, *columns, line, line_hash in connection.execute(
+                "SELECT repo, check_id, message, path, first_seen, new, line, line_hash FROM ("
+                " SELECT *, row_number() OVER (PARTITION BY repo ORDER BY seq) AS rank"
+                " FROM findings) WHERE rank <= ? ORDER BY repo, seq",
+                (findings,),
+            ):
+                listed.setdefault(repo, []).append(
+                    finding_of_row(*columns, line=line, line_hash=line_hash)
+                )
+        documents = []
+        for row in rows:
+            repo, status = row[0], row[6]
+            document = assessment_of_row(
+                *row[:5], watch=row[5], findings=listed.get(repo, [])
+            ).as_dict()
+            document["status"] = status
+            total = int(totals.get(repo, 0))
+            if total > len(document["findings"]):
+                document |= {"findings_total": total, "truncated": True}
+            documents.append(document)
+        return documents
+
     def assessment(self, repo: str) -> Assessment | None:
         """One repo's standing assessment, None when it has none."""
         from sqlite_utils.db import NotFoundError
@@ -215,6 +251,43 @@ class Assessments(StoreBase):
                 (str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4], bool(r[5]))
                 for r in connection.execute(sql, params).fetchall()
             ]
+
+    def standing_findings(
+        self,
+        *,
+        repo: str | None = None,
+        check: str | None = None,
+        new: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the standing findings, by repo name then order found, and how many
+        there are in all (``statehub findings``).
+
+        Each is ``{repo, check, message, path, line, line_hash, new, first_seen}``;
+        ``repo`` and ``check`` keep one repo (exact name) or one check id, ``new`` the
+        findings new since their repo's previous assessment. ``offset`` findings are
+        skipped, then at most ``limit`` (None: every one) are read.
+        """
+        clauses = ["repo = ?", "check_id = ?", "new = 1"]
+        wanted = [repo is not None, check is not None, new]
+        where = " AND ".join(clause for clause, on in zip(clauses, wanted, strict=True) if on)
+        where = f" WHERE {where}" if where else ""
+        params = [value for value in (repo, check) if value is not None]
+        with self._guard() as connection:
+            total = int(
+                connection.execute(f"SELECT count(*) FROM findings{where}", params).fetchone()[0]  # noqa: S608
+            )
+            rows = connection.execute(
+                "SELECT repo, check_id, message, path, first_seen, new, line, line_hash"  # noqa: S608
+                f" FROM findings{where} ORDER BY repo, seq LIMIT ? OFFSET ?",
+                (*params, -1 if limit is None else limit, offset),
+            ).fetchall()
+        page = [
+            {"repo": name, **finding_of_row(*columns, line=line, line_hash=line_hash)}
+            for name, *columns, line, line_hash in rows
+        ]
+        return page, total
 
     def accepted_findings(
         self, *, repo: str | None = None, check: str | None = None

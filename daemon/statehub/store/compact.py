@@ -20,12 +20,16 @@ from statehub.store.records import ProgressEvent
 
 # The columns of sweep_events from which read_events() rebuilds whole details in Python (the
 # view progress_events does the same in SQL, for outside tools, much more slowly).
-# The columns of sweep_events from which _details() rebuilds whole details in Python (the
-# view progress_events does the same in SQL, for outside tools, much more slowly).
 STORED_DETAIL = "detail, entries, fleet, clean_bits"
 
 
 _ENTRY_KEYS = ["repo", "head", "reassessed", "findings"]
+# An entry whose findings the event's bound cut (issue 25, migration 8).
+_CUT_ENTRY_KEYS = [*_ENTRY_KEYS, "findings_total", "truncated"]
+
+StoredEntry = tuple[str, str | None, bool, str, int | None]
+"""One entry as stored apart: repo, head, reassessed, findings JSON, findings_total (None
+for an entry that lists every finding of its repo)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +37,7 @@ class CompactDetail:
     """An event's detail with its two long lists stored apart (migration 3)."""
 
     head: dict[str, Any]  # the detail, ``repos_processed`` and ``skipped_clean`` empty
-    entries: list[tuple[str, str | None, bool, str]]  # repo, head, reassessed, findings JSON
+    entries: list[StoredEntry]
     fleet: list[str]  # every repo the event names, in name order
     clean_bits: str  # which of them are in skipped_clean: hex, 4 repos a digit, low bit first
 
@@ -42,9 +46,10 @@ def compact_detail(detail: dict[str, Any]) -> CompactDetail | None:
     """The compact form of ``detail``, or None when the view could not give it back exactly.
 
     It applies when every ``repos_processed`` entry is ``{repo, head, reassessed,
-    findings}`` in that order, every repo is named once, and ``skipped_clean`` is in name
-    order: then the view rebuilds both lists from the entries, the fleet (every repo the
-    event names) and a bit set of the clean ones. Anything else is stored whole.
+    findings}`` in that order (with ``findings_total`` and ``"truncated": true`` after them
+    on a cut entry), every repo is named once, and ``skipped_clean`` is in name order: then
+    the view rebuilds both lists from the entries, the fleet (every repo the event names)
+    and a bit set of the clean ones. Anything else is stored whole.
     """
     processed = detail.get("repos_processed")
     lists = [detail.get(key) for key in ("skipped_clean", "skipped_missing", "skipped_budget")]
@@ -78,18 +83,23 @@ def compact_detail(detail: dict[str, Any]) -> CompactDetail | None:
     )
 
 
-def compact_entry(entry: Any) -> tuple[str, str | None, bool, str] | None:
+def compact_entry(entry: Any) -> StoredEntry | None:
     """One ``repos_processed`` entry as stored apart, or None when it has another shape."""
-    if not (isinstance(entry, dict) and list(entry) == _ENTRY_KEYS):
+    if not (isinstance(entry, dict) and list(entry) in (_ENTRY_KEYS, _CUT_ENTRY_KEYS)):
         return None
     repo, head, reassessed, findings = (entry[key] for key in _ENTRY_KEYS)
+    total = entry.get("findings_total")
+    cut_as_stored = "truncated" not in entry or (
+        entry["truncated"] is True and type(total) is int  # not a bool: the view gives ints
+    )
     if (
         isinstance(repo, str)
         and (head is None or isinstance(head, str))
         and isinstance(reassessed, bool)
         and isinstance(findings, list)
+        and cut_as_stored
     ):
-        return repo, head, reassessed, to_json(findings)
+        return repo, head, reassessed, to_json(findings), total
     return None
 
 
@@ -98,13 +108,16 @@ def store_lists(
 ) -> tuple[list[list[int]], int]:
     """Store the entries and the fleet of one event once each; their references."""
     refs = []
-    for repo, head, reassessed, findings in compact.entries:
-        digest = hashlib.sha256(to_json([repo, head, findings]).encode()).hexdigest()
+    for repo, head, reassessed, findings, total in compact.entries:
+        # A whole entry's digest is what it was before migration 8, so it still meets the
+        # entries stored then; a cut one's holds its total.
+        held = [repo, head, findings] if total is None else [repo, head, findings, total]
+        digest = hashlib.sha256(to_json(held).encode()).hexdigest()
         row = connection.execute(
-            "INSERT INTO sweep_entries (digest, repo, head, findings, last_event)"
-            " VALUES (?, ?, ?, ?, 0) ON CONFLICT (digest) DO UPDATE SET repo = repo"
-            " RETURNING id",
-            (digest, repo, head, findings),
+            "INSERT INTO sweep_entries (digest, repo, head, findings, findings_total,"
+            " last_event) VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (digest) DO UPDATE"
+            " SET repo = repo RETURNING id",
+            (digest, repo, head, findings, total),
         ).fetchone()
         refs.append([int(row[0]), int(reassessed)])
     names = to_json(compact.fleet)
@@ -143,14 +156,14 @@ def read_events(
         if refs is not None:
             wanted_entries.update(int(ref[0]) for ref in refs)
             wanted_fleets.add(int(row[5]))
-    entries: dict[int, tuple[str, str | None, Any]] = {}
+    entries: dict[int, tuple[str, str | None, Any, int | None]] = {}
     for chunk in chunks(sorted(wanted_entries)):
-        for entry_id, repo, head, findings in connection.execute(
-            "SELECT id, repo, head, findings FROM sweep_entries"  # noqa: S608
+        for entry_id, repo, head, findings, total in connection.execute(
+            "SELECT id, repo, head, findings, findings_total FROM sweep_entries"  # noqa: S608
             f" WHERE id IN ({','.join('?' * len(chunk))})",
             chunk,
         ):
-            entries[int(entry_id)] = (repo, head, json.loads(findings))
+            entries[int(entry_id)] = (repo, head, json.loads(findings), total)
     fleets: dict[int, list[str]] = {}
     for chunk in chunks(sorted(wanted_fleets)):
         for fleet_id, names in connection.execute(
@@ -164,15 +177,16 @@ def read_events(
         if refs is not None:
             processed = []
             for entry_id, reassessed in refs:
-                repo, head, findings = entries[int(entry_id)]
-                processed.append(
-                    {
-                        "repo": repo,
-                        "head": head,
-                        "reassessed": bool(reassessed),
-                        "findings": findings,
-                    }
-                )
+                repo, head, findings, total = entries[int(entry_id)]
+                entry = {
+                    "repo": repo,
+                    "head": head,
+                    "reassessed": bool(reassessed),
+                    "findings": findings,
+                }
+                if total is not None:  # cut by the event's bound (issue 25)
+                    entry |= {"findings_total": total, "truncated": True}
+                processed.append(entry)
             bits = str(row[6])
             detail["repos_processed"] = processed
             detail["skipped_clean"] = [

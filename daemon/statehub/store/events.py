@@ -6,7 +6,7 @@ Raw SQL on every path of a sweep (an unchanged re-sweep must not load sqlite-uti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,9 @@ from statehub.store.compact import (
 from statehub.store.connection import StoreBase
 from statehub.store.records import ProgressEvent
 from statehub.timefmt import iso, utc_now
+
+EVENTS_BATCH = 8
+"""Events :meth:`Events.iter_events` reads at a time (an event is up to 1 MB)."""
 
 
 class Events(StoreBase):
@@ -81,18 +84,62 @@ class Events(StoreBase):
         """Events, newest first unless ``oldest_first``; ``since``/``until`` bound created_at
         (``[since, until)``); ``sources``: of these ``detail.source`` only; ``completed``:
         sweeps that ran to their end only (neither lock-skipped, interrupted nor cancelled).
+        Read in one query: for many events, :meth:`iter_events`.
         """
+        return list(
+            self.iter_events(
+                event_type=event_type,
+                limit=limit,
+                since=since,
+                until=until,
+                oldest_first=oldest_first,
+                sources=sources,
+                completed=completed,
+                batch=limit,
+            )
+        )
+
+    def iter_events(
+        self,
+        *,
+        event_type: str | None = None,
+        limit: int = 50,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        oldest_first: bool = False,
+        sources: Sequence[str] | None = None,
+        completed: bool = False,
+        batch: int = EVENTS_BATCH,
+    ) -> Iterator[ProgressEvent]:
+        """The events of :meth:`events`, read ``batch`` at a time (each batch one query,
+        the next one after the last id read): a caller that lets each event go, or stops
+        early, holds at most one batch, whatever ``limit`` (an event is up to 1 MB)."""
         clauses, params = event_filter(
             event_type, since, until, sources=sources, completed=completed
         )
-        order = "ASC" if oldest_first else "DESC"
-        sql = (
-            f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events{clauses}"  # noqa: S608
-            f" ORDER BY id {order} LIMIT ?"
-        )
-        with self._guard() as connection:
-            rows = connection.execute(sql, (*params, limit)).fetchall()
-            return read_events(connection, rows)
+        order, after = ("ASC", ">") if oldest_first else ("DESC", "<")
+        last: int | None = None
+        left = limit
+        while left > 0:
+            where = list(clauses)
+            values = list(params)
+            if last is not None:
+                where.append(f"id {after} ?")
+                values.append(last)
+            size = min(batch, left)
+            sql = (
+                f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
+                f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+                f" ORDER BY id {order} LIMIT ?"
+            )
+            with self._guard() as connection:
+                rows = connection.execute(sql, (*values, size)).fetchall()
+                found = read_events(connection, rows)
+            yield from found
+            if len(found) < size:
+                return
+            left -= size
+            last = found[-1].id
 
     def last_completed_sweep(
         self,
@@ -170,7 +217,8 @@ def event_filter(
     *,
     sources: Sequence[str] | None = None,
     completed: bool = False,
-) -> tuple[str, list[Any]]:
+) -> tuple[list[str], list[Any]]:
+    """The conditions of a read of events (joined with AND) and their parameters."""
     clauses: list[str] = []
     params: list[Any] = []
     if completed:
@@ -191,4 +239,4 @@ def event_filter(
     if until is not None:
         clauses.append("created_at < ?")
         params.append(iso(until))
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+    return clauses, params

@@ -11,6 +11,8 @@ from typing import Any
 
 from statehub.store.compact import STORED_DETAIL, read_events, to_json
 from statehub.store.connection import StoreBase
+from statehub.store.events import EVENTS_BATCH
+from statehub.store.records import ProgressEvent
 from statehub.timefmt import iso, parse_iso
 
 # JSON booleans come back as 0/1 and a missing key as None.
@@ -138,39 +140,35 @@ class Reports(StoreBase):
 
         A row is ``(id, created_at, event_type, source, state, findings)``: ``state`` is
         ``findings`` (``findings`` is the JSON list of the entry), ``clean``, ``budget``
-        (not reached), ``missing``, or None when the sweep did not name the repo.
+        (not reached), ``missing``, ``unlisted`` when the event's size bound left repos
+        unnamed and this one among them (issue 25), or None when the sweep did not name it.
         """
         sql = (
             f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
             " WHERE json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT ?"
         )
-        with self._guard() as connection:
-            events = read_events(connection, connection.execute(sql, (scan,)).fetchall())
         history: list[tuple[Any, ...]] = []
-        for event in events:
-            detail = event.detail
-            state: str | None = None
-            findings: str | None = None
-            for entry in detail.get("repos_processed") or []:
-                if isinstance(entry, dict) and entry.get("repo") == repo:
-                    state, findings = "findings", to_json(entry.get("findings"))
-                    break
-            else:
-                for key, name in _LISTED_AS:
-                    if repo in (detail.get(key) or []):
-                        state = name
-                        break
-            history.append(
-                (
-                    event.id,
-                    event.created_at,
-                    event.event_type,
-                    detail.get("source"),
-                    state,
-                    findings,
-                )
-            )
+        with self._guard() as connection:
+            rows = connection.execute(sql, (scan,))
+            # A few events at a time: each may be up to 1 MB (issue 25).
+            while batch := rows.fetchmany(EVENTS_BATCH):
+                history.extend(_said_of(repo, event) for event in read_events(connection, batch))
         return history
+
+
+def _said_of(repo: str, event: ProgressEvent) -> tuple[Any, ...]:
+    """A row of :meth:`Reports.repo_history`: what ``event`` said of ``repo``."""
+    detail = event.detail
+    state: str | None = None
+    findings: str | None = None
+    for entry in detail.get("repos_processed") or []:
+        if isinstance(entry, dict) and entry.get("repo") == repo:
+            state, findings = "findings", to_json(entry.get("findings"))
+            break
+    else:
+        named = (name for key, name in _LISTED_AS if repo in (detail.get(key) or []))
+        state = next(named, "unlisted" if detail.get("repos_truncated") else None)
+    return (event.id, event.created_at, event.event_type, detail.get("source"), state, findings)
 
 
 _LISTED_AS = (

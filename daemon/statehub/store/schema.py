@@ -8,7 +8,8 @@ their ``sqlite_master``). Each migration runs in one write transaction with its 
 Migrations 1 to 4 stay as the SQL they were released with: they hold what sqlite-utils'
 ``create_table`` and ``add_column`` cannot write (``CHECK (json_valid(...))`` on every JSON
 column, ``AUTOINCREMENT`` on ``progress_events.id``, a column ``UNIQUE``), and migration 4's
-views with their ``INSTEAD OF`` triggers are SQL in any case. Rewriting a released migration
+views with their ``INSTEAD OF`` triggers are SQL in any case (as is migration 8, which
+replaces the view ``progress_events``). Rewriting a released migration
 would also change the ``CREATE`` text stored in new databases against existing ones. A new
 migration may be a function of a sqlite-utils ``Database`` (``create_table``, ``add_column``,
 ``create_index``, ``create_view``) when it needs none of these.
@@ -265,6 +266,47 @@ MIGRATIONS: tuple[tuple[int, Step], ...] = (
                 json_extract(context_snapshot, '$.consistency_sweep_remote_all.exit_code') = 1
                 OR (SELECT json_extract(e.detail, '$.exit_code') FROM sweep_events e
                     WHERE e.id = fire_runs.sweep_event) = 1);
+        """,
+    ),
+    (
+        # Issue 25: an entry of repos_processed whose findings the event's bound cut says
+        # how many its repo has ({..., "findings_total": N, "truncated": true}). Such an
+        # entry was no shape sweep_entries could hold, so its whole event was stored
+        # apart (1.4 MB a sweep of a large fleet): the total is now a column (NULL for an
+        # entry listed whole), and the view gives both keys back on cut entries only.
+        8,
+        """
+        ALTER TABLE sweep_entries ADD COLUMN findings_total INTEGER;
+        DROP VIEW progress_events;
+        CREATE VIEW progress_events AS SELECT e.id AS id, e.event_type AS event_type,
+            e.created_at AS created_at,
+            CASE WHEN e.entries IS NULL THEN e.detail ELSE json_set(e.detail,
+                '$.repos_processed', json((SELECT json_group_array(json(x.entry)) FROM (
+                    SELECT CASE WHEN s.findings_total IS NULL THEN json_object('repo', s.repo,
+                        'head', s.head,
+                        'reassessed', json(CASE WHEN r.value ->> 1 THEN 'true' ELSE 'false' END),
+                        'findings', json(s.findings))
+                    ELSE json_object('repo', s.repo, 'head', s.head,
+                        'reassessed', json(CASE WHEN r.value ->> 1 THEN 'true' ELSE 'false' END),
+                        'findings', json(s.findings), 'findings_total', s.findings_total,
+                        'truncated', json('true'))
+                    END AS entry
+                    FROM json_each(e.entries) r JOIN sweep_entries s ON s.id = r.value ->> 0
+                    ORDER BY r.key) x)),
+                '$.skipped_clean', json((SELECT json_group_array(c.value) FROM (
+                    SELECT n.value AS value FROM repo_lists l, json_each(l.names) n
+                    WHERE l.id = e.fleet AND ((instr('0123456789abcdef',
+                        substr(e.clean_bits, n.key / 4 + 1, 1)) - 1) >> (n.key % 4)) & 1
+                    ORDER BY n.key) c))
+            ) END AS detail
+            FROM sweep_events e;
+        CREATE TRIGGER progress_events_insert INSTEAD OF INSERT ON progress_events BEGIN
+            INSERT INTO sweep_events (id, event_type, created_at, detail)
+            VALUES (NEW.id, NEW.event_type, NEW.created_at, NEW.detail);
+        END;
+        CREATE TRIGGER progress_events_delete INSTEAD OF DELETE ON progress_events BEGIN
+            DELETE FROM sweep_events WHERE id = OLD.id;
+        END;
         """,
     ),
 )

@@ -33,9 +33,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from statehub.cancel import Cancel
-from statehub.contract import RunOutcome
+from statehub.contract import Detail, RunOutcome
 from statehub.runs import record_missed, record_run, sweep_in_process
 from statehub.settings import Settings
+from statehub.sweepsummary import counted
 from statehub.temporal.workflow import ACTIVITY_NAME, AUTOMATION_ERROR_TYPE, SweepTask
 from statehub.timefmt import iso, parse_iso, utc_now
 
@@ -178,9 +179,10 @@ class SweepActivity:
             detail = result.event["detail"]
             errors = detail.get("automation_errors") or []
             first = errors[0] if errors else {}
+            total = counted(detail, Detail.AUTOMATION_ERRORS_TOTAL, Detail.AUTOMATION_ERRORS)
             message = (
                 f"sweep {detail.get('run_id')} (event {result.event.get('id')}) had "
-                f"{len(errors)} automation error(s); first: {first.get('repo')}: "
+                f"{total} automation error(s); first: {first.get('repo')}: "
                 f"{first.get('message')}"
             )
             summary = event_summary(dict(result.event))
