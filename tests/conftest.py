@@ -74,9 +74,49 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order the slow fault tests (tests/faults): on several processes (xdist, the default)
-    first, so that the longest start early and the short ones fill in around them; on one
-    process last, so that the progress of `./dev test` moves from the start (issue 15)."""
+    """On several processes (xdist, the default), the long tests first, spread over the
+    processes; on one process, the slow fault tests (tests/faults) last, so that the
+    progress of `./dev test` moves from the start (issue 15)."""
+    workers = int(config.workerinput["workercount"]) if hasattr(config, "workerinput") else 0
+    if workers > 1:
+        items[:] = long_first(items, workers)
+        return
     faults = Path(__file__).resolve().parent / "faults"
-    distributed = hasattr(config, "workerinput")
-    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(faults) != distributed)
+    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(faults))
+
+
+def long_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
+    """``items`` as ``workers`` runs of tests, each led by its share of the tests marked
+    ``long`` (longest first, each to the run with the fewest seconds of them so far).
+
+    xdist's worksteal hands each process one contiguous run of the collection at the start
+    (the i-th of W gets what is left // (W - i)) and an idle process steals from the end of
+    another's run. Led by the long tests, no run leaves one for the last minute, when the
+    other processes would have nothing left to do beside it (issue 24). The other tests
+    keep their order, so a module's tests stay together.
+    """
+
+    def seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("long")
+        return float(marker.args[0]) if marker is not None else 0.0
+
+    long = sorted((item for item in items if seconds(item)), key=seconds, reverse=True)
+    rest = iter([item for item in items if not seconds(item)])
+    sizes, left = [], len(items)
+    for index in range(workers):
+        sizes.append(left // (workers - index))
+        left -= sizes[-1]
+    heads: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for item in long:
+        run = min(
+            (run for run in range(workers) if len(heads[run]) < sizes[run]),
+            key=lambda run: loads[run],
+        )
+        heads[run].append(item)
+        loads[run] += seconds(item)
+    ordered: list[pytest.Item] = []
+    for head, size in zip(heads, sizes, strict=True):
+        ordered += head
+        ordered += [next(rest) for _ in range(size - len(head))]
+    return ordered

@@ -651,6 +651,7 @@ def test_port_in_use_is_exit_status_1(tmp_path: Path, fleet: Path) -> None:
     )
 
 
+@pytest.mark.long(15)
 def test_sigterm_during_a_sweep_stops_promptly(tmp_path: Path, fleet: Path) -> None:
     """SIGTERM mid-sweep exits 0 within the grace; the next sweep records it interrupted."""
     remote = HangingRemote()

@@ -368,6 +368,7 @@ def test_pipelined_requests_whose_answers_are_never_read_are_cut_off(
     assert "connection(s) that sent more than 32 requests ahead" in server.log_text()
 
 
+@pytest.mark.long(12)
 def test_an_answer_left_unread_closes_the_connection_at_the_write_deadline(
     tmp_path: Path, fleet: Path
 ) -> None:
@@ -401,6 +402,7 @@ def test_an_answer_left_unread_closes_the_connection_at_the_write_deadline(
     assert "connection(s) that read no answer within 2 s" in server.log_text()
 
 
+@pytest.mark.long(15)
 def test_more_connections_than_descriptors_close_the_idlest_without_a_busy_loop(
     tmp_path: Path, fleet: Path
 ) -> None:

@@ -1194,6 +1194,7 @@ def test_c00_a_failed_fetch_never_quotes_a_file_git_read(
     assert SECRET_TOKEN.lower() not in json.dumps(found.as_dict()).lower()
 
 
+@pytest.mark.long(11)
 def test_gits_own_lines_go_to_the_local_log_at_debug_level_only(
     tmp_path: Path, fleet: Path
 ) -> None:

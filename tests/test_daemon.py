@@ -75,6 +75,7 @@ def append_primary_sweep(config: Path, created_at: datetime, source: str = "acti
         store.append_event(EVENT_ALL, detail, created_at=created_at)
 
 
+@pytest.mark.long(22)
 def test_real_fires_in_each_mode(
     tmp_path: Path, small_fleet: Path, notify: NotifySocket, daemons: list[DaemonProcess]
 ) -> None:

@@ -52,6 +52,7 @@ def dev_env(home: Path, **extra: str) -> dict[str, str]:
     return {**env, "HOME": str(home), **extra}
 
 
+@pytest.mark.long(12)
 def test_dev_run_with_repos_in_src_shows_findings_and_its_daemon_sweeps(
     newcomer: tuple[Path, Path], tmp_path: Path
 ) -> None:

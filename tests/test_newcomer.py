@@ -72,6 +72,7 @@ def test_init_writes_a_starter_that_sweeps(tmp_path: Path, fleet: Path) -> None:
     assert json.loads(sweep.stdout)["detail"]["repos_total"] == 2
 
 
+@pytest.mark.long(12)
 def test_init_sweeps_once_and_names_the_command_that_accepts(tmp_path: Path, fleet: Path) -> None:
     """After writing, init sweeps, counts the findings and names `statehub accept`."""
     make_repo(fleet, "alpha", {**good_files("alpha"), "big.bin": "x" * 600 * 1024})

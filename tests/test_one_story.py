@@ -64,6 +64,7 @@ def hanging() -> Iterator[HangingRemote]:
         remote.close()
 
 
+@pytest.mark.long(15)
 def test_every_surface_tells_the_same_story(
     tmp_path: Path, fleet: Path, temporal_server: TemporalServer, hanging: HangingRemote
 ) -> None:

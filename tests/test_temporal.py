@@ -17,6 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import hostilekit
 from api_support import event_rows, refusing_address
 from clirun import statehub
@@ -122,6 +124,7 @@ def stop_worker(worker: DaemonProcess) -> int:
 # -- sync and show ----------------------------------------------------------------------
 
 
+@pytest.mark.long(14)
 def test_sync_creates_is_idempotent_updates_and_pauses(
     tmp_path: Path, fleet: Path, temporal_server: TemporalServer
 ) -> None:
@@ -330,6 +333,7 @@ def test_an_automation_error_fails_the_workflow_and_assessment_failures_do_not(
     assert "AutomationError" in described
 
 
+@pytest.mark.long(12)
 def test_overlapping_triggers_give_one_sweep_and_a_held_lock_is_lock_skipped(
     tmp_path: Path, fleet: Path, temporal_server: TemporalServer
 ) -> None:
@@ -463,6 +467,7 @@ def run_now(config: Path) -> dict[str, Any]:
     return run
 
 
+@pytest.mark.long(33)
 def test_failover_standby_follows_a_temporal_primary_and_takes_over_while_it_is_down(
     tmp_path: Path, fleet: Path
 ) -> None:
@@ -543,6 +548,7 @@ def daemon_runs(database: Path) -> list[dict[str, Any]]:
     return sorted(fires, key=lambda row: str(row["fired_at"]))
 
 
+@pytest.mark.long(38)
 def test_failover_with_the_real_standby_daemon(tmp_path: Path, fleet: Path) -> None:
     """The daemon in standby, 5 s slots: healthy; fallback while Temporal is down; healthy."""
     make_repo(fleet, "alpha")

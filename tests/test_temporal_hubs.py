@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from api_support import ApiServer, client, event_rows
 from clirun import statehub
 from daemon_support import DaemonProcess, runs
@@ -54,6 +56,7 @@ def in_parallel(*calls: Any) -> list[Any]:
         return list(pool.map(lambda call: call(), calls))
 
 
+@pytest.mark.long(22)
 def test_three_hubs_share_one_namespace_and_one_view(
     tmp_path: Path, temporal_server: TemporalServer
 ) -> None:

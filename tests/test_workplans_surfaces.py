@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from api_support import client, serve_fleet
 from clirun import statehub
 from gitfleet import commit_all, make_repo, workplan, write
@@ -13,6 +15,7 @@ from test_alerts import Receiver, notify_config, sweep
 PLAN = "workplans/DEMO-WP-0001-plan.md"
 
 
+@pytest.mark.long(10)
 def test_cli_api_and_page_agree(tmp_path: Path, fleet: Path) -> None:
     """After a plan is blocked, the CLI, GET /workplans and the page show the same plans."""
     root = make_repo(fleet, "alpha")

@@ -19,6 +19,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import pytest
 from faultkit import activity_runs, copy_fleet, integrity
 
 from api_support import client, event_rows, serve_fleet
@@ -41,6 +42,7 @@ def run_all(count: int, workers: int, trigger: Callable[[int], Any]) -> list[Any
         return list(pool.map(trigger, range(count)))
 
 
+@pytest.mark.long(30)
 def test_two_hundred_concurrent_triggers_one_sweep_at_a_time(tmp_path: Path, fleet: Path) -> None:
     """200 mixed triggers: 200 events, 0 errors, no two sweeps overlap, all runs recorded."""
     copy_fleet(fleet, 20)

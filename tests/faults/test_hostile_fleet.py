@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from faultkit import tree_snapshot
 
 from clirun import statehub
@@ -114,6 +115,7 @@ def sweep(config: Path, *args: str) -> tuple[dict[str, Any], float]:
     return detail, elapsed
 
 
+@pytest.mark.long(17)
 def test_hostile_fleet_is_assessed_within_budget(tmp_path: Path, fleet: Path) -> None:
     """10 repos: each hostile one gets its exact finding or C-00, all in budget, none run."""
     outside = tmp_path / "outside"

@@ -117,6 +117,7 @@ def test_no_repo_waits_behind_a_stuck_one(tmp_path: Path, fleet: Path) -> None:
     assert sorted(assessed) == good
 
 
+@pytest.mark.long(16)
 def test_a_stuck_sweep_leaves_the_api_responsive_and_stoppable(tmp_path: Path, fleet: Path) -> None:
     """During a sweep stuck on a FIFO, /healthz answers, a POST is lock-skipped, SIGTERM stops."""
     hostilekit.fifo_object(fleet, tmp_path / "scratch")

@@ -140,6 +140,7 @@ def started_marker(database: Path) -> dict[str, Any]:
     return marker
 
 
+@pytest.mark.long(30)
 @pytest.mark.parametrize("kind", list(KILLS))
 def test_seeded_random_kills_lose_nothing(scene: Scene, kind: str) -> None:
     """Seeded kill -9s mid-sweep of one entry point (KILLS: 8 CLI, 6 API, 6 daemon, 20 in
@@ -255,6 +256,7 @@ def restore(database: Path, baseline: Path) -> None:
     database.write_bytes(baseline.read_bytes())
 
 
+@pytest.mark.long(20)
 def test_kill_before_and_after_every_commit_loses_nothing(tmp_path: Path, fleet: Path) -> None:
     """A kill -9 just before or after each commit of a sweep leaves each run recorded once."""
     changed = make_repo(fleet, "changed")

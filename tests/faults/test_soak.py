@@ -45,6 +45,7 @@ def check(result: SoakResult, slots: int, period: timedelta) -> None:
     assert (result.daemon_exit, result.api_exit) == (0, 0)
 
 
+@pytest.mark.long(15)
 def test_every_slot_fires_once_under_reads(tmp_path: Path) -> None:
     """3 slots of 5 s under 20 reads/s: 3 runs, one per slot, 0 failed reads."""
     result = run_soak(tmp_path, SHORT_SLOTS, read_rate=READ_RATE, fire_every=SHORT_SECONDS)
