@@ -62,8 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Byte-compile statehub once, before any worker starts, as an installed package is.
 
     The suite starts a few thousand ``statehub`` processes (the CLI, servers, daemons, sweep
-    workers). Where ``PYTHONDONTWRITEBYTECODE`` is set (it is on the CI machines) none of
-    them would write its bytecode, so each compiled statehub's sources again: 0.15-0.2 s of
+    workers). Where ``PYTHONDONTWRITEBYTECODE`` is set (as on the development machines) none
+    of them would write its bytecode, so each compiled statehub's sources again: 0.15-0.2 s of
     CPU a process, minutes of the suite on two cores. Python reads the files whatever that
     variable says; they sit in ``__pycache__`` (ignored by git) beside the sources.
     """
