@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tomllib
 from functools import partial
@@ -93,6 +94,20 @@ def test_init_sweeps_once_and_names_the_command_that_accepts(tmp_path: Path, fle
     assert statehub("accept", config=target).returncode == 0
     sweep = json.loads(statehub("sweep", "--json", config=target).stdout)["detail"]
     assert (sweep["repos_processed"], sweep["accepted"]["total"]) == ([], 1)
+
+
+def test_init_counts_the_repos_with_findings_apart_from_automation_errors(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """A repo with only a C-00 is an automation error in init's line, not a repo with
+    findings: the findings it counts are in the repos it names."""
+    make_repo(fleet, "alpha", {**good_files("alpha"), "big.bin": "x" * 600 * 1024})
+    make_repo(fleet, "beta", good_files("beta"))
+    os.mkfifo(fleet / "beta" / ".git" / "FETCH_HEAD")  # reading it would block: a C-00
+    target = tmp_path / "mine.toml"
+    result = statehub("init", str(fleet), config=target)
+    assert result.returncode == 0, result.stderr
+    assert "first sweep: 1 finding(s) in 1 of 2 repo(s), 1 automation error(s);" in result.stdout
 
 
 def test_init_switches_the_conventions_off_where_no_repo_has_them(

@@ -311,7 +311,7 @@ def _first_sweep(settings: Settings, exe: str, shown: str) -> None:
         counts = store.finding_counts()
     total = sum(count for check, count in counts.items() if check != AUTOMATION_ERROR)
     sys.stdout.write(
-        f"first sweep: {total} finding(s) in {summary.need_action} of {detail['repos_total']} "
+        f"first sweep: {total} finding(s) in {summary.with_findings} of {detail['repos_total']} "
         f"repo(s), {summary.automation_errors} automation error(s); see them: "
         f"{exe} findings --config {shown}\n"
     )
