@@ -19,6 +19,7 @@ from gitfleet import HangingServer, commit_all, fleet_settings, git, make_repo, 
 from statehub.assess import assess_target
 from statehub.checks import EffectiveChecks, Finding, RepoContext
 from statehub.checks import git as git_checks
+from statehub.gitlayout import index_paths
 from statehub.gitstate import read_state
 from statehub.outcome import RepoOutcome, Target
 from statehub.settings import Settings
@@ -513,6 +514,22 @@ def test_tracked_files_read_from_every_index_version(fleet: Path, version: int) 
         if line.startswith(("100644", "100755"))
     ]
     assert list(read_state(root, default_branch="main").tracked_files) == listed
+    # statehub's own parser read it (libgit2 is only for what the parser leaves), a name
+    # that is not UTF-8 kept as its bytes.
+    odd = os.fsdecode(b"odd-\xff.txt")
+    (root / odd).write_text("odd\n")
+    git(root, "add", odd)
+    git(root, "update-index", "--index-version", str(version))
+
+    def no_libgit2() -> list[tuple[str, int]]:
+        raise AssertionError("the index was left to libgit2")
+
+    regular, folders = index_paths(root / ".git", no_libgit2)
+    assert regular == sorted([*listed, odd], key=os.fsencode)
+    every = git(root, "ls-files").stdout.splitlines()
+    assert folders == {
+        path.rsplit("/", n)[0] for path in every for n in range(1, path.count("/") + 1)
+    }
 
 
 # -- C-14, C-15 ------------------------------------------------------------------------

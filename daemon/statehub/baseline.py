@@ -26,6 +26,7 @@ import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,18 @@ class Baseline:
 
     def for_repo(self, repo: str) -> tuple[tuple[str, str | None, tuple[str, ...]], ...]:
         """The repo's entries as ``(check, path, line_hashes)``, sorted (for its worker)."""
-        return tuple(
-            (entry.check, entry.path, tuple(sorted(entry.line_hashes)))
-            for key, entry in sorted(self.entries.items())
-            if key[0] == repo
-        )
+        return self._by_repo.get(repo, ())
+
+    @cached_property
+    def _by_repo(self) -> dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]]:
+        # Grouped once: a sweep asks for every repo's entries, and a large fleet's baseline
+        # may hold tens of thousands.
+        grouped: dict[str, list[tuple[str, str | None, tuple[str, ...]]]] = {}
+        for key, entry in sorted(self.entries.items()):
+            grouped.setdefault(key[0], []).append(
+                (entry.check, entry.path, tuple(sorted(entry.line_hashes)))
+            )
+        return {repo: tuple(entries) for repo, entries in grouped.items()}
 
     def __len__(self) -> int:
         return len(self.entries)

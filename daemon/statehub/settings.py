@@ -18,7 +18,7 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -480,6 +480,26 @@ class Settings(BaseSettings):
     def checks_for(self, repo: str) -> EffectiveChecks:
         """The effective check settings of one repo: fleet-wide, then its override, and its
         entries of the baseline file (ConfigError when that file is malformed)."""
+        return self.checks_for_each([repo])[repo]
+
+    def checks_for_each(self, repos: Iterable[str]) -> dict[str, EffectiveChecks]:
+        """:meth:`checks_for` of each repo, for a sweep: the baseline file is read once, and
+        the repos with neither an override nor a baseline entry share one object."""
+        baseline = load_baseline(self.baseline_path)
+        shared: EffectiveChecks | None = None
+        each: dict[str, EffectiveChecks] = {}
+        for repo in repos:
+            accepted = baseline.for_repo(repo)
+            if accepted or repo in self.repos.overrides:
+                each[repo] = self._effective_checks(repo, accepted)
+            else:
+                shared = shared or self._effective_checks(repo, ())
+                each[repo] = shared
+        return each
+
+    def _effective_checks(
+        self, repo: str, accepted: tuple[tuple[str, str | None, tuple[str, ...]], ...]
+    ) -> EffectiveChecks:
         override = self.repos.overrides.get(repo, RepoOverride())
         disabled = set(self.checks.disable) | set(override.disable or ())
         # Excludes add up: the fleet's patterns of a check, then the repo's own.
@@ -501,7 +521,7 @@ class Settings(BaseSettings):
             readme_names=tuple(override.readme_names or self.checks.readme_names),
             exclude_paths=excludes,
             lockfiles=tuple(self.checks.lockfiles),
-            baseline=load_baseline(self.baseline_path).for_repo(repo),
+            baseline=accepted,
         )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from statehub.cancel import Cancel, stopped_by
-from statehub.checks import printable
+from statehub.checks import EffectiveChecks, printable
 from statehub.contract import (
     AUTOMATION_ERROR,
     EVENT_ALL,
@@ -434,10 +434,12 @@ def _sweep_locked(
         targets,
         key=lambda t: (standing[t.name].assessed_at if t.name in standing else "", t.name),
     )
+    checks = settings.checks_for_each(target.name for target in targets)
     tasks = [
         _task(
             settings,
             target,
+            checks[target.name],
             standing.get(target.name) if target.name in registered else None,
             request.remote,
         )
@@ -652,11 +654,15 @@ def worker_pool(settings: Settings) -> WorkerPool:
 
 
 def _task(
-    settings: Settings, target: Target, standing: Assessment | None, remote: bool
+    settings: Settings,
+    target: Target,
+    checks: EffectiveChecks,
+    standing: Assessment | None,
+    remote: bool,
 ) -> RepoTask:
     return RepoTask(
         target=target,
-        checks=settings.checks_for(target.name),
+        checks=checks,
         remote=remote,
         fetch_timeout=settings.sweep.fetch_timeout_seconds,  # the pool shortens it to fit
         standing=None
