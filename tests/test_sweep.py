@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from api_support import event_rows
 from clirun import start_statehub, statehub
 from contract_keys import DETAIL_KEYS
 from gitfleet import HangingServer, commit_all, fleet_settings, git, make_repo, write, write_config
+from holding import held_by_another_process
 from statehub import contract, sweep
 from statehub.errors import UsageError
 from statehub.lock import SweepLock, is_locked, lock_path
@@ -32,27 +32,13 @@ from waiting import wait_for
 def lock_held_elsewhere(database: Path) -> Iterator[None]:
     """The sweep lock of ``database`` held by another process until the block ends (then
     the process is killed: its lock dies with it)."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from statehub.lock import SweepLock;"
-            "lock = SweepLock(Path(sys.argv[1])); assert lock.acquire();"
-            "print('held', flush=True); time.sleep(60)",
-            str(database),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    code = (
+        "import sys, time; from pathlib import Path; from statehub.lock import SweepLock;"
+        "lock = SweepLock(Path(sys.argv[1])); assert lock.acquire();"
+        "print('held', flush=True); time.sleep(60)"
     )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(code, str(database)):
         yield
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
-        if holder.stdout is not None:
-            holder.stdout.close()
 
 
 def processed(detail: dict[str, object]) -> dict[str, list[str]]:

@@ -12,10 +12,8 @@ import errno
 import json
 import os
 import re
-import select
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ from faultkit import IN_PROGRESS, hub_state, integrity
 from api_support import ApiServer, client, event_rows
 from clirun import STATEHUB, statehub
 from gitfleet import HangingServer, make_repo, write_config
+from holding import held_by_another_process
 from waiting import wait_for
 
 SWEEP = "/consistency/sweep/remote-all"
@@ -119,21 +118,8 @@ def assert_next_sweep_succeeds(scene: Scene, before: list[dict[str, Any]]) -> No
 @contextmanager
 def exclusive_writer(database: Path) -> Iterator[None]:
     """Another process holds ``BEGIN EXCLUSIVE`` (longer than the busy timeout) meanwhile."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(database), str(HOLD_SECONDS)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        ready, _, _ = select.select([holder.stdout], [], [], 20)
-        assert ready and holder.stdout.readline() == "held\n"
+    with held_by_another_process(_HOLDER, str(database), str(HOLD_SECONDS)):
         yield
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
-        if holder.stdout is not None:
-            holder.stdout.close()
 
 
 @contextmanager
