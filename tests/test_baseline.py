@@ -13,6 +13,7 @@ import pytest
 from clirun import statehub
 from gitfleet import commit_all, git, good_files, make_repo, write_config
 from keykit import pem
+from statehub.store import Store
 
 BLOCK = "<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> feature\n"
 
@@ -143,6 +144,34 @@ def test_findings_lists_the_standing_and_the_accepted(fleet_config: Path) -> Non
         "web  C-04  README.md:3  link 'docs/guide.md' points to no file (line 3)\n"
         "1 accepted finding(s)\n"
     )
+
+
+def test_accepted_findings_are_paged_by_the_store(fleet_config: Path) -> None:
+    """The store reads one page of the accepted findings in SQL, with their total; the CLI
+    prints that page and says which of how many, as for the standing findings."""
+    statehub("accept", config=fleet_config)
+    _sweep(fleet_config)
+    with Store.open(fleet_config.parent / "statehub.db") as store:
+        whole, total = store.accepted_findings()
+        page, paged_total = store.accepted_findings(offset=1, limit=1)
+        past, past_total = store.accepted_findings(offset=9, limit=2)
+        one_check, checked = store.accepted_findings(check="C-23", limit=1)
+    assert [(f["repo"], f["check"], f["line"]) for f in whole] == [
+        ("api", "C-23", 1),
+        ("api", "C-23", 2),
+        ("web", "C-04", 3),
+    ]
+    assert (page, paged_total, total) == (whole[1:2], 3, 3)
+    assert (past, past_total) == ([], 3)
+    assert (one_check, checked) == (whole[:1], 2)
+    listed = statehub("findings", "--accepted", "--offset", "1", "--limit", "1", "--json",
+                      config=fleet_config)  # fmt: skip
+    assert [(f["repo"], f["line"]) for f in json.loads(listed.stdout)] == [("api", 2)]
+    text = statehub("findings", "--accepted", "--offset", "1", "--limit", "5", config=fleet_config)
+    assert text.stdout.splitlines()[0].startswith("api  C-23  tests/test_tls.py:2  ")
+    assert text.stdout.splitlines()[2:] == ["showing 2-3 of 3 accepted finding(s)"]
+    none = statehub("findings", "--accepted", "--offset", "3", config=fleet_config)
+    assert none.stdout == "showing none of 3 accepted finding(s) (--offset 3)\n"
 
 
 def test_findings_pages_with_offset_and_limit_and_says_the_total(fleet_config: Path) -> None:

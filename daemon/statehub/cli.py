@@ -328,9 +328,9 @@ def cmd_findings(args: argparse.Namespace) -> int:
 
     def query(store: Store) -> tuple[list[dict[str, Any]], int]:
         if args.accepted:
-            every = store.accepted_findings(repo=args.repo, check=check)
-            end = None if args.limit is None else args.offset + args.limit
-            return every[args.offset : end], len(every)
+            return store.accepted_findings(
+                repo=args.repo, check=check, offset=args.offset, limit=args.limit
+            )
         return store.standing_findings(
             repo=args.repo, check=check, new=args.new, offset=args.offset, limit=args.limit
         )
@@ -377,7 +377,8 @@ def cmd_accept(args: argparse.Namespace) -> int:
     with store:
         standing = store.assessments()
         accepted: dict[str, list[dict[str, Any]]] = {}
-        for row in store.accepted_findings():
+        rows, _ = store.accepted_findings()
+        for row in rows:
             accepted.setdefault(row.pop("repo"), []).append(row)
     repos = frozenset(args.repo) if args.repo else None
     unknown = sorted((repos or frozenset()) - set(standing))

@@ -290,34 +290,52 @@ class Assessments(StoreBase):
         return page, total
 
     def accepted_findings(
-        self, *, repo: str | None = None, check: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The findings the baseline accepts, as the last assessment of each repo saw them.
+        self,
+        *,
+        repo: str | None = None,
+        check: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the findings the baseline accepts, as the last assessment of each repo
+        saw them, by repo then order found, and how many there are in all (``statehub
+        findings --accepted``, ``statehub accept``).
 
-        Each is ``{repo, check, message, path, line, line_hash}``, by repo then order found;
-        ``repo`` and ``check`` keep one repo (exact name) or one check id.
+        Each is ``{repo, check, message, path, line, line_hash}``; ``repo`` and ``check``
+        keep one repo (exact name) or one check id. ``offset`` findings are skipped, then at
+        most ``limit`` (None: every one) are read, as :meth:`standing_findings` does.
         """
         clauses = [
             clause
             for clause, value in (("repo = ?", repo), ("check_id = ?", check))
             if value is not None
         ]
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         params = [value for value in (repo, check) if value is not None]
-        with self._guard():
-            rows = self.db.table("accepted_findings").rows_where(
-                " AND ".join(clauses) or None, params, order_by="repo, seq"
+        with self._guard() as connection:
+            total = int(
+                connection.execute(
+                    f"SELECT count(*) FROM accepted_findings{where}",  # noqa: S608
+                    params,
+                ).fetchone()[0]
             )
-            return [
-                {
-                    "repo": row["repo"],
-                    "check": row["check_id"],
-                    "message": row["message"],
-                    "path": row["path"],
-                    "line": row["line"],
-                    "line_hash": row["line_hash"],
-                }
-                for row in rows
-            ]
+            rows = connection.execute(
+                "SELECT repo, check_id, message, path, line, line_hash"  # noqa: S608
+                f" FROM accepted_findings{where} ORDER BY repo, seq LIMIT ? OFFSET ?",
+                (*params, -1 if limit is None else limit, offset),
+            ).fetchall()
+        page = [
+            {
+                "repo": name,
+                "check": check_id,
+                "message": message,
+                "path": path,
+                "line": line,
+                "line_hash": line_hash,
+            }
+            for name, check_id, message, path, line, line_hash in rows
+        ]
+        return page, total
 
     def accepted_counts(self) -> dict[str, int]:
         """How many findings the baseline accepts in each repo's standing assessment."""
