@@ -86,7 +86,7 @@ class SweepSummary:
             over_budget=counted(detail, Detail.REPOS_OVER_BUDGET, Detail.SKIPPED_BUDGET),
             with_findings=failing,
             new_findings=int(detail.get(Detail.NEW_FINDINGS) or 0),
-            accepted=int((detail.get("accepted") or {}).get("total") or 0),
+            accepted=int((detail.get(Detail.ACCEPTED) or {}).get("total") or 0),
             automation_errors=counted(
                 detail, Detail.AUTOMATION_ERRORS_TOTAL, Detail.AUTOMATION_ERRORS
             ),

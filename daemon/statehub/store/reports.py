@@ -1,7 +1,8 @@
 """The read models of reports: windows of events for ``compare``, the page, metrics, health.
 
 The few detail fields the reports read are extracted in SQL (:data:`SWEEP_COLUMNS`), so
-that a window of thousands of events is read without parsing whole details in Python.
+that a window of thousands of events is read without parsing whole details in Python. Every
+key of a detail is spelled through :class:`statehub.contract.Detail`, in SQL too (:func:`_field`).
 """
 
 from __future__ import annotations
@@ -9,20 +10,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from statehub.contract import Detail
 from statehub.store.compact import STORED_DETAIL, read_events, to_json
 from statehub.store.connection import StoreBase
 from statehub.store.events import EVENTS_BATCH
 from statehub.store.records import ProgressEvent
 from statehub.timefmt import iso, parse_iso
 
-# JSON booleans come back as 0/1 and a missing key as None.
-SWEEP_COLUMNS = (
-    "created_at, event_type,"
-    " json_extract(detail, '$.source'), json_extract(detail, '$.lock_skipped'),"
-    " json_extract(detail, '$.automation_error'), json_extract(detail, '$.interrupted'),"
-    " json_extract(detail, '$.duration_seconds'),"
-    " json_extract(detail, '$.assessment_failures'), json_extract(detail, '$.started_at'),"
-    " json_extract(detail, '$.cancelled')"
+
+def _field(key: str) -> str:
+    """The SQL of one key of an event's ``detail`` (a name of :class:`Detail`); a JSON
+    boolean comes back as 0/1 and a missing key as None."""
+    return f"json_extract(detail, '$.{key}')"
+
+
+_SOURCE = _field(Detail.SOURCE)
+_LOCK_SKIPPED = _field(Detail.LOCK_SKIPPED)
+SWEEP_COLUMNS = ", ".join(
+    [
+        "created_at",
+        "event_type",
+        *(
+            _field(key)
+            for key in (
+                Detail.SOURCE,
+                Detail.LOCK_SKIPPED,
+                Detail.AUTOMATION_ERROR,
+                Detail.INTERRUPTED,
+                Detail.DURATION_SECONDS,
+                Detail.ASSESSMENT_FAILURES,
+                Detail.STARTED_AT,
+                Detail.CANCELLED,
+            )
+        ),
+    ]
 )
 
 
@@ -52,8 +73,7 @@ class Reports(StoreBase):
         sql = (
             f"SELECT {SWEEP_COLUMNS} FROM sweep_events WHERE id IN ("  # noqa: S608
             f"SELECT max(id) FROM sweep_events{bound}"
-            " GROUP BY json_extract(detail, '$.source'))"
-            " ORDER BY json_extract(detail, '$.source')"
+            f" GROUP BY {_SOURCE}) ORDER BY {_SOURCE}"
         )
         with self._guard() as connection:
             return connection.execute(sql, params).fetchall()
@@ -88,12 +108,12 @@ class Reports(StoreBase):
         cost is that of the window, not of the table.
         """
         sql = (
-            "SELECT source, outcome, sum(created_at >= ?), max(created_at), duration FROM ("
-            " SELECT json_extract(detail, '$.source') AS source,"
-            " CASE WHEN json_extract(detail, '$.lock_skipped') THEN 'lock_skipped'"
-            " WHEN json_extract(detail, '$.automation_error') THEN 'automation_error'"
+            "SELECT source, outcome, sum(created_at >= ?), max(created_at), duration FROM ("  # noqa: S608
+            f" SELECT {_SOURCE} AS source,"
+            f" CASE WHEN {_LOCK_SKIPPED} THEN 'lock_skipped'"
+            f" WHEN {_field(Detail.AUTOMATION_ERROR)} THEN 'automation_error'"
             " ELSE 'ok' END AS outcome,"
-            " created_at, json_extract(detail, '$.duration_seconds') AS duration"
+            f" created_at, {_field(Detail.DURATION_SECONDS)} AS duration"
             " FROM sweep_events WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?)"
             # SQLite takes the bare column 'duration' from the row that holds max(created_at).
             " GROUP BY source, outcome ORDER BY source, outcome"
@@ -108,9 +128,9 @@ class Reports(StoreBase):
         events cannot make a health check scan the whole table.
         """
         sql = (
-            "SELECT created_at FROM sweep_events"
+            "SELECT created_at FROM sweep_events"  # noqa: S608
             " WHERE id > (SELECT max(id) FROM sweep_events) - ?"
-            " AND json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT 1"
+            f" AND {_LOCK_SKIPPED} = 0 ORDER BY id DESC LIMIT 1"
         )
         with self._guard() as connection:
             row = connection.execute(sql, (scan_limit,)).fetchone()
@@ -145,7 +165,7 @@ class Reports(StoreBase):
         """
         sql = (
             f"SELECT id, event_type, created_at, {STORED_DETAIL} FROM sweep_events"  # noqa: S608
-            " WHERE json_extract(detail, '$.lock_skipped') = 0 ORDER BY id DESC LIMIT ?"
+            f" WHERE {_LOCK_SKIPPED} = 0 ORDER BY id DESC LIMIT ?"
         )
         history: list[tuple[Any, ...]] = []
         with self._guard() as connection:
@@ -161,18 +181,25 @@ def _said_of(repo: str, event: ProgressEvent) -> tuple[Any, ...]:
     detail = event.detail
     state: str | None = None
     findings: str | None = None
-    for entry in detail.get("repos_processed") or []:
+    for entry in detail.get(Detail.REPOS_PROCESSED) or []:
         if isinstance(entry, dict) and entry.get("repo") == repo:
             state, findings = "findings", to_json(entry.get("findings"))
             break
     else:
         named = (name for key, name in _LISTED_AS if repo in (detail.get(key) or []))
-        state = next(named, "unlisted" if detail.get("repos_truncated") else None)
-    return (event.id, event.created_at, event.event_type, detail.get("source"), state, findings)
+        state = next(named, "unlisted" if detail.get(Detail.REPOS_TRUNCATED) else None)
+    return (
+        event.id,
+        event.created_at,
+        event.event_type,
+        detail.get(Detail.SOURCE),
+        state,
+        findings,
+    )
 
 
 _LISTED_AS = (
-    ("skipped_clean", "clean"),
-    ("skipped_budget", "budget"),
-    ("skipped_missing", "missing"),
+    (Detail.SKIPPED_CLEAN, "clean"),
+    (Detail.SKIPPED_BUDGET, "budget"),
+    (Detail.SKIPPED_MISSING, "missing"),
 )
