@@ -22,6 +22,7 @@ import pytest
 import hostilekit
 from api_support import event_rows, refusing_address
 from clirun import statehub
+from contract_keys import sweep_detail
 from daemon_support import (
     CONTRACT_QUERY,
     DaemonProcess,
@@ -31,6 +32,10 @@ from daemon_support import (
     runs,
 )
 from gitfleet import HangingServer, make_repo, write_config
+from statehub.eventsize import fit_lists
+from statehub.sweep import _base_detail
+from statehub.sweepsummary import SweepSummary
+from statehub.temporal.activity import SUMMARY_ERRORS, event_summary
 from statehub.timefmt import parse_iso, utc_now
 from temporal_support import TemporalServer, status
 from test_alerts import Receiver
@@ -740,4 +745,67 @@ def test_the_runs_result_is_a_bounded_summary_of_the_event(
     [entry] = event["detail"]["repos_processed"]  # the event lists a bounded part of them
     assert entry["truncated"] is True and entry["findings_total"] >= 3000
     assert len(result) < 8_000
-    assert "repos_processed_count" in result
+    assert "repos_need_action" in result and "repos_processed_count" not in result
+
+
+def _summary_counts(detail: dict[str, Any]) -> tuple[int, ...]:
+    """need action, clean, missing, over budget and automation errors, as the summary of a
+    run's result gives them."""
+    keys = ("repos_need_action", "repos_clean", "repos_missing", "repos_over_budget")
+    return (*(detail[key] for key in keys), detail["automation_errors_total"])
+
+
+def test_the_runs_summary_of_a_cut_event_gives_the_exact_counts_not_the_listed() -> None:
+    """An event whose every list the size bound cut: the run's result counts every repo
+    and C-00 as the sweep summary does, says it was cut, and has no count of what is listed."""
+    errors = [
+        {"repo": f"repo-{n:05d}", "check": "C-00", "message": "m" * 400} for n in range(5_000)
+    ]
+    need = [
+        {"repo": f"need-{n:05d}", "head": "3f2a9c1", "reassessed": True,
+         "findings": [{"check": "C-01", "message": "no README", "path": None, "new": False}]}
+        for n in range(6_000)
+    ]  # fmt: skip
+    fitted = fit_lists(
+        errors=errors,
+        need_action=need,
+        missing=[f"gone-{n:04d}" for n in range(1_000)],
+        over_budget=[f"late-{n:04d}" for n in range(1_100)],
+        clean=[f"clean-{n:04d}" for n in range(1_200)],
+        accepted={"total": 0, "repos": {}},
+    )
+    detail = _base_detail("activity-core", 300, False) | fitted
+    detail |= {"exit_code": 1, "automation_error": True, "warnings": ["repos.roots: /x is gone"]}
+    listed = [len(detail[key]) for key in ("repos_processed", "skipped_clean", "skipped_missing")]
+    listed += [len(detail[key]) for key in ("skipped_budget", "automation_errors")]
+    assert all(n < 1_000 for n in listed[1:4]) and listed[0] < 6_000 and listed[4] < 5_000
+
+    summary = event_summary(
+        {"id": 7, "event_type": "consistency_sweep_remote_all", "created_at": "t", "detail": detail}
+    )
+
+    figures = summary["detail"]
+    assert [key for key in figures if key.endswith("_count")] == []
+    assert _summary_counts(figures) == (6_000, 1_200, 1_000, 1_100, 5_000)
+    whole = SweepSummary.of(detail)
+    assert _summary_counts(figures) == (
+        whole.need_action, whole.clean, whole.missing, whole.over_budget, whole.automation_errors
+    )  # fmt: skip
+    assert figures["repos_truncated"] is True and figures["warnings_total"] == 1
+    assert len(figures["automation_errors"]) == SUMMARY_ERRORS
+    assert len(json.dumps(summary)) < 8_000
+
+
+def test_the_runs_summary_of_an_event_without_counts_counts_its_lists() -> None:
+    """An event written before the counts (its lists whole): the run's result counts them,
+    under the same keys, with no C-00 and no warning."""
+    entry = {"repo": "a", "head": "3f2a9c1", "findings": []}
+    detail = sweep_detail(
+        "activity-core", utc_now(), repos_processed=[entry], skipped_clean=["b", "c"]
+    )
+
+    figures = event_summary({"id": 1, "detail": detail})["detail"]
+
+    assert _summary_counts(figures) == (1, 2, 0, 0, 0)
+    assert (figures["warnings_total"], figures["automation_errors"]) == (0, [])
+    assert "repos_truncated" not in figures

@@ -16,7 +16,8 @@ Every surface that tells what a sweep did reads it here: ``statehub sweep`` on a
 An event's lists may be cut to its size bound (issue 25, :mod:`statehub.eventsize`): the
 counts are read from its totals (``repos_need_action``, ``repos_clean``, ``repos_missing``,
 ``repos_over_budget``, ``automation_errors_total``), and from the lists' lengths in events
-written before them (:func:`counted`).
+written before them (:func:`counted`; :func:`list_counts` gives them all, for the Temporal
+run's result).
 """
 
 from __future__ import annotations
@@ -113,6 +114,26 @@ class SweepSummary:
     def as_dict(self) -> dict[str, Any]:
         """The counts for ``--json`` documents, with :meth:`words` as ``text``."""
         return {**asdict(self), "text": self.words()}
+
+
+COUNTED_LISTS: tuple[tuple[str, str], ...] = (
+    (Detail.REPOS_NEED_ACTION, Detail.REPOS_PROCESSED),
+    (Detail.REPOS_CLEAN, Detail.SKIPPED_CLEAN),
+    (Detail.REPOS_MISSING, Detail.SKIPPED_MISSING),
+    (Detail.REPOS_OVER_BUDGET, Detail.SKIPPED_BUDGET),
+    (Detail.AUTOMATION_ERRORS_TOTAL, Detail.AUTOMATION_ERRORS),
+)
+"""The lists of a detail that the event's size bound may cut, each as ``(the key of its
+count, its key)``."""
+
+
+def list_counts(detail: Mapping[str, Any]) -> dict[str, int]:
+    """How many items each list of :data:`COUNTED_LISTS` had, under the key of its count
+    (``repos_need_action``, ..., ``automation_errors_total``), whether the event cut it or
+    not (:func:`counted`): never the number listed."""
+    return {
+        count_key: counted(detail, count_key, list_key) for count_key, list_key in COUNTED_LISTS
+    }
 
 
 def counted(detail: Mapping[str, Any], count_key: str, list_key: str) -> int:

@@ -15,8 +15,9 @@ nominal time (the worker was down when its slot came) does not sweep when
 (``{"outcome": "missed", ...}``), as the daemon drops a misfired slot.
 
 The result is a bounded summary of the progress event (:func:`event_summary`: its id and
-the detail's figures, never its lists): Temporal refuses a payload over 2 MB, which a
-fleet's event passes (issue 25); the whole event is in the store and in the run's row. A
+the detail's figures and exact counts, never its lists): Temporal refuses a payload over
+2 MB, which a fleet's event passes (issue 25); the whole event is in the store and in the
+run's row. A
 run whose outcome is not ``swept`` or ``lock_skipped`` fails the workflow with a
 non-retryable ``ApplicationError``: ``AutomationError`` (with the same summary) for a sweep
 with a C-00 (``failed``), ``Cancelled`` when stopped, the error's type otherwise; assessment
@@ -36,7 +37,7 @@ from statehub.cancel import Cancel
 from statehub.contract import Detail, RunOutcome
 from statehub.runs import record_missed, record_run, sweep_in_process
 from statehub.settings import Settings
-from statehub.sweepsummary import counted
+from statehub.sweepsummary import counted, list_counts
 from statehub.temporal.workflow import ACTIVITY_NAME, AUTOMATION_ERROR_TYPE, SweepTask
 from statehub.timefmt import iso, parse_iso, utc_now
 
@@ -46,24 +47,32 @@ HEARTBEAT_SECONDS = 10.0  # at least this often, whatever the sweep is doing
 
 
 SUMMARY_ERRORS = 5
-"""Automation errors named in a run's summary (the rest are counted)."""
+"""Automation errors named in a run's summary (``automation_errors_total`` counts them all)."""
+SUMMARY_MESSAGE_CHARS = 300
+"""Characters of an automation error's message in a run's summary."""
+WARNINGS_TOTAL = "warnings_total"
+"""The key of a run's summary that counts the detail's ``warnings`` (never cut)."""
 
 
 def event_summary(event: dict[str, Any]) -> dict[str, Any]:
-    """The run's result: the event's id, type and time, and its detail's scalar figures with
-    the lengths of its lists; a few kilobytes whatever the fleet."""
+    """The run's result: the event's id, type and time, and in ``detail`` its detail's scalar
+    figures, the exact count of each list the event's bound may cut (taken through
+    :func:`statehub.sweepsummary.list_counts`: ``repos_need_action``, ``repos_clean``,
+    ``repos_missing``, ``repos_over_budget``, ``automation_errors_total``, never the number
+    listed), ``warnings_total``, and the first :data:`SUMMARY_ERRORS` automation errors; a
+    few kilobytes whatever the fleet. docs/temporal.md documents its keys."""
     detail = event.get("detail") or {}
     figures: dict[str, Any] = {
         key: value
         for key, value in detail.items()
         if value is None or isinstance(value, (str, int, float, bool))
     }
-    for key, value in detail.items():
-        if isinstance(value, list):
-            figures[f"{key}_count"] = len(value)
-    errors = [e for e in detail.get("automation_errors") or [] if isinstance(e, dict)]
-    figures["automation_errors"] = [
-        {"repo": error.get("repo"), "message": str(error.get("message"))[:300]}
+    figures.update(list_counts(detail))
+    warnings = detail.get(Detail.WARNINGS)
+    figures[WARNINGS_TOTAL] = len(warnings) if isinstance(warnings, list) else 0
+    errors = [e for e in detail.get(Detail.AUTOMATION_ERRORS) or [] if isinstance(e, dict)]
+    figures[Detail.AUTOMATION_ERRORS] = [
+        {"repo": error.get("repo"), "message": str(error.get("message"))[:SUMMARY_MESSAGE_CHARS]}
         for error in errors[:SUMMARY_ERRORS]
     ]
     return {
@@ -177,11 +186,11 @@ class SweepActivity:
             return event_summary(dict(result.event))
         if run.outcome == RunOutcome.FAILED and result.event is not None:
             detail = result.event["detail"]
-            errors = detail.get("automation_errors") or []
+            errors = detail.get(Detail.AUTOMATION_ERRORS) or []
             first = errors[0] if errors else {}
             total = counted(detail, Detail.AUTOMATION_ERRORS_TOTAL, Detail.AUTOMATION_ERRORS)
             message = (
-                f"sweep {detail.get('run_id')} (event {result.event.get('id')}) had "
+                f"sweep {detail.get(Detail.RUN_ID)} (event {result.event.get('id')}) had "
                 f"{total} automation error(s); first: {first.get('repo')}: "
                 f"{first.get('message')}"
             )
