@@ -17,9 +17,8 @@ nominal time (the worker was down when its slot came) does not sweep when
 The result is a bounded summary of the progress event (:func:`event_summary`: its id and
 the detail's figures and exact counts, never its lists): Temporal refuses a payload over
 2 MB, which a fleet's event passes (issue 25); the whole event is in the store and in the
-run's row. A
-run whose outcome is not ``swept`` or ``lock_skipped`` fails the workflow with a
-non-retryable ``ApplicationError``: ``AutomationError`` (with the same summary) for a sweep
+run's row. A run whose outcome is not ``swept`` or ``lock_skipped`` fails the workflow with
+a non-retryable ``ApplicationError``: ``AutomationError`` (with the same summary) for a sweep
 with a C-00 (``failed``), ``Cancelled`` when stopped, the error's type otherwise; assessment
 failures succeed.
 """
