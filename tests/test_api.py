@@ -388,6 +388,7 @@ def test_openapi_lists_every_endpoint(hub: Hub) -> None:
         "limit",
         "since",
         "until",
+        "before",
         "source",
         "completed",
     }
@@ -726,8 +727,8 @@ def test_a_repos_findings_are_answered_a_page_at_a_time(tmp_path: Path, fleet: P
 
 def test_progress_stops_at_its_byte_bound_and_says_so(tmp_path: Path, fleet: Path) -> None:
     """Ten events of 0.94 MB each: GET /progress/ (limit 50) answers the newest 8 (7.5 MB,
-    under its 8 MB bound) with X-Statehub-Truncated: 8; until= the oldest answered gives the
-    other 2; a limit the bound does not reach has no header."""
+    under its 8 MB bound) with X-Statehub-Truncated: 8; its Link rel="next" gives the other
+    2; a limit the bound does not reach has no such header."""
     names = [f"platform+service-{n:06d}" for n in range(36_000)]  # 0.94 MB of clean names
     database = tmp_path / "statehub.db"
     start = datetime(2026, 11, 27, 10, tzinfo=UTC)
@@ -738,13 +739,55 @@ def test_progress_stops_at_its_byte_bound_and_says_so(tmp_path: Path, fleet: Pat
             store.append_event("consistency_sweep_remote_all", detail, created_at=started)
     with serve_fleet(tmp_path, fleet) as server, client(server.url, timeout=60) as http:
         first = http.get("/progress/")
-        rest = http.get("/progress/", params={"until": first.json()[-1]["created_at"]})
+        rest = http.get(first.links["next"]["url"])
         five = http.get("/progress/", params={"limit": 5})
     assert first.status_code == 200
     assert 7_000_000 < len(first.content) <= PROGRESS_BYTES
     assert first.headers[TRUNCATED_HEADER] == "8"
     assert [event["id"] for event in first.json()] == list(range(10, 2, -1))
+    assert first.links["next"]["url"] == "/progress/?before=3"
     assert [event["id"] for event in rest.json()] == [2, 1]
     assert TRUNCATED_HEADER not in rest.headers
+    assert "link" not in rest.headers  # the last page
     assert [event["id"] for event in five.json()] == [10, 9, 8, 7, 6]
     assert TRUNCATED_HEADER not in five.headers
+
+
+def test_progress_pages_by_its_link_list_every_event_once(tmp_path: Path, fleet: Path) -> None:
+    """Seven events, three of them recorded in one millisecond: following Link rel="next"
+    (limit 2, the filters kept) lists each once, where paging with until= the oldest
+    created_at answered skips those sharing its millisecond."""
+    database = tmp_path / "statehub.db"
+    start = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    times = [start + timedelta(minutes=n) for n in (0, 1, 2, 2, 2, 3, 4)]
+    with Store.open(database) as store:
+        for at in times:
+            detail = sweep_detail("activity-core", at)
+            store.append_event("consistency_sweep_remote_all", detail, created_at=at)
+    pages: list[list[int]] = []
+    with serve_fleet(tmp_path, fleet) as server, client(server.url) as http:
+        answer = http.get(
+            "/progress/", params={"limit": 2, "event_type": "consistency_sweep_remote_all"}
+        )
+        while True:
+            assert answer.status_code == 200, answer.text
+            pages.append([event["id"] for event in answer.json()])
+            if "next" not in answer.links:
+                break
+            assert "event_type=consistency_sweep_remote_all" in answer.links["next"]["url"]
+            answer = http.get(answer.links["next"]["url"])
+        by_time: list[int] = []
+        until = None
+        for _ in range(10):
+            params: dict[str, str | int] = {"limit": 2} | ({"until": until} if until else {})
+            page = http.get("/progress/", params=params).json()
+            if not page:
+                break
+            by_time += [event["id"] for event in page]
+            until = page[-1]["created_at"]
+        unknown = http.get("/progress/", params={"before": 1})
+        invalid = http.get("/progress/", params={"before": 0})
+    assert pages == [[7, 6], [5, 4], [3, 2], [1]]
+    assert by_time == [7, 6, 5, 4, 2, 1]  # the old recipe lost event 3
+    assert unknown.status_code == 200 and unknown.json() == []  # nothing before the first
+    assert invalid.status_code == 422

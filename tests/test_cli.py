@@ -150,8 +150,9 @@ def test_check_of_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_events_lists_newest_first_and_filters(tmp_path: Path, fleet: Path) -> None:
-    """events --json lists events newest first, filtered by type and limited: printed one
-    at a time, the document is the one json.dumps gives of the whole list."""
+    """events --json lists events newest first, filtered by type, limited and paged
+    (--before the last id shown): printed one at a time, the document is the one json.dumps
+    gives of the whole list."""
     make_repo(fleet, "alpha")
     config = write_config(tmp_path, roots=[fleet])
     for args in (["--all"], ["--repo", "alpha"], ["--all"]):
@@ -171,8 +172,13 @@ def test_events_lists_newest_first_and_filters(tmp_path: Path, fleet: Path) -> N
         ).stdout
     )
 
+    after_first = statehub("events", "--json", "--limit", "1", "--before", "3", config=config)
+    zero = statehub("events", "--before", "0", config=config)
+
     assert [e["id"] for e in everything] == [3, 2, 1]
     assert [e["id"] for e in only_all] == [3]
+    assert [e["id"] for e in json.loads(after_first.stdout)] == [2]  # the next page
+    assert zero.returncode == 2 and "--before" in zero.stderr
     assert everything == event_rows(tmp_path / "statehub.db")[::-1]
     assert printed == json.dumps(everything, indent=2, ensure_ascii=False) + "\n"
 

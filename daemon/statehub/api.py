@@ -739,9 +739,34 @@ def _json_bytes(document: Any) -> bytes:
     return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
+def _event_page(
+    events: Iterable[ProgressEvent], limit: int
+) -> tuple[list[bytes], bool, int | None]:
+    """One answer of ``GET /progress/``: up to ``limit`` events as JSON, within
+    :data:`PROGRESS_BYTES` (at least one); whether that bound cut it; and the id of its
+    last event when more follow (``events`` holds one more than ``limit`` when they do).
+
+    Each event is serialized as it is read, so the answer's bound bounds the memory too.
+    """
+    parts: list[bytes] = []
+    size = 2  # the brackets
+    last_id: int | None = None
+    for event in events:
+        if len(parts) == limit:
+            return parts, False, last_id
+        part = _json_bytes(event.as_dict())
+        if parts and size + len(part) + 1 > PROGRESS_BYTES:
+            return parts, True, last_id
+        parts.append(part)
+        size += len(part) + 1
+        last_id = event.id
+    return parts, False, None
+
+
 def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
     # Plain functions: FastAPI runs them in its thread pool, off the event loop.
     def progress(
+        request: Request,
         *,
         event_type: Annotated[
             EventTypeName | None, Query(description="only events of this type")
@@ -752,6 +777,14 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
         ] = None,
         until: Annotated[
             Since | None, Query(description="only events created before (ISO-8601)")
+        ] = None,
+        before: Annotated[
+            int | None,
+            Query(
+                ge=1,
+                description="only events recorded before the event of this id: the next "
+                "page, as the answer's Link header gives it",
+            ),
         ] = None,
         source: Annotated[
             list[str] | None,
@@ -770,29 +803,29 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
 
         An answer holds at most 8 MB of events (each event is at most 1 MB), and at least
         one event: when that bound stops it before ``limit``, the header
-        ``X-Statehub-Truncated`` says how many events it holds. Ask for the rest with
-        ``until`` set to the ``created_at`` of the last event answered."""
-        parts: list[bytes] = []
-        size = 2  # the brackets
-        cut = False
+        ``X-Statehub-Truncated`` says how many events it holds. When more events match, the
+        header ``Link: <...&before=ID>; rel="next"`` names the next page (the same query,
+        ``before`` the id of the last event answered): following it lists every event once,
+        even those recorded in the same millisecond."""
         with pool.store() as db:
-            # A few events read at a time, each serialized at once, so the answer's bound
-            # bounds the memory too.
-            for event in db.iter_events(
-                event_type=event_type,
-                limit=limit,
-                since=since,
-                until=until,
-                sources=source,
-                completed=completed,
-            ):
-                part = _json_bytes(event.as_dict())
-                if parts and size + len(part) + 1 > PROGRESS_BYTES:
-                    cut = True
-                    break
-                parts.append(part)
-                size += len(part) + 1
-        headers = {TRUNCATED_HEADER: str(len(parts))} if cut else None
+            # One more than asked: is there a next page?
+            parts, cut, last_id = _event_page(
+                db.iter_events(
+                    event_type=event_type,
+                    limit=limit + 1,
+                    since=since,
+                    until=until,
+                    before=before,
+                    sources=source,
+                    completed=completed,
+                ),
+                limit,
+            )
+        headers = {TRUNCATED_HEADER: str(len(parts))} if cut else {}
+        if last_id is not None:
+            # A relative reference: the Host a client or proxy sent is not ours to repeat.
+            following = request.url.include_query_params(before=last_id)
+            headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
         return Response(
             b"[" + b",".join(parts) + b"]", media_type="application/json", headers=headers
         )
@@ -812,7 +845,12 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
                             "description": "only when the answer's size bound (8 MB) stopped "
                             "it before limit: how many events it holds",
                             "schema": {"type": "integer"},
-                        }
+                        },
+                        "Link": {
+                            "description": "only when more events match: "
+                            '<the same query with before=ID>; rel="next"',
+                            "schema": {"type": "string"},
+                        },
                     },
                 },
             },

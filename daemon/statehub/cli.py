@@ -295,7 +295,11 @@ def cmd_events(args: argparse.Namespace) -> int:
     with store:
         # Read a few at a time and printed as read: up to --limit events of up to 1 MB
         # each are never held at once (issue 25).
-        show(store.iter_events(event_type=args.event_type, limit=args.limit, since=since))
+        show(
+            store.iter_events(
+                event_type=args.event_type, limit=args.limit, since=since, before=args.before
+            )
+        )
     return 0
 
 
@@ -794,6 +798,12 @@ def build_parser() -> argparse.ArgumentParser:  # one statement a command
     )
     events.add_argument(
         "--since-hours", type=_positive_float, metavar="H", help="only the last H hours"
+    )
+    events.add_argument(
+        "--before",
+        type=_bounded_int(1, 2**63 - 1),
+        metavar="ID",
+        help="only events recorded before the event of this id (the next page: the last id shown)",
     )
 
     _add_baseline(add, as_json)

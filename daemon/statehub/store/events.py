@@ -77,14 +77,17 @@ class Events(StoreBase):
         limit: int = 50,
         since: datetime | None = None,
         until: datetime | None = None,
+        before: int | None = None,
         oldest_first: bool = False,
         sources: Sequence[str] | None = None,
         completed: bool = False,
     ) -> list[ProgressEvent]:
         """Events, newest first unless ``oldest_first``; ``since``/``until`` bound created_at
-        (``[since, until)``); ``sources``: of these ``detail.source`` only; ``completed``:
-        sweeps that ran to their end only (neither lock-skipped, interrupted nor cancelled).
-        Read in one query: for many events, :meth:`iter_events`.
+        (``[since, until)``); ``before``: only events recorded before the event of that id
+        (a smaller id: the next page after it, whatever the times); ``sources``: of these
+        ``detail.source`` only; ``completed``: sweeps that ran to their end only (neither
+        lock-skipped, interrupted nor cancelled). Read in one query: for many events,
+        :meth:`iter_events`.
         """
         return list(
             self.iter_events(
@@ -92,6 +95,7 @@ class Events(StoreBase):
                 limit=limit,
                 since=since,
                 until=until,
+                before=before,
                 oldest_first=oldest_first,
                 sources=sources,
                 completed=completed,
@@ -106,6 +110,7 @@ class Events(StoreBase):
         limit: int = 50,
         since: datetime | None = None,
         until: datetime | None = None,
+        before: int | None = None,
         oldest_first: bool = False,
         sources: Sequence[str] | None = None,
         completed: bool = False,
@@ -117,6 +122,11 @@ class Events(StoreBase):
         clauses, params = event_filter(
             event_type, since, until, sources=sources, completed=completed
         )
+        if before is not None:
+            # The order is the id's (the order events were recorded in), so an id is an
+            # exact cursor; a time is not: several events can share a millisecond.
+            clauses.append("id < ?")
+            params.append(before)
         order, after = ("ASC", ">") if oldest_first else ("DESC", "<")
         last: int | None = None
         left = limit
