@@ -277,10 +277,10 @@ def read_bytes(path: Path, limit: int) -> tuple[bytes, os.stat_result] | None:
             raise GitReadError(f"{path} is {kind}, not a file: reading it would block git")
         if info.st_size > limit:
             raise TooLargeError(f"{path} is too large to be git metadata ({info.st_size} bytes)")
-        # One read for a file of the size its stat gave (a regular file reads short only at
-        # its end); one that grew since is read on to its end.
+        # One read for a file of the size its stat gave; one that grew since, or a read
+        # cut short (a network file system may), goes on to the end.
         data = os.read(fd, info.st_size + 1)
-        if len(data) > info.st_size:
+        if len(data) != info.st_size:
             chunks = [data]
             while chunk := os.read(fd, 1 << 16):
                 chunks.append(chunk)
