@@ -40,7 +40,7 @@ from statehub.outcome import RepoOutcome, RepoTask, Standing, Target
 from statehub.pool import WorkerPool, usable_cores
 from statehub.retention import maybe_prune
 from statehub.settings import Settings
-from statehub.store import Assessment, ProgressEvent, Store
+from statehub.store import Assessment, ProgressEvent, StandingSummary, Store
 from statehub.timefmt import iso, utc_now
 
 __all__ = ["EVENT_ALL", "EVENT_CHOSEN", "EVENT_TYPES", "discover", "run_sweep", "select"]
@@ -425,7 +425,8 @@ def _sweep_locked(
         ),
     )
 
-    standing = db.assessments()
+    # Without their findings: an unchanged repo needs none of them (issue 25).
+    standing = db.standing_summaries()
     # A repo never read into the workplan registry is read again, not clean-skipped, so
     # that the registry holds every repo's plans from the first sweep that has it.
     registered = db.registered_repos()
@@ -464,11 +465,12 @@ def _sweep_locked(
 
     assessed_at = iso(utc_now())
     # Each finding marked new or not against the repo's previous standing assessment.
-    kept = {outcome.target.name: _unread_kept(outcome, standing) for outcome in reassessed}
+    previous = db.assessments(repos=[outcome.target.name for outcome in reassessed])
+    kept = {outcome.target.name: _unread_kept(outcome, previous) for outcome in reassessed}
     marked = {
         outcome.target.name: mark_new(
             [finding.as_dict() for finding in outcome.findings] + kept[outcome.target.name],
-            standing.get(outcome.target.name),
+            previous.get(outcome.target.name),
             assessed_at,
         )
         for outcome in reassessed
@@ -498,7 +500,7 @@ def _sweep_locked(
     )
     _touch_clean(db, reused, assessed_at)
     db.forget_repos(missing_names)
-    needs_action, clean = _evidence(outcomes, standing, marked)
+    needs_action, clean = _evidence(outcomes, standing, marked, db)
 
     # The sweep's own error first: it tells why the rest were not reached, and an event
     # whose errors the size bound cuts keeps it (statehub.eventsize).
@@ -541,7 +543,7 @@ def _sweep_locked(
     )
 
 
-def _unread_kept(outcome: RepoOutcome, standing: dict[str, Assessment]) -> list[dict[str, Any]]:
+def _unread_kept(outcome: RepoOutcome, previous: dict[str, Assessment]) -> list[dict[str, Any]]:
     """The previous findings of what this read could not read: a file, or the whole repo.
 
     A file that a content check could not read (a C-00 naming it, issue 20) keeps what the
@@ -551,15 +553,15 @@ def _unread_kept(outcome: RepoOutcome, standing: dict[str, Assessment]) -> list[
     it, so two users sweeping one repo in turn do not make the finding new at every turn.
     The C-00 says what was not read; the repo is read again at the next sweep.
     """
-    previous = standing.get(outcome.target.name)
-    if previous is None or not outcome.errors:
+    last = previous.get(outcome.target.name)
+    if last is None or not outcome.errors:
         return []
     if outcome.fingerprint is None and len(outcome.errors) == len(outcome.findings):
-        return [finding for finding in previous.findings if finding["check"] != AUTOMATION_ERROR]
+        return [finding for finding in last.findings if finding["check"] != AUTOMATION_ERROR]
     unread = {f.path for f in outcome.errors if f.path is not None}
     return [
         finding
-        for finding in previous.findings
+        for finding in last.findings
         if finding["check"] in _CONTENT_CHECKS and finding.get("path") in unread
     ]
 
@@ -587,8 +589,9 @@ lists, findings and repo names, are bounded apart (:mod:`statehub.eventsize`).""
 
 def _evidence(
     outcomes: list[RepoOutcome],
-    standing: dict[str, Assessment],
+    standing: dict[str, StandingSummary],
     marked: dict[str, list[dict[str, Any]]],
+    db: Store,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """``repos_processed`` and ``skipped_clean`` (contract section 4): findings or none.
 
@@ -599,24 +602,26 @@ def _evidence(
     ``skipped_clean`` is in name order (the store keeps it as the rest of the fleet).
     Finding lists are cut to :data:`EVENT_FINDINGS_PER_REPO` a repo and
     :data:`EVENT_FINDINGS` an event (issue 25); the lists' bytes are bounded after
-    (:func:`statehub.eventsize.fit_lists`).
+    (:func:`statehub.eventsize.fit_lists`). Of an unchanged repo, only the findings listed
+    are read from ``db``.
     """
     entries: list[dict[str, Any]] = []
     clean: list[str] = []
     budget = EVENT_FINDINGS
     for outcome in outcomes:
         name = outcome.target.name
+        wanted = min(EVENT_FINDINGS_PER_REPO, budget)
         if outcome.kind == RepoKind.ASSESSED:
-            head, found = outcome.head, marked[name]
+            head, total = outcome.head, len(marked[name])
+            listed = marked[name][:wanted]
         elif outcome.kind == RepoKind.UNCHANGED and name in standing:
-            head = standing[name].head
-            found = standing[name].findings
+            head, total = standing[name].head, standing[name].findings_total
+            listed = db.standing_findings(repo=name, limit=wanted)[0] if total and wanted else []
         else:
             continue  # missing or over budget
-        if not found:
+        if not total:
             clean.append(name)
             continue
-        listed = found[: min(EVENT_FINDINGS_PER_REPO, budget)]
         budget -= len(listed)
         reassessed = outcome.kind == RepoKind.ASSESSED
         # `line` only where the finding has one (C-04, C-21, C-23; issue 21).
@@ -634,10 +639,10 @@ def _evidence(
             "reassessed": reassessed,
             "findings": findings,
         }
-        if len(listed) < len(found):
+        if len(listed) < total:
             # The rest stay in the repo's standing assessment (/repos/NAME, statehub
             # findings): no repo, nor the fleet, may make every event huge (issue 25).
-            entry["findings_total"] = len(found)
+            entry["findings_total"] = total
             entry["truncated"] = True
         entries.append(entry)
     return entries, sorted(clean)
@@ -657,7 +662,7 @@ def _task(
     settings: Settings,
     target: Target,
     checks: EffectiveChecks,
-    standing: Assessment | None,
+    standing: StandingSummary | None,
     remote: bool,
 ) -> RepoTask:
     return RepoTask(

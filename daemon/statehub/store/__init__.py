@@ -28,7 +28,7 @@ from statehub.store.assessments import Assessments
 from statehub.store.connection import BUSY_TIMEOUT_MS, MIN_FREE_BYTES, StoreBase, free_bytes
 from statehub.store.events import Events
 from statehub.store.hubstate import HubState
-from statehub.store.records import ActivityRun, Assessment, ProgressEvent
+from statehub.store.records import ActivityRun, Assessment, ProgressEvent, StandingSummary
 from statehub.store.reports import Reports
 from statehub.store.runs import Runs
 from statehub.store.workplans import Workplans
@@ -39,6 +39,7 @@ __all__ = [
     "ActivityRun",
     "Assessment",
     "ProgressEvent",
+    "StandingSummary",
     "Store",
     "StoreBase",
     "free_bytes",

@@ -7,28 +7,60 @@ Read and written by every sweep; the unchanged re-sweep's reads and writes are r
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from statehub.store.compact import to_json
 from statehub.store.connection import StoreBase
-from statehub.store.records import Assessment
+from statehub.store.records import Assessment, StandingSummary
 
 
 class Assessments(StoreBase):
     """The queries of ``repo_assessments`` and ``findings``."""
 
-    def assessments(self) -> dict[str, Assessment]:
-        """Every repo's standing assessment, by repo name."""
+    def standing_summaries(self) -> dict[str, StandingSummary]:
+        """Every repo's standing assessment without its findings (their number only), by
+        repo name: what a sweep reads before its workers begin."""
         # Raw SQL: every sweep reads these, the unchanged re-sweep too (module docstring).
         with self._guard() as connection:
             rows = connection.execute(
-                "SELECT repo, path, head, fingerprint, assessed_at, watch FROM repo_assessments"
+                "SELECT repo, head, fingerprint, assessed_at, watch, status,"
+                " (SELECT count(*) FROM findings f WHERE f.repo = a.repo)"
+                " FROM repo_assessments a"
+            ).fetchall()
+        return {
+            row[0]: StandingSummary(
+                repo=row[0],
+                head=row[1],
+                fingerprint=row[2],
+                assessed_at=row[3],
+                watch=tuple(json.loads(row[4])),
+                status=row[5],
+                findings_total=int(row[6]),
+            )
+            for row in rows
+        }
+
+    def assessments(self, repos: Collection[str] | None = None) -> dict[str, Assessment]:
+        """Every repo's standing assessment (or those of ``repos``), by repo name."""
+        # Raw SQL: every sweep reads those of the repos it read again (module docstring).
+        where, params = "", []
+        if repos is not None:  # one parameter, however many repos
+            where, params = (
+                " WHERE repo IN (SELECT value FROM json_each(?))",
+                [json.dumps(list(repos))],
+            )
+        with self._guard() as connection:
+            rows = connection.execute(
+                "SELECT repo, path, head, fingerprint, assessed_at, watch"  # noqa: S608
+                f" FROM repo_assessments{where}",
+                params,
             ).fetchall()
             found: dict[str, list[dict[str, Any]]] = {}
             for repo, *columns, line, line_hash in connection.execute(
-                "SELECT repo, check_id, message, path, first_seen, new, line, line_hash"
-                " FROM findings ORDER BY repo, seq"
+                "SELECT repo, check_id, message, path, first_seen, new, line, line_hash"  # noqa: S608
+                f" FROM findings{where} ORDER BY repo, seq",
+                params,
             ):
                 found.setdefault(repo, []).append(
                     finding_of_row(*columns, line=line, line_hash=line_hash)

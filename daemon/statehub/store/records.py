@@ -69,6 +69,21 @@ class Assessment:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StandingSummary:
+    """What a sweep needs of a repo's standing assessment before it reads the repo, without
+    its findings: a repo may hold a hundred thousand, and an unchanged one needs none of
+    them (issue 25)."""
+
+    repo: str
+    head: str | None
+    fingerprint: str | None
+    assessed_at: str
+    watch: tuple[str, ...]
+    status: str  # as stored: ``error`` (a C-00), ``findings`` or ``ok``
+    findings_total: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class ActivityRun:
     """One row of ``activity_runs``: a fire of the daemon's schedule definition."""
 
