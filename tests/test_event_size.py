@@ -220,3 +220,31 @@ def test_an_event_within_the_budget_lists_everything() -> None:
         "repos_over_budget": 1,
         "accepted": {"total": 2, "repos": {"a": 2}},
     }
+
+
+def test_a_configuration_of_many_empty_roots_keeps_the_event_under_1_mb(
+    tmp_path: Path, fleet: Path
+) -> None:
+    """3,000 configured roots that do not exist, each named by a 300-character path, and
+    one that holds a repo: the sweep's warnings (1.0 MB of them) are cut to their budget,
+    their last line says how many more, warnings_total counts them all, and the event is
+    under 1 MB; `statehub config check` still lists every one."""
+    make_repo(fleet, "alpha")
+    gone = [str(tmp_path / "gone" / (f"{n:05d}-" + "x" * 290)) for n in range(3000)]
+    config = write_config(tmp_path, roots=[fleet, *gone])
+    swept = statehub("sweep", "--json", config=config)
+    assert swept.returncode == 0, swept.stderr
+    event = event_rows(tmp_path / "statehub.db")[-1]
+    detail = event["detail"]
+    assert len(json.dumps(event).encode()) < 1_000_000
+    assert detail["warnings_total"] == 3000
+    listed = detail["warnings"]
+    assert 100 < len(listed) < 3000
+    assert listed[:-1] == [
+        f"repos.roots: {path} does not exist" for path in gone[: len(listed) - 1]
+    ]
+    more = 3000 - (len(listed) - 1)
+    assert listed[-1] == f"... and {more} more warning(s): statehub config check lists them all"
+    assert json.loads(swept.stdout)["detail"]["warnings_total"] == 3000
+    checked = statehub("config", "check", config=config)
+    assert checked.stdout.count(" does not exist") + checked.stderr.count(" does not exist") == 3000

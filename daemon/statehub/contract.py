@@ -82,6 +82,9 @@ class Detail:
     count: the rest are in their standing assessments (``/repos``, ``statehub findings``)."""
     AUTOMATION_ERRORS_TOTAL: Final = "automation_errors_total"
     """Only when ``automation_errors`` lists fewer than occurred: how many did."""
+    WARNINGS_TOTAL: Final = "warnings_total"
+    """Only when ``warnings`` was cut to its bound (its last line then says how many more):
+    how many warnings the sweep had."""
 
 
 _ONLY_WHEN_CUT_OR_TRUE: Final = frozenset(
@@ -92,6 +95,7 @@ _ONLY_WHEN_CUT_OR_TRUE: Final = frozenset(
         "FINDINGS_TRUNCATED",
         "REPOS_TRUNCATED",
         "AUTOMATION_ERRORS_TOTAL",
+        "WARNINGS_TOTAL",
     }
 )
 DETAIL_KEYS: Final = frozenset(

@@ -14,7 +14,8 @@ most :data:`EVENT_FINDINGS_BYTES`), ``skipped_missing``, ``skipped_budget``,
 ``repos_clean``, ``repos_missing``, ``repos_over_budget`` always, ``repos_truncated: true``
 when a list of repos was cut, ``automation_errors_total`` when the errors were, and
 ``"truncated": true`` in ``accepted`` when its repos were. What the event leaves out stays
-in the standing assessments (``GET /repos``, ``statehub findings``).
+in the standing assessments (``GET /repos``, ``statehub findings``). Its ``warnings`` have a
+budget of their own (:func:`fit_warnings`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ from statehub.contract import Detail
 T = TypeVar("T")
 
 EVENT_LIST_BYTES = 900_000
-"""Bytes of compact JSON the lists of one event hold at most, together: with its other
-keys (about 2 KB, plus a warning for each configured root that holds no repo) the event
-stays under 1 MB whatever the fleet."""
+"""Bytes of compact JSON the lists of one event hold at most, together: with its
+``warnings`` (:data:`EVENT_WARNINGS_BYTES`) and its other keys (about 2 KB) the event stays
+under 1 MB whatever the fleet."""
+
+EVENT_WARNINGS_BYTES = 50_000
+"""Bytes of an event's ``warnings`` (a line for each configured root that holds no repo):
+a configuration may name 10,000 roots."""
 
 EVENT_FINDINGS_BYTES = 400_000
 """Bytes of findings the entries of ``repos_processed`` list at most, together: long
@@ -53,6 +58,18 @@ def prefix(items: Sequence[T], room: int) -> tuple[list[T], int]:
             return list(items[:index]), used
         used += size
     return list(items), used
+
+
+def fit_warnings(warnings: Sequence[str]) -> dict[str, Any]:
+    """An event's ``warnings`` within :data:`EVENT_WARNINGS_BYTES`, a mapping to update the
+    detail with. When cut, a last line says how many more there are (``statehub config
+    check`` lists them all) and ``warnings_total`` counts them."""
+    kept, _ = prefix(warnings, EVENT_WARNINGS_BYTES)
+    if len(kept) == len(warnings):
+        return {Detail.WARNINGS: kept}
+    more = len(warnings) - len(kept)
+    kept.append(f"... and {more} more warning(s): statehub config check lists them all")
+    return {Detail.WARNINGS: kept, Detail.WARNINGS_TOTAL: len(warnings)}
 
 
 def _entries(entries: Sequence[dict[str, Any]], room: int) -> tuple[list[dict[str, Any]], int]:

@@ -32,7 +32,7 @@ from statehub.contract import (
     RepoKind,
 )
 from statehub.errors import UsageError, WorkerError
-from statehub.eventsize import fit_lists
+from statehub.eventsize import fit_lists, fit_warnings
 from statehub.findings import mark_new
 from statehub.fleetscan import depth_reaching_all, holds_git, repos_below
 from statehub.lock import SweepLock
@@ -520,7 +520,6 @@ def _sweep_locked(
         repos_reassessed=len(reassessed),
         new_findings=sum(mark["new"] for marks in marked.values() for mark in marks),
         workplan_changes=plan_changes,
-        warnings=root_warnings(settings),
         exit_code=1 if errors else 0,
         automation_error=bool(errors),
         assessment_failures=db.count_failing_repos(),
@@ -536,6 +535,7 @@ def _sweep_locked(
             accepted=_accepted_counts(db, [o.target.name for o in outcomes if o.kind in _REACHED]),
         )
     )
+    detail.update(fit_warnings(root_warnings(settings)))
     if any(entry.get("truncated") for entry in detail[Detail.REPOS_PROCESSED]):
         detail[Detail.FINDINGS_TRUNCATED] = True
     return db.append_event(

@@ -49,8 +49,6 @@ SUMMARY_ERRORS = 5
 """Automation errors named in a run's summary (``automation_errors_total`` counts them all)."""
 SUMMARY_MESSAGE_CHARS = 300
 """Characters of an automation error's message in a run's summary."""
-WARNINGS_TOTAL = "warnings_total"
-"""The key of a run's summary that counts the detail's ``warnings`` (never cut)."""
 
 
 def event_summary(event: dict[str, Any]) -> dict[str, Any]:
@@ -67,8 +65,7 @@ def event_summary(event: dict[str, Any]) -> dict[str, Any]:
         if value is None or isinstance(value, (str, int, float, bool))
     }
     figures.update(list_counts(detail))
-    warnings = detail.get(Detail.WARNINGS)
-    figures[WARNINGS_TOTAL] = len(warnings) if isinstance(warnings, list) else 0
+    figures[Detail.WARNINGS_TOTAL] = counted(detail, Detail.WARNINGS_TOTAL, Detail.WARNINGS)
     errors = [e for e in detail.get(Detail.AUTOMATION_ERRORS) or [] if isinstance(e, dict)]
     figures[Detail.AUTOMATION_ERRORS] = [
         {"repo": error.get("repo"), "message": str(error.get("message"))[:SUMMARY_MESSAGE_CHARS]}
