@@ -787,7 +787,9 @@ def test_progress_pages_by_its_link_list_every_event_once(tmp_path: Path, fleet:
             until = page[-1]["created_at"]
         unknown = http.get("/progress/", params={"before": 1})
         invalid = http.get("/progress/", params={"before": 0})
+        too_large = http.get("/progress/", params={"before": 2**64})
     assert pages == [[7, 6], [5, 4], [3, 2], [1]]
     assert by_time == [7, 6, 5, 4, 2, 1]  # the old recipe lost event 3
     assert unknown.status_code == 200 and unknown.json() == []  # nothing before the first
     assert invalid.status_code == 422
+    assert too_large.status_code == 422  # not a 500: no id is past SQLite's integers

@@ -782,6 +782,7 @@ def _add_read_routes(app: FastAPI, pool: StorePool, database: Path) -> None:
             int | None,
             Query(
                 ge=1,
+                le=2**63 - 1,  # SQLite's integers: a larger one is no id
                 description="only events recorded before the event of this id: the next "
                 "page, as the answer's Link header gives it",
             ),
