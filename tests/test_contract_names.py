@@ -27,7 +27,16 @@ def _spelled_keys(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("module", ["store/reports.py", "sweepsummary.py", "eventsize.py"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "store/reports.py",
+        "store/events.py",
+        "store/compact.py",
+        "sweepsummary.py",
+        "eventsize.py",
+    ],
+)
 def test_a_reader_of_the_detail_spells_its_keys_through_the_contract(module: str) -> None:
     """No string literal of the module is a detail key: each comes from contract.Detail."""
     assert _spelled_keys((PACKAGE / module).read_text(encoding="utf-8")) == []

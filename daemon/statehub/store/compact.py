@@ -16,11 +16,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from statehub.contract import Detail
 from statehub.store.records import ProgressEvent
 
 # The columns of sweep_events from which read_events() rebuilds whole details in Python (the
 # view progress_events does the same in SQL, for outside tools, much more slowly).
 STORED_DETAIL = "detail, entries, fleet, clean_bits"
+
+
+def detail_field(key: str) -> str:
+    """The SQL of one key of an event's stored ``detail`` (a name of :class:`Detail`): a
+    JSON boolean comes back as 0/1, a missing key as None."""
+    return f"json_extract(detail, '$.{key}')"
 
 
 _ENTRY_KEYS = ["repo", "head", "reassessed", "findings"]
@@ -51,8 +58,11 @@ def compact_detail(detail: dict[str, Any]) -> CompactDetail | None:
     the view rebuilds both lists from the entries, the fleet (every repo the event names)
     and a bit set of the clean ones. Anything else is stored whole.
     """
-    processed = detail.get("repos_processed")
-    lists = [detail.get(key) for key in ("skipped_clean", "skipped_missing", "skipped_budget")]
+    processed = detail.get(Detail.REPOS_PROCESSED)
+    lists = [
+        detail.get(key)
+        for key in (Detail.SKIPPED_CLEAN, Detail.SKIPPED_MISSING, Detail.SKIPPED_BUDGET)
+    ]
     if not isinstance(processed, list) or not all(isinstance(names, list) for names in lists):
         return None
     entries = [compact_entry(entry) for entry in processed]
@@ -74,7 +84,7 @@ def compact_detail(detail: dict[str, Any]) -> CompactDetail | None:
     for index, name in enumerate(fleet):
         if name in chosen:
             digits[index // 4] |= 1 << (index % 4)
-    head_detail = {**detail, "repos_processed": [], "skipped_clean": []}
+    head_detail = {**detail, Detail.REPOS_PROCESSED: [], Detail.SKIPPED_CLEAN: []}
     return CompactDetail(
         head=head_detail,
         entries=[entry for entry in entries if entry is not None],
@@ -188,8 +198,8 @@ def read_events(
                     entry |= {"findings_total": total, "truncated": True}
                 processed.append(entry)
             bits = str(row[6])
-            detail["repos_processed"] = processed
-            detail["skipped_clean"] = [
+            detail[Detail.REPOS_PROCESSED] = processed
+            detail[Detail.SKIPPED_CLEAN] = [
                 name
                 for index, name in enumerate(fleets[int(row[5])])
                 if int(bits[index // 4], 16) >> (index % 4) & 1

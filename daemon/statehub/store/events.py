@@ -10,9 +10,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from statehub.contract import Detail
 from statehub.store.compact import (
     STORED_DETAIL,
     compact_detail,
+    detail_field,
     mark_used,
     read_events,
     store_lists,
@@ -233,12 +235,12 @@ def event_filter(
     params: list[Any] = []
     if completed:
         clauses.append(
-            "json_extract(detail, '$.lock_skipped') = 0"
-            " AND coalesce(json_extract(detail, '$.interrupted'), 0) = 0"
-            " AND coalesce(json_extract(detail, '$.cancelled'), 0) = 0"
+            f"{detail_field(Detail.LOCK_SKIPPED)} = 0"
+            f" AND coalesce({detail_field(Detail.INTERRUPTED)}, 0) = 0"
+            f" AND coalesce({detail_field(Detail.CANCELLED)}, 0) = 0"
         )
     if sources is not None:
-        clauses.append(f"json_extract(detail, '$.source') IN ({','.join('?' * len(sources))})")
+        clauses.append(f"{detail_field(Detail.SOURCE)} IN ({','.join('?' * len(sources))})")
         params.extend(sources)
     if event_type is not None:
         clauses.append("event_type = ?")

@@ -2,7 +2,8 @@
 
 The few detail fields the reports read are extracted in SQL (:data:`SWEEP_COLUMNS`), so
 that a window of thousands of events is read without parsing whole details in Python. Every
-key of a detail is spelled through :class:`statehub.contract.Detail`, in SQL too (:func:`_field`).
+key of a detail is spelled through :class:`statehub.contract.Detail`, in SQL too
+(:func:`statehub.store.compact.detail_field`).
 """
 
 from __future__ import annotations
@@ -11,27 +12,20 @@ from datetime import datetime
 from typing import Any
 
 from statehub.contract import Detail
-from statehub.store.compact import STORED_DETAIL, read_events, to_json
+from statehub.store.compact import STORED_DETAIL, detail_field, read_events, to_json
 from statehub.store.connection import StoreBase
 from statehub.store.events import EVENTS_BATCH
 from statehub.store.records import ProgressEvent
 from statehub.timefmt import iso, parse_iso
 
-
-def _field(key: str) -> str:
-    """The SQL of one key of an event's ``detail`` (a name of :class:`Detail`); a JSON
-    boolean comes back as 0/1 and a missing key as None."""
-    return f"json_extract(detail, '$.{key}')"
-
-
-_SOURCE = _field(Detail.SOURCE)
-_LOCK_SKIPPED = _field(Detail.LOCK_SKIPPED)
+_SOURCE = detail_field(Detail.SOURCE)
+_LOCK_SKIPPED = detail_field(Detail.LOCK_SKIPPED)
 SWEEP_COLUMNS = ", ".join(
     [
         "created_at",
         "event_type",
         *(
-            _field(key)
+            detail_field(key)
             for key in (
                 Detail.SOURCE,
                 Detail.LOCK_SKIPPED,
@@ -111,9 +105,9 @@ class Reports(StoreBase):
             "SELECT source, outcome, sum(created_at >= ?), max(created_at), duration FROM ("  # noqa: S608
             f" SELECT {_SOURCE} AS source,"
             f" CASE WHEN {_LOCK_SKIPPED} THEN 'lock_skipped'"
-            f" WHEN {_field(Detail.AUTOMATION_ERROR)} THEN 'automation_error'"
+            f" WHEN {detail_field(Detail.AUTOMATION_ERROR)} THEN 'automation_error'"
             " ELSE 'ok' END AS outcome,"
-            f" created_at, {_field(Detail.DURATION_SECONDS)} AS duration"
+            f" created_at, {detail_field(Detail.DURATION_SECONDS)} AS duration"
             " FROM sweep_events WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?)"
             # SQLite takes the bare column 'duration' from the row that holds max(created_at).
             " GROUP BY source, outcome ORDER BY source, outcome"
