@@ -301,20 +301,15 @@ class Assessments(StoreBase):
         findings new since their repo's previous assessment. ``offset`` findings are
         skipped, then at most ``limit`` (None: every one) are read.
         """
-        clauses = ["repo = ?", "check_id = ?", "new = 1"]
-        wanted = [repo is not None, check is not None, new]
-        where = " AND ".join(clause for clause, on in zip(clauses, wanted, strict=True) if on)
-        where = f" WHERE {where}" if where else ""
-        params = [value for value in (repo, check) if value is not None]
-        with self._guard() as connection:
-            total = int(
-                connection.execute(f"SELECT count(*) FROM findings{where}", params).fetchone()[0]  # noqa: S608
-            )
-            rows = connection.execute(
-                "SELECT repo, check_id, message, path, first_seen, new, line, line_hash"  # noqa: S608
-                f" FROM findings{where} ORDER BY repo, seq LIMIT ? OFFSET ?",
-                (*params, -1 if limit is None else limit, offset),
-            ).fetchall()
+        rows, total = self._page(
+            "findings",
+            "repo, check_id, message, path, first_seen, new, line, line_hash",
+            repo=repo,
+            check=check,
+            new=new,
+            offset=offset,
+            limit=limit,
+        )
         page = [
             {"repo": name, **finding_of_row(*columns, line=line, line_hash=line_hash)}
             for name, *columns, line, line_hash in rows
@@ -337,25 +332,14 @@ class Assessments(StoreBase):
         keep one repo (exact name) or one check id. ``offset`` findings are skipped, then at
         most ``limit`` (None: every one) are read, as :meth:`standing_findings` does.
         """
-        clauses = [
-            clause
-            for clause, value in (("repo = ?", repo), ("check_id = ?", check))
-            if value is not None
-        ]
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        params = [value for value in (repo, check) if value is not None]
-        with self._guard() as connection:
-            total = int(
-                connection.execute(
-                    f"SELECT count(*) FROM accepted_findings{where}",  # noqa: S608
-                    params,
-                ).fetchone()[0]
-            )
-            rows = connection.execute(
-                "SELECT repo, check_id, message, path, line, line_hash"  # noqa: S608
-                f" FROM accepted_findings{where} ORDER BY repo, seq LIMIT ? OFFSET ?",
-                (*params, -1 if limit is None else limit, offset),
-            ).fetchall()
+        rows, total = self._page(
+            "accepted_findings",
+            "repo, check_id, message, path, line, line_hash",
+            repo=repo,
+            check=check,
+            offset=offset,
+            limit=limit,
+        )
         page = [
             {
                 "repo": name,
@@ -368,6 +352,35 @@ class Assessments(StoreBase):
             for name, check_id, message, path, line, line_hash in rows
         ]
         return page, total
+
+    def _page(
+        self,
+        table: str,
+        columns: str,
+        *,
+        repo: str | None,
+        check: str | None,
+        new: bool = False,
+        offset: int,
+        limit: int | None,
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """``columns`` of a page of ``table`` (``findings`` or ``accepted_findings``), by repo
+        then order found, and how many rows match in all: one repo, one check id, the new
+        findings only; ``offset`` rows skipped, then at most ``limit`` (None: every one)."""
+        clauses = ["repo = ?", "check_id = ?", "new = 1"]
+        wanted = [repo is not None, check is not None, new]
+        where = " AND ".join(clause for clause, on in zip(clauses, wanted, strict=True) if on)
+        where = f" WHERE {where}" if where else ""
+        params = [value for value in (repo, check) if value is not None]
+        with self._guard() as connection:
+            total = int(
+                connection.execute(f"SELECT count(*) FROM {table}{where}", params).fetchone()[0]  # noqa: S608
+            )
+            rows = connection.execute(
+                f"SELECT {columns} FROM {table}{where} ORDER BY repo, seq LIMIT ? OFFSET ?",  # noqa: S608
+                (*params, -1 if limit is None else limit, offset),
+            ).fetchall()
+        return rows, total
 
     def accepted_counts(self) -> dict[str, int]:
         """How many findings the baseline accepts in each repo's standing assessment."""
