@@ -649,14 +649,11 @@ def combine_fingerprint(
         sha.update(os.fsencode(f"{key.key}={key.value}@{key.origin}\n"))
     sha.update(os.fsencode("\n".join(layout.stamp)))
     sha.update(os.fsencode("\n".join(tracked_stats)))
-    for path in watch:  # untracked files, and the folders they sit in
-        sha.update(os.fsencode(_stat_line(f"{root}/{path}")))
-        sha.update(os.fsencode(_stat_line(f"{root}/{path}".rpartition("/")[0])))
+    # The untracked files, each followed by the folder it sits in.
+    watched = [f"{root}/{path}" for path in watch]
+    paths = (each for file in watched for each in (file, file.rpartition("/")[0]))
+    sha.update(os.fsencode("".join(_stat_lines(paths))))
     return sha.hexdigest()
-
-
-def _stat_line(path: str) -> str:
-    return _stat_lines([path])[0]
 
 
 def _stat_lines(paths: Iterable[str]) -> list[str]:
